@@ -1,0 +1,71 @@
+import type { DeleteProvenance } from '../contract/replica-adapter.js'
+import type { ConcordId, NativeId, OpId, PairId, ReplicaId, Version } from '../ids.js'
+import type { Fields, ItemKind } from '../model/item.js'
+import type { PushOp } from '../contract/replica-adapter.js'
+
+/** One entry of a replica's append-only change log: a record that really changed. */
+export interface LogEntry {
+  seq: number
+  concordId: ConcordId
+  nativeId: NativeId
+  kind: ItemKind
+  type: 'upsert' | 'delete'
+  version?: Version | undefined
+  hash?: string | undefined
+  fields?: Fields | undefined
+  modifiedAt?: number | undefined
+  provenance?: DeleteProvenance | undefined
+  /** When the engine recorded it (ms since epoch, from the injected clock). */
+  at: number
+}
+
+/** What the engine last saw of a native record. */
+export interface Snapshot {
+  concordId: ConcordId
+  kind: ItemKind
+  version: Version
+  /** Hash of the known canonical fields; '' when unknown (a push ack without a body). */
+  hash: string
+  deleted?: boolean | undefined
+}
+
+/** Where a Concord item lives on each replica. */
+export interface LinkRecord {
+  kind: ItemKind
+  natives: Partial<Record<ReplicaId, NativeId>>
+}
+
+/** The last agreed state of a linked item for one pair: the base (shadow) of the 3-way merge. */
+export interface BaseRecord {
+  kind: ItemKind
+  /** Agreed value of every field both sides have confirmed. */
+  fields: Fields
+  /** How many times each field was agreed (a per-field version, for explain and LWW tie-breaks). */
+  fieldVersions: Record<string, number>
+  /** Each side's record version when the base was last confirmed. */
+  versions: Partial<Record<ReplicaId, Version>>
+}
+
+/** A push waiting to be sent or acknowledged. Keyed by (pair, target replica, Concord id). */
+export interface OutboxEntry {
+  pairId: PairId
+  target: ReplicaId
+  op: PushOp
+  /** Fields that become agreed in the base when this op is acknowledged. */
+  agreed: Fields
+  /** Version of the source record the op was planned from. */
+  sourceReplica?: ReplicaId | undefined
+  sourceVersion?: Version | undefined
+  attempts: number
+  plannedAt: number
+  lastError?: { code: string; message: string } | undefined
+  /**
+   * The remote rejected the op because the record changed under us (412, or it is gone). The op is
+   * not retried as is: its fields go back into the next merge as the source side's change, so the
+   * remote's newer state and our intent are merged under the field policies. Nothing is lost.
+   */
+  remerge?: boolean | undefined
+}
+
+export type OutboxKey = { pairId: PairId; target: ReplicaId; concordId: ConcordId }
+export type { OpId }

@@ -1,0 +1,142 @@
+import { describe, expect, test } from 'vitest'
+import type { PullPage, RemoteChange } from '../contract/replica-adapter.js'
+import { type ConcordId, asConcordId, asCursor, asNativeId, asOpId, asPairId, asReplicaId, asVersion, concordIdFor } from '../ids.js'
+import { openMemoryStore } from './open-memory.js'
+import type { OutboxEntry } from './records.js'
+
+const crm = asReplicaId('crm')
+const pair = asPairId('p1')
+const n = asNativeId
+const v = asVersion
+
+function page(changes: RemoteChange[], cursor = 'c1', hasMore = false): PullPage {
+  return { changes, nextCursor: asCursor(cursor), hasMore }
+}
+const upsert = (id: string, version: string, fields: Record<string, unknown>, concordId?: string): RemoteChange => ({
+  type: 'upsert',
+  nativeId: n(id),
+  kind: 'contact',
+  version: v(version),
+  fields,
+  concordId: concordId === undefined ? undefined : asConcordId(concordId),
+})
+
+describe('ReplicaStore', () => {
+  test('a pulled page writes log, snapshots and cursor together', async () => {
+    const { store } = await openMemoryStore()
+    const result = await store.applyPulledPage(crm, page([upsert('a', '1', { givenName: 'Ann' }), upsert('b', '1', { givenName: 'Bo' })], 'cur-1'))
+    expect(result).toMatchObject({ logged: 2, headSeq: 2 })
+    expect(await store.getCursor(crm)).toBe('cur-1')
+    const log = await store.readLog(crm, 0)
+    expect(log.map((e) => [e.seq, e.nativeId, e.type])).toEqual([
+      [1, 'a', 'upsert'],
+      [2, 'b', 'upsert'],
+    ])
+    expect((await store.getSnapshot(crm, n('a')))?.concordId).toBe(concordIdFor(crm, n('a')))
+  })
+
+  test('replaying a page, or a page with duplicates, logs nothing twice', async () => {
+    const { store } = await openMemoryStore()
+    const p = page([upsert('a', '1', { givenName: 'Ann' }), upsert('a', '1', { givenName: 'Ann' })])
+    expect((await store.applyPulledPage(crm, p)).logged).toBe(1)
+    expect((await store.applyPulledPage(crm, p)).logged).toBe(0)
+    expect(await store.readLog(crm, 0)).toHaveLength(1)
+  })
+
+  test('changed means version changed and content changed', async () => {
+    const { store } = await openMemoryStore()
+    await store.applyPulledPage(crm, page([upsert('a', '1', { givenName: 'Ann' })]))
+    expect((await store.applyPulledPage(crm, page([upsert('a', '2', { givenName: 'Ann' })]))).logged).toBe(0) // touched, equal
+    expect((await store.getSnapshot(crm, n('a')))?.version).toBe('2')
+    expect((await store.applyPulledPage(crm, page([upsert('a', '3', { givenName: 'Anne' })]))).logged).toBe(1)
+  })
+
+  test('a delete is logged once with its provenance; unknown deletes are ignored', async () => {
+    const { store } = await openMemoryStore()
+    await store.applyPulledPage(crm, page([upsert('a', '1', { givenName: 'Ann' })]))
+    const del: RemoteChange = { type: 'delete', nativeId: n('a'), provenance: 'user-deleted' }
+    expect((await store.applyPulledPage(crm, page([del, { type: 'delete', nativeId: n('zzz'), provenance: 'user-deleted' }]))).logged).toBe(1)
+    expect((await store.applyPulledPage(crm, page([del]))).logged).toBe(0)
+    const log = await store.readLog(crm, 1)
+    expect(log[0]).toMatchObject({ type: 'delete', provenance: 'user-deleted' })
+    // a stale replay of the last version seen before the delete does not resurrect it
+    expect((await store.applyPulledPage(crm, page([upsert('a', '1', { givenName: 'Ann' })]))).logged).toBe(0)
+  })
+
+  test('a moved record keeps its Concord id and the removal at the old location is not a delete', async () => {
+    const { store } = await openMemoryStore()
+    await store.applyPulledPage(crm, page([upsert('old', '1', { givenName: 'Ann' }, 'c-ann')]))
+    await store.applyPulledPage(crm, page([upsert('new', '2', { givenName: 'Ann' }, 'c-ann'), { type: 'delete', nativeId: n('old'), provenance: 'user-deleted' }]))
+    const log = await store.readLog(crm, 0)
+    expect(log.map((e) => e.type)).toEqual(['upsert', 'upsert'])
+    expect((await store.getLink(asConcordId('c-ann')))?.natives[crm]).toBe('new')
+  })
+
+  test('resetCursor forgets the cursor so the next pull lists everything', async () => {
+    const { store } = await openMemoryStore()
+    await store.applyPulledPage(crm, page([], 'cur-9'))
+    await store.resetCursor(crm)
+    expect(await store.getCursor(crm)).toBeNull()
+  })
+
+  test('outbox: planned pushes survive until acknowledged; the ack updates base, link and snapshot at once', async () => {
+    const { store } = await openMemoryStore()
+    const mailbox = asReplicaId('mbx')
+    const concordId: ConcordId = asConcordId('c1')
+    const entry: OutboxEntry = {
+      pairId: pair,
+      target: mailbox,
+      op: { opId: asOpId('op1'), type: 'create', concordId, kind: 'contact', fields: { givenName: 'Ann' } },
+      agreed: { givenName: 'Ann' },
+      sourceReplica: crm,
+      sourceVersion: v('7'),
+      attempts: 0,
+      plannedAt: 0,
+    }
+    await store.commitPlan(pair, { outbox: [entry], bases: [], watermarks: { [crm]: 5 } })
+    expect(await store.listOutbox(pair, mailbox)).toHaveLength(1)
+    expect(await store.getWatermark(pair, crm)).toBe(5)
+    await store.ackPush(entry, { opId: entry.op.opId, nativeId: n('m1'), version: v('m-1'), fields: { givenName: 'Ann' } })
+    expect(await store.listOutbox(pair, mailbox)).toHaveLength(0)
+    expect(await store.getBase(pair, concordId)).toEqual({ kind: 'contact', fields: { givenName: 'Ann' }, fieldVersions: { givenName: 1 }, versions: { mbx: 'm-1', crm: '7' } })
+    expect((await store.getLink(concordId))?.natives[mailbox]).toBe('m1')
+    expect((await store.getSnapshot(mailbox, n('m1')))?.version).toBe('m-1')
+    // the echo of our own write is not a change
+    expect((await store.applyPulledPage(mailbox, page([upsert('m1', 'm-1', { givenName: 'Ann' }, 'c1')]))).logged).toBe(0)
+  })
+
+  test('a failed push is kept with its attempt count, or marked for re-merge and later retired', async () => {
+    const { store } = await openMemoryStore()
+    const mailbox = asReplicaId('mbx')
+    const entry: OutboxEntry = { pairId: pair, target: mailbox, op: { opId: asOpId('op1'), type: 'delete', concordId: asConcordId('c1'), kind: 'task', nativeId: n('x'), provenance: 'user-deleted' }, agreed: {}, attempts: 0, plannedAt: 0 }
+    await store.commitPlan(pair, { outbox: [entry], bases: [], watermarks: {} })
+    const { SyncError } = await import('../errors.js')
+    await store.settlePushFailure(entry, new SyncError('Transient', 'boom'), 'retry')
+    expect((await store.listOutbox(pair, mailbox))[0]).toMatchObject({ attempts: 1, lastError: { code: 'Transient' } })
+    await store.settlePushFailure(entry, new SyncError('PreconditionFailed', '412'), 'remerge')
+    expect((await store.listOutbox(pair, mailbox))[0]).toMatchObject({ attempts: 0, remerge: true })
+    await store.commitPlan(pair, { outbox: [], bases: [], watermarks: {}, retire: [{ target: mailbox, concordId: entry.op.concordId }] })
+    expect(await store.listOutbox(pair, mailbox)).toHaveLength(0)
+  })
+
+  test('ids containing the key separator are refused', async () => {
+    const { store } = await openMemoryStore()
+    await expect(store.applyPulledPage(asReplicaId('a!b'), page([]))).rejects.toThrow(/must not contain/)
+  })
+
+  test('a store of an unknown format is refused', async () => {
+    const { db } = await openMemoryStore()
+    await db.put('v1!meta', JSON.stringify({ format: 99 }))
+    const { ReplicaStore } = await import('./replica-store.js')
+    await expect(ReplicaStore.open(db)).rejects.toThrow(/Unsupported store format 99/)
+  })
+
+  test('log compaction removes merged entries but sequence numbers continue', async () => {
+    const { store } = await openMemoryStore()
+    await store.applyPulledPage(crm, page([upsert('a', '1', { givenName: 'A' }), upsert('b', '1', { givenName: 'B' })]))
+    await store.compactLog(crm, 1)
+    expect((await store.readLog(crm, 0)).map((e) => e.seq)).toEqual([2])
+    await store.applyPulledPage(crm, page([upsert('c', '1', { givenName: 'C' })]))
+    expect((await store.readLog(crm, 0)).map((e) => e.seq)).toEqual([2, 3])
+  })
+})

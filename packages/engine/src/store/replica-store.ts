@@ -1,0 +1,387 @@
+import type { AbstractBatchOperation, AbstractBatchOptions, AbstractLevel } from 'abstract-level'
+import type { PullPage, PushApplied } from '../contract/replica-adapter.js'
+import { SyncError } from '../errors.js'
+import { type ConcordId, type Cursor, type NativeId, type PairId, type ReplicaId, asCursor, concordIdFor } from '../ids.js'
+import { hashFields } from '../model/item.js'
+import { assertKeyPart, keys, prefixEnd } from './keys.js'
+import type { BaseRecord, LinkRecord, LogEntry, OutboxEntry, Snapshot } from './records.js'
+
+/** Any `abstract-level` database with string keys and values: classic-level, memory-level, browser-level. */
+export type StoreDatabase = AbstractLevel<string | Uint8Array | Buffer, string, string>
+
+type BatchOp = AbstractBatchOperation<StoreDatabase, string, string>
+
+export interface ReplicaStoreOptions {
+  /** Ask the backend to fsync every batch (classic-level `sync: true`). Default false. */
+  durable?: boolean | undefined
+  /** Clock for log timestamps (ms). Injected so that simulations are deterministic. */
+  now?: (() => number) | undefined
+  /**
+   * Called before every storage write with the number of operations in the batch. Tests use it to
+   * simulate a crash between two writes (throw, and the batch is not applied).
+   */
+  beforeWrite?: ((ops: number) => void) | undefined
+}
+
+export interface PageApplyResult {
+  /** Records that really changed and went into the log. */
+  logged: number
+  /** Records seen again unchanged (same version, or same content): no log entry. */
+  unchanged: number
+  headSeq: number
+}
+
+const STORE_FORMAT = 1
+
+/**
+ * The engine's durable state for every replica and pair, on one `abstract-level` database.
+ *
+ * Holds per replica an append-only change log, a snapshot of each known native record, the opaque
+ * cursor; per item the links; per pair the base, the merge watermarks and the outbox. Every method
+ * that writes does so in exactly one atomic batch, so a crash leaves either all or nothing of it.
+ */
+export class ReplicaStore {
+  private readonly durable: boolean
+  private readonly now: () => number
+  private readonly beforeWrite: ((ops: number) => void) | undefined
+  private readonly heads = new Map<ReplicaId, number>()
+
+  private constructor(
+    readonly db: StoreDatabase,
+    options: ReplicaStoreOptions,
+  ) {
+    this.durable = options.durable ?? false
+    this.now = options.now ?? Date.now
+    this.beforeWrite = options.beforeWrite
+  }
+
+  /** Opens (and if new, initialises) a store on `db`. Rejects a store written by an unknown format. */
+  static async open(db: StoreDatabase, options: ReplicaStoreOptions = {}): Promise<ReplicaStore> {
+    if (db.status === 'opening' || db.status === 'closed') await db.open()
+    const store = new ReplicaStore(db, options)
+    const meta = await db.get(keys.meta())
+    if (meta === undefined) {
+      await store.write([{ type: 'put', key: keys.meta(), value: JSON.stringify({ format: STORE_FORMAT }) }])
+    } else {
+      const format = (JSON.parse(meta) as { format?: unknown }).format
+      if (format !== STORE_FORMAT) throw new SyncError('Storage', `Unsupported store format ${String(format)} (this Concord reads format ${STORE_FORMAT})`)
+    }
+    return store
+  }
+
+  async close(): Promise<void> {
+    await this.db.close()
+  }
+
+  private async write(ops: BatchOp[]): Promise<void> {
+    if (ops.length === 0) return
+    this.beforeWrite?.(ops.length)
+    // `sync` is classic-level's fsync flag; other backends ignore unknown options.
+    await this.db.batch(ops, { sync: this.durable } as AbstractBatchOptions<string, string>)
+  }
+
+  private async getJson<T>(key: string): Promise<T | undefined> {
+    const raw = await this.db.get(key)
+    return raw === undefined ? undefined : (JSON.parse(raw) as T)
+  }
+
+  // ── cursors and log ────────────────────────────────────────────────────────────────────────
+
+  async getCursor(replicaId: ReplicaId): Promise<Cursor | null> {
+    const raw = await this.db.get(keys.cursor(replicaId))
+    return raw === undefined ? null : asCursor(raw)
+  }
+
+  /** Forgets a replica's cursor so that the next pull is a full listing (after `CursorExpiredError`). */
+  async resetCursor(replicaId: ReplicaId): Promise<void> {
+    await this.write([{ type: 'del', key: keys.cursor(replicaId) }])
+  }
+
+  async headSeq(replicaId: ReplicaId): Promise<number> {
+    const cached = this.heads.get(replicaId)
+    if (cached !== undefined) return cached
+    const raw = await this.db.get(keys.logHead(replicaId))
+    const head = raw === undefined ? 0 : Number(raw)
+    this.heads.set(replicaId, head)
+    return head
+  }
+
+  /**
+   * Records one pulled page: the log entries of records that really changed (version changed and
+   * content hash changed), the updated snapshots and links, and the new cursor — in one batch.
+   * Replaying a page, or a page with duplicates, logs nothing twice.
+   */
+  async applyPulledPage(replicaId: ReplicaId, page: PullPage): Promise<PageApplyResult> {
+    assertKeyPart(replicaId, 'replicaId')
+    const at = this.now()
+    let head = await this.headSeq(replicaId)
+    const startHead = head
+    const snapshots = new Map<NativeId, Snapshot | undefined>()
+    const links = new Map<ConcordId, LinkRecord>()
+    const ops: BatchOp[] = []
+    let logged = 0
+    let unchanged = 0
+
+    const distinctIds = [...new Set(page.changes.map((c) => c.nativeId))]
+    const stored = distinctIds.length > 0 ? await this.db.getMany(distinctIds.map((n) => keys.snapshot(replicaId, n))) : []
+    distinctIds.forEach((n, i) => snapshots.set(n, stored[i] === undefined ? undefined : (JSON.parse(stored[i]!) as Snapshot)))
+
+    const linkOf = async (concordId: ConcordId, kind: LinkRecord['kind']): Promise<LinkRecord> => {
+      let link = links.get(concordId)
+      if (!link) {
+        link = (await this.getLink(concordId)) ?? { kind, natives: {} }
+        links.set(concordId, link)
+      }
+      return link
+    }
+    const putSnapshot = (nativeId: NativeId, snapshot: Snapshot) => {
+      snapshots.set(nativeId, snapshot)
+      ops.push({ type: 'put', key: keys.snapshot(replicaId, nativeId), value: JSON.stringify(snapshot) })
+    }
+
+    for (const change of page.changes) {
+      const snap = snapshots.get(change.nativeId)
+      if (change.type === 'upsert') {
+        const hash = hashFields(change.fields)
+        if (snap && !snap.deleted && (snap.version === change.version || snap.hash === hash)) {
+          if (snap.version !== change.version) putSnapshot(change.nativeId, { ...snap, version: change.version, hash })
+          unchanged++
+          continue
+        }
+        if (snap?.deleted && snap.version === change.version) {
+          unchanged++ // a stale replay of a version we already saw deleted
+          continue
+        }
+        const concordId = change.concordId ?? snap?.concordId ?? concordIdFor(replicaId, change.nativeId)
+        const link = await linkOf(concordId, change.kind)
+        const previousNative = link.natives[replicaId]
+        if (previousNative !== undefined && previousNative !== change.nativeId) {
+          // The record moved (new native id, same stamped Concord id): retire the old location so
+          // that its later "removed" notice is not mistaken for a delete.
+          const old = snapshots.get(previousNative) ?? (await this.getSnapshot(replicaId, previousNative))
+          if (old) putSnapshot(previousNative, { ...old, deleted: true })
+        }
+        link.natives[replicaId] = change.nativeId
+        head++
+        const entry: LogEntry = {
+          seq: head,
+          concordId,
+          nativeId: change.nativeId,
+          kind: change.kind,
+          type: 'upsert',
+          version: change.version,
+          hash,
+          fields: change.fields,
+          modifiedAt: change.modifiedAt,
+          at,
+        }
+        ops.push({ type: 'put', key: keys.log(replicaId, head), value: JSON.stringify(entry) })
+        putSnapshot(change.nativeId, { concordId, kind: change.kind, version: change.version, hash })
+        logged++
+      } else {
+        if (!snap || snap.deleted) {
+          unchanged++
+          continue
+        }
+        const link = await linkOf(snap.concordId, snap.kind)
+        if (link.natives[replicaId] !== undefined && link.natives[replicaId] !== change.nativeId) {
+          putSnapshot(change.nativeId, { ...snap, deleted: true }) // an old location of a moved record
+          unchanged++
+          continue
+        }
+        delete link.natives[replicaId]
+        head++
+        const entry: LogEntry = {
+          seq: head,
+          concordId: snap.concordId,
+          nativeId: change.nativeId,
+          kind: snap.kind,
+          type: 'delete',
+          provenance: change.provenance,
+          at,
+        }
+        ops.push({ type: 'put', key: keys.log(replicaId, head), value: JSON.stringify(entry) })
+        putSnapshot(change.nativeId, { ...snap, deleted: true })
+        logged++
+      }
+    }
+    for (const [concordId, link] of links) ops.push({ type: 'put', key: keys.link(concordId), value: JSON.stringify(link) })
+    if (head !== startHead) ops.push({ type: 'put', key: keys.logHead(replicaId), value: String(head) })
+    ops.push({ type: 'put', key: keys.cursor(replicaId), value: page.nextCursor })
+    try {
+      await this.write(ops)
+    } catch (error) {
+      this.heads.delete(replicaId)
+      throw error
+    }
+    this.heads.set(replicaId, head)
+    return { logged, unchanged, headSeq: head }
+  }
+
+  /** Log entries with `seq > afterSeq`, oldest first, at most `limit`. */
+  async readLog(replicaId: ReplicaId, afterSeq: number, limit = Infinity): Promise<LogEntry[]> {
+    const out: LogEntry[] = []
+    const iterator = this.db.values({ gt: keys.log(replicaId, afterSeq), lt: prefixEnd(keys.logPrefix(replicaId)), limit: Number.isFinite(limit) ? limit : -1 })
+    try {
+      for (;;) {
+        const chunk = await iterator.nextv(1000)
+        if (chunk.length === 0) break
+        for (const raw of chunk) out.push(JSON.parse(raw) as LogEntry)
+      }
+    } finally {
+      await iterator.close()
+    }
+    return out
+  }
+
+  /**
+   * Deletes log entries up to and including `uptoSeq` (all pairs must have merged them). The head
+   * is kept, so sequence numbers never repeat.
+   */
+  async compactLog(replicaId: ReplicaId, uptoSeq: number): Promise<void> {
+    this.beforeWrite?.(1)
+    await this.db.clear({ gte: keys.logPrefix(replicaId), lte: keys.log(replicaId, uptoSeq) })
+  }
+
+  // ── snapshots and links ────────────────────────────────────────────────────────────────────
+
+  getSnapshot(replicaId: ReplicaId, nativeId: NativeId): Promise<Snapshot | undefined> {
+    return this.getJson<Snapshot>(keys.snapshot(replicaId, nativeId))
+  }
+
+  getLink(concordId: ConcordId): Promise<LinkRecord | undefined> {
+    return this.getJson<LinkRecord>(keys.link(concordId))
+  }
+
+  /** Every live snapshot of a replica (for resync checks and tests). */
+  async listSnapshots(replicaId: ReplicaId): Promise<Array<{ nativeId: NativeId; snapshot: Snapshot }>> {
+    const prefix = keys.snapshotPrefix(replicaId)
+    const out: Array<{ nativeId: NativeId; snapshot: Snapshot }> = []
+    for await (const [key, value] of this.db.iterator({ gte: prefix, lt: prefixEnd(prefix) })) {
+      const snapshot = JSON.parse(value) as Snapshot
+      if (!snapshot.deleted) out.push({ nativeId: String(key).slice(prefix.length) as NativeId, snapshot })
+    }
+    return out
+  }
+
+  // ── pairs: base, watermarks, outbox ────────────────────────────────────────────────────────
+
+  getBase(pairId: PairId, concordId: ConcordId): Promise<BaseRecord | undefined> {
+    return this.getJson<BaseRecord>(keys.base(pairId, concordId))
+  }
+
+  async getBases(pairId: PairId, concordIds: readonly ConcordId[]): Promise<Array<BaseRecord | undefined>> {
+    if (concordIds.length === 0) return []
+    const raw = await this.db.getMany(concordIds.map((c) => keys.base(pairId, c)))
+    return raw.map((r) => (r === undefined ? undefined : (JSON.parse(r) as BaseRecord)))
+  }
+
+  async listBases(pairId: PairId): Promise<Array<{ concordId: ConcordId; base: BaseRecord }>> {
+    const prefix = keys.basePrefix(pairId)
+    const out: Array<{ concordId: ConcordId; base: BaseRecord }> = []
+    for await (const [key, value] of this.db.iterator({ gte: prefix, lt: prefixEnd(prefix) })) {
+      out.push({ concordId: String(key).slice(prefix.length) as ConcordId, base: JSON.parse(value) as BaseRecord })
+    }
+    return out
+  }
+
+  async getWatermark(pairId: PairId, replicaId: ReplicaId): Promise<number> {
+    const raw = await this.db.get(keys.watermark(pairId, replicaId))
+    return raw === undefined ? 0 : Number(raw)
+  }
+
+  async getOutboxEntry(pairId: PairId, target: ReplicaId, concordId: ConcordId): Promise<OutboxEntry | undefined> {
+    return this.getJson<OutboxEntry>(keys.outbox(pairId, target, concordId))
+  }
+
+  async listOutbox(pairId: PairId, target: ReplicaId): Promise<OutboxEntry[]> {
+    const prefix = keys.outboxPrefix(pairId, target)
+    const out: OutboxEntry[] = []
+    for await (const value of this.db.values({ gte: prefix, lt: prefixEnd(prefix) })) out.push(JSON.parse(value) as OutboxEntry)
+    return out
+  }
+
+  /**
+   * Commits the result of merging a batch of log entries in one write: new or coalesced outbox
+   * entries, bases that changed without a push (both sides already agree), and the advanced merge
+   * watermarks. A crash before this write re-merges the same entries; after it, the outbox holds
+   * every push still owed.
+   */
+  async commitPlan(
+    pairId: PairId,
+    plan: {
+      outbox: readonly OutboxEntry[]
+      bases: ReadonlyArray<{ concordId: ConcordId; base: BaseRecord | null }>
+      watermarks: Partial<Record<ReplicaId, number>>
+      /** Outbox entries the plan supersedes (re-merged ops whose decision needs no write). */
+      retire?: ReadonlyArray<{ target: ReplicaId; concordId: ConcordId }> | undefined
+    },
+  ): Promise<void> {
+    assertKeyPart(pairId, 'pairId')
+    const ops: BatchOp[] = []
+    for (const { target, concordId } of plan.retire ?? []) ops.push({ type: 'del', key: keys.outbox(pairId, target, concordId) })
+    for (const entry of plan.outbox) ops.push({ type: 'put', key: keys.outbox(pairId, entry.target, entry.op.concordId), value: JSON.stringify(entry) })
+    for (const { concordId, base } of plan.bases) {
+      ops.push(base === null ? { type: 'del', key: keys.base(pairId, concordId) } : { type: 'put', key: keys.base(pairId, concordId), value: JSON.stringify(base) })
+    }
+    for (const [replicaId, seq] of Object.entries(plan.watermarks) as Array<[ReplicaId, number]>) {
+      ops.push({ type: 'put', key: keys.watermark(pairId, replicaId), value: String(seq) })
+    }
+    await this.write(ops)
+  }
+
+  /**
+   * Retires an acknowledged push together with its effects, in one write: the base takes the
+   * agreed fields, the link and the target's snapshot take the new native id and version (so the
+   * echo of our own write is not seen as a change).
+   */
+  async ackPush(entry: OutboxEntry, applied: PushApplied): Promise<void> {
+    const { pairId, target, op } = entry
+    const ops: BatchOp[] = [{ type: 'del', key: keys.outbox(pairId, target, op.concordId) }]
+    const link = (await this.getLink(op.concordId)) ?? { kind: op.kind, natives: {} }
+    const base = await this.getBase(pairId, op.concordId)
+    if (op.type === 'delete') {
+      const nativeId = op.nativeId ?? link.natives[target]
+      delete link.natives[target]
+      if (nativeId !== undefined) {
+        const snap = await this.getSnapshot(target, nativeId)
+        if (snap) ops.push({ type: 'put', key: keys.snapshot(target, nativeId), value: JSON.stringify({ ...snap, deleted: true }) })
+      }
+      ops.push({ type: 'del', key: keys.base(pairId, op.concordId) })
+    } else {
+      const nativeId = applied.nativeId ?? (op.type === 'update' ? op.nativeId : undefined)
+      if (nativeId === undefined) throw new SyncError('InvalidRemoteData', `Push ${op.opId} (create) was acknowledged without a native id`)
+      const previous = link.natives[target]
+      if (previous !== undefined && previous !== nativeId) {
+        const old = await this.getSnapshot(target, previous)
+        if (old) ops.push({ type: 'put', key: keys.snapshot(target, previous), value: JSON.stringify({ ...old, deleted: true }) })
+      }
+      link.natives[target] = nativeId
+      const next: BaseRecord = base ? { ...base, fields: { ...base.fields }, fieldVersions: { ...base.fieldVersions }, versions: { ...base.versions } } : { kind: op.kind, fields: {}, fieldVersions: {}, versions: {} }
+      for (const [name, value] of Object.entries(entry.agreed)) {
+        next.fields[name] = value
+        next.fieldVersions[name] = (next.fieldVersions[name] ?? 0) + 1
+      }
+      if (applied.version !== undefined) next.versions[target] = applied.version
+      if (entry.sourceReplica !== undefined && entry.sourceVersion !== undefined) next.versions[entry.sourceReplica] = entry.sourceVersion
+      ops.push({ type: 'put', key: keys.base(pairId, op.concordId), value: JSON.stringify(next) })
+      if (applied.version !== undefined) {
+        const snapshot: Snapshot = { concordId: op.concordId, kind: op.kind, version: applied.version, hash: applied.fields ? hashFields(applied.fields) : '' }
+        ops.push({ type: 'put', key: keys.snapshot(target, nativeId), value: JSON.stringify(snapshot) })
+      }
+    }
+    ops.push({ type: 'put', key: keys.link(op.concordId), value: JSON.stringify(link) })
+    await this.write(ops)
+  }
+
+  /**
+   * Records a failed push: `retry` keeps it for another attempt (counted); `remerge` marks it to be
+   * merged again against the remote's newer state (see `OutboxEntry.remerge`).
+   */
+  async settlePushFailure(entry: OutboxEntry, error: SyncError, disposition: 'retry' | 'remerge'): Promise<void> {
+    const key = keys.outbox(entry.pairId, entry.target, entry.op.concordId)
+    const lastError = { code: error.code, message: error.message }
+    const next: OutboxEntry = disposition === 'remerge' ? { ...entry, remerge: true, lastError } : { ...entry, attempts: entry.attempts + 1, lastError }
+    await this.write([{ type: 'put', key, value: JSON.stringify(next) }])
+  }
+}

@@ -1,0 +1,145 @@
+import type { DeleteProvenance } from '../contract/replica-adapter.js'
+import type { ConcordId, PairId, Version } from '../ids.js'
+import type { Fields, ItemKind } from '../model/item.js'
+import type { BaseRecord } from '../store/records.js'
+import { jsonEqual } from '../util/canonical-json.js'
+
+/** The two sides of a pair. `mailbox` is Exchange, an Outlook client or an IMAP account. */
+export type Side = 'crm' | 'mailbox'
+export const Sides: readonly Side[] = ['crm', 'mailbox']
+export const otherSide = (side: Side): Side => (side === 'crm' ? 'mailbox' : 'crm')
+
+/** The newest unmerged change of one side for an item. */
+export type SideChange =
+  | { type: 'upsert'; fields: Fields; version: Version; modifiedAt?: number | undefined }
+  | { type: 'delete'; provenance: DeleteProvenance }
+
+export interface MergeInput {
+  pairId: PairId
+  concordId: ConcordId
+  kind: ItemKind
+  /** The last agreed state; undefined when the pair never agreed on this item. */
+  base: BaseRecord | undefined
+  /** Per side: the newest change since the last merge, or undefined when that side did not change. */
+  changes: Record<Side, SideChange | undefined>
+  /** Per side: whether a live record is linked there now. */
+  exists: Record<Side, boolean>
+}
+
+/** A write the merge wants on one side. */
+export type SideWrite =
+  | { type: 'create'; fields: Fields }
+  | { type: 'update'; fields: Fields }
+  | { type: 'delete'; provenance: DeleteProvenance }
+
+/** Why a field ended as it did; the record behind `explain`. */
+export interface FieldDecision {
+  field: string
+  base: unknown
+  crm: unknown
+  mailbox: unknown
+  outcome: 'take-crm' | 'take-mailbox' | 'agreed' | 'conflict-crm-wins' | 'conflict-mailbox-wins' | 'merged' | 'blocked'
+  rule: string
+  value: unknown
+}
+
+export interface MergeDecision {
+  writes: Partial<Record<Side, SideWrite>>
+  /** Field values both sides already hold: they become the base now, with no push. */
+  agreedNow: Fields
+  /** Both sides are gone: forget the base. */
+  forget: boolean
+  fields: FieldDecision[]
+}
+
+/**
+ * The seam between the sync loop and merge policy. The loop gathers each side's newest change
+ * against the base and applies the decision; a strategy decides per field and never does I/O.
+ */
+export interface MergeStrategy {
+  merge(input: MergeInput): MergeDecision
+}
+
+const UNKNOWN = Symbol('unknown')
+
+/**
+ * The foundation strategy: per field, one side changed → take it; both changed → CRM wins (equal
+ * values are simply agreed). A delete against an unchanged side propagates; a delete against a
+ * changed side loses (the change re-creates the record), so no edit is ever lost to a delete.
+ */
+export class CrmWinsMerge implements MergeStrategy {
+  merge(input: MergeInput): MergeDecision {
+    const { changes, exists, base } = input
+    const decision: MergeDecision = { writes: {}, agreedNow: {}, forget: false, fields: [] }
+    const crm = changes.crm
+    const mailbox = changes.mailbox
+
+    if (crm?.type === 'delete' || mailbox?.type === 'delete') {
+      const deleted: Side = crm?.type === 'delete' ? 'crm' : 'mailbox'
+      const survivor = otherSide(deleted)
+      const survivorChange = changes[survivor]
+      if (survivorChange?.type === 'delete' || !exists[survivor]) {
+        decision.forget = true
+        return decision
+      }
+      if (survivorChange?.type === 'upsert') {
+        // An edit beats a concurrent delete: bring the record back where it was deleted.
+        decision.writes[deleted] = { type: 'create', fields: { ...(base?.fields ?? {}), ...survivorChange.fields } }
+        return decision
+      }
+      const provenance = (changes[deleted] as { provenance: DeleteProvenance }).provenance
+      decision.writes[survivor] = { type: 'delete', provenance }
+      return decision
+    }
+
+    const baseFields = base?.fields ?? {}
+    const valueOn = (change: SideChange | undefined, name: string): unknown => {
+      if (change?.type === 'upsert') return name in change.fields ? change.fields[name] : UNKNOWN
+      return name in baseFields ? baseFields[name] : UNKNOWN
+    }
+    const changedOn = (change: SideChange | undefined, name: string): boolean =>
+      change?.type === 'upsert' && name in change.fields && (!(name in baseFields) || !jsonEqual(change.fields[name], baseFields[name]))
+
+    const names = new Set<string>([...Object.keys(baseFields), ...(crm?.type === 'upsert' ? Object.keys(crm.fields) : []), ...(mailbox?.type === 'upsert' ? Object.keys(mailbox.fields) : [])])
+    const pushTo: Record<Side, Fields> = { crm: {}, mailbox: {} }
+    for (const name of names) {
+      const crmValue = valueOn(crm, name)
+      const mailboxValue = valueOn(mailbox, name)
+      const crmChanged = changedOn(crm, name)
+      const mailboxChanged = changedOn(mailbox, name)
+      const record = (outcome: FieldDecision['outcome'], rule: string, value: unknown) =>
+        decision.fields.push({ field: name, base: baseFields[name], crm: crmValue === UNKNOWN ? undefined : crmValue, mailbox: mailboxValue === UNKNOWN ? undefined : mailboxValue, outcome, rule, value })
+      if (crmChanged && mailboxChanged) {
+        if (jsonEqual(crmValue, mailboxValue)) {
+          decision.agreedNow[name] = crmValue
+          record('agreed', 'both sides made the same change', crmValue)
+        } else {
+          pushTo.mailbox[name] = crmValue
+          record('conflict-crm-wins', 'both changed: crm-wins', crmValue)
+        }
+      } else if (crmChanged) {
+        if (mailboxValue !== UNKNOWN && jsonEqual(crmValue, mailboxValue)) decision.agreedNow[name] = crmValue
+        else pushTo.mailbox[name] = crmValue
+        record('take-crm', 'only crm changed', crmValue)
+      } else if (mailboxChanged) {
+        if (crmValue !== UNKNOWN && jsonEqual(crmValue, mailboxValue)) decision.agreedNow[name] = mailboxValue
+        else pushTo.crm[name] = mailboxValue
+        record('take-mailbox', 'only mailbox changed', mailboxValue)
+      }
+    }
+
+    for (const side of Sides) {
+      const fields = pushTo[side]
+      if (!exists[side]) {
+        // Create with everything known about the item, not only the changed fields.
+        const source = otherSide(side)
+        const sourceChange = changes[source]
+        const full = { ...baseFields, ...(sourceChange?.type === 'upsert' ? sourceChange.fields : {}), ...fields }
+        if (exists[source] && Object.keys(full).length > 0) decision.writes[side] = { type: 'create', fields: full }
+      } else if (Object.keys(fields).length > 0) {
+        decision.writes[side] = { type: 'update', fields }
+      }
+    }
+    return decision
+  }
+}

@@ -1,0 +1,170 @@
+import { describe, expect, test } from 'vitest'
+import { openMemoryStore } from '../store/open-memory.js'
+import { MAILBOX_REPLICA, checkConvergence, createTwoReplicaWorld, syncUntilQuiet } from '../testing/world.js'
+import { sampleFields } from '../testing/sample-fields.js'
+import { asReplicaId } from '../ids.js'
+
+async function world(options: Partial<Parameters<typeof createTwoReplicaWorld>[0]> = {}) {
+  const { store } = await openMemoryStore()
+  return createTwoReplicaWorld({ store, ...options })
+}
+
+describe('SyncPair cycle', () => {
+  test('a CRM record reaches the mailbox and a mailbox item reaches the CRM, once', async () => {
+    const w = await world()
+    w.crm.create('contact', sampleFields('contact', 1))
+    w.mailbox.create('task', sampleFields('task', 2))
+    await syncUntilQuiet(w)
+    expect(w.crm.liveRecords()).toHaveLength(2)
+    expect(w.mailbox.liveRecords()).toHaveLength(2)
+    expect((await checkConvergence(w)).problems).toEqual([])
+    // a second round changes nothing
+    const report = await w.pair.runCycle()
+    expect(report.pushed).toEqual({ crm: 0, mailbox: 0 })
+    expect(w.crm.pushWrites + w.mailbox.pushWrites).toBe(2)
+  })
+
+  test('edits on different fields of one item merge per field', async () => {
+    const w = await world()
+    const id = w.crm.create('contact', { givenName: 'Ann', surname: 'Lee', jobTitle: 'Buyer' })
+    await syncUntilQuiet(w)
+    const mailboxId = w.mailbox.liveRecords()[0]!.nativeId
+    w.crm.update(id, { jobTitle: 'Head of Buying' })
+    w.mailbox.update(mailboxId, { surname: 'Lee-Smith' })
+    await syncUntilQuiet(w)
+    expect(w.crm.live(id).fields).toEqual({ givenName: 'Ann', surname: 'Lee-Smith', jobTitle: 'Head of Buying' })
+    expect((await checkConvergence(w)).converged).toBe(true)
+  })
+
+  test('both sides change one field: the CRM wins and the mailbox is brought back', async () => {
+    const w = await world()
+    const id = w.crm.create('task', { subject: 'Call Bob' })
+    await syncUntilQuiet(w)
+    const mailboxId = w.mailbox.liveRecords()[0]!.nativeId
+    w.crm.update(id, { subject: 'Call Bob today' })
+    w.mailbox.update(mailboxId, { subject: 'Call Bob tomorrow' })
+    await syncUntilQuiet(w)
+    expect(w.mailbox.live(mailboxId).fields.subject).toBe('Call Bob today')
+  })
+
+  test('the same change on both sides is agreed without a write', async () => {
+    const w = await world()
+    const id = w.crm.create('task', { subject: 'x' })
+    await syncUntilQuiet(w)
+    const mailboxId = w.mailbox.liveRecords()[0]!.nativeId
+    const writes = w.crm.pushWrites + w.mailbox.pushWrites
+    w.crm.update(id, { subject: 'y' })
+    w.mailbox.update(mailboxId, { subject: 'y' })
+    await syncUntilQuiet(w)
+    expect(w.crm.pushWrites + w.mailbox.pushWrites).toBe(writes)
+  })
+
+  test('a touched-but-equal record (new version, same content) is not a change', async () => {
+    const w = await world()
+    w.crm.create('appointment', sampleFields('appointment', 1))
+    await syncUntilQuiet(w)
+    const mailboxId = w.mailbox.liveRecords()[0]!.nativeId
+    w.mailbox.touch(mailboxId)
+    const report = await w.pair.runCycle()
+    expect(report.logged.mailbox).toBe(0)
+    expect(report.pushed).toEqual({ crm: 0, mailbox: 0 })
+  })
+
+  test('a delete on one side removes the other copy; a delete against an edit loses', async () => {
+    const w = await world()
+    const a = w.crm.create('task', { subject: 'a' })
+    const b = w.crm.create('task', { subject: 'b' })
+    await syncUntilQuiet(w)
+    const mbxB = w.mailbox.liveRecords().find((r) => r.fields.subject === 'b')!.nativeId
+    w.crm.remove(a)
+    w.mailbox.remove(mbxB)
+    w.crm.update(b, { subject: 'b2' })
+    await syncUntilQuiet(w)
+    expect(w.crm.liveRecords().map((r) => r.fields.subject)).toEqual(['b2'])
+    expect(w.mailbox.liveRecords().map((r) => r.fields.subject)).toEqual(['b2'])
+    expect((await checkConvergence(w)).converged).toBe(true)
+  })
+
+  test('an expired cursor resyncs from a full listing without duplicates or deletes', async () => {
+    const w = await world()
+    for (let i = 0; i < 5; i++) w.crm.create('contact', sampleFields('contact', i))
+    await syncUntilQuiet(w)
+    w.crm.expireCursors()
+    w.mailbox.expireCursors()
+    w.crm.create('contact', sampleFields('contact', 99))
+    const report = await w.pair.runCycle()
+    expect(report.resynced.sort()).toEqual(['crm', 'mailbox'])
+    await syncUntilQuiet(w)
+    expect(w.mailbox.liveRecords()).toHaveLength(6)
+    expect(w.crm.liveRecords()).toHaveLength(6)
+    expect((await checkConvergence(w)).converged).toBe(true)
+  })
+
+  test('a 429 ends the cycle early with the wait, and the next cycle finishes the work', async () => {
+    const w = await world()
+    w.crm.create('contact', sampleFields('contact', 1))
+    w.crmAdapter.throttleNext(1)
+    const first = await w.pair.runCycle()
+    expect(first.throttledMs).toBe(1000)
+    await syncUntilQuiet(w)
+    expect(w.mailbox.liveRecords()).toHaveLength(1)
+  })
+
+  test('a throttled push stays in the outbox and merging waits until it is sent', async () => {
+    const w = await world()
+    w.crm.create('contact', sampleFields('contact', 1))
+    await w.pair.runCycle() // pulls, merges, pushes
+    w.crm.create('contact', sampleFields('contact', 2))
+    w.mailboxAdapter.throttleNext(2) // first flush (nothing pending → no call), then the pull
+    const report = await w.pair.runCycle()
+    expect(report.throttledMs).toBeDefined()
+    await syncUntilQuiet(w)
+    expect(w.mailbox.liveRecords()).toHaveLength(2)
+    expect(w.mailbox.pushWrites).toBe(2)
+  })
+
+  test('a lost push acknowledgement is replayed without a duplicate', async () => {
+    const w = await world({ faults: { loseAck: 0.5 }, seed: 3, pageLimit: 3 })
+    for (let i = 0; i < 20; i++) w.crm.create('contact', sampleFields('contact', i))
+    await syncUntilQuiet(w)
+    expect(w.mailboxAdapter.injected.loseAck + w.crmAdapter.injected.loseAck).toBeGreaterThan(0)
+    expect(w.mailbox.liveRecords()).toHaveLength(20)
+    expect((await checkConvergence(w)).converged).toBe(true)
+  })
+
+  test('a moved mailbox item (new id) stays linked and is not deleted in the CRM', async () => {
+    const w = await world()
+    w.crm.create('contact', sampleFields('contact', 1))
+    await syncUntilQuiet(w)
+    const before = w.mailbox.liveRecords()[0]!.nativeId
+    const after = w.mailbox.move(before)
+    await syncUntilQuiet(w)
+    expect(w.crm.liveRecords()).toHaveLength(1)
+    const link = await w.store.getLink(w.mailbox.live(after).concordId!)
+    expect(link?.natives[MAILBOX_REPLICA]).toBe(after)
+    expect(link?.natives[asReplicaId('crm')]).toBeDefined()
+  })
+
+  test('a 412 on update is re-merged against the newer remote state: neither edit is lost', async () => {
+    const w = await world()
+    const id = w.crm.create('contact', { givenName: 'Ann', jobTitle: 'Buyer' })
+    await syncUntilQuiet(w)
+    const mailboxId = w.mailbox.liveRecords()[0]!.nativeId
+    w.crm.update(id, { jobTitle: 'CEO' })
+    // Between our pull and our push, a person edits the mailbox copy: our If-Match goes stale.
+    const original = w.mailboxAdapter.push.bind(w.mailboxAdapter)
+    let raced = false
+    w.mailboxAdapter.push = async (ops) => {
+      if (!raced) {
+        raced = true
+        w.mailbox.update(mailboxId, { givenName: 'Anna' })
+      }
+      return original(ops)
+    }
+    const report = await w.pair.runCycle()
+    expect(report.rejected.mailbox).toBe(1)
+    await syncUntilQuiet(w)
+    expect(w.mailbox.live(mailboxId).fields).toEqual({ givenName: 'Anna', jobTitle: 'CEO' })
+    expect(w.crm.live(id).fields).toEqual({ givenName: 'Anna', jobTitle: 'CEO' })
+  })
+})

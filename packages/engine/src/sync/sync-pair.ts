@@ -1,0 +1,311 @@
+import type { PushOp, ReplicaAdapter } from '../contract/replica-adapter.js'
+import { CursorExpiredError, SyncError, ThrottledError } from '../errors.js'
+import { type ConcordId, type OpId, type PairId, type ReplicaId, asOpId } from '../ids.js'
+import { type Logger, silentLogger } from '../logger.js'
+import type { Fields } from '../model/item.js'
+import type { ReplicaStore } from '../store/replica-store.js'
+import type { BaseRecord, LogEntry, OutboxEntry } from '../store/records.js'
+import { stableHash } from '../util/hash.js'
+import { CrmWinsMerge, type MergeDecision, type MergeStrategy, type SideChange, type Side, Sides, otherSide } from './merge-strategy.js'
+
+export interface SyncPairOptions {
+  pairId: PairId
+  store: ReplicaStore
+  crm: ReplicaAdapter
+  mailbox: ReplicaAdapter
+  merge?: MergeStrategy | undefined
+  /** Page size asked of adapters. Default 100. */
+  pageLimit?: number | undefined
+  /** Log entries merged per plan batch. Default 1000. */
+  mergeBatch?: number | undefined
+  /** After this many failed attempts a push is parked for an admin instead of retried. Default 5. */
+  maxPushAttempts?: number | undefined
+  /** Upper bound on pages pulled from one replica in one cycle (guards against a looping remote). Default 10,000. */
+  maxPagesPerCycle?: number | undefined
+  now?: (() => number) | undefined
+  logger?: Logger | undefined
+  /** Called with every merge decision (explain log, metrics). */
+  onDecision?: ((concordId: ConcordId, decision: MergeDecision) => void) | undefined
+}
+
+export interface CycleReport {
+  pulled: Record<Side, number>
+  logged: Record<Side, number>
+  merged: number
+  pushed: Record<Side, number>
+  /** Pushes that failed and stay in the outbox (or were dropped for re-merge after a 412). */
+  rejected: Record<Side, number>
+  resynced: Side[]
+  /** Set when a side throttled us; the caller (scheduler) should wait at least this long. */
+  throttledMs?: number | undefined
+  /** True when pending pushes could not be sent, so merging was deferred to the next cycle. */
+  mergeDeferred: boolean
+}
+
+const emptyCounts = (): Record<Side, number> => ({ crm: 0, mailbox: 0 })
+
+/**
+ * One CRM replica and one mailbox replica kept in sync through the store.
+ *
+ * A cycle: (1) send pushes still owed from an earlier cycle or crash, (2) pull each side to the
+ * end of its round, one atomic batch per page, (3) merge the unmerged log entries of both sides
+ * against the base into an outbox, atomically with the merge watermarks, (4) send the outbox and
+ * retire each acknowledged push atomically with its base update. Any step may crash: every write
+ * is one batch and every replay is idempotent, so a restarted cycle loses and duplicates nothing.
+ */
+export class SyncPair {
+  readonly pairId: PairId
+  private readonly store: ReplicaStore
+  private readonly adapters: Record<Side, ReplicaAdapter>
+  private readonly strategy: MergeStrategy
+  private readonly pageLimit: number
+  private readonly mergeBatch: number
+  private readonly maxPushAttempts: number
+  private readonly maxPages: number
+  private readonly now: () => number
+  private readonly logger: Logger
+  private readonly onDecision: SyncPairOptions['onDecision']
+
+  constructor(options: SyncPairOptions) {
+    this.pairId = options.pairId
+    this.store = options.store
+    this.adapters = { crm: options.crm, mailbox: options.mailbox }
+    this.strategy = options.merge ?? new CrmWinsMerge()
+    this.pageLimit = options.pageLimit ?? 100
+    this.mergeBatch = options.mergeBatch ?? 1000
+    this.maxPushAttempts = options.maxPushAttempts ?? 5
+    this.maxPages = options.maxPagesPerCycle ?? 10_000
+    this.now = options.now ?? Date.now
+    this.logger = options.logger ?? silentLogger
+    this.onDecision = options.onDecision
+  }
+
+  replicaId(side: Side): ReplicaId {
+    return this.adapters[side].replicaId
+  }
+
+  /** Runs one full cycle. Throttling ends the cycle early with `throttledMs` set; state stays consistent. */
+  async runCycle(signal?: AbortSignal): Promise<CycleReport> {
+    const report: CycleReport = { pulled: emptyCounts(), logged: emptyCounts(), merged: 0, pushed: emptyCounts(), rejected: emptyCounts(), resynced: [], mergeDeferred: false }
+    try {
+      await this.flushOutbox(report, signal)
+      for (const side of Sides) await this.pullRound(side, report, signal)
+      if (await this.hasBlockingOutbox()) {
+        report.mergeDeferred = true
+        return report
+      }
+      report.merged = await this.mergePending()
+      await this.flushOutbox(report, signal)
+    } catch (error) {
+      if (error instanceof ThrottledError) {
+        report.throttledMs = Math.max(report.throttledMs ?? 0, error.retryAfterMs)
+        return report
+      }
+      throw error
+    }
+    return report
+  }
+
+  /** Pulls one side to the end of its round. A stale cursor turns into one full listing. */
+  private async pullRound(side: Side, report: CycleReport, signal?: AbortSignal): Promise<void> {
+    const adapter = this.adapters[side]
+    let cursor = await this.store.getCursor(adapter.replicaId)
+    for (let pages = 0; pages < this.maxPages; pages++) {
+      signal?.throwIfAborted()
+      let page
+      try {
+        page = await adapter.pull(cursor, { limit: this.pageLimit, signal })
+      } catch (error) {
+        if (error instanceof CursorExpiredError && cursor !== null && !report.resynced.includes(side)) {
+          this.logger.warn({ replicaId: adapter.replicaId, side }, 'cursor expired; resyncing from a full listing')
+          report.resynced.push(side)
+          await this.store.resetCursor(adapter.replicaId)
+          cursor = null
+          continue
+        }
+        throw error
+      }
+      const result = await this.store.applyPulledPage(adapter.replicaId, page)
+      report.pulled[side] += page.changes.length
+      report.logged[side] += result.logged
+      cursor = page.nextCursor
+      if (!page.hasMore) return
+    }
+    throw new SyncError('InvalidRemoteData', `Replica ${adapter.replicaId} returned more than ${this.maxPages} pages in one round`)
+  }
+
+  private async hasBlockingOutbox(): Promise<boolean> {
+    for (const side of Sides) {
+      const pending = await this.store.listOutbox(this.pairId, this.replicaId(side))
+      if (pending.some((entry) => this.isSendable(entry))) return true
+    }
+    return false
+  }
+
+  private isSendable(entry: OutboxEntry): boolean {
+    return !entry.remerge && entry.attempts < this.maxPushAttempts
+  }
+
+  private async remergeEntries(): Promise<OutboxEntry[]> {
+    const out: OutboxEntry[] = []
+    for (const side of Sides) for (const entry of await this.store.listOutbox(this.pairId, this.replicaId(side))) if (entry.remerge) out.push(entry)
+    return out
+  }
+
+  /** Merges every unmerged log entry of both sides, in batches, each committed atomically. */
+  private async mergePending(): Promise<number> {
+    let merged = 0
+    for (;;) {
+      const marks = { crm: await this.store.getWatermark(this.pairId, this.replicaId('crm')), mailbox: await this.store.getWatermark(this.pairId, this.replicaId('mailbox')) }
+      const entries = { crm: await this.store.readLog(this.replicaId('crm'), marks.crm, this.mergeBatch), mailbox: await this.store.readLog(this.replicaId('mailbox'), marks.mailbox, this.mergeBatch) }
+      const remerge = await this.remergeEntries()
+      if (entries.crm.length === 0 && entries.mailbox.length === 0 && remerge.length === 0) return merged
+      merged += await this.mergeEntries(entries, remerge)
+    }
+  }
+
+  private async mergeEntries(entries: Record<Side, LogEntry[]>, remerge: readonly OutboxEntry[]): Promise<number> {
+    const latest = new Map<ConcordId, { kind: LogEntry['kind']; changes: Record<Side, SideChange | undefined> }>()
+    for (const side of Sides) {
+      for (const entry of entries[side]) {
+        const slot = latest.get(entry.concordId) ?? { kind: entry.kind, changes: { crm: undefined, mailbox: undefined } }
+        slot.changes[side] =
+          entry.type === 'delete'
+            ? { type: 'delete', provenance: entry.provenance ?? 'user-deleted' }
+            : { type: 'upsert', fields: entry.fields ?? {}, version: entry.version!, modifiedAt: entry.modifiedAt }
+        latest.set(entry.concordId, slot)
+      }
+    }
+    // A push the remote refused because the record changed is our side's change, still owed: merge
+    // it again with the remote's newer state (which this pull brought) instead of losing it.
+    const retire: Array<{ target: ReplicaId; concordId: ConcordId }> = []
+    for (const entry of remerge) {
+      const op = entry.op
+      if (op.type !== 'update') continue
+      const source = entry.target === this.replicaId('crm') ? 'mailbox' : 'crm'
+      const slot = latest.get(op.concordId) ?? { kind: op.kind, changes: { crm: undefined, mailbox: undefined } }
+      if (slot.changes[source] === undefined) slot.changes[source] = { type: 'upsert', fields: entry.agreed, version: entry.sourceVersion ?? op.ifMatch ?? ('' as never) }
+      latest.set(op.concordId, slot)
+      retire.push({ target: entry.target, concordId: op.concordId })
+    }
+    const ids = [...latest.keys()]
+    const bases = await this.store.getBases(this.pairId, ids)
+    const outbox: OutboxEntry[] = []
+    const baseWrites: Array<{ concordId: ConcordId; base: BaseRecord | null }> = []
+    const plannedAt = this.now()
+
+    for (const [index, concordId] of ids.entries()) {
+      const { kind, changes } = latest.get(concordId)!
+      const base = bases[index]
+      const link = await this.store.getLink(concordId)
+      const exists = { crm: link?.natives[this.replicaId('crm')] !== undefined, mailbox: link?.natives[this.replicaId('mailbox')] !== undefined }
+      const decision = this.strategy.merge({ pairId: this.pairId, concordId, kind, base, changes, exists })
+      this.onDecision?.(concordId, decision)
+
+      if (decision.forget) {
+        if (base) baseWrites.push({ concordId, base: null })
+        continue
+      }
+      if (Object.keys(decision.agreedNow).length > 0) baseWrites.push({ concordId, base: agreeFields(base, kind, decision.agreedNow, changes, this.adapters) })
+      for (const side of Sides) {
+        const write = decision.writes[side]
+        if (!write) continue
+        const target = this.replicaId(side)
+        const nativeId = link?.natives[target]
+        const source = otherSide(side)
+        const sourceChange = changes[source]
+        const opId = asOpId(`op_${stableHash(`${this.pairId}|${target}|${concordId}|${plannedAt}|${JSON.stringify(write)}`)}`)
+        let op: PushOp
+        if (write.type === 'delete') op = { opId, type: 'delete', concordId, kind, nativeId, provenance: write.provenance }
+        else if (write.type === 'create' || nativeId === undefined) op = { opId, type: 'create', concordId, kind, fields: write.fields }
+        else {
+          const snapshot = await this.store.getSnapshot(target, nativeId)
+          op = { opId, type: 'update', concordId, kind, nativeId, fields: write.fields, ifMatch: snapshot?.version }
+        }
+        const entry: OutboxEntry = {
+          pairId: this.pairId,
+          target,
+          op,
+          agreed: write.type === 'delete' ? {} : write.fields,
+          sourceReplica: this.replicaId(source),
+          sourceVersion: sourceChange?.type === 'upsert' ? sourceChange.version : undefined,
+          attempts: 0,
+          plannedAt,
+        }
+        const pending = await this.store.getOutboxEntry(this.pairId, target, concordId)
+        outbox.push(pending && !pending.remerge ? coalesce(pending, entry) : entry)
+      }
+    }
+    const watermarks: Partial<Record<ReplicaId, number>> = {}
+    for (const side of Sides) {
+      const last = entries[side].at(-1)
+      if (last) watermarks[this.replicaId(side)] = last.seq
+    }
+    const replanned = new Set(outbox.map((entry) => `${entry.target}|${entry.op.concordId}`))
+    await this.store.commitPlan(this.pairId, { outbox, bases: baseWrites, watermarks, retire: retire.filter((r) => !replanned.has(`${r.target}|${r.concordId}`)) })
+    return ids.length
+  }
+
+  /** Sends every pending push of both sides; acknowledged ones are retired one atomic write each. */
+  private async flushOutbox(report: CycleReport, signal?: AbortSignal): Promise<void> {
+    for (const side of Sides) {
+      const adapter = this.adapters[side]
+      const pending = (await this.store.listOutbox(this.pairId, adapter.replicaId)).filter((entry) => this.isSendable(entry))
+      for (let i = 0; i < pending.length; i += this.pageLimit) {
+        signal?.throwIfAborted()
+        const chunk = pending.slice(i, i + this.pageLimit)
+        const byOp = new Map<OpId, OutboxEntry>(chunk.map((entry) => [entry.op.opId, entry]))
+        const result = await adapter.push(
+          chunk.map((entry) => entry.op),
+          { signal },
+        )
+        for (const applied of result.applied) {
+          const entry = byOp.get(applied.opId)
+          if (!entry) continue
+          await this.store.ackPush(entry, applied)
+          report.pushed[side]++
+        }
+        let throttled: ThrottledError | undefined
+        for (const rejected of result.rejected) {
+          const entry = byOp.get(rejected.opId)
+          if (!entry) continue
+          report.rejected[side]++
+          if (rejected.error instanceof ThrottledError) {
+            throttled = rejected.error
+            continue // not an attempt: the remote never looked at it
+          }
+          // 412 or gone: the remote changed under us. Re-merge the op with the remote's newer state.
+          const changedUnderUs = rejected.error.code === 'PreconditionFailed' || (rejected.error.code === 'NotFound' && entry.op.type === 'update')
+          this.logger.warn({ replicaId: adapter.replicaId, opId: entry.op.opId, code: rejected.error.code }, 'push rejected')
+          await this.store.settlePushFailure(entry, rejected.error, changedUnderUs ? 'remerge' : 'retry')
+        }
+        if (throttled) throw throttled
+      }
+    }
+  }
+}
+
+function agreeFields(base: BaseRecord | undefined, kind: BaseRecord['kind'], agreed: Fields, changes: Record<Side, SideChange | undefined>, adapters: Record<Side, ReplicaAdapter>): BaseRecord {
+  const next: BaseRecord = base ? { ...base, fields: { ...base.fields }, fieldVersions: { ...base.fieldVersions }, versions: { ...base.versions } } : { kind, fields: {}, fieldVersions: {}, versions: {} }
+  for (const [name, value] of Object.entries(agreed)) {
+    next.fields[name] = value
+    next.fieldVersions[name] = (next.fieldVersions[name] ?? 0) + 1
+  }
+  for (const side of Sides) {
+    const change = changes[side]
+    if (change?.type === 'upsert') next.versions[adapters[side].replicaId] = change.version
+  }
+  return next
+}
+
+/** Folds a newly planned push into one still pending for the same item and target. */
+function coalesce(pending: OutboxEntry, next: OutboxEntry): OutboxEntry {
+  const a = pending.op
+  const b = next.op
+  if (b.type === 'delete') return { ...next, op: { ...b, nativeId: b.nativeId ?? (a.type !== 'create' ? a.nativeId : undefined) } }
+  if (a.type === 'delete') return { ...next, op: b.type === 'update' ? { opId: b.opId, type: 'create', concordId: b.concordId, kind: b.kind, fields: b.fields } : b }
+  const fields = { ...a.fields, ...b.fields }
+  const agreed = { ...pending.agreed, ...next.agreed }
+  if (a.type === 'create') return { ...next, agreed, op: { opId: b.opId, type: 'create', concordId: b.concordId, kind: b.kind, fields } }
+  return { ...next, agreed, op: { ...a, opId: b.opId, fields } }
+}
