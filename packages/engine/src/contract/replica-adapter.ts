@@ -102,5 +102,11 @@ export interface ReplicaAdapter {
    * record that is already gone counts as applied. Partial failure is reported per op in `rejected`.
    */
   push(ops: readonly PushOp[], options?: PushOptions): Promise<PushResult>
+  /**
+   * After a full listing, the engine asks about records it knew that the listing did not contain.
+   * Returns the ids the remote confirms are gone (e.g. a GET answering 404). Records merely absent
+   * from a listing are never deleted without this confirmation; an adapter without it leaves them.
+   */
+  confirmMissing?(nativeIds: readonly NativeId[], options?: PushOptions): Promise<NativeId[]>
   close?(): Promise<void>
 }

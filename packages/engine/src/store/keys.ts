@@ -20,6 +20,7 @@ export function seqKey(seq: number): string {
 export const keys = {
   meta: () => `${V}${SEP}meta`,
   cursor: (r: ReplicaId) => `${V}${SEP}r${SEP}${r}${SEP}cursor`,
+  listing: (r: ReplicaId) => `${V}${SEP}r${SEP}${r}${SEP}listing`,
   logHead: (r: ReplicaId) => `${V}${SEP}r${SEP}${r}${SEP}head`,
   log: (r: ReplicaId, seq: number) => `${V}${SEP}r${SEP}${r}${SEP}log${SEP}${seqKey(seq)}`,
   logPrefix: (r: ReplicaId) => `${V}${SEP}r${SEP}${r}${SEP}log${SEP}`,

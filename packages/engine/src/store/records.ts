@@ -27,6 +27,8 @@ export interface Snapshot {
   /** Hash of the known canonical fields; '' when unknown (a push ack without a body). */
   hash: string
   deleted?: boolean | undefined
+  /** The full listing that last contained this record (see `ReplicaStore.applyPulledPage`). */
+  listing?: number | undefined
 }
 
 /** Where a Concord item lives on each replica. */

@@ -33,6 +33,13 @@ export interface PageApplyResult {
 
 const STORE_FORMAT = 1
 
+/** Progress of a replica's full listings: which one is current, whether it ended, whether its gaps were checked. */
+interface ListingState {
+  no: number
+  open: boolean
+  confirmed: boolean
+}
+
 /**
  * The engine's durable state for every replica and pair, on one `abstract-level` database.
  *
@@ -111,7 +118,11 @@ export class ReplicaStore {
    * content hash changed), the updated snapshots and links, and the new cursor — in one batch.
    * Replaying a page, or a page with duplicates, logs nothing twice.
    */
-  async applyPulledPage(replicaId: ReplicaId, page: PullPage): Promise<PageApplyResult> {
+  applyPulledPage(replicaId: ReplicaId, page: PullPage): Promise<PageApplyResult> {
+    return this.applyChanges(replicaId, page, page.nextCursor)
+  }
+
+  private async applyChanges(replicaId: ReplicaId, page: Pick<PullPage, 'changes' | 'fullListing' | 'hasMore'>, nextCursor: Cursor | undefined, extra: BatchOp[] = []): Promise<PageApplyResult> {
     assertKeyPart(replicaId, 'replicaId')
     const at = this.now()
     let head = await this.headSeq(replicaId)
@@ -121,8 +132,22 @@ export class ReplicaStore {
     const ops: BatchOp[] = []
     let logged = 0
     let unchanged = 0
+    // A full listing is numbered; every record it contains is marked with that number so that, when
+    // the listing ends (even across a crash), the records it did *not* contain can be found.
+    let listing: number | undefined
+    if (page.fullListing) {
+      const current = await this.getJson<ListingState>(keys.listing(replicaId))
+      listing = current?.open ? current.no : (current?.no ?? 0) + 1
+      const state: ListingState = { no: listing, open: page.hasMore, confirmed: false }
+      ops.push({ type: 'put', key: keys.listing(replicaId), value: JSON.stringify(state) })
+    }
 
-    const distinctIds = [...new Set(page.changes.map((c) => c.nativeId))]
+    // Within a page only the last occurrence of a record counts: a remote lists its current state,
+    // and may repeat a record; collapsing first makes a replayed page a no-op.
+    const lastIndex = new Map<NativeId, number>()
+    page.changes.forEach((change, i) => lastIndex.set(change.nativeId, i))
+    const changes = page.changes.filter((change, i) => lastIndex.get(change.nativeId) === i)
+    const distinctIds = [...lastIndex.keys()]
     const stored = distinctIds.length > 0 ? await this.db.getMany(distinctIds.map((n) => keys.snapshot(replicaId, n))) : []
     distinctIds.forEach((n, i) => snapshots.set(n, stored[i] === undefined ? undefined : (JSON.parse(stored[i]!) as Snapshot)))
 
@@ -139,12 +164,12 @@ export class ReplicaStore {
       ops.push({ type: 'put', key: keys.snapshot(replicaId, nativeId), value: JSON.stringify(snapshot) })
     }
 
-    for (const change of page.changes) {
+    for (const change of changes) {
       const snap = snapshots.get(change.nativeId)
       if (change.type === 'upsert') {
         const hash = hashFields(change.fields)
         if (snap && !snap.deleted && (snap.version === change.version || snap.hash === hash)) {
-          if (snap.version !== change.version) putSnapshot(change.nativeId, { ...snap, version: change.version, hash })
+          if (snap.version !== change.version || (listing !== undefined && snap.listing !== listing)) putSnapshot(change.nativeId, { ...snap, version: change.version, hash, listing })
           unchanged++
           continue
         }
@@ -176,7 +201,7 @@ export class ReplicaStore {
           at,
         }
         ops.push({ type: 'put', key: keys.log(replicaId, head), value: JSON.stringify(entry) })
-        putSnapshot(change.nativeId, { concordId, kind: change.kind, version: change.version, hash })
+        putSnapshot(change.nativeId, { concordId, kind: change.kind, version: change.version, hash, listing })
         logged++
       } else {
         if (!snap || snap.deleted) {
@@ -207,7 +232,8 @@ export class ReplicaStore {
     }
     for (const [concordId, link] of links) ops.push({ type: 'put', key: keys.link(concordId), value: JSON.stringify(link) })
     if (head !== startHead) ops.push({ type: 'put', key: keys.logHead(replicaId), value: String(head) })
-    ops.push({ type: 'put', key: keys.cursor(replicaId), value: page.nextCursor })
+    if (nextCursor !== undefined) ops.push({ type: 'put', key: keys.cursor(replicaId), value: nextCursor })
+    ops.push(...extra)
     try {
       await this.write(ops)
     } catch (error) {
@@ -216,6 +242,27 @@ export class ReplicaStore {
     }
     this.heads.set(replicaId, head)
     return { logged, unchanged, headSeq: head }
+  }
+
+  /**
+   * Live records of `replicaId` that the last completed full listing did not contain: candidates for
+   * deletion, to be confirmed by the adapter. Empty while a listing is still in progress.
+   */
+  async unlistedAfterFullListing(replicaId: ReplicaId): Promise<NativeId[] | undefined> {
+    const listing = await this.getJson<ListingState>(keys.listing(replicaId))
+    if (!listing || listing.open || listing.confirmed) return undefined
+    return (await this.listSnapshots(replicaId)).filter(({ snapshot }) => snapshot.listing !== listing.no).map(({ nativeId }) => nativeId)
+  }
+
+  /**
+   * Closes the check of a completed full listing: logs deletes (provenance `resync`) for the records
+   * the remote confirmed gone, and marks the listing confirmed, in one write.
+   */
+  async recordConfirmedMissing(replicaId: ReplicaId, nativeIds: readonly NativeId[]): Promise<number> {
+    const listing = await this.getJson<ListingState>(keys.listing(replicaId))
+    const changes = nativeIds.map((nativeId) => ({ type: 'delete' as const, nativeId, provenance: 'resync' as const }))
+    const extra: BatchOp[] = listing ? [{ type: 'put', key: keys.listing(replicaId), value: JSON.stringify({ ...listing, confirmed: true }) }] : []
+    return (await this.applyChanges(replicaId, { changes, hasMore: false }, undefined, extra)).logged
   }
 
   /** Log entries with `seq > afterSeq`, oldest first, at most `limit`. */

@@ -129,9 +129,25 @@ export class SyncPair {
       report.pulled[side] += page.changes.length
       report.logged[side] += result.logged
       cursor = page.nextCursor
-      if (!page.hasMore) return
+      if (!page.hasMore) {
+        report.logged[side] += await this.confirmUnlisted(side, signal)
+        return
+      }
     }
     throw new SyncError('InvalidRemoteData', `Replica ${adapter.replicaId} returned more than ${this.maxPages} pages in one round`)
+  }
+
+  /** After a full listing: records we knew that it did not contain are deleted only if the remote confirms. */
+  private async confirmUnlisted(side: Side, signal?: AbortSignal): Promise<number> {
+    const adapter = this.adapters[side]
+    const unlisted = await this.store.unlistedAfterFullListing(adapter.replicaId)
+    if (unlisted === undefined) return 0 // no completed listing awaiting its check
+    if (unlisted.length > 0 && !adapter.confirmMissing) {
+      this.logger.warn({ replicaId: adapter.replicaId, unlisted: unlisted.length }, 'records missing from a full listing; the adapter cannot confirm deletes, so they stay linked')
+    }
+    // A throttle here leaves the listing unconfirmed; the next round asks again.
+    const gone = unlisted.length > 0 && adapter.confirmMissing ? await adapter.confirmMissing(unlisted, { signal }) : []
+    return this.store.recordConfirmedMissing(adapter.replicaId, gone)
   }
 
   private async hasBlockingOutbox(): Promise<boolean> {

@@ -3,3 +3,5 @@ export { MemoryRemote, MemoryReplicaAdapter, type MemoryFaults } from './memory-
 export { seededRandom } from './rng.js'
 export { sampleFields } from './sample-fields.js'
 export { createTwoReplicaWorld, checkConvergence, syncUntilQuiet, CRM_REPLICA, MAILBOX_REPLICA, type TwoReplicaWorld, type WorldOptions, type ConvergenceReport } from './world.js'
+export { runWithCrash, SimulatedCrash, type CrashScenario, type CrashRunResult } from './crash-harness.js'
+export { propConfig } from './prop-config.js'

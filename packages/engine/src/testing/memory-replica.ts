@@ -277,6 +277,11 @@ export class MemoryReplicaAdapter implements ReplicaAdapter {
     return { type: 'upsert', nativeId, kind: record.kind, version: record.version, fields: structuredClone(record.fields), concordId: record.concordId, modifiedAt: record.modifiedAt }
   }
 
+  async confirmMissing(nativeIds: readonly NativeId[]): Promise<NativeId[]> {
+    this.maybeThrottle()
+    return nativeIds.filter((id) => !this.remote.get(id))
+  }
+
   async push(ops: readonly PushOp[]): Promise<PushResult> {
     this.maybeThrottle()
     const applied: PushApplied[] = []
