@@ -1,6 +1,7 @@
 import type { DeleteProvenance } from '../contract/replica-adapter.js'
 import type { ConcordId, PairId, Version } from '../ids.js'
 import type { Fields, ItemKind } from '../model/item.js'
+import type { MergeContext } from '../merge/context.js'
 import type { BaseRecord } from '../store/records.js'
 import { jsonEqual } from '../util/canonical-json.js'
 
@@ -24,6 +25,12 @@ export interface MergeInput {
   changes: Record<Side, SideChange | undefined>
   /** Per side: whether a live record is linked there now. */
   exists: Record<Side, boolean>
+  /**
+   * Optional context for policy-driven strategies (`PolicyMerge`): the mailbox owner, their
+   * security mask, CRM metadata for sync filters, tracking state and per-field clocks. Strategies
+   * that do not need it (such as `CrmWinsMerge`) ignore it.
+   */
+  context?: MergeContext | undefined
 }
 
 /** A write the merge wants on one side. */
@@ -38,9 +45,29 @@ export interface FieldDecision {
   base: unknown
   crm: unknown
   mailbox: unknown
-  outcome: 'take-crm' | 'take-mailbox' | 'agreed' | 'conflict-crm-wins' | 'conflict-mailbox-wins' | 'merged' | 'blocked'
+  outcome: 'take-crm' | 'take-mailbox' | 'agreed' | 'conflict-crm-wins' | 'conflict-mailbox-wins' | 'merged' | 'blocked' | 'conflict-kept'
   rule: string
   value: unknown
+  /** The sync direction that applied (`both`, `toCrm`, `toExchange`, `none`). */
+  direction?: string | undefined
+  /** What the mailbox owner may do with this field in the CRM (field security). */
+  access?: { read: boolean; update: boolean } | undefined
+  /** The conflict policy configured for the field. */
+  policy?: string | undefined
+  /** Whose value the field ends with: one side, both (equal), a merge of both, or none (blocked/kept). */
+  winner?: 'crm' | 'mailbox' | 'both' | 'merged' | 'none' | undefined
+  /** Each side's record version the values were read from, and the base's per-field version. */
+  versions?: { crm?: string | undefined; mailbox?: string | undefined; base?: number | undefined } | undefined
+  /** Hybrid logical clocks compared by an `lww` decision (encoded). */
+  clocks?: { crm?: string | undefined; mailbox?: string | undefined } | undefined
+}
+
+/** A field conflict kept for the user to resolve (`keep-both`): neither side is written. */
+export interface ConflictRecord {
+  field: string
+  base: unknown
+  crm: unknown
+  mailbox: unknown
 }
 
 export interface MergeDecision {
@@ -50,6 +77,12 @@ export interface MergeDecision {
   /** Both sides are gone: forget the base. */
   forget: boolean
   fields: FieldDecision[]
+  /** Conflicts kept for the user (`keep-both`); the item is not duplicated (no second invitation). */
+  conflicts?: ConflictRecord[] | undefined
+  /** Item-level explanations: gates that applied (no sync privilege, left filter, untracked…). */
+  notes?: string[] | undefined
+  /** Encoded HLC per field for `lww` fields that were decided now; the loop stores them with the base. */
+  fieldClocks?: Record<string, string> | undefined
 }
 
 /**

@@ -1,0 +1,59 @@
+/**
+ * `npm run bench`: runs every package benchmark, prints the figures and writes them to
+ * bench/results.json as one flat JSON object (stable keys, so runs can be compared over time).
+ * Run with `node --expose-gc` semantics via tsx; memory figures need a GC, see tools/bench/README.
+ */
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import os from 'node:os'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
+
+interface BenchModule {
+  file: string
+  exportName: string
+  what: string
+}
+
+/** Every benchmark of the repository. A missing module is reported, never silently skipped. */
+const benches: BenchModule[] = [
+  { file: 'packages/engine/bench/store-bench.ts', exportName: 'runStoreBench', what: 'engine change log on LevelDB' },
+  { file: 'packages/engine/bench/merge-bench.ts', exportName: 'runMergeBench', what: 'engine merge policies' },
+  { file: 'packages/emulator-graph/bench/graph-bench.ts', exportName: 'runGraphBench', what: 'Graph emulator + adapter-exchange' },
+  { file: 'packages/emulator-dataverse/bench/dataverse-bench.ts', exportName: 'runDataverseBench', what: 'Dataverse emulator + adapter-crm' },
+]
+
+const only = process.argv.slice(2).filter((a) => !a.startsWith('-'))
+const results: Record<string, number | string> = { machine: `${os.cpus().length} cores, ${os.cpus()[0]?.model ?? 'unknown cpu'}`, node: process.version, at: new Date().toISOString() }
+const missing: string[] = []
+let failed = false
+
+for (const bench of benches) {
+  if (only.length > 0 && !only.some((o) => bench.file.includes(o))) continue
+  const path = join(root, bench.file)
+  if (!existsSync(path)) {
+    missing.push(`${bench.file} (${bench.what})`)
+    continue
+  }
+  process.stderr.write(`bench: ${bench.what} …\n`)
+  try {
+    const module = (await import(pathToFileURL(path).href)) as Record<string, () => Promise<Record<string, number>>>
+    const run = module[bench.exportName]
+    if (typeof run !== 'function') throw new Error(`${bench.file} does not export ${bench.exportName}()`)
+    const figures = await run()
+    for (const [key, value] of Object.entries(figures)) {
+      results[key] = value
+      console.log(`${key.padEnd(32)} ${typeof value === 'number' ? value.toLocaleString('en-US') : value}`)
+    }
+  } catch (error) {
+    failed = true
+    console.error(`bench ${bench.file} failed:`, error)
+  }
+}
+
+mkdirSync(join(root, 'bench'), { recursive: true })
+writeFileSync(join(root, 'bench', 'results.json'), JSON.stringify(results, null, 2) + '\n')
+console.log(`\nwrote bench/results.json`)
+if (missing.length > 0) console.log(`not built yet, so not measured: ${missing.join('; ')}`)
+if (failed) process.exit(1)
