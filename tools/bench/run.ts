@@ -20,8 +20,8 @@ interface BenchModule {
 const benches: BenchModule[] = [
   { file: 'packages/engine/bench/store-bench.ts', exportName: 'runStoreBench', what: 'engine change log on LevelDB' },
   { file: 'packages/engine/bench/merge-bench.ts', exportName: 'runMergeBench', what: 'engine merge policies' },
-  { file: 'packages/emulator-graph/bench/graph-bench.ts', exportName: 'runGraphBench', what: 'Graph emulator + adapter-exchange' },
-  { file: 'packages/emulator-dataverse/bench/dataverse-bench.ts', exportName: 'runDataverseBench', what: 'Dataverse emulator + adapter-crm' },
+  { file: 'packages/adapter-exchange/bench/graph-bench.ts', exportName: 'runGraphBench', what: 'adapter-exchange pulling from the Graph emulator over HTTP' },
+  { file: 'packages/adapter-crm/bench/crm-bench.ts', exportName: 'runCrmBench', what: 'adapter-crm against the Dataverse emulator over HTTP' },
 ]
 
 const only = process.argv.slice(2).filter((a) => !a.startsWith('-'))

@@ -319,6 +319,18 @@ export class ReplicaStore {
     return this.getJson<LinkRecord>(keys.link(concordId))
   }
 
+  async getLinks(concordIds: readonly ConcordId[]): Promise<Array<LinkRecord | undefined>> {
+    if (concordIds.length === 0) return []
+    const raw = await this.db.getMany(concordIds.map((c) => keys.link(c)))
+    return raw.map((r) => (r === undefined ? undefined : (JSON.parse(r) as LinkRecord)))
+  }
+
+  async getSnapshots(replicaId: ReplicaId, nativeIds: readonly NativeId[]): Promise<Array<Snapshot | undefined>> {
+    if (nativeIds.length === 0) return []
+    const raw = await this.db.getMany(nativeIds.map((n) => keys.snapshot(replicaId, n)))
+    return raw.map((r) => (r === undefined ? undefined : (JSON.parse(r) as Snapshot)))
+  }
+
   /** Every live snapshot of a replica (for resync checks and tests). */
   async listSnapshots(replicaId: ReplicaId): Promise<Array<{ nativeId: NativeId; snapshot: Snapshot }>> {
     const prefix = keys.snapshotPrefix(replicaId)

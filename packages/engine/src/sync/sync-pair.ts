@@ -1,6 +1,6 @@
 import type { PushOp, ReplicaAdapter } from '../contract/replica-adapter.js'
 import { CursorExpiredError, SyncError, ThrottledError } from '../errors.js'
-import { type ConcordId, type OpId, type PairId, type ReplicaId, asOpId } from '../ids.js'
+import { type ConcordId, type NativeId, type OpId, type PairId, type ReplicaId, asOpId } from '../ids.js'
 import { type Logger, silentLogger } from '../logger.js'
 import type { Fields } from '../model/item.js'
 import type { ReplicaStore } from '../store/replica-store.js'
@@ -65,6 +65,14 @@ export class SyncPair {
   private readonly now: () => number
   private readonly logger: Logger
   private readonly onDecision: SyncPairOptions['onDecision']
+  /**
+   * False only when this process knows the pair's outbox is empty (this SyncPair is the pair's
+   * single writer). Lets idle cycles skip the outbox scans; starts true because a crash may have
+   * left pushes behind.
+   */
+  private outboxMayHaveEntries = true
+  /** Merge watermarks, cached after the first read (this SyncPair is their only writer). */
+  private marks: Record<Side, number> | undefined
 
   constructor(options: SyncPairOptions) {
     this.pairId = options.pairId
@@ -151,6 +159,7 @@ export class SyncPair {
   }
 
   private async hasBlockingOutbox(): Promise<boolean> {
+    if (!this.outboxMayHaveEntries) return false
     for (const side of Sides) {
       const pending = await this.store.listOutbox(this.pairId, this.replicaId(side))
       if (pending.some((entry) => this.isSendable(entry))) return true
@@ -164,6 +173,7 @@ export class SyncPair {
 
   private async remergeEntries(): Promise<OutboxEntry[]> {
     const out: OutboxEntry[] = []
+    if (!this.outboxMayHaveEntries) return out
     for (const side of Sides) for (const entry of await this.store.listOutbox(this.pairId, this.replicaId(side))) if (entry.remerge) out.push(entry)
     return out
   }
@@ -172,8 +182,12 @@ export class SyncPair {
   private async mergePending(): Promise<number> {
     let merged = 0
     for (;;) {
-      const marks = { crm: await this.store.getWatermark(this.pairId, this.replicaId('crm')), mailbox: await this.store.getWatermark(this.pairId, this.replicaId('mailbox')) }
-      const entries = { crm: await this.store.readLog(this.replicaId('crm'), marks.crm, this.mergeBatch), mailbox: await this.store.readLog(this.replicaId('mailbox'), marks.mailbox, this.mergeBatch) }
+      this.marks ??= { crm: await this.store.getWatermark(this.pairId, this.replicaId('crm')), mailbox: await this.store.getWatermark(this.pairId, this.replicaId('mailbox')) }
+      const marks = this.marks
+      const entries: Record<Side, LogEntry[]> = { crm: [], mailbox: [] }
+      for (const side of Sides) {
+        if ((await this.store.headSeq(this.replicaId(side))) > marks[side]) entries[side] = await this.store.readLog(this.replicaId(side), marks[side], this.mergeBatch)
+      }
       const remerge = await this.remergeEntries()
       if (entries.crm.length === 0 && entries.mailbox.length === 0 && remerge.length === 0) return merged
       merged += await this.mergeEntries(entries, remerge)
@@ -205,7 +219,11 @@ export class SyncPair {
       retire.push({ target: entry.target, concordId: op.concordId })
     }
     const ids = [...latest.keys()]
-    const bases = await this.store.getBases(this.pairId, ids)
+    const [bases, links, pendingTo] = await Promise.all([
+      this.store.getBases(this.pairId, ids),
+      this.store.getLinks(ids),
+      this.outboxMayHaveEntries ? this.pendingOutbox(ids) : Promise.resolve(undefined),
+    ])
     const outbox: OutboxEntry[] = []
     const baseWrites: Array<{ concordId: ConcordId; base: BaseRecord | null }> = []
     const plannedAt = this.now()
@@ -213,7 +231,7 @@ export class SyncPair {
     for (const [index, concordId] of ids.entries()) {
       const { kind, changes } = latest.get(concordId)!
       const base = bases[index]
-      const link = await this.store.getLink(concordId)
+      const link = links[index]
       const exists = { crm: link?.natives[this.replicaId('crm')] !== undefined, mailbox: link?.natives[this.replicaId('mailbox')] !== undefined }
       const decision = this.strategy.merge({ pairId: this.pairId, concordId, kind, base, changes, exists })
       this.onDecision?.(concordId, decision)
@@ -234,10 +252,7 @@ export class SyncPair {
         let op: PushOp
         if (write.type === 'delete') op = { opId, type: 'delete', concordId, kind, nativeId, provenance: write.provenance }
         else if (write.type === 'create' || nativeId === undefined) op = { opId, type: 'create', concordId, kind, fields: write.fields }
-        else {
-          const snapshot = await this.store.getSnapshot(target, nativeId)
-          op = { opId, type: 'update', concordId, kind, nativeId, fields: write.fields, ifMatch: snapshot?.version }
-        }
+        else op = { opId, type: 'update', concordId, kind, nativeId, fields: write.fields } // ifMatch: fillIfMatch
         const entry: OutboxEntry = {
           pairId: this.pairId,
           target,
@@ -248,7 +263,7 @@ export class SyncPair {
           attempts: 0,
           plannedAt,
         }
-        const pending = await this.store.getOutboxEntry(this.pairId, target, concordId)
+        const pending = pendingTo?.[side].get(concordId)
         outbox.push(pending && !pending.remerge ? coalesce(pending, entry) : entry)
       }
     }
@@ -257,13 +272,44 @@ export class SyncPair {
       const last = entries[side].at(-1)
       if (last) watermarks[this.replicaId(side)] = last.seq
     }
+    await this.fillIfMatch(outbox)
     const replanned = new Set(outbox.map((entry) => `${entry.target}|${entry.op.concordId}`))
     await this.store.commitPlan(this.pairId, { outbox, bases: baseWrites, watermarks, retire: retire.filter((r) => !replanned.has(`${r.target}|${r.concordId}`)) })
+    if (outbox.length > 0) this.outboxMayHaveEntries = true
+    for (const side of Sides) {
+      const last = entries[side].at(-1)
+      if (last && this.marks) this.marks[side] = last.seq
+    }
     return ids.length
+  }
+
+  /** Pending pushes for `ids`, per target side (to coalesce new plans into them). */
+  private async pendingOutbox(ids: readonly ConcordId[]): Promise<Record<Side, Map<ConcordId, OutboxEntry>>> {
+    const out: Record<Side, Map<ConcordId, OutboxEntry>> = { crm: new Map(), mailbox: new Map() }
+    const wanted = new Set(ids)
+    for (const side of Sides) for (const entry of await this.store.listOutbox(this.pairId, this.replicaId(side))) if (wanted.has(entry.op.concordId)) out[side].set(entry.op.concordId, entry)
+    return out
+  }
+
+  /** Updates carry If-Match with the version we last saw of the target record. */
+  private async fillIfMatch(outbox: OutboxEntry[]): Promise<void> {
+    for (const side of Sides) {
+      const target = this.replicaId(side)
+      const updates = outbox.filter((entry) => entry.target === target && entry.op.type === 'update' && entry.op.ifMatch === undefined)
+      const snapshots = await this.store.getSnapshots(
+        target,
+        updates.map((entry) => (entry.op as { nativeId: NativeId }).nativeId),
+      )
+      updates.forEach((entry, i) => {
+        if (entry.op.type === 'update') entry.op = { ...entry.op, ifMatch: snapshots[i]?.version }
+      })
+    }
   }
 
   /** Sends every pending push of both sides; acknowledged ones are retired one atomic write each. */
   private async flushOutbox(report: CycleReport, signal?: AbortSignal): Promise<void> {
+    if (!this.outboxMayHaveEntries) return
+    let remaining = 0
     for (const side of Sides) {
       const adapter = this.adapters[side]
       const pending = (await this.store.listOutbox(this.pairId, adapter.replicaId)).filter((entry) => this.isSendable(entry))
@@ -295,9 +341,12 @@ export class SyncPair {
           this.logger.warn({ replicaId: adapter.replicaId, opId: entry.op.opId, code: rejected.error.code }, 'push rejected')
           await this.store.settlePushFailure(entry, rejected.error, changedUnderUs ? 'remerge' : 'retry')
         }
+        remaining += chunk.length - result.applied.length
         if (throttled) throw throttled
       }
+      remaining += (await this.store.listOutbox(this.pairId, adapter.replicaId)).length - pending.length
     }
+    if (remaining === 0) this.outboxMayHaveEntries = false
   }
 }
 

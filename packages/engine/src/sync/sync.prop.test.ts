@@ -7,6 +7,8 @@ import { propConfig } from '../testing/prop-config.js'
 import { type TwoReplicaWorld, checkConvergence, createTwoReplicaWorld, syncUntilQuiet } from '../testing/world.js'
 
 const replica = asReplicaId('r')
+/** A hang guard only: soaks with PROP_RUNS=20000 legitimately take minutes. */
+const SOAK_TIMEOUT = 30 * 60_000
 
 const changeArb: fc.Arbitrary<RemoteChange> = fc.oneof(
   fc.record({
@@ -35,7 +37,7 @@ describe('properties', () => {
       }),
       propConfig(200),
     )
-  })
+  }, SOAK_TIMEOUT)
 
   type Action =
     | { type: 'create'; side: 'crm' | 'mailbox'; kind: 'contact' | 'task'; text: string }
@@ -95,5 +97,5 @@ describe('properties', () => {
       }),
       propConfig(150),
     )
-  })
+  }, SOAK_TIMEOUT)
 })
