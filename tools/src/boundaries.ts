@@ -22,8 +22,8 @@ const INTERNAL = '@concord/'
 /** Every module specifier a file imports or re-exports (static and dynamic), via the TypeScript scanner. */
 function importsOf(text: string): Array<{ specifier: string; line: number }> {
   const info = ts.preProcessFile(text, true, true)
-  const lineStarts = ts.computeLineStarts(text)
-  return info.importedFiles.map((ref) => ({ specifier: ref.fileName, line: ts.computeLineAndCharacterOfPosition(lineStarts, ref.pos).line + 1 }))
+  const source = ts.createSourceFile('file.ts', text, ts.ScriptTarget.Latest)
+  return info.importedFiles.map((ref) => ({ specifier: ref.fileName, line: source.getLineAndCharacterOfPosition(ref.pos).line + 1 }))
 }
 
 export function loadWorkspace(root: string): WorkspacePackage[] {
