@@ -33,6 +33,11 @@ export const keys = {
   watermark: (p: PairId, r: ReplicaId) => `${V}${SEP}p${SEP}${p}${SEP}mark${SEP}${r}`,
   outbox: (p: PairId, r: ReplicaId, c: ConcordId) => `${V}${SEP}p${SEP}${p}${SEP}out${SEP}${r}${SEP}${c}`,
   outboxPrefix: (p: PairId, r: ReplicaId) => `${V}${SEP}p${SEP}${p}${SEP}out${SEP}${r}${SEP}`,
+  quarantine: (p: PairId, id: string) => `${V}${SEP}p${SEP}${p}${SEP}quar${SEP}${id}`,
+  quarantinePrefix: (p: PairId) => `${V}${SEP}p${SEP}${p}${SEP}quar${SEP}`,
+  tombstone: (p: PairId, c: ConcordId) => `${V}${SEP}p${SEP}${p}${SEP}tomb${SEP}${c}`,
+  tombstonePrefix: (p: PairId) => `${V}${SEP}p${SEP}${p}${SEP}tomb${SEP}`,
+  explain: (p: PairId, c: ConcordId) => `${V}${SEP}p${SEP}${p}${SEP}why${SEP}${c}`,
   pairPrefix: (p: PairId) => `${V}${SEP}p${SEP}${p}${SEP}`,
 }
 

@@ -1,7 +1,6 @@
-import type { DeleteProvenance } from '../contract/replica-adapter.js'
+import type { DeleteProvenance, PushOp } from '../contract/replica-adapter.js'
 import type { ConcordId, NativeId, OpId, PairId, ReplicaId, Version } from '../ids.js'
 import type { Fields, ItemKind } from '../model/item.js'
-import type { PushOp } from '../contract/replica-adapter.js'
 
 /** One entry of a replica's append-only change log: a record that really changed. */
 export interface LogEntry {
@@ -71,3 +70,32 @@ export interface OutboxEntry {
 
 export type OutboxKey = { pairId: PairId; target: ReplicaId; concordId: ConcordId }
 export type { OpId }
+
+/** Deletes a cycle planned but the mass-deletion guard held, waiting for an admin. */
+export interface QuarantineRecord {
+  id: string
+  pairId: PairId
+  target: ReplicaId
+  createdAt: number
+  /** The guard's explanation (counts, share, threshold). */
+  reason: string
+  /** The held delete pushes, exactly as they would have gone to the outbox. */
+  entries: OutboxEntry[]
+}
+
+/** A deleted item's last agreed state, kept so that a delete can be undone. */
+export interface TombstoneRecord {
+  concordId: ConcordId
+  kind: ItemKind
+  fields: Fields
+  deletedAt: number
+  /** The side whose copy the engine deleted, and why. */
+  target: ReplicaId
+  provenance: DeleteProvenance
+}
+
+/** The latest decision per field of an item, for `explain` after the fact. */
+export interface ExplainRecord {
+  at: number
+  fields: Record<string, unknown>
+}

@@ -4,7 +4,7 @@ import { SyncError } from '../errors.js'
 import { type ConcordId, type Cursor, type NativeId, type PairId, type ReplicaId, asCursor, concordIdFor } from '../ids.js'
 import { hashFields } from '../model/item.js'
 import { assertKeyPart, keys, prefixEnd } from './keys.js'
-import type { BaseRecord, LinkRecord, LogEntry, OutboxEntry, Snapshot } from './records.js'
+import type { BaseRecord, ExplainRecord, LinkRecord, LogEntry, OutboxEntry, QuarantineRecord, Snapshot, TombstoneRecord } from './records.js'
 
 /** Any `abstract-level` database with string keys and values: classic-level, memory-level, browser-level. */
 export type StoreDatabase = AbstractLevel<string | Uint8Array | Buffer, string, string>
@@ -393,10 +393,16 @@ export class ReplicaStore {
       watermarks: Partial<Record<ReplicaId, number>>
       /** Outbox entries the plan supersedes (re-merged ops whose decision needs no write). */
       retire?: ReadonlyArray<{ target: ReplicaId; concordId: ConcordId }> | undefined
+      /** Deletes held by the mass-deletion guard. */
+      quarantine?: readonly QuarantineRecord[] | undefined
+      /** Latest field decisions per item, for `explain`. */
+      explain?: ReadonlyArray<{ concordId: ConcordId; record: ExplainRecord }> | undefined
     },
   ): Promise<void> {
     assertKeyPart(pairId, 'pairId')
     const ops: BatchOp[] = []
+    for (const record of plan.quarantine ?? []) ops.push({ type: 'put', key: keys.quarantine(pairId, record.id), value: JSON.stringify(record) })
+    for (const { concordId, record } of plan.explain ?? []) ops.push({ type: 'put', key: keys.explain(pairId, concordId), value: JSON.stringify(record) })
     for (const { target, concordId } of plan.retire ?? []) ops.push({ type: 'del', key: keys.outbox(pairId, target, concordId) })
     for (const entry of plan.outbox) ops.push({ type: 'put', key: keys.outbox(pairId, entry.target, entry.op.concordId), value: JSON.stringify(entry) })
     for (const { concordId, base } of plan.bases) {
@@ -416,7 +422,7 @@ export class ReplicaStore {
   async ackPush(entry: OutboxEntry, applied: PushApplied): Promise<void> {
     const { pairId, target, op } = entry
     const ops: BatchOp[] = [{ type: 'del', key: keys.outbox(pairId, target, op.concordId) }]
-    const link = (await this.getLink(op.concordId)) ?? { kind: op.kind, natives: {} }
+    const link: LinkRecord = (await this.getLink(op.concordId)) ?? { kind: op.kind, natives: {} }
     const base = await this.getBase(pairId, op.concordId)
     if (op.type === 'delete') {
       const nativeId = op.nativeId ?? link.natives[target]
@@ -426,6 +432,10 @@ export class ReplicaStore {
         if (snap) ops.push({ type: 'put', key: keys.snapshot(target, nativeId), value: JSON.stringify({ ...snap, deleted: true }) })
       }
       ops.push({ type: 'del', key: keys.base(pairId, op.concordId) })
+      if (base) {
+        const tombstone: TombstoneRecord = { concordId: op.concordId, kind: op.kind, fields: base.fields, deletedAt: this.now(), target, provenance: op.provenance }
+        ops.push({ type: 'put', key: keys.tombstone(pairId, op.concordId), value: JSON.stringify(tombstone) })
+      }
     } else {
       const nativeId = applied.nativeId ?? (op.type === 'update' ? op.nativeId : undefined)
       if (nativeId === undefined) throw new SyncError('InvalidRemoteData', `Push ${op.opId} (create) was acknowledged without a native id`)
@@ -450,6 +460,68 @@ export class ReplicaStore {
     }
     ops.push({ type: 'put', key: keys.link(op.concordId), value: JSON.stringify(link) })
     await this.write(ops)
+  }
+
+  // ── quarantine, tombstones, explain ────────────────────────────────────────────────────────
+
+  async listQuarantine(pairId: PairId): Promise<QuarantineRecord[]> {
+    return this.listJson<QuarantineRecord>(keys.quarantinePrefix(pairId))
+  }
+
+  getQuarantine(pairId: PairId, id: string): Promise<QuarantineRecord | undefined> {
+    return this.getJson<QuarantineRecord>(keys.quarantine(pairId, id))
+  }
+
+  /** Ends a quarantine in one write: its record goes, and `outbox` (the confirmed deletes, or the restores) is queued. */
+  async resolveQuarantine(pairId: PairId, id: string, outbox: readonly OutboxEntry[]): Promise<void> {
+    const ops: BatchOp[] = [{ type: 'del', key: keys.quarantine(pairId, id) }]
+    for (const entry of outbox) ops.push({ type: 'put', key: keys.outbox(pairId, entry.target, entry.op.concordId), value: JSON.stringify(entry) })
+    await this.write(ops)
+  }
+
+  async listTombstones(pairId: PairId): Promise<TombstoneRecord[]> {
+    return this.listJson<TombstoneRecord>(keys.tombstonePrefix(pairId))
+  }
+
+  getTombstone(pairId: PairId, concordId: ConcordId): Promise<TombstoneRecord | undefined> {
+    return this.getJson<TombstoneRecord>(keys.tombstone(pairId, concordId))
+  }
+
+  /** Drops tombstones older than `before` (ms), so the undo window is bounded. */
+  async pruneTombstones(pairId: PairId, before: number): Promise<number> {
+    const old = (await this.listTombstones(pairId)).filter((t) => t.deletedAt < before)
+    await this.write(old.map((t) => ({ type: 'del' as const, key: keys.tombstone(pairId, t.concordId) })))
+    return old.length
+  }
+
+  /** Queues the pushes that undo a delete, and removes its tombstone, in one write. */
+  async restoreTombstone(pairId: PairId, concordId: ConcordId, outbox: readonly OutboxEntry[]): Promise<void> {
+    const ops: BatchOp[] = [{ type: 'del', key: keys.tombstone(pairId, concordId) }]
+    for (const entry of outbox) ops.push({ type: 'put', key: keys.outbox(pairId, entry.target, entry.op.concordId), value: JSON.stringify(entry) })
+    await this.write(ops)
+  }
+
+  async getExplainMany(pairId: PairId, concordIds: readonly ConcordId[]): Promise<Array<ExplainRecord | undefined>> {
+    const raw = await this.db.getMany(concordIds.map((c) => keys.explain(pairId, c)))
+    return raw.map((r) => (r === undefined ? undefined : (JSON.parse(r) as ExplainRecord)))
+  }
+
+  getExplain(pairId: PairId, concordId: ConcordId): Promise<ExplainRecord | undefined> {
+    return this.getJson<ExplainRecord>(keys.explain(pairId, concordId))
+  }
+
+  /** Number of items the pair has agreed on (its linked items): the denominator of the deletion guard. */
+  async countBases(pairId: PairId): Promise<number> {
+    const prefix = keys.basePrefix(pairId)
+    let n = 0
+    for await (const _ of this.db.keys({ gte: prefix, lt: prefixEnd(prefix) })) n++
+    return n
+  }
+
+  private async listJson<T>(prefix: string): Promise<T[]> {
+    const out: T[] = []
+    for await (const value of this.db.values({ gte: prefix, lt: prefixEnd(prefix) })) out.push(JSON.parse(value) as T)
+    return out
   }
 
   /**

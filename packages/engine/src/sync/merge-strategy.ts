@@ -56,8 +56,10 @@ export interface FieldDecision {
   policy?: string | undefined
   /** Whose value the field ends with: one side, both (equal), a merge of both, or none (blocked/kept). */
   winner?: 'crm' | 'mailbox' | 'both' | 'merged' | 'none' | undefined
-  /** Each side's record version the values were read from, and the base's per-field version. */
-  versions?: { crm?: string | undefined; mailbox?: string | undefined; base?: number | undefined } | undefined
+  /** Each side's record version the values were read from (shared by the fields of one decision). */
+  versions?: { readonly crm?: string | undefined; readonly mailbox?: string | undefined } | undefined
+  /** The base's per-field version (how many times the field was agreed). */
+  baseVersion?: number | undefined
   /** Hybrid logical clocks compared by an `lww` decision (encoded). */
   clocks?: { crm?: string | undefined; mailbox?: string | undefined } | undefined
 }

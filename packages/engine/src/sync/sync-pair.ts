@@ -1,12 +1,13 @@
-import type { PushOp, ReplicaAdapter } from '../contract/replica-adapter.js'
+import type { DeleteProvenance, PushOp, ReplicaAdapter } from '../contract/replica-adapter.js'
 import { CursorExpiredError, SyncError, ThrottledError } from '../errors.js'
 import { type ConcordId, type NativeId, type OpId, type PairId, type ReplicaId, asOpId } from '../ids.js'
 import { type Logger, silentLogger } from '../logger.js'
 import type { Fields } from '../model/item.js'
 import type { ReplicaStore } from '../store/replica-store.js'
-import type { BaseRecord, LogEntry, OutboxEntry } from '../store/records.js'
+import type { BaseRecord, ExplainRecord, LogEntry, OutboxEntry, QuarantineRecord, TombstoneRecord } from '../store/records.js'
 import { stableHash } from '../util/hash.js'
-import { CrmWinsMerge, type MergeDecision, type MergeStrategy, type SideChange, type Side, Sides, otherSide } from './merge-strategy.js'
+import { CrmWinsMerge, type FieldDecision, type MergeDecision, type MergeStrategy, type SideChange, type Side, Sides, otherSide } from './merge-strategy.js'
+import { DEFAULT_DELETION_THRESHOLD, type DeletionGuardThreshold, evaluateDeletionGuard } from '../merge/deletion-guard.js'
 
 export interface SyncPairOptions {
   pairId: PairId
@@ -24,6 +25,10 @@ export interface SyncPairOptions {
   maxPagesPerCycle?: number | undefined
   now?: (() => number) | undefined
   logger?: Logger | undefined
+  /** Mass-deletion guard: a plan deleting more than this share (and at least `min`) of a side's items is quarantined. Default 20 % / 50. */
+  deletionGuard?: DeletionGuardThreshold | undefined
+  /** How long deleted items stay restorable (ms). Default 30 days. */
+  tombstoneRetentionMs?: number | undefined
   /** Called with every merge decision (explain log, metrics). */
   onDecision?: ((concordId: ConcordId, decision: MergeDecision) => void) | undefined
 }
@@ -65,6 +70,8 @@ export class SyncPair {
   private readonly now: () => number
   private readonly logger: Logger
   private readonly onDecision: SyncPairOptions['onDecision']
+  private readonly deletionGuard: DeletionGuardThreshold
+  private readonly tombstoneRetentionMs: number
   /**
    * False only when this process knows the pair's outbox is empty (this SyncPair is the pair's
    * single writer). Lets idle cycles skip the outbox scans; starts true because a crash may have
@@ -86,6 +93,8 @@ export class SyncPair {
     this.now = options.now ?? Date.now
     this.logger = options.logger ?? silentLogger
     this.onDecision = options.onDecision
+    this.deletionGuard = options.deletionGuard ?? DEFAULT_DELETION_THRESHOLD
+    this.tombstoneRetentionMs = options.tombstoneRetentionMs ?? 30 * 24 * 3600_000
   }
 
   replicaId(side: Side): ReplicaId {
@@ -225,6 +234,7 @@ export class SyncPair {
       this.outboxMayHaveEntries ? this.pendingOutbox(ids) : Promise.resolve(undefined),
     ])
     const outbox: OutboxEntry[] = []
+    const explain: Array<{ concordId: ConcordId; record: ExplainRecord }> = []
     const baseWrites: Array<{ concordId: ConcordId; base: BaseRecord | null }> = []
     const plannedAt = this.now()
 
@@ -235,6 +245,7 @@ export class SyncPair {
       const exists = { crm: link?.natives[this.replicaId('crm')] !== undefined, mailbox: link?.natives[this.replicaId('mailbox')] !== undefined }
       const decision = this.strategy.merge({ pairId: this.pairId, concordId, kind, base, changes, exists })
       this.onDecision?.(concordId, decision)
+      if (decision.fields.length > 0) explain.push({ concordId, record: { at: plannedAt, fields: Object.fromEntries(decision.fields.map((f) => [f.field, f])) } })
 
       if (decision.forget) {
         if (base) baseWrites.push({ concordId, base: null })
@@ -274,13 +285,104 @@ export class SyncPair {
     }
     await this.fillIfMatch(outbox)
     const replanned = new Set(outbox.map((entry) => `${entry.target}|${entry.op.concordId}`))
-    await this.store.commitPlan(this.pairId, { outbox, bases: baseWrites, watermarks, retire: retire.filter((r) => !replanned.has(`${r.target}|${r.concordId}`)) })
+    const quarantine = await this.holdMassDeletes(outbox, plannedAt)
+    const previous = explain.length > 0 ? await this.store.getExplainMany(this.pairId, explain.map((e) => e.concordId)) : []
+    explain.forEach((e, i) => (e.record.fields = { ...(previous[i]?.fields ?? {}), ...e.record.fields }))
+    await this.store.commitPlan(this.pairId, { outbox, bases: baseWrites, watermarks, retire: retire.filter((r) => !replanned.has(`${r.target}|${r.concordId}`)), quarantine, explain })
     if (outbox.length > 0) this.outboxMayHaveEntries = true
     for (const side of Sides) {
       const last = entries[side].at(-1)
       if (last && this.marks) this.marks[side] = last.seq
     }
     return ids.length
+  }
+
+  /**
+   * Applies the mass-deletion guard to a plan: per target side, if its deletes exceed the threshold,
+   * they leave the outbox and are held in one quarantine record until an admin confirms or rejects.
+   */
+  private async holdMassDeletes(outbox: OutboxEntry[], now: number): Promise<QuarantineRecord[]> {
+    const held: QuarantineRecord[] = []
+    for (const side of Sides) {
+      const target = this.replicaId(side)
+      const deletes = outbox.filter((entry) => entry.target === target && entry.op.type === 'delete')
+      if (deletes.length < this.deletionGuard.min) continue
+      const verdict = evaluateDeletionGuard({ replicaItemCount: await this.store.countBases(this.pairId), deletes: deletes.map((d) => ({ provenance: (d.op as { provenance: DeleteProvenance }).provenance })), threshold: this.deletionGuard })
+      if (verdict.action !== 'hold') continue
+      this.logger.warn({ pairId: this.pairId, target, deletes: deletes.length }, verdict.reason)
+      held.push({ id: `q_${stableHash(`${this.pairId}|${target}|${now}|${deletes.length}`)}`, pairId: this.pairId, target, createdAt: now, reason: verdict.reason, entries: deletes })
+      for (const entry of deletes) outbox.splice(outbox.indexOf(entry), 1)
+    }
+    return held
+  }
+
+  /** Deletes held by the mass-deletion guard, waiting for `confirmQuarantine` or `rejectQuarantine`. */
+  listQuarantine(): Promise<QuarantineRecord[]> {
+    return this.store.listQuarantine(this.pairId)
+  }
+
+  /** An admin confirms held deletes: they are queued and sent by the next cycle. */
+  async confirmQuarantine(id: string): Promise<number> {
+    const record = await this.requireQuarantine(id)
+    await this.store.resolveQuarantine(this.pairId, id, record.entries)
+    this.outboxMayHaveEntries = true
+    return record.entries.length
+  }
+
+  /**
+   * An admin rejects held deletes: nothing is deleted on the held side, and the items are created
+   * again on the side that lost them, from their last agreed state. Nothing is lost.
+   */
+  async rejectQuarantine(id: string): Promise<number> {
+    const record = await this.requireQuarantine(id)
+    const deletedOn = record.target === this.replicaId('crm') ? this.replicaId('mailbox') : this.replicaId('crm')
+    const restores: OutboxEntry[] = []
+    const bases = await this.store.getBases(this.pairId, record.entries.map((e) => e.op.concordId))
+    record.entries.forEach((entry, i) => {
+      const base = bases[i]
+      if (!base) return
+      restores.push(this.restoreEntry(entry.op.concordId, base.kind, base.fields, deletedOn, record.target))
+    })
+    await this.store.resolveQuarantine(this.pairId, id, restores)
+    this.outboxMayHaveEntries = true
+    return restores.length
+  }
+
+  private async requireQuarantine(id: string): Promise<QuarantineRecord> {
+    const record = await this.store.getQuarantine(this.pairId, id)
+    if (!record) throw new SyncError('NotFound', `No quarantine ${id} on pair ${this.pairId}`)
+    return record
+  }
+
+  /** Items deleted by sync that can still be restored. */
+  async listTombstones(): Promise<TombstoneRecord[]> {
+    await this.store.pruneTombstones(this.pairId, this.now() - this.tombstoneRetentionMs)
+    return this.store.listTombstones(this.pairId)
+  }
+
+  /** Undoes a delete: the item is created again, from its last agreed state, on every side that lost it. */
+  async restoreDeleted(concordId: ConcordId): Promise<void> {
+    const tombstone = await this.store.getTombstone(this.pairId, concordId)
+    if (!tombstone) throw new SyncError('NotFound', `No restorable delete of ${concordId} on pair ${this.pairId}`)
+    const link = await this.store.getLink(concordId)
+    const entries = Sides.filter((side) => link?.natives[this.replicaId(side)] === undefined).map((side) =>
+      this.restoreEntry(concordId, tombstone.kind, tombstone.fields, this.replicaId(side), this.replicaId(otherSide(side))),
+    )
+    await this.store.restoreTombstone(this.pairId, concordId, entries)
+    this.outboxMayHaveEntries = true
+  }
+
+  private restoreEntry(concordId: ConcordId, kind: OutboxEntry['op']['kind'], fields: Fields, target: ReplicaId, source: ReplicaId): OutboxEntry {
+    const plannedAt = this.now()
+    const opId = asOpId(`op_${stableHash(`${this.pairId}|${target}|${concordId}|restore|${plannedAt}`)}`)
+    return { pairId: this.pairId, target, op: { opId, type: 'create', concordId, kind, fields }, agreed: fields, sourceReplica: source, attempts: 0, plannedAt }
+  }
+
+  /** The recorded decision for one field of an item: base, both values, direction, mask, policy, winner. */
+  async explain(concordId: ConcordId, field: string): Promise<(FieldDecision & { at: number }) | undefined> {
+    const record = await this.store.getExplain(this.pairId, concordId)
+    const decision = record?.fields[field] as FieldDecision | undefined
+    return decision && record ? { ...decision, at: record.at } : undefined
   }
 
   /** Pending pushes for `ids`, per target side (to coalesce new plans into them). */
