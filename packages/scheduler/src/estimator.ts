@@ -1,0 +1,237 @@
+import type { AdaptiveOptions } from './config.js'
+
+const DAY = 86_400_000
+
+/**
+ * A diurnal profile shared by all mailboxes: g(t) ≥ 0 with mean 1 over a period, learned online from the
+ * change counts of all polls (each poll adds its changes and its exposure time to the slot it ended in).
+ * Slots are shrunk toward the overall rate so sparse slots stay near 1. Each time a new period reaches a
+ * slot, its old counts are multiplied by `decay` (exponential forgetting per period).
+ */
+export class DiurnalProfile {
+  readonly slots: number
+  private readonly c: Float64Array
+  private readonly e: Float64Array
+  private readonly periodIdx: Float64Array
+  private readonly g: Float64Array
+  private readonly slotMs: number
+  private readonly periodMs: number
+  private readonly origin: number
+  private readonly decay: number
+
+  constructor(opts: Pick<AdaptiveOptions, 'profileSlotMs' | 'profilePeriodMs' | 'profileOriginMs' | 'profileDecay'>) {
+    this.slotMs = opts.profileSlotMs
+    this.periodMs = opts.profilePeriodMs
+    this.origin = opts.profileOriginMs
+    this.decay = opts.profileDecay
+    this.slots = Math.max(1, Math.round(this.periodMs / this.slotMs))
+    this.c = new Float64Array(this.slots)
+    this.e = new Float64Array(this.slots)
+    this.periodIdx = new Float64Array(this.slots).fill(-Infinity)
+    this.g = new Float64Array(this.slots).fill(1)
+  }
+
+  /** Slot index of virtual time `t`. */
+  slotOf(t: number): number {
+    const x = (t - this.origin) / this.slotMs
+    const k = Math.floor(x) % this.slots
+    return k < 0 ? k + this.slots : k
+  }
+
+  /** The current profile value at `t` (1 until learned). Updated only by {@link recompute}. */
+  at(t: number): number {
+    return this.g[this.slotOf(t)] as number
+  }
+
+  /** Record `changes` seen over `exposureMs` of one mailbox, ending at `t`. */
+  observe(t: number, changes: number, exposureMs: number): void {
+    const k = this.slotOf(t)
+    const p = Math.floor((t - this.origin) / this.periodMs)
+    const last = this.periodIdx[k] as number
+    if (p > last) {
+      if (last !== -Infinity) {
+        const f = Math.pow(this.decay, p - last)
+        this.c[k] = (this.c[k] as number) * f
+        this.e[k] = (this.e[k] as number) * f
+      }
+      this.periodIdx[k] = p
+    }
+    this.c[k] = (this.c[k] as number) + changes
+    this.e[k] = (this.e[k] as number) + exposureMs
+  }
+
+  /** Re-derive g from the counts (cheap: one pass over the slots). */
+  recompute(): void {
+    let cs = 0
+    let es = 0
+    for (let k = 0; k < this.slots; k++) {
+      cs += this.c[k] as number
+      es += this.e[k] as number
+    }
+    if (es <= 0 || cs <= 0) {
+      this.g.fill(1)
+      return
+    }
+    const overall = cs / es
+    // shrink each slot toward the overall rate with the weight of 20 mailbox-slots of exposure
+    const s = 20 * this.slotMs
+    let mean = 0
+    for (let k = 0; k < this.slots; k++) {
+      const r = ((this.c[k] as number) + overall * s) / ((this.e[k] as number) + s)
+      this.g[k] = r
+      mean += r
+    }
+    mean /= this.slots
+    for (let k = 0; k < this.slots; k++) this.g[k] = (this.g[k] as number) / mean
+  }
+
+  /** A copy of the current profile (mean 1). */
+  values(): number[] {
+    return Array.from(this.g)
+  }
+}
+
+/**
+ * Per-mailbox change-rate estimate: a gamma-Poisson posterior with exponential forgetting on two
+ * timescales, with the diurnal profile as exposure offset (so the estimate is a *level* a with
+ * λ(t) ≈ a·g(t)). The long timescale gives the level; the short one catches bursts, and the effective
+ * level adds `burstWeight` of the short-term excess. Rates are in changes per ms. The state is four
+ * numbers kept inline in the mailbox record (no extra object per mailbox).
+ */
+export interface RateState {
+  /** decayed changes / exposure, long timescale */
+  aL: number
+  bL: number
+  /** decayed changes / exposure, short timescale */
+  aS: number
+  bS: number
+}
+
+/** Add an observation of `changes` over `dtMs` with profile value `g` during it. */
+export function observeRate(s: RateState, changes: number, dtMs: number, g: number, opts: AdaptiveOptions): void {
+  if (dtMs <= 0) {
+    s.aL += changes
+    s.aS += changes
+    return
+  }
+  const dL = Math.pow(2, -dtMs / opts.longHalfLifeMs)
+  const dS = Math.pow(2, -dtMs / opts.shortHalfLifeMs)
+  const u = g * dtMs
+  s.aL = s.aL * dL + changes
+  s.bL = s.bL * dL + u
+  s.aS = s.aS * dS + changes
+  s.bS = s.bS * dS + u
+}
+
+/** The long-timescale level (posterior mean with the configured prior), changes per ms at g = 1. */
+export function rateLevel(s: RateState, opts: AdaptiveOptions): number {
+  const prior = opts.priorChangesPerDay / DAY
+  return (s.aL + prior * opts.priorStrengthMs) / (s.bL + opts.priorStrengthMs)
+}
+
+/** Level plus `burstWeight` × the short-term excess over it. */
+export function effectiveRate(s: RateState, opts: AdaptiveOptions): number {
+  const l = rateLevel(s, opts)
+  if (opts.burstWeight === 0) return l
+  const ps = opts.shortHalfLifeMs
+  const short = (s.aS + l * ps) / (s.bS + ps)
+  return short > l ? l + opts.burstWeight * (short - l) : l
+}
+
+/**
+ * Solve the √-rate allocation under a budget (water-filling with a floor and a ceiling).
+ * Given, for each time slot j of the planning horizon (length `durs[j]` ms), the per-mailbox weights
+ * `w[j][i]` = √(λᵢ(tⱼ)/costᵢ) (times the slot's optional `scale`) and costs `cost[i]` (requests per sync), find the scale y such that
+ * Σⱼ durⱼ Σᵢ costᵢ·clamp(wⱼᵢ·y, lo, hi) = budget, where lo = 1/maxInterval and hi = 1/minInterval
+ * (polls per ms). Returns y (0 if even the floor exceeds the budget; the hard limiter then decides).
+ * `hint` (e.g. the previous solution) only speeds up the search.
+ *
+ * Why √: minimising mean detection delay Σλᵢ/(2fᵢ) / Σλᵢ subject to Σcostᵢfᵢ = B gives, by Lagrange,
+ * λᵢ/(2fᵢ²) = μ·costᵢ, i.e. fᵢ ∝ √(λᵢ/costᵢ) (performance.md §6a); the clamp is the KKT solution with
+ * box constraints.
+ */
+export function solveSqrtAllocation(
+  slots: ReadonlyArray<{ dur: number; weights: Float64Array; scale?: number }>,
+  cost: Float64Array,
+  budget: number,
+  lo: number,
+  hi: number,
+  hint?: number,
+): number {
+  // per distinct weights array (slots may share one with different scales): weights sorted with prefix sums of cost and cost·w, so spend(y) costs O(log n) per slot
+  const cache = new Map<Float64Array, { ws: Float64Array; pc: Float64Array; pcw: Float64Array }>()
+  const prepare = (weights: Float64Array) => {
+    const hit = cache.get(weights)
+    if (hit) return hit
+    const n = weights.length
+    const idx = new Int32Array(n)
+    for (let i = 0; i < n; i++) idx[i] = i
+    idx.sort((a, b) => (weights[a] as number) - (weights[b] as number))
+    const ws = new Float64Array(n)
+    const pc = new Float64Array(n + 1)
+    const pcw = new Float64Array(n + 1)
+    for (let r = 0; r < n; r++) {
+      const i = idx[r] as number
+      const w = weights[i] as number
+      const c = cost[i] as number
+      ws[r] = w
+      pc[r + 1] = (pc[r] as number) + c
+      pcw[r + 1] = (pcw[r] as number) + c * w
+    }
+    const out = { ws, pc, pcw }
+    cache.set(weights, out)
+    return out
+  }
+  const prepared = slots.map(({ dur, weights, scale }) => ({ dur, scale: scale ?? 1, ...prepare(weights) }))
+  const lowerBound = (a: Float64Array, x: number): number => {
+    let l = 0
+    let h = a.length
+    while (l < h) {
+      const m = (l + h) >> 1
+      if ((a[m] as number) < x) l = m + 1
+      else h = m
+    }
+    return l
+  }
+  const spend = (y0: number): number => {
+    let total = 0
+    for (const { dur, scale, ws, pc, pcw } of prepared) {
+      const n = ws.length
+      if (n === 0) continue
+      const y = y0 * scale
+      if (y <= 0) {
+        total += dur * lo * (pc[n] as number)
+        continue
+      }
+      const a = lowerBound(ws, lo / y) // below: at the floor
+      const b = lowerBound(ws, hi / y) // from b on: at the ceiling
+      const floorPart = lo * (pc[a] as number)
+      const midPart = y * ((pcw[b] as number) - (pcw[a] as number))
+      const above = (pc[n] as number) - (pc[b] as number)
+      const ceilPart = above > 0 ? hi * above : 0
+      total += dur * (floorPart + midPart + ceilPart)
+    }
+    return total
+  }
+  if (spend(0) >= budget) return 0
+  // bracket around the previous solution (plans change slowly), then geometric bisection to 1e-11
+  const start = hint !== undefined && hint > 0 && Number.isFinite(hint) ? hint : 1e-3
+  let yLo = start / 2
+  let yHi = start * 2
+  for (let i = 0; i < 60 && spend(yHi) <= budget; i++) {
+    yLo = yHi
+    yHi *= 16
+  }
+  if (spend(yHi) <= budget) return yHi
+  for (let i = 0; i < 60 && spend(yLo) > budget; i++) {
+    yHi = yLo
+    yLo /= 16
+  }
+  if (spend(yLo) > budget) return yLo
+  while (yHi / yLo > 1 + 1e-11) {
+    const mid = Math.sqrt(yLo * yHi)
+    if (spend(mid) > budget) yHi = mid
+    else yLo = mid
+  }
+  return yLo
+}

@@ -1,0 +1,266 @@
+import { expect, test } from 'vitest'
+import { createScheduler, mulberry32, SchedulerConfigError, SchedulerError, solveSqrtAllocation, type Scheduler } from './index.js'
+
+const S = 1000
+const MIN = 60 * S
+const DAY = 24 * 60 * MIN
+
+/** Drive `s` until `until` with instant syncs; `changes(id, t)` says what each sync finds. Returns dispatch times per mailbox. */
+function drive(s: Scheduler, until: number, changes: (id: string, t: number) => number = () => 0): Map<string, number[]> {
+  const seen = new Map<string, number[]>()
+  let t = s.nextWakeAt()
+  while (t !== null && t <= until) {
+    for (const d of s.due(t)) {
+      const list = seen.get(d.mailboxId) ?? []
+      list.push(t)
+      seen.set(d.mailboxId, list)
+      s.recordPoll(d.mailboxId, { at: t, changes: changes(d.mailboxId, t) })
+    }
+    t = s.nextWakeAt()
+  }
+  return seen
+}
+
+const gaps = (xs: number[]) => xs.slice(1).map((x, i) => x - (xs[i] as number))
+
+test('fixed:15 polls every 15 minutes and ignores notifications', () => {
+  const s = createScheduler({ policy: 'fixed:15' })
+  s.addMailbox('alice', 0, { firstSyncAt: 0 })
+  s.recordNotification('alice', 0)
+  const times = drive(s, 2 * 60 * MIN).get('alice') ?? []
+  expect(times).toEqual([0, 15, 30, 45, 60, 75, 90, 105, 120].map((m) => m * MIN))
+  expect(s.explain('alice').some((e) => e.event === 'ignored' && e.reason === 'notification')).toBe(true)
+  const fresh = createScheduler({ policy: 'fixed:15' })
+  fresh.addMailbox('bob', 0)
+  fresh.recordNotification('bob', 1)
+  expect(fresh.explain('bob').at(-1)).toMatchObject({ event: 'ignored', reason: 'notification' })
+  expect(fresh.mailbox('bob').dueAt).toBeLessThanOrEqual(15 * MIN)
+})
+
+test('fixed cadence counts from the start of a sync, even when the sync is slow', () => {
+  const s = createScheduler({ policy: 'fixed:5' })
+  s.addMailbox('alice', 0, { firstSyncAt: 0 })
+  expect(s.due(0).map((d) => d.reason)).toEqual(['initial'])
+  s.recordPoll('alice', { at: 40 * S, changes: 3 })
+  expect(s.nextWakeAt()).toBe(5 * MIN)
+  expect(s.due(5 * MIN)).toEqual([{ mailboxId: 'alice', at: 5 * MIN, reason: 'fixed-interval', requests: 1, slot: 0 }])
+})
+
+test('sss: 5 min typical, 2 min when busy, 12 min once idle, computed when the cycle ends', () => {
+  const s = createScheduler({ policy: 'sss' })
+  s.addMailbox('alice', 0, { firstSyncAt: 0 })
+  const cycle = (changes: number) => {
+    const t = s.nextWakeAt() as number
+    const [d] = s.due(t)
+    expect(d?.mailboxId).toBe('alice')
+    const end = t + 20 * S // a 20 s cycle
+    s.recordPoll('alice', { at: end, changes })
+    return { reason: s.mailbox('alice').reason, wait: (s.nextWakeAt() as number) - end }
+  }
+  expect(cycle(3)).toEqual({ reason: 'sss-typical', wait: 5 * MIN })
+  expect(cycle(25)).toEqual({ reason: 'sss-busy', wait: 2 * MIN })
+  expect(cycle(0)).toEqual({ reason: 'sss-typical', wait: 5 * MIN })
+  expect(cycle(0)).toEqual({ reason: 'sss-typical', wait: 5 * MIN })
+  expect(cycle(0)).toEqual({ reason: 'sss-idle', wait: 12 * MIN })
+  expect(cycle(0)).toEqual({ reason: 'sss-idle', wait: 12 * MIN })
+  expect(cycle(12)).toEqual({ reason: 'sss-busy', wait: 2 * MIN })
+  // never more than 12 minutes, and transient errors retry at 5 minutes
+  const t = s.nextWakeAt() as number
+  s.due(t)
+  s.recordPoll('alice', { at: t, error: true })
+  expect(s.nextWakeAt()).toBe(t + 5 * MIN)
+  expect(s.mailbox('alice').reason).toBe('error-backoff')
+})
+
+test('solveSqrtAllocation spends the budget in proportion to √rate, clamped to [1/max, 1/min]', () => {
+  const w = Float64Array.from([Math.sqrt(16), Math.sqrt(1), Math.sqrt(4)])
+  const cost = Float64Array.from([1, 1, 1])
+  const budget = 70 // polls over a horizon of 10 time units
+  const y = solveSqrtAllocation([{ dur: 10, weights: w }], cost, budget, 0, Infinity)
+  const f = Array.from(w, (x) => x * y)
+  expect(f[0]! / f[1]!).toBeCloseTo(4, 6)
+  expect(f[2]! / f[1]!).toBeCloseTo(2, 6)
+  expect(10 * (f[0]! + f[1]! + f[2]!)).toBeCloseTo(budget, 6)
+  // a floor of 1 poll per unit lifts the slow mailbox; the rest share what is left
+  const y2 = solveSqrtAllocation([{ dur: 10, weights: w }], cost, budget, 1, Infinity)
+  const f2 = Array.from(w, (x) => Math.max(1, x * y2))
+  expect(10 * f2.reduce((a, b) => a + b, 0)).toBeCloseTo(budget, 6)
+  expect(f2[1]).toBe(1)
+  expect(f2[0]! / f2[2]!).toBeCloseTo(2, 6)
+  // a floor above the budget → 0 (everyone at the floor; the hard limiter decides)
+  expect(solveSqrtAllocation([{ dur: 10, weights: w }], cost, 20, 1, Infinity)).toBe(0)
+})
+
+test('adaptive allocates polls ∝ √rate under the budget', () => {
+  // alice changes 16× as often as bob → ~4× the polls; 3 days, measured on the last
+  const budget = { requestsPerWindow: 300, windowMs: DAY }
+  const s = createScheduler({ policy: 'adaptive', budget, maxIntervalMs: 6 * 60 * MIN, random: mulberry32(3) })
+  s.addMailbox('alice', 0)
+  s.addMailbox('bob', 0)
+  const rnd = mulberry32(11)
+  const perMin: Record<string, number> = { alice: 400 / (24 * 60), bob: 25 / (24 * 60) }
+  const last: Record<string, number> = { alice: 0, bob: 0 }
+  const poisson = (mean: number) => {
+    let k = 0
+    let p = rnd()
+    const l = Math.exp(-mean)
+    while (p > l) {
+      k++
+      p *= rnd()
+    }
+    return k
+  }
+  const seen = drive(s, 3 * DAY, (id, t) => {
+    const n = poisson((perMin[id] as number) * ((t - (last[id] as number)) / MIN))
+    last[id] = t
+    return n
+  })
+  const day3 = (id: string) => (seen.get(id) ?? []).filter((t) => t >= 2 * DAY).length
+  const ratio = day3('alice') / day3('bob')
+  expect(ratio).toBeGreaterThan(3)
+  expect(ratio).toBeLessThan(5.5)
+  expect(day3('alice') + day3('bob')).toBeLessThanOrEqual(300)
+  expect(day3('alice') + day3('bob')).toBeGreaterThan(250) // the budget is actually used
+  expect(s.stats().byReason['rate-allocation']).toBeGreaterThan(0)
+})
+
+test('adaptive keeps every mailbox at least once per 12 minutes, even with no changes and a tiny budget', () => {
+  const s = createScheduler({ policy: 'adaptive', budget: { perMailboxRequestsPerWindow: 130, windowMs: DAY } })
+  for (let i = 0; i < 20; i++) s.addMailbox(`m${i}`, 0)
+  const seen = drive(s, DAY)
+  for (const [, times] of seen) expect(Math.max(...gaps(times))).toBeLessThanOrEqual(12 * MIN)
+  expect(s.stats().maxIntervalViolations).toBe(0)
+  const st = s.stats()
+  expect(st.budget?.usedInWindow).toBeLessThanOrEqual(st.budget?.limit ?? 0)
+  expect(st.budget?.limit).toBe(20 * 130)
+})
+
+test('a change notification is synced after the debounce, and bursts coalesce', () => {
+  const s = createScheduler({ policy: 'adaptive', debounceMs: 3 * S })
+  s.addMailbox('alice', 0, { firstSyncAt: 0 })
+  s.due(0)
+  s.recordPoll('alice', { at: 1 * S, changes: 0 })
+  s.recordNotification('alice', 100 * S)
+  s.recordNotification('alice', 101 * S)
+  s.recordNotification('alice', 102 * S)
+  expect(s.nextWakeAt()).toBe(103 * S)
+  expect(s.due(102.5 * S)).toEqual([])
+  expect(s.due(103 * S)).toEqual([{ mailboxId: 'alice', at: 103 * S, reason: 'notification', requests: 1, slot: 0 }])
+  // a notification while the sync is in flight → a follow-up sync right after it ends
+  s.recordNotification('alice', 104 * S)
+  s.recordPoll('alice', { at: 110 * S, changes: 1 })
+  expect(s.nextWakeAt()).toBe(110 * S)
+  expect(s.due(110 * S)[0]?.reason).toBe('notification-follow-up')
+  expect(s.explain('alice').filter((e) => e.event === 'notified')).toHaveLength(4)
+})
+
+test('429 with Retry-After is honoured (jittered, never earlier), without it the backoff grows', () => {
+  const s = createScheduler({ policy: 'adaptive', jitter: 0.2, random: mulberry32(5) })
+  s.addMailbox('alice', 0, { firstSyncAt: 0 })
+  s.due(0)
+  s.recordPoll('alice', { at: 2 * S, throttled: true, retryAfterMs: 30 * S })
+  const next = s.nextWakeAt() as number
+  expect(next).toBeGreaterThanOrEqual(32 * S)
+  expect(next).toBeLessThanOrEqual(32 * S + 6 * S)
+  // a notification cannot pull the sync before Retry-After
+  s.recordNotification('alice', 3 * S)
+  expect(s.nextWakeAt()).toBe(next)
+  expect(s.explain('alice').find((e) => e.event === 'throttled')).toMatchObject({ reason: 'retry-after', dueAt: next })
+  // no Retry-After: exponential (the 2nd consecutive 429 waits 4 s, then 8 s … with jitter in [0.5, 1])
+  const waits: number[] = []
+  let t = next
+  for (let i = 0; i < 5; i++) {
+    expect(s.due(t)).toHaveLength(1)
+    s.recordPoll('alice', { at: t, throttled: true })
+    const n = s.nextWakeAt() as number
+    waits.push(n - t)
+    t = n
+  }
+  waits.forEach((w, i) => {
+    expect(w).toBeGreaterThanOrEqual(2 * S * 2 ** (i + 1) * 0.5)
+    expect(w).toBeLessThanOrEqual(2 * S * 2 ** (i + 1))
+  })
+  expect(s.stats().throttled).toBe(6)
+})
+
+test('per-mailbox request window, global budget and CRM concurrency are never exceeded', () => {
+  // per mailbox: 250 requests / 10 min, 100 per sync → the third sync in a window is deferred
+  const s = createScheduler({ policy: 'fixed:1', limits: { mailbox: { requestsPerWindow: 250 } } })
+  s.addMailbox('alice', 0, { firstSyncAt: 0, requestsPerSync: 100 })
+  const seen = drive(s, 30 * MIN).get('alice') ?? []
+  const inWindow = (end: number) => seen.filter((t) => t > end - 10 * MIN && t <= end).length * 100
+  for (const t of seen) expect(inWindow(t)).toBeLessThanOrEqual(250)
+  expect(s.stats().deferred.mailboxRate).toBeGreaterThan(0)
+  expect(s.explain('alice').some((e) => e.event === 'deferred' && e.reason === 'limit-mailbox-rate')).toBe(true)
+
+  // CRM: at most 2 syncs in flight at once
+  const c = createScheduler({ policy: 'fixed:5', limits: { crm: { concurrency: 2 } } })
+  for (const id of ['a', 'b', 'c', 'd']) c.addMailbox(id, 0, { firstSyncAt: 0 })
+  const first = c.due(0)
+  expect(first).toHaveLength(2)
+  expect(c.stats().crmInFlight).toBe(2)
+  expect(c.due(1 * S)).toEqual([])
+  c.recordPoll(first[0]!.mailboxId, { at: 2 * S })
+  expect(c.due(2 * S)).toHaveLength(1)
+  expect(c.stats().deferred.concurrency).toBeGreaterThan(0)
+
+  // global budget: 3 requests per 10 minutes across all mailboxes
+  const b = createScheduler({ policy: 'fixed:1', budget: { requestsPerWindow: 3, windowMs: 10 * MIN } })
+  b.addMailbox('x', 0, { firstSyncAt: 0 })
+  b.addMailbox('y', 0, { firstSyncAt: 0 })
+  const all = [...drive(b, 60 * MIN).values()].flat().sort((p, q) => p - q)
+  for (const t of all) expect(all.filter((u) => u > t - 10 * MIN && u <= t).length).toBeLessThanOrEqual(3)
+  expect(b.stats().deferred.budget).toBeGreaterThan(0)
+})
+
+test('mailboxes with pending CRM writes are synced promptly and go first when slots are scarce', () => {
+  const s = createScheduler({ policy: 'adaptive', debounceMs: 2 * S, limits: { crm: { concurrency: 1 } } })
+  s.addMailbox('alice', 0, { firstSyncAt: 10 * MIN })
+  s.addMailbox('bob', 0, { firstSyncAt: 10 * MIN })
+  s.setPendingCrmWrites('bob', 3, 60 * S)
+  expect(s.nextWakeAt()).toBe(62 * S)
+  expect(s.due(62 * S)[0]).toMatchObject({ mailboxId: 'bob', reason: 'pending-crm-writes' })
+  s.recordPoll('bob', { at: 63 * S, changes: 0 })
+  // both due at the same time, one slot: the one with pending writes wins
+  s.setPendingCrmWrites('bob', 0, 64 * S)
+  s.setPendingCrmWrites('alice', 2, 64 * S)
+  const t = 10 * MIN
+  const got = s.due(t)
+  expect(got.map((d) => d.mailboxId)).toEqual(['alice'])
+  expect(s.explain('bob').at(-1)).toMatchObject({ event: 'deferred', reason: 'limit-concurrency' })
+})
+
+test('the explanation log is a bounded ring, newest last', () => {
+  const s = createScheduler({ policy: 'fixed:1', explainCapacity: 8 })
+  s.addMailbox('alice', 0, { firstSyncAt: 0 })
+  drive(s, 100 * MIN, () => 2)
+  const log = s.explain('alice')
+  expect(log).toHaveLength(8)
+  expect(log.at(-1)).toMatchObject({ event: 'scheduled', reason: 'fixed-interval', dueAt: 101 * MIN })
+  expect(log.filter((e) => e.event === 'completed').every((e) => e.value === 2)).toBe(true)
+  const times = log.map((e) => e.at)
+  expect([...times].sort((a, b) => a - b)).toEqual(times)
+})
+
+test('bad input gives clear errors and leaves the state intact', () => {
+  expect(() => createScheduler({ policy: 'fixed:x' as never })).toThrow(SchedulerConfigError)
+  expect(() => createScheduler({ policy: 'oracle' })).toThrow(/oracle/)
+  try {
+    createScheduler({ debounceMs: -5 })
+  } catch (e) {
+    expect(e).toBeInstanceOf(SchedulerConfigError)
+    expect(String((e as Error).message)).toMatch(/debounceMs.*-5/)
+  }
+  const s = createScheduler()
+  s.addMailbox('alice', 10)
+  expect(() => s.addMailbox('alice', 10)).toThrow(expect.objectContaining({ code: 'DuplicateMailbox' }))
+  expect(() => s.recordPoll('nobody', { at: 10 })).toThrow(expect.objectContaining({ code: 'UnknownMailbox' }))
+  expect(() => s.due(5)).toThrow(expect.objectContaining({ code: 'TimeWentBackwards' }))
+  expect(() => s.recordPoll('alice', { at: 20, changes: -1 })).toThrow(/changes.*-1/)
+  expect(() => s.setPendingCrmWrites('alice', 1.5, 20)).toThrow(SchedulerError)
+  expect(() => s.addMailbox('bob', 20, { parallelRequests: 9 })).toThrow(/parallelRequests 9/)
+  expect(s.hasMailbox('bob')).toBe(false)
+  expect(s.stats().mailboxes).toBe(1)
+  s.removeMailbox('alice')
+  expect(() => s.explain('alice')).toThrow(expect.objectContaining({ code: 'UnknownMailbox' }))
+})

@@ -1,0 +1,857 @@
+import {
+  MailboxInfoSchema,
+  SchedulerConfigSchema,
+  fixedIntervalMs,
+  parseOrThrow,
+  type MailboxInfo,
+  type MailboxInfoInput,
+  type PollResult,
+  type SchedulerConfig,
+  type SchedulerConfigInput,
+} from './config.js'
+import { SchedulerError } from './errors.js'
+import { ExplainEvents, ExplainLog, SyncReasons, type ExplainEntry, type ExplainEvent, type SyncReason } from './explain-log.js'
+import { DiurnalProfile, effectiveRate, observeRate, solveSqrtAllocation, type RateState } from './estimator.js'
+import { IndexedMinHeap } from './heap.js'
+import { mulberry32 } from './rng.js'
+import { SlidingWindow } from './sliding-window.js'
+
+/** A mailbox id as known to the scheduler. */
+export type MailboxId = string & { readonly __brand: 'MailboxId' }
+
+/** A sync the caller should start now. */
+export interface DueSync {
+  mailboxId: MailboxId
+  /** When it was due (≤ the `now` passed to `due`). */
+  at: number
+  /** Why it was scheduled. */
+  reason: SyncReason
+  /** Graph requests reserved for it (report actuals in `recordPoll`). */
+  requests: number
+  /**
+   * Dense index of the mailbox (0 ≤ slot < number of mailboxes ever live at once; reused after
+   * `removeMailbox`), so a driver can keep per-mailbox state in arrays instead of a Map.
+   */
+  slot: number
+}
+
+/** Counters returned by {@link Scheduler.stats}. */
+export interface SchedulerStats {
+  policy: string
+  mailboxes: number
+  inFlight: number
+  crmInFlight: number
+  dispatched: number
+  completed: number
+  throttled: number
+  errors: number
+  notifications: number
+  /** Graph requests charged (reserved + reported extra). */
+  requests: number
+  /** Dispatches by the reason they were scheduled for. */
+  byReason: Partial<Record<SyncReason, number>>
+  /** Times a due sync had to wait for a limit, by limit. */
+  deferred: { budget: number; mailboxRate: number; crmRate: number; concurrency: number }
+  /** adaptive/oracle: dispatches that came later than maxIntervalMs after the previous one (a limit or Retry-After forced it). */
+  maxIntervalViolations: number
+  /** Largest dispatch-to-dispatch gap seen for any mailbox (ms). */
+  maxGapMs: number
+  /** adaptive/oracle: how often the √-rate allocation was re-solved. */
+  plans: number
+  /** The global budget window, if a budget is configured. */
+  budget: { limit: number; windowMs: number; usedInWindow: number } | null
+  /** adaptive/oracle: the current allocation scale (polls/ms per √(changes/ms)); null before the first plan. */
+  allocationScale: number | null
+}
+
+/** Per-mailbox view returned by {@link Scheduler.mailbox}. */
+export interface MailboxView {
+  mailboxId: MailboxId
+  inFlight: boolean
+  /** Next due time (null while in flight or waiting for a concurrency slot). */
+  dueAt: number | null
+  reason: SyncReason
+  lastDispatchAt: number | null
+  pendingCrmWrites: number
+  /** adaptive: estimated change rate now (changes per ms); null for other policies. */
+  estimatedRate: number | null
+}
+
+/** The scheduler: decides when to sync which mailbox. All times are virtual milliseconds. */
+export interface Scheduler {
+  /** The parsed configuration (defaults applied). */
+  readonly config: SchedulerConfig
+  /** Register a mailbox at virtual time `at`; its first sync is staggered over one interval unless `info.firstSyncAt` is set. */
+  addMailbox(id: string, at: number, info?: MailboxInfoInput): void
+  /** Forget a mailbox (an in-flight sync's reservation is released; a later `recordPoll` for it throws `UnknownMailbox`). */
+  removeMailbox(id: string): void
+  /** Whether `id` is registered. */
+  hasMailbox(id: string): boolean
+  /** The dense slot of a registered mailbox (see {@link DueSync.slot}). */
+  slotOf(id: string): number
+  /**
+   * The syncs to start at `now` (at most `maxCount`), best first. Each returned mailbox is marked in flight,
+   * its requests are charged to every window, and it gets no new sync until `recordPoll` reports the end.
+   * Due syncs held back by a limit are re-queued for when the limit frees (see `explain`).
+   */
+  due(now: number, maxCount?: number): DueSync[]
+  /** Earliest time something is due (`null` if nothing is queued). A driver sleeps until min(this, next completion). */
+  nextWakeAt(): number | null
+  /** Report the end of a sync (dispatched by `due`, or external such as a manual "sync now"). */
+  recordPoll(id: string, result: PollResult): void
+  /** A change notification for the mailbox arrived at `at` (adaptive/oracle sync within `debounceMs`). */
+  recordNotification(id: string, at: number): void
+  /** The CRM has `count` writes waiting for this mailbox (an increase triggers a prompt, prioritised sync). */
+  setPendingCrmWrites(id: string, count: number, at: number): void
+  /** The bounded explanation log of the mailbox, oldest first. */
+  explain(id: string): ExplainEntry[]
+  /** A snapshot of one mailbox's scheduling state. */
+  mailbox(id: string): MailboxView
+  /** Counters. */
+  stats(): SchedulerStats
+}
+
+const R = Object.fromEntries(SyncReasons.map((r, i) => [r, i])) as Record<SyncReason, number>
+const E = Object.fromEntries(ExplainEvents.map((e, i) => [e, i])) as Record<ExplainEvent, number>
+const MIN = 60_000
+
+type Kind = 'fixed' | 'sss' | 'adaptive' | 'oracle'
+
+/** Per-mailbox state. Everything hot is an inline number field (one object per mailbox, few cache misses). */
+class Mailbox implements RateState {
+  dueAt = Infinity
+  reason = R.initial
+  inFlight = false
+  waiting = false
+  dispatchedAt = 0
+  reservedReq = 0
+  reservedCrm = 0
+  lastDispatchAt = Number.NaN
+  lastObsAt = Number.NaN
+  blockedUntil = -Infinity
+  followUpAt = Infinity
+  followUpReason = R.notification
+  pendingCrm = 0
+  throttles = 0
+  errors = 0
+  idleStreak = 0
+  /** adaptive: √(effective level / cost) as last folded into the scheduler's weight sum */
+  wt = 0
+  // rate estimate (RateState)
+  aL = 0
+  bL = 0
+  aS = 0
+  bS = 0
+  // per-mailbox Graph window: three buckets of windowMs/2 (conservative, see windowCount)
+  wE = -Infinity
+  w0 = 0
+  w1 = 0
+  w2 = 0
+  // costs, copied from the info
+  readonly req: number
+  readonly crmReq: number
+  readonly par: number
+  readonly crmPar: number
+  constructor(
+    readonly id: MailboxId,
+    readonly h: number,
+    info: MailboxInfo,
+  ) {
+    this.req = info.requestsPerSync
+    this.crmReq = info.crmRequestsPerSync
+    this.par = info.parallelRequests
+    this.crmPar = info.crmParallelRequests
+  }
+}
+
+/**
+ * Per-mailbox sliding window in three buckets of windowMs/2 held in the mailbox: every bucket overlapping
+ * (now − windowMs, now] counts in full, so the count never undercounts the exact window (it may count up to
+ * 1.5 windows: conservative).
+ */
+function windowCount(mb: Mailbox, now: number, bucketMs: number): number {
+  const e = Math.floor(now / bucketMs)
+  const d = e - mb.wE
+  if (d !== 0) {
+    if (d === 1) {
+      mb.w2 = mb.w1
+      mb.w1 = mb.w0
+    } else if (d === 2) {
+      mb.w2 = mb.w0
+      mb.w1 = 0
+    } else {
+      mb.w2 = 0
+      mb.w1 = 0
+    }
+    mb.w0 = 0
+    mb.wE = e
+  }
+  return mb.w0 + mb.w1 + mb.w2
+}
+
+/** Earliest time ≥ now at which `n` more requests fit in the per-mailbox window. */
+function windowNextFit(mb: Mailbox, now: number, n: number, limit: number, bucketMs: number): number {
+  if (n > limit) return Infinity
+  const c = windowCount(mb, now, bucketMs)
+  if (c + n <= limit) return now
+  if (mb.w1 + mb.w0 + n <= limit) return (mb.wE + 1) * bucketMs
+  if (mb.w0 + n <= limit) return (mb.wE + 2) * bucketMs
+  return (mb.wE + 3) * bucketMs
+}
+
+/**
+ * Create a scheduler. `config` is validated with zod ({@link SchedulerConfigSchema}); a bad value throws
+ * `SchedulerConfigError` naming the field and the value.
+ */
+export function createScheduler(config: SchedulerConfigInput = {}): Scheduler {
+  return new SchedulerImpl(parseOrThrow(SchedulerConfigSchema, config, 'scheduler config'))
+}
+
+class SchedulerImpl implements Scheduler {
+  private readonly kind: Kind
+  private readonly fixedMs: number
+  private readonly random: () => number
+  private readonly heap = new IndexedMinHeap(1024)
+  private readonly log: ExplainLog
+  private readonly byId = new Map<string, Mailbox>()
+  private readonly byHandle: Array<Mailbox | undefined> = []
+  private readonly freeHandles: number[] = []
+  private waitingForSlot: Mailbox[] = []
+  private readonly candidates: Mailbox[] = []
+  private readonly budgetWin: SlidingWindow | null
+  private readonly unplannedWin: SlidingWindow | null
+  private readonly plannedWin: SlidingWindow | null
+  /** Σ requestsPerSync over mailboxes: budget kept free for max-interval syncs */
+  private costSum = 0
+  private readonly crmWin: SlidingWindow
+  private crmInFlight = 0
+  private inFlight = 0
+  private now = -Infinity
+  private readonly profile: DiurnalProfile
+  private y: number | null = null
+  /** adaptive: Σ cost·√(level/cost) now, and at the last plan (the allocation is rescaled by their ratio between plans) */
+  private wSum = 0
+  private planWSum = 0
+  private planDirty = true
+  private nextPlanAt = -Infinity
+  private lastPlanAt = -Infinity
+  private startedAt = Number.NaN
+  private planBudget = 0
+  private readonly counters = {
+    dispatched: 0,
+    completed: 0,
+    throttled: 0,
+    errors: 0,
+    notifications: 0,
+    requests: 0,
+    maxIntervalViolations: 0,
+    maxGapMs: 0,
+    plans: 0,
+  }
+  private readonly byReason = new Float64Array(SyncReasons.length)
+  private readonly deferred = { budget: 0, mailboxRate: 0, crmRate: 0, concurrency: 0 }
+  private readonly lo: number
+  private readonly hi: number
+  private readonly mbBucketMs: number
+  private readonly maxIntervalMs: number
+  private readonly mbLimit: number
+  private readonly crmConcurrency: number
+  /** reason chosen by the last policyNext call (avoids allocating a tuple per sync) */
+  private nextReason = 0
+
+  constructor(readonly config: SchedulerConfig) {
+    const p = config.policy
+    this.kind = p === 'adaptive' || p === 'sss' || p === 'oracle' ? p : 'fixed'
+    this.fixedMs = fixedIntervalMs(p) ?? 0
+    this.random = config.random ?? mulberry32(1)
+    this.log = new ExplainLog(config.explainCapacity, 1024)
+    let budget = config.budget
+    if (!budget && (this.kind === 'adaptive' || this.kind === 'oracle')) {
+      // default allocation budget: the call count of fixed:5 over a day
+      budget = { perMailboxRequestsPerWindow: 288, windowMs: 24 * 60 * MIN }
+    }
+    this.budgetWin = budget ? new SlidingWindow(budget.requestsPerWindow ?? 0, budget.windowMs, 240) : null
+    this.unplannedWin = budget ? new SlidingWindow(Infinity, budget.windowMs, 240) : null
+    this.plannedWin = budget ? new SlidingWindow(Infinity, budget.windowMs, 240) : null
+    this.perMailboxBudget = budget?.perMailboxRequestsPerWindow ?? null
+    this.crmWin = new SlidingWindow(config.limits.crm.requestsPerWindow, config.limits.crm.windowMs, 60)
+    this.profile = new DiurnalProfile(config.adaptive)
+    this.mbBucketMs = config.limits.mailbox.windowMs / 2
+    this.maxIntervalMs = config.maxIntervalMs
+    this.mbLimit = config.limits.mailbox.requestsPerWindow
+    this.crmConcurrency = config.limits.crm.concurrency
+    this.lo = 1 / config.maxIntervalMs
+    this.hi = 1 / config.minIntervalMs
+  }
+  private readonly perMailboxBudget: number | null
+
+  // ---------------------------------------------------------------- mailboxes
+
+  addMailbox(id: string, at: number, info?: MailboxInfoInput): void {
+    this.checkId(id)
+    this.advance(at, 'at')
+    if (this.byId.has(id)) throw new SchedulerError('DuplicateMailbox', `Mailbox ${JSON.stringify(id)} is already registered`)
+    const parsed = parseOrThrow(MailboxInfoSchema, info ?? {}, `mailbox info for ${JSON.stringify(id)}`)
+    if (parsed.parallelRequests > this.config.limits.mailbox.concurrency) {
+      throw new SchedulerError(
+        'InvalidInput',
+        `mailbox info for ${JSON.stringify(id)}: parallelRequests ${parsed.parallelRequests} exceeds limits.mailbox.concurrency ${this.config.limits.mailbox.concurrency}`,
+      )
+    }
+    if (parsed.crmParallelRequests > this.config.limits.crm.concurrency) {
+      throw new SchedulerError(
+        'InvalidInput',
+        `mailbox info for ${JSON.stringify(id)}: crmParallelRequests ${parsed.crmParallelRequests} exceeds limits.crm.concurrency ${this.config.limits.crm.concurrency}`,
+      )
+    }
+    const h = this.freeHandles.pop() ?? this.byHandle.length
+    const mb = new Mailbox(id as MailboxId, h, parsed)
+    this.byId.set(id, mb)
+    this.byHandle[h] = mb
+    if (this.kind === 'adaptive') this.setWeight(mb)
+    this.costSum += mb.req
+    this.log.reset(h)
+    this.updateBudgetLimit()
+    this.planDirty = true
+    let first = parsed.firstSyncAt
+    if (first === undefined) {
+      const spread = this.kind === 'fixed' ? this.fixedMs : this.kind === 'sss' ? this.config.sss.typicalMs : Math.min(5 * MIN, this.config.maxIntervalMs)
+      first = at + (this.config.staggerInitial ? this.random() * spread : 0)
+    }
+    this.schedule(mb, Math.max(first, at), R.initial, at)
+  }
+
+  removeMailbox(id: string): void {
+    const mb = this.get(id)
+    if (mb.inFlight) this.release(mb)
+    if (mb.waiting) this.waitingForSlot = this.waitingForSlot.filter((m) => m !== mb)
+    this.heap.delete(mb.h)
+    this.wSum -= mb.req * mb.wt
+    this.costSum -= mb.req
+    this.byId.delete(id)
+    this.byHandle[mb.h] = undefined
+    this.freeHandles.push(mb.h)
+    this.updateBudgetLimit()
+    this.planDirty = true
+  }
+
+  hasMailbox(id: string): boolean {
+    return this.byId.has(id)
+  }
+
+  slotOf(id: string): number {
+    return this.get(id).h
+  }
+
+  // ---------------------------------------------------------------- dispatch
+
+  due(now: number, maxCount = Infinity): DueSync[] {
+    this.advance(now, 'now')
+    if (!(maxCount >= 0)) throw new SchedulerError('InvalidInput', `maxCount must be >= 0 (got ${maxCount})`)
+    this.maybePlan(now)
+    const candidates = this.candidates
+    candidates.length = 0
+    while (this.heap.size > 0 && this.heap.peekKey() <= now) {
+      const mb = this.byHandle[this.heap.pop()] as Mailbox
+      candidates.push(mb)
+    }
+    if (candidates.length > 1) candidates.sort((a, b) => this.compare(a, b))
+    const out: DueSync[] = []
+    for (const mb of candidates) {
+      if (out.length >= maxCount) {
+        this.heap.set(mb.h, mb.dueAt)
+        continue
+      }
+      const req = mb.req
+      const crm = mb.crmReq
+      if (windowCount(mb, now, this.mbBucketMs) + req > this.mbLimit) {
+        this.deferred.mailboxRate++
+        this.defer(mb, windowNextFit(mb, now, req, this.mbLimit, this.mbBucketMs), R['limit-mailbox-rate'], now)
+        continue
+      }
+      // syncs that are not yet at their max-interval deadline leave one sync per mailbox of budget free,
+      // so the deadline syncs still fit when notifications or retries ate the rest
+      const bw = this.budgetWin
+      const critical = bw === null || Number.isNaN(mb.lastDispatchAt) || now >= mb.lastDispatchAt + this.maxIntervalMs - 1
+      const reserve = critical ? 0 : Math.min(this.costSum, Math.floor((bw as SlidingWindow).limit / 4))
+      if (bw !== null && bw.count(now) + req > bw.limit - reserve) {
+        this.deferred.budget++
+        // spread the retries over one bucket so a held-back cohort does not stay synchronised
+        const free = bw.nextFitAt(now, req + reserve) + (this.random() * bw.windowMs) / 240
+        this.defer(mb, critical ? free : Math.min(free, mb.lastDispatchAt + this.maxIntervalMs), R['limit-budget'], now)
+        continue
+      }
+      if (crm > 0 && !this.crmWin.fits(now, crm)) {
+        this.deferred.crmRate++
+        this.defer(mb, this.crmWin.nextFitAt(now, crm), R['limit-crm-rate'], now)
+        continue
+      }
+      if (this.crmInFlight + mb.crmPar > this.crmConcurrency) {
+        this.deferred.concurrency++
+        mb.waiting = true
+        this.waitingForSlot.push(mb)
+        this.log.write(mb.h, now, E.deferred, R['limit-concurrency'], Number.NaN, Number.NaN)
+        continue
+      }
+      // dispatch
+      mb.w0 += req
+      this.budgetWin?.add(now, req)
+      if (crm > 0) this.crmWin.add(now, crm)
+      if (this.unplannedWin && !this.isPlanned(mb.reason)) this.unplannedWin.add(now, req)
+      else this.plannedWin?.add(now, req)
+      this.crmInFlight += mb.crmPar
+      this.inFlight++
+      mb.inFlight = true
+      mb.reservedReq = req
+      mb.reservedCrm = crm
+      mb.dispatchedAt = now
+      if (!Number.isNaN(mb.lastDispatchAt)) {
+        const gap = now - mb.lastDispatchAt
+        if (gap > this.counters.maxGapMs) this.counters.maxGapMs = gap
+        if (gap > this.maxIntervalMs + 1e-6 && (this.kind === 'adaptive' || this.kind === 'oracle')) this.counters.maxIntervalViolations++
+      }
+      mb.lastDispatchAt = now
+      this.counters.dispatched++
+      this.counters.requests += req
+      this.byReason[mb.reason] = (this.byReason[mb.reason] as number) + 1
+      this.log.write(mb.h, now, E.dispatched, mb.reason, Number.NaN, req)
+      out.push({ mailboxId: mb.id, at: mb.dueAt, reason: SyncReasons[mb.reason] as SyncReason, requests: req, slot: mb.h })
+      mb.dueAt = Infinity
+    }
+    return out
+  }
+
+  nextWakeAt(): number | null {
+    return this.heap.size === 0 ? null : this.heap.peekKey()
+  }
+
+  // ---------------------------------------------------------------- observations
+
+  recordPoll(id: string, result: PollResult): void {
+    const mb = this.get(id)
+    checkPollResult(result)
+    const r = result
+    const changes = r.changes ?? 0
+    this.advance(r.at, 'result.at')
+    let startAt: number
+    if (mb.inFlight) {
+      if (r.at < mb.dispatchedAt) throw new SchedulerError('InvalidInput', `result.at ${r.at} is before the sync was dispatched (${mb.dispatchedAt})`)
+      startAt = mb.dispatchedAt
+      const extra = (r.requests ?? mb.reservedReq) - mb.reservedReq
+      if (extra > 0) this.charge(mb, r.at, extra)
+      const extraCrm = (r.crmRequests ?? mb.reservedCrm) - mb.reservedCrm
+      if (extraCrm > 0) this.crmWin.add(r.at, extraCrm)
+      this.release(mb)
+    } else {
+      // a sync the scheduler did not dispatch (manual "sync now", another process)
+      startAt = r.at
+      const req = r.requests ?? mb.req
+      if (req > 0) this.charge(mb, r.at, req)
+      if (r.crmRequests) this.crmWin.add(r.at, r.crmRequests)
+      if (mb.waiting) {
+        mb.waiting = false
+        this.waitingForSlot = this.waitingForSlot.filter((m) => m !== mb)
+      }
+      this.log.write(mb.h, r.at, E.dispatched, R['external-sync'], Number.NaN, req)
+      mb.lastDispatchAt = r.at
+    }
+    this.counters.completed++
+
+    if (r.throttled === true) {
+      this.counters.throttled++
+      mb.throttles++
+      let delay: number
+      let reason: number
+      // exponential backoff over consecutive 429s (jitter in [0.5, 1]); Retry-After, stretched by up to
+      // `jitter`, wins when it is longer — and a repeated Retry-After: 0 cannot turn into a hot loop
+      const base = Math.min(this.config.maxBackoffMs, this.config.throttleBackoffMs * 2 ** Math.min(30, mb.throttles - 1))
+      const backoff = base * (0.5 + 0.5 * this.random())
+      if (r.retryAfterMs !== undefined) {
+        const ra = r.retryAfterMs * (1 + this.config.jitter * this.random())
+        delay = mb.throttles > 1 ? Math.max(ra, backoff) : ra
+        reason = R['retry-after']
+      } else {
+        delay = backoff
+        reason = R['throttle-backoff']
+      }
+      mb.blockedUntil = r.at + delay
+      this.log.write(mb.h, r.at, E.throttled, reason, mb.blockedUntil, delay)
+      this.schedule(mb, mb.blockedUntil, reason, r.at)
+      this.releaseWaiting(r.at)
+      return
+    }
+    mb.throttles = 0
+    if (r.error === true) {
+      this.counters.errors++
+      mb.errors++
+      const delay =
+        this.kind === 'sss'
+          ? this.config.sss.errorRetryMs
+          : Math.min(this.config.maxIntervalMs, this.config.errorBackoffMs * 2 ** Math.min(30, mb.errors - 1)) * (0.5 + 0.5 * this.random())
+      let next = r.at + delay
+      // the max-interval promise holds through errors (only Retry-After may override it)
+      if (this.reacts()) next = Math.max(r.at, Math.min(next, startAt + this.config.maxIntervalMs))
+      this.log.write(mb.h, r.at, E.failed, R['error-backoff'], next, delay)
+      this.schedule(mb, next, R['error-backoff'], r.at)
+      this.releaseWaiting(r.at)
+      return
+    }
+    mb.errors = 0
+    this.log.write(mb.h, r.at, E.completed, -1, Number.NaN, changes)
+    this.observe(mb, startAt, changes)
+
+    let next = this.policyNext(mb, startAt, r.at, changes)
+    let reason = this.nextReason
+    if (mb.followUpAt !== Infinity) {
+      const t = Math.max(mb.followUpAt + this.config.debounceMs, r.at)
+      if (t < next) {
+        next = t
+        reason = mb.followUpReason
+      }
+      mb.followUpAt = Infinity
+    }
+    this.schedule(mb, Math.max(next, r.at), reason, r.at)
+    this.releaseWaiting(r.at)
+  }
+
+  recordNotification(id: string, at: number): void {
+    const mb = this.get(id)
+    this.advance(at, 'at')
+    this.counters.notifications++
+    if (!this.reacts()) {
+      this.log.write(mb.h, at, E.ignored, R.notification, Number.NaN, Number.NaN)
+      return
+    }
+    this.log.write(mb.h, at, E.notified, R.notification, Number.NaN, Number.NaN)
+    this.prompt(mb, at, mb.inFlight ? R['notification-follow-up'] : R.notification)
+  }
+
+  setPendingCrmWrites(id: string, count: number, at: number): void {
+    const mb = this.get(id)
+    if (!Number.isInteger(count) || count < 0) throw new SchedulerError('InvalidInput', `count must be an integer >= 0 (got ${count})`)
+    this.advance(at, 'at')
+    const prev = mb.pendingCrm
+    mb.pendingCrm = count
+    this.log.write(mb.h, at, E['pending-writes'], R['pending-crm-writes'], Number.NaN, count)
+    if (count > prev && this.reacts()) this.prompt(mb, at, R['pending-crm-writes'])
+  }
+
+  // ---------------------------------------------------------------- introspection
+
+  explain(id: string): ExplainEntry[] {
+    return this.log.read(this.get(id).h)
+  }
+
+  mailbox(id: string): MailboxView {
+    const mb = this.get(id)
+    return {
+      mailboxId: mb.id,
+      inFlight: mb.inFlight,
+      dueAt: this.heap.has(mb.h) ? mb.dueAt : null,
+      reason: SyncReasons[mb.reason] as SyncReason,
+      lastDispatchAt: Number.isNaN(mb.lastDispatchAt) ? null : mb.lastDispatchAt,
+      pendingCrmWrites: mb.pendingCrm,
+      estimatedRate: this.kind === 'adaptive' ? effectiveRate(mb, this.config.adaptive) * this.profile.at(Math.max(this.now, 0)) : null,
+    }
+  }
+
+  stats(): SchedulerStats {
+    const byReason: Partial<Record<SyncReason, number>> = {}
+    SyncReasons.forEach((r, i) => {
+      const n = this.byReason[i] as number
+      if (n > 0) byReason[r] = n
+    })
+    return {
+      policy: this.config.policy,
+      mailboxes: this.byId.size,
+      inFlight: this.inFlight,
+      crmInFlight: this.crmInFlight,
+      ...this.counters,
+      byReason,
+      deferred: { ...this.deferred },
+      budget: this.budgetWin
+        ? {
+            limit: this.budgetWin.limit,
+            windowMs: this.budgetWin.windowMs,
+            usedInWindow: Number.isFinite(this.now) ? this.budgetWin.count(this.now) : 0,
+          }
+        : null,
+      allocationScale: this.y,
+    }
+  }
+
+  // ---------------------------------------------------------------- policies
+
+  private policyNext(mb: Mailbox, startAt: number, end: number, changes: number): number {
+    switch (this.kind) {
+      case 'fixed':
+        this.nextReason = R['fixed-interval']
+        return startAt + this.fixedMs
+      case 'sss': {
+        const s = this.config.sss
+        if (changes >= s.busyChanges) {
+          mb.idleStreak = 0
+          this.nextReason = R['sss-busy']
+          return end + s.busyMs
+        }
+        if (changes > 0) {
+          mb.idleStreak = 0
+          this.nextReason = R['sss-typical']
+          return end + s.typicalMs
+        }
+        mb.idleStreak++
+        if (mb.idleStreak >= s.idleCycles) {
+          this.nextReason = R['sss-idle']
+          return end + s.idleMs
+        }
+        this.nextReason = R['sss-typical']
+        return end + s.typicalMs
+      }
+      case 'adaptive':
+      case 'oracle': {
+        this.maybePlan(end)
+        const w = this.weight(mb, end)
+        // between plans, keep the total spend constant when estimates move: rescale by the weight sum
+        let y = this.kind === 'adaptive' && this.wSum > 0 && this.planWSum > 0 ? ((this.y ?? 0) * this.planWSum) / this.wSum : (this.y ?? 0)
+        // governor: once the budget window is fuller than planned, slow rate-driven polls down (to the
+        // max-interval floor at a full window) instead of running into the hard limit
+        const win = this.budgetWin as SlidingWindow
+        const fill = win.count(end) / win.limit
+        const head = this.config.adaptive.budgetHeadroom
+        if (fill > head) y *= Math.max(0, (1 - fill) / (1 - head))
+        const f = w * y
+        let reason = this.kind === 'adaptive' ? R['rate-allocation'] : R['oracle-allocation']
+        let interval: number
+        if (f <= this.lo) {
+          interval = this.config.maxIntervalMs
+          reason = R['max-interval']
+        } else if (f >= this.hi) {
+          interval = this.config.minIntervalMs
+          reason = R['min-interval']
+        } else interval = 1 / f
+        this.nextReason = reason
+        return startAt + interval
+      }
+    }
+  }
+
+  /** √(λ(t)/cost) of a mailbox: estimated (adaptive) or true (oracle). */
+  private weight(mb: Mailbox, t: number): number {
+    const cost = mb.req
+    if (this.kind === 'oracle') {
+      const lam = (this.config.oracle as NonNullable<SchedulerConfig['oracle']>).rate(mb.id, t)
+      return lam > 0 ? Math.sqrt(lam / cost) : 0
+    }
+    return mb.wt * Math.sqrt(this.profile.at(t))
+  }
+
+  private observe(mb: Mailbox, startAt: number, changes: number): void {
+    if (this.kind !== 'adaptive') {
+      mb.lastObsAt = startAt
+      return
+    }
+    const from = Number.isNaN(mb.lastObsAt) ? startAt : mb.lastObsAt
+    const dt = startAt - from
+    mb.lastObsAt = startAt
+    if (Number.isNaN(from) || dt < 0) return
+    if (dt === 0 && changes === 0) return
+    this.profile.observe(startAt, changes, dt)
+    observeRate(mb, changes, dt, this.profile.at(startAt - dt / 2), this.config.adaptive)
+    this.setWeight(mb)
+  }
+
+  private setWeight(mb: Mailbox): void {
+    const w = Math.sqrt(effectiveRate(mb, this.config.adaptive) / mb.req)
+    this.wSum += mb.req * (w - mb.wt)
+    mb.wt = w
+  }
+
+  /** Re-solve the √-rate allocation against the budget (adaptive: every rebalanceMs; oracle: every budget window). */
+  private maybePlan(now: number): void {
+    if (this.kind !== 'adaptive' && this.kind !== 'oracle') return
+    // fast path: early re-plans are at most once a minute, so nothing to check before then
+    if (!this.planDirty && now < this.nextPlanAt && now < this.lastPlanAt + MIN) return
+    const win = this.budgetWin as SlidingWindow
+    // Unplanned syncs (notifications, retries, backoffs) come on top of the planned ones: plan for
+    // budget / (1 + ρ), ρ = unplanned / planned requests in the current window.
+    const unplanned = (this.unplannedWin as SlidingWindow).count(now)
+    const planned = (this.plannedWin as SlidingWindow).count(now)
+    const rho = unplanned / Math.max(planned, 1)
+    // Cold start: during the first budget window the window is not yet full of history, so plan what is
+    // left of it over the time that is left of it (otherwise a profile learned mid-window would spend a
+    // whole window's budget on top of what the first hours already used).
+    if (Number.isNaN(this.startedAt)) this.startedAt = now
+    const cold = now < this.startedAt + win.windowMs
+    const budgetNow = cold
+      ? Math.max(0, win.limit * this.config.adaptive.budgetHeadroom - win.count(now)) / (1 + rho)
+      : (win.limit * this.config.adaptive.budgetHeadroom) / (1 + rho)
+    if (!this.planDirty && now < this.nextPlanAt) {
+      // re-plan early (at most once a minute) when estimates or the unplanned share moved
+      if (now < this.lastPlanAt + MIN) return
+      const drift = this.kind === 'adaptive' && this.planWSum > 0 ? this.wSum / this.planWSum : 1
+      const moved = !cold && Math.abs(budgetNow - this.planBudget) > 0.05 * this.planBudget
+      if (drift > 0.8 && drift < 1.25 && !moved) return
+    }
+    this.lastPlanAt = now
+    this.counters.plans++
+    const horizon = cold ? Math.max(MIN, this.startedAt + win.windowMs - now) : win.windowMs
+    const n = this.byHandle.length
+    const cost = new Float64Array(n)
+    for (let h = 0; h < n; h++) cost[h] = this.byHandle[h]?.req ?? 0
+    const budget = budgetNow
+    this.planBudget = budget
+    const slots: Array<{ dur: number; weights: Float64Array; scale?: number }> = []
+    if (this.kind === 'adaptive') {
+      this.profile.recompute()
+      const weights = new Float64Array(n)
+      let sum = 0
+      for (let h = 0; h < n; h++) {
+        const mb = this.byHandle[h]
+        if (!mb) continue
+        // re-derive (also re-syncs the running sum against float drift)
+        mb.wt = Math.sqrt(effectiveRate(mb, this.config.adaptive) / mb.req)
+        weights[h] = mb.wt
+        sum += mb.req * mb.wt
+      }
+      this.wSum = sum
+      this.planWSum = sum
+      const slotMs = this.config.adaptive.profileSlotMs
+      for (let t = now; t < now + horizon; t += slotMs) {
+        const dur = Math.min(slotMs, now + horizon - t)
+        slots.push({ dur, weights, scale: Math.sqrt(this.profile.at(t + dur / 2)) })
+      }
+      this.nextPlanAt = now + this.config.adaptive.rebalanceMs
+    } else {
+      const oracle = this.config.oracle as NonNullable<SchedulerConfig['oracle']>
+      for (let t = now; t < now + horizon; t += oracle.sampleMs) {
+        const dur = Math.min(oracle.sampleMs, now + horizon - t)
+        const weights = new Float64Array(n)
+        for (let h = 0; h < n; h++) {
+          const mb = this.byHandle[h]
+          if (mb) weights[h] = this.weight(mb, t + dur / 2)
+        }
+        slots.push({ dur, weights })
+      }
+      this.nextPlanAt = now + Math.min(horizon, this.config.adaptive.rebalanceMs * 4)
+    }
+    this.y = solveSqrtAllocation(slots, cost, budget, this.lo, this.hi, this.y ?? undefined)
+    this.planDirty = false
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  private reacts(): boolean {
+    return this.kind === 'adaptive' || this.kind === 'oracle'
+  }
+
+  private isPlanned(reason: number): boolean {
+    return reason === R['rate-allocation'] || reason === R['oracle-allocation'] || reason === R['max-interval'] || reason === R['min-interval'] || reason === R.initial
+  }
+
+  /** Bring a sync forward to `at + debounceMs` (or remember it for after the in-flight sync). */
+  private prompt(mb: Mailbox, at: number, reason: number): void {
+    if (mb.inFlight) {
+      if (at < mb.followUpAt) mb.followUpAt = at
+      mb.followUpReason = reason === R['pending-crm-writes'] ? reason : R['notification-follow-up']
+      return
+    }
+    if (mb.waiting) return // already due, waiting for a concurrency slot
+    const t = Math.max(at + this.config.debounceMs, mb.blockedUntil)
+    if (t < mb.dueAt) this.schedule(mb, t, reason, at)
+  }
+
+  private schedule(mb: Mailbox, t: number, reason: number, now: number): void {
+    mb.dueAt = t
+    mb.reason = reason
+    this.heap.set(mb.h, t)
+    this.log.write(mb.h, now, E.scheduled, reason, t, Number.NaN)
+  }
+
+  private defer(mb: Mailbox, t: number, limitReason: number, now: number): void {
+    // keep the original reason for accounting; the log says which limit held it back
+    // strictly in the future, so a driver that wakes at nextWakeAt() always makes progress
+    const at = Number.isFinite(t) ? Math.max(t, now + 1) : now + this.config.maxIntervalMs
+    mb.dueAt = at
+    this.heap.set(mb.h, at)
+    this.log.write(mb.h, now, E.deferred, limitReason, at, Number.NaN)
+  }
+
+  private release(mb: Mailbox): void {
+    mb.inFlight = false
+    this.inFlight--
+    this.crmInFlight -= mb.crmPar
+  }
+
+  /** A slot freed: put as many waiting syncs back in the queue as there are free CRM slots (FIFO). */
+  private releaseWaiting(now: number): void {
+    if (this.waitingForSlot.length === 0) return
+    let free = this.crmConcurrency - this.crmInFlight
+    let i = 0
+    const waiting = this.waitingForSlot
+    while (i < waiting.length && free > 0) {
+      const mb = waiting[i++] as Mailbox
+      mb.waiting = false
+      mb.dueAt = now
+      this.heap.set(mb.h, now)
+      free -= Math.max(1, mb.crmPar)
+    }
+    this.waitingForSlot = i === waiting.length ? [] : waiting.slice(i)
+  }
+
+  private charge(mb: Mailbox, at: number, n: number): void {
+    windowCount(mb, at, this.mbBucketMs)
+    mb.w0 += n
+    this.budgetWin?.add(at, n)
+    this.unplannedWin?.add(at, n)
+    this.counters.requests += n
+  }
+
+  private compare(a: Mailbox, b: Mailbox): number {
+    // pending CRM writes first, then notifications, then the mailbox closest to its max-interval deadline, then due time
+    const pa = a.pendingCrm > 0 ? 0 : 1
+    const pb = b.pendingCrm > 0 ? 0 : 1
+    if (pa !== pb) return pa - pb
+    const na = a.reason === R.notification || a.reason === R['notification-follow-up'] ? 0 : 1
+    const nb = b.reason === R.notification || b.reason === R['notification-follow-up'] ? 0 : 1
+    if (na !== nb) return na - nb
+    const da = Number.isNaN(a.lastDispatchAt) ? -Infinity : a.lastDispatchAt
+    const db = Number.isNaN(b.lastDispatchAt) ? -Infinity : b.lastDispatchAt
+    if (da !== db) return da - db
+    return a.dueAt - b.dueAt || a.h - b.h
+  }
+
+  private updateBudgetLimit(): void {
+    if (this.budgetWin && this.perMailboxBudget !== null) this.budgetWin.limit = Math.floor(this.perMailboxBudget * this.byId.size)
+  }
+
+  private advance(t: number, field: string): void {
+    if (typeof t !== 'number' || !Number.isFinite(t)) throw new SchedulerError('InvalidInput', `${field} must be a finite number of virtual ms (got ${String(t)})`)
+    if (t < this.now) throw new SchedulerError('TimeWentBackwards', `${field} ${t} is earlier than ${this.now}, a time already seen; feed events in time order`)
+    this.now = t
+  }
+
+  private checkId(id: string): void {
+    if (typeof id !== 'string' || id.length === 0) throw new SchedulerError('InvalidInput', `mailbox id must be a non-empty string (got ${JSON.stringify(id)})`)
+  }
+
+  private get(id: string): Mailbox {
+    const mb = this.byId.get(id)
+    if (!mb) throw new SchedulerError('UnknownMailbox', `Unknown mailbox ${JSON.stringify(id)}; call addMailbox first`)
+    return mb
+  }
+}
+
+function badCount(v: unknown): boolean {
+  return v !== undefined && (typeof v !== 'number' || !Number.isInteger(v) || v < 0)
+}
+
+/** Cheap hand-written validation for the hot path (PollResultSchema is the zod equivalent for edges). */
+function checkPollResult(r: PollResult): void {
+  if (r === null || typeof r !== 'object') throw new SchedulerError('InvalidInput', `poll result must be an object (got ${String(r)})`)
+  if (badCount(r.changes)) throw new SchedulerError('InvalidInput', `result.changes must be an integer >= 0 (got ${String(r.changes)})`)
+  if (badCount(r.requests)) throw new SchedulerError('InvalidInput', `result.requests must be an integer >= 0 (got ${String(r.requests)})`)
+  if (badCount(r.crmRequests)) throw new SchedulerError('InvalidInput', `result.crmRequests must be an integer >= 0 (got ${String(r.crmRequests)})`)
+  if (r.retryAfterMs !== undefined && (typeof r.retryAfterMs !== 'number' || !(r.retryAfterMs >= 0) || !Number.isFinite(r.retryAfterMs))) {
+    throw new SchedulerError('InvalidInput', `result.retryAfterMs must be a finite number >= 0 (got ${String(r.retryAfterMs)})`)
+  }
+}
