@@ -1,0 +1,6 @@
+export { startGraphEmulator, type GraphEmulator } from './server.js'
+export { GraphEmulatorOptionsSchema, type GraphEmulatorOptions } from './options.js'
+export { EmulatorControl, type SeededItem } from './control.js'
+export { EmulatorError, GraphHttpError, type EmulatorErrorCode, type ErrorEnvelope } from './errors.js'
+export type { LifecycleEvent } from './subscriptions.js'
+export type { ItemKind, ContainerKind } from './store/types.js'
