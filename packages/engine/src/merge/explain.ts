@@ -15,7 +15,7 @@ export function renderFieldDecision(fd: FieldDecision): string {
   const clocks = fd.clocks ? ` clocks crm=${fd.clocks.crm ?? '-'} mailbox=${fd.clocks.mailbox ?? '-'}` : ''
   return (
     `${fd.field}: ${fd.outcome} → ${fd.winner ?? '?'} [${fd.direction ?? 'both'}, ${fd.policy ?? 'crm-wins'}, ${access}]` +
-    ` base=${show(fd.base)}${fd.versions?.base === undefined ? '' : `#${fd.versions.base}`} crm=${show(fd.crm)}${at(fd.versions?.crm)} mailbox=${show(fd.mailbox)}${at(fd.versions?.mailbox)}` +
+    ` base=${show(fd.base)}${fd.baseVersion === undefined ? '' : `#${fd.baseVersion}`} crm=${show(fd.crm)}${at(fd.versions?.crm)} mailbox=${show(fd.mailbox)}${at(fd.versions?.mailbox)}` +
     ` ⇒ ${show(fd.value)}${clocks}: ${fd.rule}`
   )
 }

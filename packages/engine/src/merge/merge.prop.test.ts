@@ -8,7 +8,10 @@ import type { ConflictPolicy } from './config.js'
 import type { FieldAccess, SecurityMask } from './context.js'
 import { type Direction, flowsToCrm, flowsToMailbox } from './directions.js'
 import { PolicyMerge, effectiveDirection } from './policy-merge.js'
+import { mergeSetsAutomerge, mergeSetsPlain } from './set-merge.js'
 import { type SideState, applyDecision, mergeInput, upsert } from './test-helpers.js'
+import { applyEdits, diffText } from './text-diff.js'
+import { mergeText } from './text-merge.js'
 
 const FIELDS = ['subject', 'description', 'categories', 'priority'] as const
 type FieldName = (typeof FIELDS)[number]
@@ -128,7 +131,7 @@ describe('merge properties', () => {
         const again = merge.merge(mergeInput({ base: nextBase, crm: upsert(after.crm, 4), mailbox: upsert(after.mailbox, 4), exists: { crm: true, mailbox: true }, context: { mask } }))
         expect(again.writes).toEqual({})
       }),
-      propConfig(400),
+      propConfig(250),
     )
   })
 
@@ -140,7 +143,42 @@ describe('merge properties', () => {
         const swapped = applyDecision(merge.merge(swap(input)), { crm: states.mailbox, mailbox: states.crm })
         expect({ crm: swapped.mailbox, mailbox: swapped.crm }).toEqual(after)
       }),
+      propConfig(150),
+    )
+  })
+})
+
+describe('building-block properties', () => {
+  const textArb = fc.array(fc.constantFrom('a', 'bb', ' ', '\n', '.', 'Ünï', 'x y'), { maxLength: 12 }).map((parts) => parts.join(''))
+  test('the word diff always reproduces the target', () => {
+    fc.assert(
+      fc.property(textArb, textArb, (a, b) => {
+        expect(applyEdits(a, diffText(a, b))).toBe(b)
+      }),
       propConfig(300),
+    )
+  })
+
+  test('text merge: a one-sided edit is taken as is, and the result is symmetric', () => {
+    fc.assert(
+      fc.property(textArb, textArb, textArb, (base, a, b) => {
+        expect(mergeText(base, a, base)).toBe(a)
+        expect(mergeText(base, a, b)).toBe(mergeText(base, b, a))
+      }),
+      propConfig(100),
+    )
+  })
+
+  test('the Automerge set merge and the plain set merge agree (attendees with names)', () => {
+    const attendee = fc.record({ address: fc.constantFrom('a@x', 'A@x', 'b@x', 'c@x'), name: fc.constantFrom('Ann', 'Bob') }, { requiredKeys: ['address'] })
+    const list = fc.option(fc.array(attendee, { maxLength: 4 }), { nil: null })
+    fc.assert(
+      fc.property(list, list, list, (base, crm, mailbox) => {
+        const plain = mergeSetsPlain(base, crm, mailbox)
+        expect(mergeSetsAutomerge(base, crm, mailbox)).toEqual(plain)
+        expect(mergeSetsPlain(base, mailbox, crm)).toEqual(plain)
+      }),
+      propConfig(25),
     )
   })
 })

@@ -201,7 +201,7 @@ describe('explain', () => {
     const mailbox = upsert({ subject: 'c' })
     const d = merge.merge(mergeInput({ base: { subject: 'a' }, crm, mailbox, exists: { crm: true, mailbox: true } }))
     const fd = explainField(d, 'subject')!
-    expect(fd).toMatchObject({ base: 'a', crm: 'b', mailbox: 'c', direction: 'both', access: { read: true, update: true }, policy: 'crm-wins', winner: 'crm', outcome: 'conflict-crm-wins', value: 'b', versions: { base: 1 } })
+    expect(fd).toMatchObject({ base: 'a', crm: 'b', mailbox: 'c', direction: 'both', access: { read: true, update: true }, policy: 'crm-wins', winner: 'crm', outcome: 'conflict-crm-wins', value: 'b', baseVersion: 1 })
     expect(fd.versions?.crm).toBe((crm as { version: string }).version)
     expect(fd.versions?.mailbox).toBe((mailbox as { version: string }).version)
     const text = renderExplain(d)

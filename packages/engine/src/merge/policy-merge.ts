@@ -43,8 +43,44 @@ interface Plan {
   texts: PendingText[]
   crmFields: Fields
   mailboxFields: Fields
-  blockMailboxWrites: boolean
   leftFilter: boolean
+}
+
+
+const FULL_FIELD: FieldAccess = { read: true, update: true }
+const EMPTY: Fields = Object.freeze({})
+
+function hasKeys(fields: Fields): boolean {
+  for (const _ in fields) return true
+  return false
+}
+
+function note(decision: MergeDecision, text: string): void {
+  ;(decision.notes ??= []).push(text)
+}
+
+function why(configured: Direction, direction: Direction, access: FieldAccess): string {
+  if (direction === configured) return `direction ${configured}`
+  return !access.read ? 'field not readable by the mailbox owner (unknown, never written)' : `no update privilege on the field (direction ${configured} acts as ${direction})`
+}
+
+function settle(fd: FieldDecision, outcome: FieldDecision['outcome'], rule: string, value: unknown, winner: FieldDecision['winner']): void {
+  fd.outcome = outcome
+  fd.rule = rule
+  fd.value = value
+  fd.winner = winner
+}
+
+function block(fd: FieldDecision, rule: string, value: unknown): void {
+  fd.rule = rule
+  fd.value = value
+}
+
+/** `from`'s value goes to the other side, unless that side already holds it (then it is agreed now). */
+function take(decision: MergeDecision, pushTo: Record<Side, Fields>, fd: FieldDecision, name: string, from: Side, value: Value, there: Value, rule: string, outcome: FieldDecision['outcome']): void {
+  if (there !== UNKNOWN && jsonEqual(there, value)) decision.agreedNow[name] = value
+  else pushTo[otherSide(from)][name] = value
+  settle(fd, outcome, rule, value, from)
 }
 
 const isUpsert = (change: SideChange | undefined): change is Extract<SideChange, { type: 'upsert' }> => change?.type === 'upsert'
@@ -75,7 +111,9 @@ export class PolicyMerge implements MergeStrategy {
   }
 
   merge(input: MergeInput): MergeDecision {
-    return this.mergeBatch([input])[0]!
+    const jobs: TextMergeJob[] = []
+    const plan = this.plan(input, jobs)
+    return this.finish(plan, jobs.length > 0 ? mergeTexts(jobs) : [])
   }
 
   /**
@@ -90,34 +128,40 @@ export class PolicyMerge implements MergeStrategy {
   }
 
   private plan(input: MergeInput, jobs: TextMergeJob[]): Plan {
-    const decision: MergeDecision = { writes: {}, agreedNow: {}, forget: false, fields: [], conflicts: [], notes: [] }
-    const plan: Plan = { input, decision, pushTo: null, texts: [], crmFields: {}, mailboxFields: {}, blockMailboxWrites: false, leftFilter: false }
+    const decision: MergeDecision = { writes: {}, agreedNow: {}, forget: false, fields: [] }
+    const plan: Plan = { input, decision, pushTo: null, texts: [], crmFields: {}, mailboxFields: {}, leftFilter: false }
     const { changes, exists, kind } = input
     const context = input.context ?? {}
     const mask: SecurityMask = context.mask ?? FULL_ACCESS_MASK
-    const notes = decision.notes!
 
     if (!mask.canSync) {
-      notes.push('the mailbox owner has no sync privilege: nothing syncs')
+      note(decision, 'the mailbox owner has no sync privilege: nothing syncs')
       return plan
     }
     if (!mask.canReadRecord) {
       if (exists.mailbox && changes.mailbox?.type !== 'delete') decision.writes.mailbox = { type: 'delete', provenance: 'lost-access' }
       else decision.forget = !exists.crm || changes.crm?.type === 'delete'
-      notes.push('the mailbox owner lost access to the record: removed from this mailbox only, never deleted in the crm')
+      note(decision, 'the mailbox owner lost access to the record: removed from this mailbox only, never deleted in the crm')
       return plan
     }
     if (changes.crm?.type === 'delete' || changes.mailbox?.type === 'delete') {
-      this.planDelete(plan, mask)
+      this.planDelete(plan)
       return plan
     }
 
     const baseFields = input.base?.fields ?? {}
     // An unreadable field is unknown: whatever the CRM reported for it (Dataverse returns null) is dropped.
-    const crmFields: Fields = {}
-    if (isUpsert(changes.crm)) for (const [name, value] of Object.entries(changes.crm.fields)) if (fieldAccess(mask, name).read && value !== undefined) crmFields[name] = value
-    const mailboxFields: Fields = {}
-    if (isUpsert(changes.mailbox)) for (const [name, value] of Object.entries(changes.mailbox.fields)) if (value !== undefined) mailboxFields[name] = value
+    // (Without field security the change's own fields are used as they are: no copy on the hot path.)
+    let crmFields: Fields = EMPTY
+    if (isUpsert(changes.crm)) {
+      const source = changes.crm.fields
+      if (mask.fields === undefined) crmFields = source
+      else {
+        crmFields = {}
+        for (const name in source) if (source[name] !== undefined && fieldAccess(mask, name).read) crmFields[name] = source[name]
+      }
+    }
+    const mailboxFields: Fields = isUpsert(changes.mailbox) ? changes.mailbox.fields : EMPTY
     plan.crmFields = crmFields
     plan.mailboxFields = mailboxFields
     const pushTo: Record<Side, Fields> = { crm: {}, mailbox: {} }
@@ -130,138 +174,116 @@ export class PolicyMerge implements MergeStrategy {
       const view = { ...baseFields, ...crmFields }
       if (!matchesSyncFilters(filters, { kind, fields: view, meta: context.crmMeta, user: context.user })) {
         plan.leftFilter = true
-        notes.push(exists.mailbox ? 'the record left the sync filter: removed from this mailbox only (the crm record stays)' : 'the record is outside the sync filter: not created in this mailbox')
+        note(decision, exists.mailbox ? 'the record left the sync filter: removed from this mailbox only (the crm record stays)' : 'the record is outside the sync filter: not created in this mailbox')
       }
     }
 
-    const names = new Set<string>([...Object.keys(baseFields), ...Object.keys(crmFields), ...Object.keys(mailboxFields)])
     const versions = { crm: isUpsert(changes.crm) ? changes.crm.version : undefined, mailbox: isUpsert(changes.mailbox) ? changes.mailbox.version : undefined }
-    for (const name of names) {
-      const access = fieldAccess(mask, name)
-      const configured = this.direction(kind, name)
-      const direction = effectiveDirection(configured, access)
-      const inBase = name in baseFields && baseFields[name] !== undefined
-      const baseValue: Value = inBase ? baseFields[name] : UNKNOWN
-      const crmKnown = name in crmFields
-      const mailboxKnown = name in mailboxFields
-      const crmValue: Value = !access.read ? UNKNOWN : crmKnown ? crmFields[name] : baseValue
-      const mailboxValue: Value = mailboxKnown ? mailboxFields[name] : baseValue
-      const crmChanged = crmKnown && (!inBase || !jsonEqual(crmFields[name], baseValue))
-      const mailboxChanged = mailboxKnown && (!inBase || !jsonEqual(mailboxFields[name], baseValue))
-      if (!crmChanged && !mailboxChanged) continue
-      const policy = this.policy(kind, name)
-      const fd: FieldDecision = {
-        field: name,
-        base: shown(baseValue),
-        crm: shown(crmValue),
-        mailbox: shown(mailboxValue),
-        outcome: 'blocked',
-        rule: '',
-        value: undefined,
-        direction,
-        access,
-        policy,
-        winner: 'none',
-        versions: { crm: versions.crm, mailbox: versions.mailbox, base: input.base?.fieldVersions[name] },
-      }
-      decision.fields.push(fd)
-      const toMailbox = flowsToMailbox(direction)
-      const toCrm = flowsToCrm(direction)
-      const why = direction === configured ? `direction ${configured}` : !access.read ? 'field not readable by the mailbox owner (unknown, never written)' : `no update privilege on the field (direction ${configured} acts as ${direction})`
-      const take = (from: Side, rule: string, outcome: FieldDecision['outcome']) => {
-        const value = from === 'crm' ? crmValue : mailboxValue
-        const target = otherSide(from)
-        const there = target === 'crm' ? crmValue : mailboxValue
-        if (there !== UNKNOWN && jsonEqual(there, value)) decision.agreedNow[name] = value
-        else pushTo[target][name] = value
-        Object.assign(fd, { outcome, rule, value, winner: from })
-      }
-      const set = (value: unknown, rule: string) => {
-        for (const side of Sides) {
-          const there = side === 'crm' ? crmValue : mailboxValue
-          if (there === UNKNOWN || !jsonEqual(there, value)) pushTo[side][name] = value
-        }
-        Object.assign(fd, { outcome: 'merged', rule, value, winner: 'merged' })
-      }
+    const field = (name: string) => this.decideField(plan, jobs, mask, name, baseFields, crmFields, mailboxFields, versions, pushTo)
+    for (const name in baseFields) field(name)
+    for (const name in crmFields) if (!(name in baseFields) && crmFields[name] !== undefined) field(name)
+    for (const name in mailboxFields) if (!(name in baseFields) && crmFields[name] === undefined && mailboxFields[name] !== undefined) field(name)
+    return plan
+  }
 
-      if (crmChanged && !mailboxChanged) {
-        if (toMailbox) take('crm', 'only the crm changed', 'take-crm')
-        else Object.assign(fd, { rule: `${why}: the crm edit is not sent to the mailbox`, value: shown(crmValue) })
-        continue
+  private decideField(plan: Plan, jobs: TextMergeJob[], mask: SecurityMask, name: string, baseFields: Fields, crmFields: Fields, mailboxFields: Fields, versions: { crm: string | undefined; mailbox: string | undefined }, pushTo: Record<Side, Fields>): void {
+    const { input, decision } = plan
+    const access = mask.fields === undefined ? FULL_FIELD : fieldAccess(mask, name)
+    const configured = this.directions[input.kind][name] ?? 'both'
+    const direction = effectiveDirection(configured, access)
+    const inBase = name in baseFields && baseFields[name] !== undefined
+    const baseValue: Value = inBase ? baseFields[name] : UNKNOWN
+    // Absent (or an undefined member) = unknown.
+    const crmKnown = crmFields[name] !== undefined
+    const mailboxKnown = mailboxFields[name] !== undefined
+    const crmValue: Value = !access.read ? UNKNOWN : crmKnown ? crmFields[name] : baseValue
+    const mailboxValue: Value = mailboxKnown ? mailboxFields[name] : baseValue
+    const crmChanged = crmKnown && (!inBase || !jsonEqual(crmValue, baseValue))
+    const mailboxChanged = mailboxKnown && (!inBase || !jsonEqual(mailboxValue, baseValue))
+    if (!crmChanged && !mailboxChanged) return
+    const policy = this.policy(input.kind, name)
+    const fd: FieldDecision = {
+      field: name,
+      base: shown(baseValue),
+      crm: shown(crmValue),
+      mailbox: shown(mailboxValue),
+      outcome: 'blocked',
+      rule: '',
+      value: undefined,
+      direction,
+      access,
+      policy,
+      winner: 'none',
+      versions,
+      baseVersion: input.base?.fieldVersions[name],
+    }
+    decision.fields.push(fd)
+    const toMailbox = flowsToMailbox(direction)
+    const toCrm = flowsToCrm(direction)
+
+    if (crmChanged && !mailboxChanged) {
+      if (toMailbox) take(decision, pushTo, fd, name, 'crm', crmValue, mailboxValue, 'only the crm changed', 'take-crm')
+      else block(fd, `${why(configured, direction, access)}: the crm edit is not sent to the mailbox`, shown(crmValue))
+      return
+    }
+    if (mailboxChanged && !crmChanged) {
+      if (toCrm) take(decision, pushTo, fd, name, 'mailbox', mailboxValue, crmValue, 'only the mailbox changed', 'take-mailbox')
+      else if (access.read && !access.update && configured !== 'none' && configured !== 'toCrm' && crmValue !== UNKNOWN) {
+        pushTo.mailbox[name] = crmValue
+        block(fd, `${why(configured, direction, access)}: not sent to the crm; the mailbox copy is brought back to the crm value`, crmValue)
+        fd.winner = 'crm'
+      } else block(fd, `${why(configured, direction, access)}: the mailbox edit stays local and is overwritten when the crm value changes`, shown(crmValue))
+      return
+    }
+    // Both changed.
+    if (jsonEqual(crmValue, mailboxValue)) {
+      decision.agreedNow[name] = crmValue
+      settle(fd, 'agreed', 'both sides made the same change', crmValue, 'both')
+      return
+    }
+    if (!toCrm && !toMailbox) return block(fd, `${why(configured, direction, access)}: neither edit is propagated`, undefined)
+    if (!toCrm) return take(decision, pushTo, fd, name, 'crm', crmValue, mailboxValue, `${why(configured, direction, access)}: the crm is the source`, 'conflict-crm-wins')
+    if (!toMailbox) return take(decision, pushTo, fd, name, 'mailbox', mailboxValue, crmValue, `${why(configured, direction, access)}: the mailbox is the source`, 'conflict-mailbox-wins')
+    switch (policy) {
+      case 'crm-wins':
+        return take(decision, pushTo, fd, name, 'crm', crmValue, mailboxValue, 'both changed: crm-wins', 'conflict-crm-wins')
+      case 'exchange-wins':
+        return take(decision, pushTo, fd, name, 'mailbox', mailboxValue, crmValue, 'both changed: exchange-wins', 'conflict-mailbox-wins')
+      case 'lww': {
+        const clocks = { crm: this.clockOf(input, 'crm', name), mailbox: this.clockOf(input, 'mailbox', name) }
+        let order = compareHlc(clocks.crm, clocks.mailbox)
+        if (order === 0) order = canonicalJson(crmValue) >= canonicalJson(mailboxValue) ? 1 : -1
+        const winner: Side = order > 0 ? 'crm' : 'mailbox'
+        fd.clocks = { crm: encodeHlc(clocks.crm), mailbox: encodeHlc(clocks.mailbox) }
+        ;(decision.fieldClocks ??= {})[name] = fd.clocks[winner]!
+        if (winner === 'crm') return take(decision, pushTo, fd, name, 'crm', crmValue, mailboxValue, 'both changed: lww, the later hybrid logical clock wins (crm)', 'conflict-crm-wins')
+        return take(decision, pushTo, fd, name, 'mailbox', mailboxValue, crmValue, 'both changed: lww, the later hybrid logical clock wins (mailbox)', 'conflict-mailbox-wins')
       }
-      if (mailboxChanged && !crmChanged) {
-        if (toCrm) take('mailbox', 'only the mailbox changed', 'take-mailbox')
-        else if (access.read && !access.update && configured !== 'none' && configured !== 'toCrm' && crmValue !== UNKNOWN) {
-          pushTo.mailbox[name] = crmValue
-          Object.assign(fd, { rule: `${why}: not sent to the crm; the mailbox copy is brought back to the crm value`, value: crmValue, winner: 'crm' })
-        } else Object.assign(fd, { rule: `${why}: the mailbox edit stays local and is overwritten when the crm value changes`, value: shown(crmValue) })
-        continue
-      }
-      // Both changed.
-      if (jsonEqual(crmValue, mailboxValue)) {
-        decision.agreedNow[name] = crmValue
-        Object.assign(fd, { outcome: 'agreed', rule: 'both sides made the same change', value: crmValue, winner: 'both' })
-        continue
-      }
-      if (!toCrm && !toMailbox) {
-        Object.assign(fd, { rule: `${why}: neither edit is propagated`, value: undefined })
-        continue
-      }
-      if (!toCrm) {
-        take('crm', `${why}: the crm is the source`, 'conflict-crm-wins')
-        continue
-      }
-      if (!toMailbox) {
-        take('mailbox', `${why}: the mailbox is the source`, 'conflict-mailbox-wins')
-        continue
-      }
-      switch (policy) {
-        case 'crm-wins':
-          take('crm', 'both changed: crm-wins', 'conflict-crm-wins')
-          break
-        case 'exchange-wins':
-          take('mailbox', 'both changed: exchange-wins', 'conflict-mailbox-wins')
-          break
-        case 'lww': {
-          const clocks = { crm: this.clockOf(input, 'crm', name), mailbox: this.clockOf(input, 'mailbox', name) }
-          let order = compareHlc(clocks.crm, clocks.mailbox)
-          if (order === 0) order = canonicalJson(crmValue) >= canonicalJson(mailboxValue) ? 1 : -1
-          const winner: Side = order > 0 ? 'crm' : 'mailbox'
-          fd.clocks = { crm: encodeHlc(clocks.crm), mailbox: encodeHlc(clocks.mailbox) }
-          ;(decision.fieldClocks ??= {})[name] = encodeHlc(clocks[winner])
-          take(winner, `both changed: lww, the later hybrid logical clock wins (${winner})`, winner === 'crm' ? 'conflict-crm-wins' : 'conflict-mailbox-wins')
-          break
+      case 'text-merge': {
+        const textual = (v: Value) => typeof v === 'string' || v === null
+        if (!textual(crmValue) || !textual(mailboxValue) || !(baseValue === UNKNOWN || textual(baseValue))) {
+          return take(decision, pushTo, fd, name, 'crm', crmValue, mailboxValue, 'both changed: text-merge needs text on both sides; crm-wins', 'conflict-crm-wins')
         }
-        case 'text-merge': {
-          const textual = (v: Value) => typeof v === 'string' || v === null
-          if (!textual(crmValue) || !textual(mailboxValue) || !(baseValue === UNKNOWN || textual(baseValue))) {
-            take('crm', 'both changed: text-merge needs text on both sides; crm-wins', 'conflict-crm-wins')
-            break
-          }
-          plan.texts.push({ job: jobs.length, name, fd, current: { crm: crmValue, mailbox: mailboxValue }, nullable: crmValue === null || mailboxValue === null })
-          jobs.push({ base: baseValue === UNKNOWN ? '' : ((baseValue as string | null) ?? ''), crm: (crmValue as string | null) ?? '', mailbox: (mailboxValue as string | null) ?? '' })
-          Object.assign(fd, { outcome: 'merged', rule: 'both changed: text-merge (Yjs 3-way)', winner: 'merged' })
-          break
+        plan.texts.push({ job: jobs.length, name, fd, current: { crm: crmValue, mailbox: mailboxValue }, nullable: crmValue === null || mailboxValue === null })
+        jobs.push({ base: baseValue === UNKNOWN ? '' : ((baseValue as string | null) ?? ''), crm: (crmValue as string | null) ?? '', mailbox: (mailboxValue as string | null) ?? '' })
+        return settle(fd, 'merged', 'both changed: text-merge (Yjs 3-way)', undefined, 'merged')
+      }
+      case 'set-merge': {
+        const setLike = (v: Value) => Array.isArray(v) || v === null
+        if (!setLike(crmValue) || !setLike(mailboxValue) || !(baseValue === UNKNOWN || setLike(baseValue))) {
+          return take(decision, pushTo, fd, name, 'crm', crmValue, mailboxValue, 'both changed: set-merge needs lists on both sides; crm-wins', 'conflict-crm-wins')
         }
-        case 'set-merge': {
-          const setLike = (v: Value) => Array.isArray(v) || v === null
-          if (!setLike(crmValue) || !setLike(mailboxValue) || !(baseValue === UNKNOWN || setLike(baseValue))) {
-            take('crm', 'both changed: set-merge needs lists on both sides; crm-wins', 'conflict-crm-wins')
-            break
-          }
-          const merged = mergeSets(this.config.setMergeEngine, baseValue === UNKNOWN ? null : (baseValue as unknown[] | null), crmValue as unknown[] | null, mailboxValue as unknown[] | null)
-          set(merged, `both changed: set-merge (${this.config.setMergeEngine} 3-way)`)
-          break
-        }
-        case 'keep-both': {
-          const conflict: ConflictRecord = { field: name, base: shown(baseValue), crm: crmValue, mailbox: mailboxValue }
-          decision.conflicts!.push(conflict)
-          Object.assign(fd, { outcome: 'conflict-kept', rule: 'both changed: keep-both, kept for the user to resolve (no write, no duplicate item)', value: undefined })
-          break
-        }
+        const merged = mergeSets(this.config.setMergeEngine, baseValue === UNKNOWN ? null : (baseValue as unknown[] | null), crmValue as unknown[] | null, mailboxValue as unknown[] | null)
+        if (!jsonEqual(crmValue, merged)) pushTo.crm[name] = merged
+        if (!jsonEqual(mailboxValue, merged)) pushTo.mailbox[name] = merged
+        return settle(fd, 'merged', `both changed: set-merge (${this.config.setMergeEngine} 3-way)`, merged, 'merged')
+      }
+      case 'keep-both': {
+        const conflict: ConflictRecord = { field: name, base: shown(baseValue), crm: crmValue, mailbox: mailboxValue }
+        ;(decision.conflicts ??= []).push(conflict)
+        return settle(fd, 'conflict-kept', 'both changed: keep-both, kept for the user to resolve (no write, no duplicate item)', undefined, 'none')
       }
     }
-    return plan
   }
 
   private clockOf(input: MergeInput, side: Side, name: string): Hlc {
@@ -272,10 +294,9 @@ export class PolicyMerge implements MergeStrategy {
     return { wall: isUpsert(change) ? (change.modifiedAt ?? 0) : 0, logical: 0, node: '' }
   }
 
-  private planDelete(plan: Plan, _mask: SecurityMask): void {
+  private planDelete(plan: Plan): void {
     const { input, decision } = plan
     const { changes, exists } = input
-    const notes = decision.notes!
     if (changes.crm?.type === 'delete' && changes.mailbox?.type === 'delete') {
       decision.forget = true
       return
@@ -292,12 +313,12 @@ export class PolicyMerge implements MergeStrategy {
     if (deleted === 'crm') {
       if (provenance === 'left-filter' || provenance === 'lost-access') {
         decision.writes.mailbox = { type: 'delete', provenance }
-        notes.push(`${provenance}: removed from this mailbox only`)
+        note(decision, `${provenance}: removed from this mailbox only`)
         return
       }
       if (isUpsert(survivorChange)) {
         this.recreate(plan, 'crm', survivorChange.fields)
-        notes.push(`an edit in the mailbox beats the crm delete (${provenance}): the record is re-created in the crm`)
+        note(decision, `an edit in the mailbox beats the crm delete (${provenance}): the record is re-created in the crm`)
         return
       }
       decision.writes.mailbox = { type: 'delete', provenance }
@@ -306,23 +327,23 @@ export class PolicyMerge implements MergeStrategy {
     // The mailbox copy is gone.
     if (provenance === 'left-filter' || provenance === 'lost-access') {
       decision.forget = true
-      notes.push(`${provenance} in the mailbox never deletes in the crm: unlinked`)
+      note(decision, `${provenance} in the mailbox never deletes in the crm: unlinked`)
       return
     }
     if (provenance === 'stopped-tracking') {
       const owner = context.user !== undefined && context.crmMeta?.ownerId !== undefined && context.crmMeta.ownerId === context.user.id
       if (owner && !isUpsert(survivorChange)) {
         decision.writes.crm = { type: 'delete', provenance }
-        notes.push('stopped tracking: the mailbox owner owns the crm record, so it is deleted')
+        note(decision, 'stopped tracking: the mailbox owner owns the crm record, so it is deleted')
       } else {
         decision.forget = true
-        notes.push(owner ? 'stopped tracking, but the crm record changed meanwhile: kept and unlinked' : 'stopped tracking: the crm record is kept (owned by someone else) and unlinked')
+        note(decision, owner ? 'stopped tracking, but the crm record changed meanwhile: kept and unlinked' : 'stopped tracking: the crm record is kept (owned by someone else) and unlinked')
       }
       return
     }
     if (isUpsert(survivorChange)) {
       this.recreate(plan, 'mailbox', survivorChange.fields)
-      notes.push(`an edit in the crm beats the mailbox delete (${provenance}): the record is re-created in the mailbox`)
+      note(decision, `an edit in the crm beats the mailbox delete (${provenance}): the record is re-created in the mailbox`)
       return
     }
     decision.writes.crm = { type: 'delete', provenance }
@@ -365,7 +386,6 @@ export class PolicyMerge implements MergeStrategy {
     const { exists, changes, kind } = input
     const context = input.context ?? {}
     const mask = context.mask ?? FULL_ACCESS_MASK
-    const notes = decision.notes!
     for (const side of Sides) {
       const fields = pushTo[side]
       if (!exists[side]) {
@@ -374,30 +394,30 @@ export class PolicyMerge implements MergeStrategy {
         if (side === 'mailbox') {
           if (plan.leftFilter) continue
           if (kind === 'email' && !mask.canSendFromCrm) {
-            notes.push('the mailbox owner may not send e-mail from the crm: not created in the mailbox')
+            note(decision, 'the mailbox owner may not send e-mail from the crm: not created in the mailbox')
             continue
           }
           if (kind === 'appointment' && !mask.canSendFromCrm) {
             const view = { ...(input.base?.fields ?? {}), ...plan.crmFields }
             const attendees = [view.requiredAttendees, view.optionalAttendees].flatMap((v) => (Array.isArray(v) ? v : []))
             if (attendees.length > 0) {
-              notes.push('the mailbox owner may not send invitations from the crm: the meeting is not created in the mailbox')
+              note(decision, 'the mailbox owner may not send invitations from the crm: the meeting is not created in the mailbox')
               continue
             }
           }
         } else if (input.base === undefined) {
           const view = { ...plan.mailboxFields }
           if (!isTracked(kind, view, context.tracked, this.config.trackedCategory)) {
-            notes.push('the mailbox item is not tracked: not created in the crm')
+            note(decision, 'the mailbox item is not tracked: not created in the crm')
             continue
           }
         }
         const sourceFields = source === 'crm' ? plan.crmFields : plan.mailboxFields
         const full = this.creatable(input, side, { ...(input.base?.fields ?? {}), ...sourceFields, ...fields })
-        if (Object.keys(full).length > 0) decision.writes[side] = { type: 'create', fields: full }
+        if (hasKeys(full)) decision.writes[side] = { type: 'create', fields: full }
       } else if (side === 'mailbox' && plan.leftFilter) {
         if (changes.mailbox?.type !== 'delete') decision.writes.mailbox = { type: 'delete', provenance: 'left-filter' }
-      } else if (Object.keys(fields).length > 0) {
+      } else if (hasKeys(fields)) {
         decision.writes[side] = { type: 'update', fields }
       }
     }

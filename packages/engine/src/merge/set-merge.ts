@@ -14,9 +14,19 @@ export interface SetMergeResult {
   value: unknown[] | null
 }
 
-function index(list: SetValue): Map<string, unknown> {
-  const map = new Map<string, unknown>()
-  for (const element of list ?? []) if (!map.has(setElementKey(element))) map.set(setElementKey(element), element)
+interface Entry {
+  value: unknown
+  json: string
+}
+
+const jsonOf = (element: unknown): string => (typeof element === 'string' ? JSON.stringify(element) : canonicalJson(element))
+
+function index(list: SetValue): Map<string, Entry> {
+  const map = new Map<string, Entry>()
+  for (const element of list ?? []) {
+    const key = setElementKey(element)
+    if (!map.has(key)) map.set(key, { value: element, json: jsonOf(element) })
+  }
   return map
 }
 
@@ -51,31 +61,31 @@ export function mergeSetsPlain(base: SetValue, crm: SetValue, mailbox: SetValue)
   const b = index(base)
   const c = index(crm)
   const m = index(mailbox)
-  const win = dominant(crm, mailbox)
+  let win: 'crm' | 'mailbox' | undefined
   const result = new Map<string, unknown>()
-  const keys = new Set([...b.keys(), ...c.keys(), ...m.keys()])
-  for (const key of keys) {
-    const inBase = b.has(key)
-    const baseJson = inBase ? canonicalJson(b.get(key)) : undefined
-    const cJson = c.has(key) ? canonicalJson(c.get(key)) : undefined
-    const mJson = m.has(key) ? canonicalJson(m.get(key)) : undefined
-    const cChanged = cJson !== baseJson
-    const mChanged = mJson !== baseJson
-    let pick: 'crm' | 'mailbox' | 'none'
-    if (!cChanged && !mChanged) pick = inBase ? 'crm' : 'none'
-    else if (cChanged && !mChanged) pick = cJson === undefined ? 'none' : 'crm'
-    else if (!cChanged && mChanged) pick = mJson === undefined ? 'none' : 'mailbox'
-    else if (cJson === undefined && mJson === undefined) pick = 'none'
-    else if (cJson === undefined) pick = 'mailbox'
-    else if (mJson === undefined) pick = 'crm'
-    else pick = cJson === mJson ? 'crm' : win
-    if (pick === 'crm') result.set(key, c.get(key))
-    else if (pick === 'mailbox') result.set(key, m.get(key))
+  const decide = (key: string) => {
+    const be = b.get(key)
+    const ce = c.get(key)
+    const me = m.get(key)
+    const cChanged = ce?.json !== be?.json
+    const mChanged = me?.json !== be?.json
+    let pick: Entry | undefined
+    if (!cChanged && !mChanged) pick = ce
+    else if (cChanged && !mChanged) pick = ce
+    else if (!cChanged && mChanged) pick = me
+    else if (ce === undefined) pick = me
+    else if (me === undefined) pick = ce
+    else if (ce.json === me.json) pick = ce
+    else pick = (win ??= dominant(crm, mailbox)) === 'crm' ? ce : me
+    if (pick !== undefined) result.set(key, pick.value)
   }
+  for (const key of b.keys()) decide(key)
+  for (const key of c.keys()) if (!b.has(key)) decide(key)
+  for (const key of m.keys()) if (!b.has(key) && !c.has(key)) decide(key)
   return finish(order(b, result), crm, mailbox)
 }
 
-type SetDoc = { s: Record<string, Automerge.ImmutableString> }
+type SetDoc = { s: Record<string, Automerge.ImmutableString>; p?: number }
 const BASE_ACTOR = '00'
 const LOW_ACTOR = '01'
 const HIGH_ACTOR = '02'
@@ -89,21 +99,25 @@ const HIGH_ACTOR = '02'
 export function mergeSetsAutomerge(base: SetValue, crm: SetValue, mailbox: SetValue): unknown[] | null {
   const b = index(base)
   const initial: SetDoc = { s: {} }
-  for (const [key, element] of b) initial.s[key] = new Automerge.ImmutableString(canonicalJson(element))
+  for (const [key, entry] of b) initial.s[key] = new Automerge.ImmutableString(entry.json)
   const root = Automerge.from<SetDoc>(initial, BASE_ACTOR)
   const win = dominant(crm, mailbox)
-  const fork = (side: SetValue, actor: string) => {
-    const mine = index(side)
-    const doc = Automerge.clone(root, actor)
-    return Automerge.change(doc, (d) => {
-      for (const key of b.keys()) if (!mine.has(key)) delete d.s[key]
-      for (const [key, element] of mine) {
-        const json = canonicalJson(element)
-        if (!b.has(key) || canonicalJson(b.get(key)) !== json) d.s[key] = new Automerge.ImmutableString(json)
+  // Both forks make exactly one operation per key of the union, in the same order (a write to the
+  // scratch field `p` where a side leaves the key alone), so concurrent writes to one key carry the
+  // same op counter and Automerge's winner is decided by the actor id alone.
+  const sides = [index(crm), index(mailbox)]
+  const union = [...new Set([...b.keys(), ...sides[0]!.keys(), ...sides[1]!.keys()])].sort()
+  const fork = (mine: Map<string, Entry>, actor: string) =>
+    Automerge.change(Automerge.clone(root, actor), (d) => {
+      for (const [i, key] of union.entries()) {
+        const entry = mine.get(key)
+        const before = b.get(key)
+        if (entry === undefined && before !== undefined) delete d.s[key]
+        else if (entry !== undefined && entry.json !== before?.json) d.s[key] = new Automerge.ImmutableString(entry.json)
+        else d.p = i
       }
     })
-  }
-  const merged = Automerge.merge(fork(crm, win === 'crm' ? HIGH_ACTOR : LOW_ACTOR), fork(mailbox, win === 'mailbox' ? HIGH_ACTOR : LOW_ACTOR))
+  const merged = Automerge.merge(fork(sides[0]!, win === 'crm' ? HIGH_ACTOR : LOW_ACTOR), fork(sides[1]!, win === 'mailbox' ? HIGH_ACTOR : LOW_ACTOR))
   const result = new Map<string, unknown>()
   for (const [key, value] of Object.entries(merged.s)) result.set(key, JSON.parse(value.toString()))
   return finish(order(b, result), crm, mailbox)

@@ -20,6 +20,23 @@ function tokenize(text: string): string[] {
  */
 export function diffText(base: string, next: string): TextEdit[] {
   if (base === next) return []
+  // Trim the common prefix and suffix by characters first (backing off to whitespace, so words are
+  // not split), and tokenize only the middle: long bodies with a small edit stay cheap.
+  const max = Math.min(base.length, next.length)
+  let head = 0
+  while (head < max && base.charCodeAt(head) === next.charCodeAt(head)) head++
+  while (head > 0 && !isSpace(base.charCodeAt(head - 1))) head--
+  let tail = 0
+  while (tail < max - head && base.charCodeAt(base.length - 1 - tail) === next.charCodeAt(next.length - 1 - tail)) tail++
+  while (tail > 0 && !isSpace(base.charCodeAt(base.length - tail))) tail--
+  const edits = diffTokens(base.slice(head, base.length - tail), next.slice(head, next.length - tail))
+  for (const edit of edits) edit.index += head
+  return edits
+}
+
+const isSpace = (code: number) => code === 32 || code === 10 || code === 9 || code === 13
+
+function diffTokens(base: string, next: string): TextEdit[] {
   const a = tokenize(base)
   const b = tokenize(next)
   let start = 0

@@ -259,7 +259,7 @@ export class SyncPair {
         const nativeId = link?.natives[target]
         const source = otherSide(side)
         const sourceChange = changes[source]
-        const opId = asOpId(`op_${stableHash(`${this.pairId}|${target}|${concordId}|${plannedAt}|${JSON.stringify(write)}`)}`)
+        const opId = newOpId()
         let op: PushOp
         if (write.type === 'delete') op = { opId, type: 'delete', concordId, kind, nativeId, provenance: write.provenance }
         else if (write.type === 'create' || nativeId === undefined) op = { opId, type: 'create', concordId, kind, fields: write.fields }
@@ -374,7 +374,7 @@ export class SyncPair {
 
   private restoreEntry(concordId: ConcordId, kind: OutboxEntry['op']['kind'], fields: Fields, target: ReplicaId, source: ReplicaId): OutboxEntry {
     const plannedAt = this.now()
-    const opId = asOpId(`op_${stableHash(`${this.pairId}|${target}|${concordId}|restore|${plannedAt}`)}`)
+    const opId = newOpId()
     return { pairId: this.pairId, target, op: { opId, type: 'create', concordId, kind, fields }, agreed: fields, sourceReplica: source, attempts: 0, plannedAt }
   }
 
@@ -411,7 +411,7 @@ export class SyncPair {
   /** Sends every pending push of both sides; acknowledged ones are retired one atomic write each. */
   private async flushOutbox(report: CycleReport, signal?: AbortSignal): Promise<void> {
     if (!this.outboxMayHaveEntries) return
-    let remaining = 0
+    let remaining = 0 // entries left in the outbox after this flush, sendable or not
     for (const side of Sides) {
       const adapter = this.adapters[side]
       const pending = (await this.store.listOutbox(this.pairId, adapter.replicaId)).filter((entry) => this.isSendable(entry))
@@ -443,13 +443,21 @@ export class SyncPair {
           this.logger.warn({ replicaId: adapter.replicaId, opId: entry.op.opId, code: rejected.error.code }, 'push rejected')
           await this.store.settlePushFailure(entry, rejected.error, changedUnderUs ? 'remerge' : 'retry')
         }
-        remaining += chunk.length - result.applied.length
         if (throttled) throw throttled
       }
-      remaining += (await this.store.listOutbox(this.pairId, adapter.replicaId)).length - pending.length
+      remaining += (await this.store.listOutbox(this.pairId, adapter.replicaId)).length
     }
     if (remaining === 0) this.outboxMayHaveEntries = false
   }
+}
+
+/**
+ * A fresh idempotency key. It must never repeat: a remote that remembers applied keys would answer
+ * a new op with an old result (two equal edits planned in the same millisecond did exactly that).
+ * Ops are persisted in the outbox before they are sent, so a random key is replayed as it was.
+ */
+function newOpId(): OpId {
+  return asOpId(`op_${globalThis.crypto.randomUUID()}`)
 }
 
 function agreeFields(base: BaseRecord | undefined, kind: BaseRecord['kind'], agreed: Fields, changes: Record<Side, SideChange | undefined>, adapters: Record<Side, ReplicaAdapter>): BaseRecord {
@@ -473,6 +481,6 @@ function coalesce(pending: OutboxEntry, next: OutboxEntry): OutboxEntry {
   if (a.type === 'delete') return { ...next, op: b.type === 'update' ? { opId: b.opId, type: 'create', concordId: b.concordId, kind: b.kind, fields: b.fields } : b }
   const fields = { ...a.fields, ...b.fields }
   const agreed = { ...pending.agreed, ...next.agreed }
-  if (a.type === 'create') return { ...next, agreed, op: { opId: b.opId, type: 'create', concordId: b.concordId, kind: b.kind, fields } }
+  if (a.type === 'create' || b.type === 'create') return { ...next, agreed, op: { opId: b.opId, type: 'create', concordId: b.concordId, kind: b.kind, fields } }
   return { ...next, agreed, op: { ...a, opId: b.opId, fields } }
 }
