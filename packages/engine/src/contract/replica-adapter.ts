@@ -6,6 +6,18 @@ import type { Fields, ItemKind } from '../model/item.js'
 export const DeleteProvenances = ['user-deleted', 'left-filter', 'lost-access', 'stopped-tracking', 'resync'] as const
 export type DeleteProvenance = (typeof DeleteProvenances)[number]
 
+/**
+ * What a replica knows about a record beyond its canonical fields, for sync filters and tracking:
+ * the CRM owner, attendees and state; on the mailbox side whether the item is tracked.
+ */
+export interface RecordMeta {
+  ownerId?: string | undefined
+  attendeeIds?: readonly string[] | undefined
+  state?: string | undefined
+  /** Mailbox side: tracked to the CRM (Track, Set Regarding, or the tracking category). */
+  tracked?: boolean | undefined
+}
+
 /** A record as a replica reports it, mapped to canonical fields. */
 export interface RemoteUpsert {
   type: 'upsert'
@@ -19,6 +31,7 @@ export interface RemoteUpsert {
   concordId?: ConcordId | undefined
   /** When the remote says the record was last modified (ms since epoch), for LWW policies. */
   modifiedAt?: number | undefined
+  meta?: RecordMeta | undefined
 }
 
 export interface RemoteDelete {

@@ -37,6 +37,8 @@ export const keys = {
   quarantinePrefix: (p: PairId) => `${V}${SEP}p${SEP}${p}${SEP}quar${SEP}`,
   tombstone: (p: PairId, c: ConcordId) => `${V}${SEP}p${SEP}${p}${SEP}tomb${SEP}${c}`,
   tombstonePrefix: (p: PairId) => `${V}${SEP}p${SEP}${p}${SEP}tomb${SEP}`,
+  conflict: (p: PairId, c: ConcordId) => `${V}${SEP}p${SEP}${p}${SEP}conflict${SEP}${c}`,
+  conflictPrefix: (p: PairId) => `${V}${SEP}p${SEP}${p}${SEP}conflict${SEP}`,
   explain: (p: PairId, c: ConcordId) => `${V}${SEP}p${SEP}${p}${SEP}why${SEP}${c}`,
   pairPrefix: (p: PairId) => `${V}${SEP}p${SEP}${p}${SEP}`,
 }

@@ -1,4 +1,4 @@
-import type { DeleteProvenance, PushOp } from '../contract/replica-adapter.js'
+import type { DeleteProvenance, PushOp, RecordMeta } from '../contract/replica-adapter.js'
 import type { ConcordId, NativeId, OpId, PairId, ReplicaId, Version } from '../ids.js'
 import type { Fields, ItemKind } from '../model/item.js'
 
@@ -13,6 +13,7 @@ export interface LogEntry {
   hash?: string | undefined
   fields?: Fields | undefined
   modifiedAt?: number | undefined
+  meta?: RecordMeta | undefined
   provenance?: DeleteProvenance | undefined
   /** When the engine recorded it (ms since epoch, from the injected clock). */
   at: number
@@ -26,6 +27,8 @@ export interface Snapshot {
   /** Hash of the known canonical fields; '' when unknown (a push ack without a body). */
   hash: string
   deleted?: boolean | undefined
+  /** Owner / attendees / state / tracked, as last reported (filters need it when only the other side changed). */
+  meta?: RecordMeta | undefined
   /** The full listing that last contained this record (see `ReplicaStore.applyPulledPage`). */
   listing?: number | undefined
 }
@@ -45,6 +48,16 @@ export interface BaseRecord {
   fieldVersions: Record<string, number>
   /** Each side's record version when the base was last confirmed. */
   versions: Partial<Record<ReplicaId, Version>>
+  /** Encoded HLC of the last `lww` decision per field. */
+  clocks?: Record<string, string> | undefined
+}
+
+/** Fields kept for the user to resolve (`keep-both`), per item. */
+export interface ConflictListRecord {
+  concordId: ConcordId
+  kind: ItemKind
+  at: number
+  conflicts: Array<{ field: string; base: unknown; crm: unknown; mailbox: unknown }>
 }
 
 /** A push waiting to be sent or acknowledged. Keyed by (pair, target replica, Concord id). */

@@ -4,7 +4,7 @@ import { SyncError } from '../errors.js'
 import { type ConcordId, type Cursor, type NativeId, type PairId, type ReplicaId, asCursor, concordIdFor } from '../ids.js'
 import { hashFields } from '../model/item.js'
 import { assertKeyPart, keys, prefixEnd } from './keys.js'
-import type { BaseRecord, ExplainRecord, LinkRecord, LogEntry, OutboxEntry, QuarantineRecord, Snapshot, TombstoneRecord } from './records.js'
+import type { BaseRecord, ConflictListRecord, ExplainRecord, LinkRecord, LogEntry, OutboxEntry, QuarantineRecord, Snapshot, TombstoneRecord } from './records.js'
 
 /** Any `abstract-level` database with string keys and values: classic-level, memory-level, browser-level. */
 export type StoreDatabase = AbstractLevel<string | Uint8Array | Buffer, string, string>
@@ -184,7 +184,8 @@ export class ReplicaStore {
     for (const change of changes) {
       const snap = snapshots.get(change.nativeId)
       if (change.type === 'upsert') {
-        const hash = hashFields(change.fields)
+        // Metadata (owner, tracked…) counts as content: reassigning a record can move it in or out of a filter.
+        const hash = change.meta ? hashFields({ ...change.fields, '@meta': change.meta }) : hashFields(change.fields)
         if (snap && !snap.deleted && (snap.version === change.version || snap.hash === hash)) {
           if (snap.version !== change.version || (listing !== undefined && snap.listing !== listing)) putSnapshot(change.nativeId, { ...snap, version: change.version, hash, listing })
           unchanged++
@@ -217,10 +218,11 @@ export class ReplicaStore {
           hash,
           fields: change.fields,
           modifiedAt: change.modifiedAt,
+          meta: change.meta,
           at,
         }
         ops.push({ type: 'put', key: keys.log(replicaId, head), value: JSON.stringify(entry) })
-        putSnapshot(change.nativeId, { concordId, kind: change.kind, version: change.version, hash, listing })
+        putSnapshot(change.nativeId, { concordId, kind: change.kind, version: change.version, hash, listing, meta: change.meta })
         logged++
       } else {
         if (!snap || snap.deleted) {
@@ -397,11 +399,14 @@ export class ReplicaStore {
       quarantine?: readonly QuarantineRecord[] | undefined
       /** Latest field decisions per item, for `explain`. */
       explain?: ReadonlyArray<{ concordId: ConcordId; record: ExplainRecord }> | undefined
+      /** Conflicts kept for the user (`keep-both`). */
+      conflicts?: readonly ConflictListRecord[] | undefined
     },
   ): Promise<void> {
     assertKeyPart(pairId, 'pairId')
     const ops: BatchOp[] = []
     for (const record of plan.quarantine ?? []) ops.push({ type: 'put', key: keys.quarantine(pairId, record.id), value: JSON.stringify(record) })
+    for (const record of plan.conflicts ?? []) ops.push({ type: 'put', key: keys.conflict(pairId, record.concordId), value: JSON.stringify(record) })
     for (const { concordId, record } of plan.explain ?? []) ops.push({ type: 'put', key: keys.explain(pairId, concordId), value: JSON.stringify(record) })
     for (const { target, concordId } of plan.retire ?? []) ops.push({ type: 'del', key: keys.outbox(pairId, target, concordId) })
     for (const entry of plan.outbox) ops.push({ type: 'put', key: keys.outbox(pairId, entry.target, entry.op.concordId), value: JSON.stringify(entry) })
@@ -497,6 +502,21 @@ export class ReplicaStore {
   /** Queues the pushes that undo a delete, and removes its tombstone, in one write. */
   async restoreTombstone(pairId: PairId, concordId: ConcordId, outbox: readonly OutboxEntry[]): Promise<void> {
     const ops: BatchOp[] = [{ type: 'del', key: keys.tombstone(pairId, concordId) }]
+    for (const entry of outbox) ops.push({ type: 'put', key: keys.outbox(pairId, entry.target, entry.op.concordId), value: JSON.stringify(entry) })
+    await this.write(ops)
+  }
+
+  listConflicts(pairId: PairId): Promise<ConflictListRecord[]> {
+    return this.listJson<ConflictListRecord>(keys.conflictPrefix(pairId))
+  }
+
+  getConflicts(pairId: PairId, concordId: ConcordId): Promise<ConflictListRecord | undefined> {
+    return this.getJson<ConflictListRecord>(keys.conflict(pairId, concordId))
+  }
+
+  /** Replaces (or with `null` removes) an item's open conflicts and queues `outbox`, in one write. */
+  async settleConflicts(pairId: PairId, concordId: ConcordId, remaining: ConflictListRecord | null, outbox: readonly OutboxEntry[]): Promise<void> {
+    const ops: BatchOp[] = [remaining ? { type: 'put', key: keys.conflict(pairId, concordId), value: JSON.stringify(remaining) } : { type: 'del', key: keys.conflict(pairId, concordId) }]
     for (const entry of outbox) ops.push({ type: 'put', key: keys.outbox(pairId, entry.target, entry.op.concordId), value: JSON.stringify(entry) })
     await this.write(ops)
   }

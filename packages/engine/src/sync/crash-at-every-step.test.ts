@@ -9,6 +9,7 @@ import { type CrashScenario, runWithCrash } from '../testing/crash-harness.js'
 import { sampleFields } from '../testing/sample-fields.js'
 import { type TwoReplicaWorld, checkConvergence } from '../testing/world.js'
 import { canonicalJson } from '../util/canonical-json.js'
+import { PolicyMerge } from '../merge/policy-merge.js'
 
 const bySubject = (remote: TwoReplicaWorld['mailbox'], value: string) => remote.liveRecords().find((r) => r.fields.subject === value || r.fields.givenName === value)
 
@@ -60,7 +61,46 @@ const memoryDb = () => {
   }
 }
 
+/** Policy merge with text merge, then a mass delete the guard holds in quarantine. */
+const quarantineScenario: CrashScenario = {
+  steps: 3,
+  edit(w, step) {
+    switch (step) {
+      case 0:
+        for (let i = 0; i < 60; i++) w.crm.create('contact', { ...sampleFields('contact', i), givenName: `P${i}`, notes: 'Met at the fair.' })
+        break
+      case 1: {
+        const crmCopy = bySubject(w.crm, 'P0')!
+        const mailboxCopy = bySubject(w.mailbox, 'P0')!
+        w.crm.update(crmCopy.nativeId, { notes: 'Met at the fair. Wants a quote.' })
+        w.mailbox.update(mailboxCopy.nativeId, { notes: 'Met at the spring fair.' })
+        break
+      }
+      case 2:
+        for (const record of w.mailbox.liveRecords().slice(0, 55)) w.mailbox.remove(record.nativeId)
+        break
+    }
+  },
+}
+
 describe('crash at every step', () => {
+  test('merge cycles with policies and a quarantined mass delete survive a crash before any write', async () => {
+    const worldOptions = { merge: new PolicyMerge({ policies: { contact: { notes: 'text-merge' } } }), pageLimit: 25 }
+    const reference = await runWithCrash(quarantineScenario, memoryDb(), { world: worldOptions })
+    const expected = finalState(reference.world)
+    expect(expected.crm).toHaveLength(60) // nothing deleted while the quarantine waits
+    expect(expected.mailbox).toHaveLength(5)
+    expect(expected.crm.some((r) => r.includes('Met at the spring fair. Wants a quote.'))).toBe(true)
+    expect(await reference.world.pair.listQuarantine()).toHaveLength(1)
+    for (let k = 1; k <= reference.writes; k++) {
+      const run = await runWithCrash(quarantineScenario, memoryDb(), { crashAtWrite: k, world: worldOptions })
+      expect(run.crashed).toBe(true)
+      expect(finalState(run.world), `crash at write ${k}`).toEqual(expected)
+      const held = await run.world.pair.listQuarantine()
+      expect(held.map((q) => q.entries.length), `crash at write ${k}: one quarantine of 55`).toEqual([55])
+    }
+  })
+
   test('killing the engine before any storage write, then restarting, ends in the crash-free state', async () => {
     const reference = await runWithCrash(scenario, memoryDb())
     const expected = finalState(reference.world)

@@ -93,6 +93,8 @@ export interface MergeDecision {
  */
 export interface MergeStrategy {
   merge(input: MergeInput): MergeDecision
+  /** Optional batched form (e.g. to share one Yjs pass across items); same result as mapping `merge`. */
+  mergeBatch?(inputs: readonly MergeInput[]): MergeDecision[]
 }
 
 const UNKNOWN = Symbol('unknown')

@@ -1,12 +1,13 @@
-import type { DeleteProvenance, PushOp, ReplicaAdapter } from '../contract/replica-adapter.js'
+import type { DeleteProvenance, PushOp, RecordMeta, ReplicaAdapter } from '../contract/replica-adapter.js'
 import { CursorExpiredError, SyncError, ThrottledError } from '../errors.js'
 import { type ConcordId, type NativeId, type OpId, type PairId, type ReplicaId, asOpId } from '../ids.js'
 import { type Logger, silentLogger } from '../logger.js'
 import type { Fields } from '../model/item.js'
 import type { ReplicaStore } from '../store/replica-store.js'
-import type { BaseRecord, ExplainRecord, LogEntry, OutboxEntry, QuarantineRecord, TombstoneRecord } from '../store/records.js'
+import type { BaseRecord, ConflictListRecord, ExplainRecord, LinkRecord, LogEntry, OutboxEntry, QuarantineRecord, TombstoneRecord } from '../store/records.js'
 import { stableHash } from '../util/hash.js'
-import { CrmWinsMerge, type FieldDecision, type MergeDecision, type MergeStrategy, type SideChange, type Side, Sides, otherSide } from './merge-strategy.js'
+import type { MergeContext } from '../merge/context.js'
+import { CrmWinsMerge, type FieldDecision, type MergeDecision, type MergeInput, type MergeStrategy, type SideChange, type Side, Sides, otherSide } from './merge-strategy.js'
 import { DEFAULT_DELETION_THRESHOLD, type DeletionGuardThreshold, evaluateDeletionGuard } from '../merge/deletion-guard.js'
 
 export interface SyncPairOptions {
@@ -29,9 +30,18 @@ export interface SyncPairOptions {
   deletionGuard?: DeletionGuardThreshold | undefined
   /** How long deleted items stay restorable (ms). Default 30 days. */
   tombstoneRetentionMs?: number | undefined
+  /**
+   * Who this pair syncs for and what they may do: the mailbox owner, their security mask (from the
+   * CRM adapter), their sync filters. Per-record metadata (owner, attendees, tracked) comes from the
+   * adapters' `RemoteUpsert.meta`. Absent = no restriction.
+   */
+  context?: PairContext | undefined
   /** Called with every merge decision (explain log, metrics). */
   onDecision?: ((concordId: ConcordId, decision: MergeDecision) => void) | undefined
 }
+
+/** The per-pair part of the merge context; see `SyncPairOptions.context`. */
+export type PairContext = Pick<MergeContext, 'user' | 'mask' | 'filters'>
 
 export interface CycleReport {
   pulled: Record<Side, number>
@@ -45,6 +55,10 @@ export interface CycleReport {
   throttledMs?: number | undefined
   /** True when pending pushes could not be sent, so merging was deferred to the next cycle. */
   mergeDeferred: boolean
+  /** Why nothing was merged, when a gate stopped it (no sync privilege). */
+  skipped?: string | undefined
+  /** Field conflicts kept for the user in this cycle (`keep-both`). */
+  conflicts?: number | undefined
 }
 
 const emptyCounts = (): Record<Side, number> => ({ crm: 0, mailbox: 0 })
@@ -71,6 +85,7 @@ export class SyncPair {
   private readonly logger: Logger
   private readonly onDecision: SyncPairOptions['onDecision']
   private readonly deletionGuard: DeletionGuardThreshold
+  private context: PairContext
   private readonly tombstoneRetentionMs: number
   /**
    * False only when this process knows the pair's outbox is empty (this SyncPair is the pair's
@@ -94,7 +109,13 @@ export class SyncPair {
     this.logger = options.logger ?? silentLogger
     this.onDecision = options.onDecision
     this.deletionGuard = options.deletionGuard ?? DEFAULT_DELETION_THRESHOLD
+    this.context = options.context ?? {}
     this.tombstoneRetentionMs = options.tombstoneRetentionMs ?? 30 * 24 * 3600_000
+  }
+
+  /** Replaces the pair's context (e.g. after the owner's privileges were read again). */
+  setContext(context: PairContext): void {
+    this.context = context
   }
 
   replicaId(side: Side): ReplicaId {
@@ -111,7 +132,15 @@ export class SyncPair {
         report.mergeDeferred = true
         return report
       }
-      report.merged = await this.mergePending()
+      if (this.context.mask?.canSync === false) {
+        // Without the sync privilege nothing syncs — and nothing is merged either, so the changes
+        // pulled meanwhile are merged once the privilege is back instead of being skipped over.
+        report.skipped = 'the mailbox owner has no sync privilege'
+        return report
+      }
+      const merged = await this.mergePending()
+      report.merged = merged.items
+      if (merged.conflicts > 0) report.conflicts = merged.conflicts
       await this.flushOutbox(report, signal)
     } catch (error) {
       if (error instanceof ThrottledError) {
@@ -188,8 +217,8 @@ export class SyncPair {
   }
 
   /** Merges every unmerged log entry of both sides, in batches, each committed atomically. */
-  private async mergePending(): Promise<number> {
-    let merged = 0
+  private async mergePending(): Promise<{ items: number; conflicts: number }> {
+    const merged = { items: 0, conflicts: 0 }
     for (;;) {
       this.marks ??= { crm: await this.store.getWatermark(this.pairId, this.replicaId('crm')), mailbox: await this.store.getWatermark(this.pairId, this.replicaId('mailbox')) }
       const marks = this.marks
@@ -199,15 +228,18 @@ export class SyncPair {
       }
       const remerge = await this.remergeEntries()
       if (entries.crm.length === 0 && entries.mailbox.length === 0 && remerge.length === 0) return merged
-      merged += await this.mergeEntries(entries, remerge)
+      const result = await this.mergeEntries(entries, remerge)
+      merged.items += result.items
+      merged.conflicts += result.conflicts
     }
   }
 
-  private async mergeEntries(entries: Record<Side, LogEntry[]>, remerge: readonly OutboxEntry[]): Promise<number> {
-    const latest = new Map<ConcordId, { kind: LogEntry['kind']; changes: Record<Side, SideChange | undefined> }>()
+  private async mergeEntries(entries: Record<Side, LogEntry[]>, remerge: readonly OutboxEntry[]): Promise<{ items: number; conflicts: number }> {
+    const latest = new Map<ConcordId, { kind: LogEntry['kind']; changes: Record<Side, SideChange | undefined>; meta: Partial<Record<Side, RecordMeta>> }>()
     for (const side of Sides) {
       for (const entry of entries[side]) {
-        const slot = latest.get(entry.concordId) ?? { kind: entry.kind, changes: { crm: undefined, mailbox: undefined } }
+        const slot = latest.get(entry.concordId) ?? { kind: entry.kind, changes: { crm: undefined, mailbox: undefined }, meta: {} }
+        if (entry.meta) slot.meta[side] = entry.meta
         slot.changes[side] =
           entry.type === 'delete'
             ? { type: 'delete', provenance: entry.provenance ?? 'user-deleted' }
@@ -222,7 +254,7 @@ export class SyncPair {
       const op = entry.op
       if (op.type !== 'update') continue
       const source = entry.target === this.replicaId('crm') ? 'mailbox' : 'crm'
-      const slot = latest.get(op.concordId) ?? { kind: op.kind, changes: { crm: undefined, mailbox: undefined } }
+      const slot = latest.get(op.concordId) ?? { kind: op.kind, changes: { crm: undefined, mailbox: undefined }, meta: {} }
       if (slot.changes[source] === undefined) slot.changes[source] = { type: 'upsert', fields: entry.agreed, version: entry.sourceVersion ?? op.ifMatch ?? ('' as never) }
       latest.set(op.concordId, slot)
       retire.push({ target: entry.target, concordId: op.concordId })
@@ -238,12 +270,24 @@ export class SyncPair {
     const baseWrites: Array<{ concordId: ConcordId; base: BaseRecord | null }> = []
     const plannedAt = this.now()
 
-    for (const [index, concordId] of ids.entries()) {
+    const metaFor = await this.recordMeta(ids, links, latest)
+    const inputs: MergeInput[] = ids.map((concordId, index) => {
       const { kind, changes } = latest.get(concordId)!
-      const base = bases[index]
       const link = links[index]
       const exists = { crm: link?.natives[this.replicaId('crm')] !== undefined, mailbox: link?.natives[this.replicaId('mailbox')] !== undefined }
-      const decision = this.strategy.merge({ pairId: this.pairId, concordId, kind, base, changes, exists })
+      const meta = metaFor[index]!
+      const context: MergeContext = { ...this.context, crmMeta: meta.crm, tracked: meta.mailbox?.tracked }
+      return { pairId: this.pairId, concordId, kind, base: bases[index], changes, exists, context }
+    })
+    const decisions = this.strategy.mergeBatch ? this.strategy.mergeBatch(inputs) : inputs.map((input) => this.strategy.merge(input))
+    const conflicts: ConflictListRecord[] = []
+
+    for (const [index, concordId] of ids.entries()) {
+      const { kind, changes } = inputs[index]!
+      const base = bases[index]
+      const link = links[index]
+      const decision = decisions[index]!
+      if (decision.conflicts?.length) conflicts.push({ concordId, kind, at: plannedAt, conflicts: decision.conflicts })
       this.onDecision?.(concordId, decision)
       if (decision.fields.length > 0) explain.push({ concordId, record: { at: plannedAt, fields: Object.fromEntries(decision.fields.map((f) => [f.field, f])) } })
 
@@ -288,13 +332,69 @@ export class SyncPair {
     const quarantine = await this.holdMassDeletes(outbox, plannedAt)
     const previous = explain.length > 0 ? await this.store.getExplainMany(this.pairId, explain.map((e) => e.concordId)) : []
     explain.forEach((e, i) => (e.record.fields = { ...(previous[i]?.fields ?? {}), ...e.record.fields }))
-    await this.store.commitPlan(this.pairId, { outbox, bases: baseWrites, watermarks, retire: retire.filter((r) => !replanned.has(`${r.target}|${r.concordId}`)), quarantine, explain })
+    await this.store.commitPlan(this.pairId, { outbox, bases: baseWrites, watermarks, retire: retire.filter((r) => !replanned.has(`${r.target}|${r.concordId}`)), quarantine, explain, conflicts })
     if (outbox.length > 0) this.outboxMayHaveEntries = true
     for (const side of Sides) {
       const last = entries[side].at(-1)
       if (last && this.marks) this.marks[side] = last.seq
     }
-    return ids.length
+    return { items: ids.length, conflicts: conflicts.reduce((n, c) => n + c.conflicts.length, 0) }
+  }
+
+  /**
+   * Per item: the CRM record's metadata (owner, attendees, state — for sync filters) and the mailbox
+   * item's (tracked). From this batch's changes, else from the last snapshot of that side.
+   */
+  private async recordMeta(ids: readonly ConcordId[], links: ReadonlyArray<LinkRecord | undefined>, latest: Map<ConcordId, { meta: Partial<Record<Side, RecordMeta>> }>): Promise<Array<Partial<Record<Side, RecordMeta>>>> {
+    const out = ids.map((id) => ({ ...latest.get(id)!.meta }))
+    for (const side of Sides) {
+      const replica = this.replicaId(side)
+      const missing = ids.flatMap((id, i) => (out[i]![side] === undefined && links[i]?.natives[replica] !== undefined ? [i] : []))
+      const snapshots = await this.store.getSnapshots(
+        replica,
+        missing.map((i) => links[i]!.natives[replica]!),
+      )
+      missing.forEach((i, k) => {
+        const meta = snapshots[k]?.meta
+        if (meta) out[i]![side] = meta
+      })
+    }
+    return out
+  }
+
+  /** Open field conflicts kept for the user (`keep-both`). */
+  listConflicts(): Promise<ConflictListRecord[]> {
+    return this.store.listConflicts(this.pairId)
+  }
+
+  /**
+   * Resolves a kept conflict: `winner`'s value is written to the other side (and becomes the base
+   * once acknowledged). Appointment invitations are not duplicated: it is an update of one field.
+   */
+  async resolveConflict(concordId: ConcordId, field: string, winner: Side): Promise<void> {
+    const record = await this.store.getConflicts(this.pairId, concordId)
+    const conflict = record?.conflicts.find((c) => c.field === field)
+    if (!record || !conflict) throw new SyncError('NotFound', `No open conflict on ${concordId}.${field} in pair ${this.pairId}`)
+    const loser = otherSide(winner)
+    const link = await this.store.getLink(concordId)
+    const nativeId = link?.natives[this.replicaId(loser)]
+    const value = conflict[winner]
+    const outbox: OutboxEntry[] = []
+    if (nativeId !== undefined) {
+      const snapshot = await this.store.getSnapshot(this.replicaId(loser), nativeId)
+      outbox.push({
+        pairId: this.pairId,
+        target: this.replicaId(loser),
+        op: { opId: newOpId(), type: 'update', concordId, kind: record.kind, nativeId, fields: { [field]: value }, ifMatch: snapshot?.version },
+        agreed: { [field]: value },
+        sourceReplica: this.replicaId(winner),
+        attempts: 0,
+        plannedAt: this.now(),
+      })
+    }
+    const rest = record.conflicts.filter((c) => c.field !== field)
+    await this.store.settleConflicts(this.pairId, concordId, rest.length > 0 ? { ...record, conflicts: rest } : null, outbox)
+    this.outboxMayHaveEntries = true
   }
 
   /**

@@ -1,4 +1,4 @@
-import type { DeleteProvenance, PullOptions, PullPage, PushApplied, PushOp, PushRejected, PushResult, RemoteChange, ReplicaAdapter } from '../contract/replica-adapter.js'
+import type { DeleteProvenance, RecordMeta, PullOptions, PullPage, PushApplied, PushOp, PushRejected, PushResult, RemoteChange, ReplicaAdapter } from '../contract/replica-adapter.js'
 import { CursorExpiredError, PreconditionFailedError, SyncError, ThrottledError } from '../errors.js'
 import { type ConcordId, type Cursor, type NativeId, type OpId, type ReplicaId, type Version, asCursor, asNativeId, asVersion } from '../ids.js'
 import type { Fields, ItemKind } from '../model/item.js'
@@ -13,6 +13,7 @@ interface RemoteRecord {
   modifiedAt: number
   deleted: boolean
   deleteProvenance?: DeleteProvenance | undefined
+  meta?: RecordMeta | undefined
 }
 
 /**
@@ -61,9 +62,9 @@ export class MemoryRemote {
     return this.changes.slice(lo)
   }
 
-  create(kind: ItemKind, fields: Fields, concordId?: ConcordId): NativeId {
+  create(kind: ItemKind, fields: Fields, concordId?: ConcordId, meta?: RecordMeta): NativeId {
     const nativeId = asNativeId(`${this.name}-${this.nextId++}`)
-    this.records.set(nativeId, { nativeId, kind, fields: structuredClone(fields), version: this.newVersion(), concordId, modifiedAt: this.clock(), deleted: false })
+    this.records.set(nativeId, { nativeId, kind, fields: structuredClone(fields), version: this.newVersion(), concordId, modifiedAt: this.clock(), deleted: false, meta })
     this.bump(nativeId)
     return nativeId
   }
@@ -75,6 +76,15 @@ export class MemoryRemote {
     record.modifiedAt = this.clock()
     this.bump(nativeId)
     return record.version
+  }
+
+  /** Changes what the remote knows about a record besides its fields (owner, tracked…): a new version. */
+  setMeta(nativeId: NativeId, meta: RecordMeta): void {
+    const record = this.live(nativeId)
+    record.meta = { ...record.meta, ...meta }
+    record.version = this.newVersion()
+    record.modifiedAt = this.clock()
+    this.bump(nativeId)
   }
 
   /** A write that changes the version but not the content (Exchange does this on open). */
@@ -274,7 +284,7 @@ export class MemoryReplicaAdapter implements ReplicaAdapter {
   private toChange(nativeId: NativeId): RemoteChange {
     const record = this.remote.records.get(nativeId)!
     if (record.deleted) return { type: 'delete', nativeId, provenance: record.deleteProvenance ?? 'user-deleted' }
-    return { type: 'upsert', nativeId, kind: record.kind, version: record.version, fields: structuredClone(record.fields), concordId: record.concordId, modifiedAt: record.modifiedAt }
+    return { type: 'upsert', nativeId, kind: record.kind, version: record.version, fields: structuredClone(record.fields), concordId: record.concordId, modifiedAt: record.modifiedAt, meta: record.meta }
   }
 
   async confirmMissing(nativeIds: readonly NativeId[]): Promise<NativeId[]> {
