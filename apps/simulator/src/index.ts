@@ -1,0 +1,17 @@
+/**
+ * `@concord/simulator`: discrete-event simulation of Concord (real engine + real scheduler, or the
+ * scheduler kernel alone) in virtual time, with a synthetic or replayed workload.
+ */
+export { simulate, type SimulationConfig, type SimulationReport, type PolicyReport, type SimulationHooks } from './simulate.js'
+export { runPolicy, percentile, type RunOptions, type PolicyRun, type ConflictRule } from './run.js'
+export { generateWorkload, trueRateFunction, activityProfile, sortEvents, SIM_EPOCH, DAY, HOUR, MIN, type Workload, type WorkloadEvent, type WorkloadOp, type WorkloadSide, type GeneratorOptions } from './workload.js'
+export { parseTrace, readTrace, formatTrace, TraceLineSchema } from './trace.js'
+export { importMailbox, splitMbox, parseHeaders, decodeEncodedWords, type MailImport } from './mail-import.js'
+export { loadWorkload } from './load-workload.js'
+export { SimulatorOptionsSchema, parseSimulatorOptions, toSimulationConfig, type SimulatorOptions } from './options.js'
+export { resolveConflictPolicy, ConflictPolicyNames, type ConflictPolicyName, type ConflictPolicy } from './conflict-policies.js'
+export { renderReportHtml } from './report-html.js'
+export { formatSummary } from './format.js'
+export { SimRemote, SimAdapter, GRAPH_LIMIT, DATAVERSE_LIMIT, type ServiceLimit } from './sim-remote.js'
+export { SimulatorError, TraceError, SimulatorErrorCodes, type SimulatorErrorCode } from './errors.js'
+export { main, type CliIo } from './cli.js'

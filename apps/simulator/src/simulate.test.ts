@@ -1,0 +1,77 @@
+import { expect, test } from 'vitest'
+import { type SimulationConfig, type SimulationReport, simulate } from './simulate.js'
+import { generateWorkload } from './workload.js'
+
+const base: SimulationConfig = {
+  mailboxes: 3,
+  days: 1,
+  warmupDays: 0,
+  seed: 11,
+  policies: ['fixed:15', 'fixed:5', 'sss', 'adaptive', 'oracle'],
+  budgetFrom: 'fixed:5',
+  conflictPolicies: ['crm-wins'],
+  mode: 'fast',
+  engine: 'real',
+  store: 'leveldb',
+  notifications: false,
+  notificationLoss: 0,
+  requestLatencyMs: 120,
+}
+
+const withoutWall = (r: SimulationReport) => ({ ...r, wallSeconds: 0, mailboxDaysPerSec: 0 })
+
+test('fast mode with the real engine and LevelDB: every policy converges with no lost update and no duplicate', async () => {
+  // every Outlook-side contact/task edit draws a concurrent CRM-side edit of the same field, so conflicts happen
+  const workload = generateWorkload({ mailboxes: 2, days: 1, seed: 11, conflictReaction: 1 })
+  const report = await simulate(base, { workload })
+  expect(Object.keys(report.policies)).toEqual(base.policies)
+  for (const [name, p] of Object.entries(report.policies)) {
+    expect({ name, lost: p.lostUpdates, dups: p.duplicates, converged: p.converged, problems: p.problems }).toEqual({ name, lost: 0, dups: 0, converged: true, problems: [] })
+    expect(p.changes).toBeGreaterThan(40)
+    expect(p.measuredChanges).toBe(p.changes)
+    expect(p.unresolved).toBe(0)
+    expect(p.apiCalls).toBe(p.graphCalls + p.crmCalls)
+    expect(p.p50StalenessSec).toBeLessThanOrEqual(p.p95StalenessSec)
+    expect(p.p95StalenessSec).toBeLessThanOrEqual(p.maxStalenessSec)
+  }
+  // fixed:15 polls a third as often as fixed:5 and is staler
+  expect(report.policies['fixed:15']!.apiCalls).toBeLessThan(report.policies['fixed:5']!.apiCalls / 2)
+  expect(report.policies['fixed:15']!.meanStalenessSec).toBeGreaterThan(report.policies['fixed:5']!.meanStalenessSec * 2)
+  // no fixed:5 change waits longer than one interval plus the cycle's own requests
+  expect(report.policies['fixed:5']!.maxStalenessSec).toBeLessThan(5 * 60 + 30)
+  // the workload makes concurrent CRM-side edits, so conflicts happen and are resolved
+  expect(Object.values(report.policies).some((p) => (p.conflicts ?? 0) > 0)).toBe(true)
+  expect(report.budget?.requestsPerWindow).toBeGreaterThan(0)
+})
+
+test('notifications on with 10 % dropped: still nothing lost, and adaptive reacts to pushes', async () => {
+  const report = await simulate({ ...base, store: 'memory', policies: ['fixed:15', 'adaptive'], budgetFrom: 'fixed:15', notifications: true, notificationLoss: 0.1 })
+  for (const p of Object.values(report.policies)) {
+    expect(p.lostUpdates).toBe(0)
+    expect(p.duplicates).toBe(0)
+    expect(p.converged).toBe(true)
+    expect(p.notificationsDropped).toBeGreaterThan(0)
+    expect(p.notificationsSent).toBeGreaterThan(p.notificationsDropped * 3)
+  }
+  expect(report.policies.adaptive!.p50StalenessSec).toBeLessThan(report.policies['fixed:15']!.p50StalenessSec / 2)
+})
+
+test('same seed → identical report apart from the wall-clock fields', async () => {
+  const config = { ...base, mailboxes: 1, policies: ['fixed:5', 'adaptive'] as SimulationConfig['policies'], store: 'memory' as const }
+  const a = await simulate(config)
+  const b = await simulate(config)
+  expect(JSON.stringify(withoutWall(a))).toBe(JSON.stringify(withoutWall(b)))
+  const c = await simulate({ ...config, seed: 12 })
+  expect(JSON.stringify(withoutWall(c))).not.toBe(JSON.stringify(withoutWall(a)))
+})
+
+test('adaptive beats fixed:5 at equal budget (stub kernel, warmed up, seeded)', async () => {
+  const report = await simulate({ ...base, engine: 'stub', mailboxes: 60, warmupDays: 1, policies: ['fixed:5', 'adaptive'], seed: 3 })
+  const fixed = report.policies['fixed:5']!
+  const adaptive = report.policies.adaptive!
+  expect(adaptive.apiCalls).toBeLessThanOrEqual(fixed.apiCalls)
+  expect(adaptive.meanStalenessSec).toBeLessThan(fixed.meanStalenessSec * 0.8)
+  // the stub kernel does not measure correctness: no engine, no replicas
+  expect(adaptive.lostUpdates).toBeNull()
+  expect(adaptive.converged).toBeNull()
+})

@@ -1,0 +1,232 @@
+import type { Fields, ItemKind } from '@concord/engine'
+import { TimedHeap } from './heap.js'
+import { exponential, mixSeed, mulberry32, normal, poisson } from './rng.js'
+
+export const MIN = 60_000
+export const HOUR = 60 * MIN
+export const DAY = 24 * HOUR
+/** Virtual time 0 of every simulation: Monday 2026-11-23 00:00 UTC. */
+export const SIM_EPOCH = Date.UTC(2026, 10, 23)
+
+export type WorkloadSide = 'mailbox' | 'crm'
+export type WorkloadOp = 'create' | 'update' | 'delete' | 'move'
+
+/**
+ * One change made by a person (not by Concord) to one side of one mailbox's pair.
+ * `item` names the item within the mailbox; `t` is ms since the start of the simulation.
+ */
+export interface WorkloadEvent {
+  t: number
+  mailbox: string
+  side: WorkloadSide
+  op: WorkloadOp
+  kind: ItemKind
+  item: string
+  fields?: Fields | undefined
+  /** Pre-existing data: created before the initial sync and not measured. */
+  initial?: boolean | undefined
+}
+
+export interface Workload {
+  /** Mailbox ids in a stable order. */
+  mailboxes: string[]
+  /** Events sorted by `t` (stable), initial ones first. */
+  events: WorkloadEvent[]
+  /** Simulated length in ms. */
+  durationMs: number
+}
+
+/** Per-user weekday volumes (performance.md §5) and the shape of the generated traffic. */
+export interface GeneratorOptions {
+  mailboxes: number
+  days: number
+  seed: number
+  /** Lognormal shape of per-mailbox activity (busy vs idle mailboxes). Default 1. */
+  sigma?: number
+  receivedPerDay?: number
+  sentPerDay?: number
+  meetingsPerDay?: number
+  contactEditsPerDay?: number
+  taskEditsPerDay?: number
+  /** Edits of the user's CRM records by other CRM users, per day. */
+  crmEditsPerDay?: number
+  /** Probability that a mailbox-side contact/task edit draws a CRM-side edit of the same field within 10 min. */
+  conflictReaction?: number
+  /** Mean follow-up messages spawned by each message (self-exciting bursts). Default 0.3. */
+  burstBranching?: number
+  seedContacts?: number
+  seedTasks?: number
+}
+
+const WEEKDAY_RAW = (h: number): number => (h >= 8 && h < 18 ? Math.max(0.03, Math.sin((Math.PI * (h - 8)) / 10)) : 0.03)
+const WEEKDAY_MEAN = (() => {
+  let sum = 0
+  for (let k = 0; k < 1440; k++) sum += WEEKDAY_RAW((k + 0.5) / 60)
+  return sum / 1440
+})()
+
+/** Diurnal × weekday profile: 08–18 half-sine with a 3 % night floor (mean 1 on weekdays), weekends at 10 %. */
+export function activityProfile(t: number): number {
+  const day = Math.floor(t / DAY)
+  const weekend = ((day % 7) + 7) % 7 >= 5 // day 0 is a Monday
+  const h = (((t % DAY) + DAY) % DAY) / HOUR
+  return (WEEKDAY_RAW(h) / WEEKDAY_MEAN) * (weekend ? 0.1 : 1)
+}
+const PROFILE_MAX = 1 / WEEKDAY_MEAN
+
+/** Arrival times of a non-homogeneous Poisson process with rate perDay·profile(t)/DAY on [0, end). */
+function arrivals(random: () => number, perDay: number, end: number): number[] {
+  const out: number[] = []
+  if (perDay <= 0) return out
+  const lamMax = (perDay * PROFILE_MAX) / DAY
+  let t = 0
+  for (;;) {
+    t += exponential(random, 1 / lamMax)
+    if (t >= end) return out
+    if (random() * PROFILE_MAX <= activityProfile(t)) out.push(t)
+  }
+}
+
+const pad = (n: number) => String(n).padStart(2, '0')
+const iso = (t: number) => new Date(SIM_EPOCH + t).toISOString()
+const local = (t: number) => {
+  const d = new Date(SIM_EPOCH + t)
+  return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}T${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:00`
+}
+
+const TITLES = ['Buyer', 'Engineer', 'Director', 'Analyst', 'Consultant', 'Manager', 'Architect', 'Lead']
+const DEPTS = ['Sales', 'Purchasing', 'IT', 'Finance', 'Operations', 'Legal']
+const STATUSES = ['notStarted', 'inProgress', 'completed', 'waitingOnOthers', 'deferred'] as const
+const PRIORITIES = ['low', 'normal', 'high'] as const
+
+/** Generates a seeded synthetic workload (performance.md §5): same options → identical events. */
+export function generateWorkload(options: GeneratorOptions): Workload {
+  const o = {
+    sigma: 1,
+    receivedPerDay: 70,
+    sentPerDay: 25,
+    meetingsPerDay: 3,
+    contactEditsPerDay: 3,
+    taskEditsPerDay: 2,
+    crmEditsPerDay: 4,
+    conflictReaction: 0.3,
+    burstBranching: 0.3,
+    seedContacts: 8,
+    seedTasks: 4,
+    ...options,
+  }
+  const end = o.days * DAY
+  const mailboxes = Array.from({ length: o.mailboxes }, (_, i) => `mbx-${String(i).padStart(String(o.mailboxes - 1).length, '0')}`)
+  const events: WorkloadEvent[] = []
+  for (const [index, mailbox] of mailboxes.entries()) {
+    const random = mulberry32(mixSeed(o.seed, index))
+    const activity = Math.exp(o.sigma * normal(random) - (o.sigma * o.sigma) / 2)
+    const push = (e: Omit<WorkloadEvent, 'mailbox'>) => {
+      if (e.t < end) events.push({ ...e, mailbox })
+    }
+    const user = `user${index}@contoso.test`
+    // Pre-existing CRM records of this user, synced to the mailbox by the initial sync.
+    for (let c = 0; c < o.seedContacts; c++) {
+      push({ t: 0, side: 'crm', op: 'create', kind: 'contact', item: `contact-${c}`, initial: true, fields: { givenName: `Given${c}`, surname: `Family${index}x${c}`, email1: `person${c}.${index}@fabrikam.test`, jobTitle: TITLES[c % TITLES.length], businessPhone: `+49 30 ${1000 + c}`, department: DEPTS[c % DEPTS.length] } })
+    }
+    for (let k = 0; k < o.seedTasks; k++) {
+      push({ t: 0, side: 'crm', op: 'create', kind: 'task', item: `task-${k}`, initial: true, fields: { subject: `Follow up ${k} for ${user}`, status: 'notStarted', priority: 'normal', percentComplete: 0 } })
+    }
+    // Messages: roots of a cascading Poisson process, each spawning Poisson(b) follow-ups minutes later.
+    const emailsPerDay = (o.receivedPerDay + o.sentPerDay) * activity
+    const roots = arrivals(random, emailsPerDay * (1 - o.burstBranching), end)
+    let msg = 0
+    const queue = new TimedHeap<number>()
+    for (const t of roots) queue.push(t, -1)
+    while (queue.size > 0) {
+      const t = queue.peekTime()
+      const thread = queue.pop()!
+      const n = msg++
+      const conv = thread < 0 ? n : thread
+      const outgoing = random() < o.sentPerDay / (o.receivedPerDay + o.sentPerDay)
+      const peer = { name: `Peer ${n % 97}`, address: `peer${n % 97}@fabrikam.test` }
+      const me = { address: user }
+      const item = `email-${n}`
+      push({ t, side: 'mailbox', op: 'create', kind: 'email', item, fields: { subject: `${thread < 0 ? '' : 'RE: '}Topic ${conv} of ${index}`, body: `Message ${n}`, from: outgoing ? me : peer, to: [outgoing ? peer : me], direction: outgoing ? 'outgoing' : 'incoming', internetMessageId: `<m${n}.${index}@sim.test>`, conversationId: `conv-${index}-${conv}`, [outgoing ? 'sentAt' : 'receivedAt']: iso(t) } })
+      const deleteAt = random() < 0.02 ? t + exponential(random, HOUR) : Infinity
+      if (random() < 0.15) {
+        const at = t + exponential(random, 10 * MIN)
+        if (at < deleteAt) push({ t: at, side: 'mailbox', op: 'update', kind: 'email', item, fields: { categories: ['Tracked to Dynamics 365'] } })
+      }
+      if (random() < 0.03) {
+        const at = t + exponential(random, 30 * MIN)
+        if (at < deleteAt) push({ t: at, side: 'mailbox', op: 'move', kind: 'email', item })
+      }
+      if (deleteAt < Infinity) push({ t: deleteAt, side: 'mailbox', op: 'delete', kind: 'email', item })
+      for (let c = poisson(random, o.burstBranching); c > 0; c--) {
+        const at = t + exponential(random, 3 * MIN)
+        if (at < end) queue.push(at, conv)
+      }
+    }
+    // Meetings the user creates in Outlook, later moved or re-located.
+    for (const [m, t] of arrivals(random, o.meetingsPerDay * activity, end).entries()) {
+      const item = `meeting-${m}`
+      const start = Math.ceil((t + DAY) / HOUR) * HOUR
+      push({ t, side: 'mailbox', op: 'create', kind: 'appointment', item, fields: { subject: `Meeting ${m} of ${index}`, start: { dateTime: local(start), timeZone: 'UTC' }, end: { dateTime: local(start + HOUR), timeZone: 'UTC' }, location: `Room ${m % 20}`, showAs: 'busy', organizer: { address: user } } })
+      for (let u = poisson(random, 0.7); u > 0; u--) {
+        const at = t + exponential(random, 2 * HOUR)
+        push({ t: at, side: 'mailbox', op: 'update', kind: 'appointment', item, fields: { location: `Room ${Math.floor(random() * 40)}` } })
+      }
+    }
+    // Contact and task edits in Outlook; other CRM users sometimes edit the same field right after.
+    const editFields = (kind: 'contact' | 'task'): Fields => {
+      const r = Math.floor(random() * 4)
+      const v = Math.floor(random() * 1e6)
+      if (kind === 'contact') return r === 0 ? { jobTitle: TITLES[v % TITLES.length]! + ` ${v % 100}` } : r === 1 ? { businessPhone: `+49 30 ${v}` } : r === 2 ? { mobilePhone: `+49 170 ${v}` } : { department: DEPTS[v % DEPTS.length]! + ` ${v % 10}` }
+      return r === 0 ? { status: STATUSES[v % STATUSES.length]! } : r === 1 ? { priority: PRIORITIES[v % PRIORITIES.length]! } : r === 2 ? { percentComplete: v % 101 } : { description: `Note ${v}` }
+    }
+    const editStream = (perDay: number, side: WorkloadSide, react: number) => {
+      for (const t of arrivals(random, perDay * activity, end)) {
+        const kind = random() < 0.6 ? 'contact' : 'task'
+        const item = kind === 'contact' ? `contact-${Math.floor(random() * o.seedContacts)}` : `task-${Math.floor(random() * o.seedTasks)}`
+        if ((kind === 'contact' && o.seedContacts === 0) || (kind === 'task' && o.seedTasks === 0)) continue
+        const fields = editFields(kind)
+        push({ t, side, op: 'update', kind, item, fields })
+        if (random() < react) {
+          const other = editFields(kind)
+          const name = Object.keys(fields)[0]!
+          const value = Object.values(editFields(kind))[0]
+          const sameField = Object.keys(other)[0] === name ? other : { [name]: value }
+          push({ t: t + random() * 10 * MIN, side: side === 'mailbox' ? 'crm' : 'mailbox', op: 'update', kind, item, fields: sameField })
+        }
+      }
+    }
+    editStream(o.contactEditsPerDay + o.taskEditsPerDay, 'mailbox', o.conflictReaction)
+    editStream(o.crmEditsPerDay, 'crm', 0)
+  }
+  sortEvents(events)
+  return { mailboxes, events, durationMs: end }
+}
+
+/** Sorts events by time (initial ones first), stable. */
+export function sortEvents(events: WorkloadEvent[]): void {
+  const key = (e: WorkloadEvent) => (e.initial ? -1 : e.t)
+  const indexed = events.map((e, i) => ({ e, i }))
+  indexed.sort((a, b) => key(a.e) - key(b.e) || a.i - b.i)
+  for (let i = 0; i < events.length; i++) events[i] = indexed[i]!.e
+}
+
+/** The true change rate per mailbox in hourly bins (what the oracle policy knows): changes per ms. */
+export function trueRateFunction(workload: Workload): (mailboxId: string, t: number) => number {
+  const bins = Math.max(1, Math.ceil(workload.durationMs / HOUR))
+  const counts = new Map<string, Float64Array>()
+  for (const id of workload.mailboxes) counts.set(id, new Float64Array(bins))
+  for (const e of workload.events) {
+    if (e.initial) continue
+    const b = Math.min(bins - 1, Math.floor(e.t / HOUR))
+    const arr = counts.get(e.mailbox)
+    if (arr) arr[b] = (arr[b] ?? 0) + 1
+  }
+  return (id, t) => {
+    const arr = counts.get(id)
+    if (!arr) return 0
+    const b = Math.min(bins - 1, Math.max(0, Math.floor(t / HOUR)))
+    // a floor keeps idle hours from being treated as never changing
+    return Math.max(arr[b] ?? 0, 0.05) / HOUR
+  }
+}
