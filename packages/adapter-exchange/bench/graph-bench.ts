@@ -3,7 +3,7 @@
  * - graphPullItemsPerSec: a full listing (pull(null) to the end of the round) of 10,000 messages seeded
  *   through the emulator's HTTP control API, default options (`stampLookup: 'expand'`), 500 per page.
  * - graphPullItemsPerSecStampGet: the same with `stampLookup: 'get'` (a batched GET per 20 items to read
- *   the Concord stamp, needed while the emulator's delta ignores $expand).
+ *   the Concord stamp, for tenants or proxies that drop $expand on delta).
  * - graphEmulatorReqPerSec: simple authenticated GETs per second (4 concurrent, Outlook's per-mailbox cap).
  * Run: npx tsx packages/adapter-exchange/bench/graph-bench.ts
  */

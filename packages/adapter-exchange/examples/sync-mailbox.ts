@@ -20,7 +20,6 @@ export async function syncMailboxExample(): Promise<{ contactsInMailbox: number;
         clientSecret: 'secret',
         tokenUrl: em.tokenUrl, // default: https://login.microsoftonline.com/{tenantId}/oauth2/v2.0/token
         graphBaseUrl: em.url, // default: https://graph.microsoft.com
-        stampLookup: 'get', // the emulator's delta does not $expand extended properties yet
       },
       { fetch: transport.fetch },
     )

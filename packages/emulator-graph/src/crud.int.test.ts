@@ -249,3 +249,23 @@ test('sendMail and draft send: Sent Items copy, delivery to emulated recipients 
   expect(sent2.body.value[0].isDraft).toBe(false)
   expect((await c.get(`users/${B}/mailFolders/inbox/messages?$filter=subject eq 'Draft to send'`)).body.value).toHaveLength(1)
 })
+
+test('delta honours the $expand of its first request on every page (extended properties, linkedResources)', async () => {
+  const folder = await c.post(`users/${A}/mailFolders`, { displayName: 'Expand delta' })
+  for (let i = 0; i < 3; i++) {
+    await c.post(`users/${A}/mailFolders/${folder.body.id}/messages`, { subject: `m${i}`, singleValueExtendedProperties: [{ id: PS, value: `CRM-${i}` }] })
+  }
+  const expand = encodeURIComponent(`singleValueExtendedProperties($filter=id eq '${PS}')`)
+  let page = await c.get(`users/${A}/mailFolders/${folder.body.id}/messages/delta?$expand=${expand}`, { Prefer: 'odata.maxpagesize=2' })
+  const seen: unknown[] = []
+  for (;;) {
+    expect(page.status).toBe(200)
+    for (const m of page.body.value as Array<{ singleValueExtendedProperties?: unknown }>) seen.push(m.singleValueExtendedProperties)
+    const next = page.body['@odata.nextLink'] as string | undefined
+    if (!next) break
+    page = await c.get(next.slice(next.indexOf('/v1.0/') + '/v1.0/'.length))
+  }
+  expect(seen).toHaveLength(3)
+  for (const props of seen) expect(props).toEqual([{ id: PS, value: expect.stringMatching(/^CRM-\d$/) }])
+  expect((await c.get(`users/${A}/mailFolders/${folder.body.id}/messages/delta?$expand=bogus`)).status).toBe(400)
+})

@@ -9,6 +9,7 @@
 import { createHmac, randomUUID } from 'node:crypto'
 import { GraphHttpError } from './errors.js'
 import { evaluate, objectResolver, parseFilter } from './odata/filter.js'
+import { parseExpand } from './odata/query.js'
 import { renderItem, renderRemoved } from './store/render.js'
 import type { Container, Item, LogEntry, Mailbox } from './store/types.js'
 
@@ -26,6 +27,8 @@ export interface DeltaQuery {
   top?: number | undefined
   /** `$filter` (messages: only `receivedDateTime ge|gt …`). */
   f?: string | undefined
+  /** `$expand` of the initial request (extended properties, linkedResources), encoded like every option. */
+  x?: string | undefined
 }
 
 export interface TokenState {
@@ -220,9 +223,10 @@ export function runPage(input: PageInput): PageOutput {
     }
     return kind
   }
+  const expand = q.x === undefined ? undefined : parseExpand({ $expand: q.x })
   const render = (e: { key: string; restId: string; removed: boolean }, kind: 'item' | 'removed'): Record<string, unknown> => {
     const it = mb.items.get(e.key)
-    if (kind === 'item' && it) return renderItem(it, { immutable, select: q.sel, withType: true })
+    if (kind === 'item' && it) return renderItem(it, { immutable, select: q.sel, withType: true, ...(expand ? { expandExt: expand.ext, extFilter: expand.extFilter, expandLinked: expand.linkedResources } : {}) })
     // A removal names the id the client knew: the rest id the item had when it left this container.
     return renderRemoved(q.k, immutable ? e.key : e.removed || !it ? e.restId : it.restId)
   }

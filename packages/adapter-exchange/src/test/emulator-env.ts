@@ -52,7 +52,6 @@ export async function startEmulatorEnv(options: GraphEmulatorOptions = {}): Prom
           clientSecret: 'test-secret',
           tokenUrl: em.tokenUrl,
           graphBaseUrl: em.url,
-          stampLookup: 'get',
           ...overrides,
         },
         { fetch: trustedFetch, ...deps },

@@ -228,13 +228,15 @@ function delta(kind: DeltaKind, ref: (ctx: Ctx, mb: Mailbox) => { c: Container; 
         }
         parseFilter(f)
       }
+      const x = getOption(q, '$expand')
+      if (x !== undefined) parseExpand(q) // reject a bad $expand now, not on a later page
       const sid = core.syncStates.create()
       state = {
         v: 1,
         sid,
         g: 0,
         mb: mb.id,
-        q: { k: kind, c: container.id, p: r.path, sel: windowed ? undefined : parseSelect(q), ct, ws, we, top: parseIntOption(q, '$top'), f },
+        q: { k: kind, c: container.id, p: r.path, sel: windowed ? undefined : parseSelect(q), ct, ws, we, top: parseIntOption(q, '$top'), f, x },
         from: 0,
         to: core.lag.visibleSeq(mb),
         pos: 0,
