@@ -52,6 +52,12 @@ export class ReplicaStore {
   private readonly now: () => number
   private readonly beforeWrite: ((ops: number) => void) | undefined
   private readonly heads = new Map<ReplicaId, number>()
+  /**
+   * Write-through caches of state only this store writes (one engine owns a replica's state at a
+   * time — the lease guarantees it): they let an idle cycle run without touching the database.
+   */
+  private readonly cursors = new Map<ReplicaId, Cursor | null>()
+  private readonly listingsSettled = new Set<ReplicaId>()
 
   private constructor(
     readonly db: StoreDatabase,
@@ -97,13 +103,19 @@ export class ReplicaStore {
   // ── cursors and log ────────────────────────────────────────────────────────────────────────
 
   async getCursor(replicaId: ReplicaId): Promise<Cursor | null> {
+    const cached = this.cursors.get(replicaId)
+    if (cached !== undefined) return cached
     const raw = await this.db.get(keys.cursor(replicaId))
-    return raw === undefined ? null : asCursor(raw)
+    const cursor = raw === undefined ? null : asCursor(raw)
+    this.cursors.set(replicaId, cursor)
+    return cursor
   }
 
   /** Forgets a replica's cursor so that the next pull is a full listing (after `CursorExpiredError`). */
   async resetCursor(replicaId: ReplicaId): Promise<void> {
+    this.cursors.delete(replicaId)
     await this.write([{ type: 'del', key: keys.cursor(replicaId) }])
+    this.cursors.set(replicaId, null)
   }
 
   async headSeq(replicaId: ReplicaId): Promise<number> {
@@ -148,6 +160,9 @@ export class ReplicaStore {
     const lastIndex = new Map<NativeId, number>()
     page.changes.forEach((change, i) => lastIndex.set(change.nativeId, i))
     const changes = page.changes.filter((change, i) => lastIndex.get(change.nativeId) === i)
+    if (changes.length === 0 && !page.fullListing && extra.length === 0 && (nextCursor === undefined || nextCursor === (await this.getCursor(replicaId)))) {
+      return { logged: 0, unchanged: 0, headSeq: head } // an empty page that moves nothing: no write
+    }
     const distinctIds = [...lastIndex.keys()]
     const stored = distinctIds.length > 0 ? await this.db.getMany(distinctIds.map((n) => keys.snapshot(replicaId, n))) : []
     distinctIds.forEach((n, i) => snapshots.set(n, stored[i] === undefined ? undefined : (JSON.parse(stored[i]!) as Snapshot)))
@@ -259,9 +274,12 @@ export class ReplicaStore {
       await this.write(ops)
     } catch (error) {
       this.heads.delete(replicaId)
+      this.cursors.delete(replicaId)
       throw error
     }
     this.heads.set(replicaId, head)
+    if (nextCursor !== undefined) this.cursors.set(replicaId, nextCursor)
+    if (page.fullListing) this.listingsSettled.delete(replicaId)
     return { logged, unchanged, headSeq: head }
   }
 
@@ -270,7 +288,9 @@ export class ReplicaStore {
    * deletion, to be confirmed by the adapter. Empty while a listing is still in progress.
    */
   async unlistedAfterFullListing(replicaId: ReplicaId): Promise<NativeId[] | undefined> {
+    if (this.listingsSettled.has(replicaId)) return undefined
     const listing = await this.getJson<ListingState>(keys.listing(replicaId))
+    if (!listing || listing.confirmed) this.listingsSettled.add(replicaId)
     if (!listing || listing.open || listing.confirmed) return undefined
     return (await this.listSnapshots(replicaId)).filter(({ snapshot }) => snapshot.listing !== listing.no).map(({ nativeId }) => nativeId)
   }
@@ -283,7 +303,9 @@ export class ReplicaStore {
     const listing = await this.getJson<ListingState>(keys.listing(replicaId))
     const changes = nativeIds.map((nativeId) => ({ type: 'delete' as const, nativeId, provenance: 'resync' as const }))
     const extra: BatchOp[] = listing ? [{ type: 'put', key: keys.listing(replicaId), value: JSON.stringify({ ...listing, confirmed: true }) }] : []
-    return (await this.applyChanges(replicaId, { changes, hasMore: false }, undefined, extra)).logged
+    const logged = (await this.applyChanges(replicaId, { changes, hasMore: false }, undefined, extra)).logged
+    this.listingsSettled.add(replicaId)
+    return logged
   }
 
   /** Log entries with `seq > afterSeq`, oldest first, at most `limit`. */
