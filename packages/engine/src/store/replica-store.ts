@@ -447,45 +447,60 @@ export class ReplicaStore {
    * echo of our own write is not seen as a change).
    */
   async ackPush(entry: OutboxEntry, applied: PushApplied): Promise<void> {
-    const { pairId, target, op } = entry
-    const ops: BatchOp[] = [{ type: 'del', key: keys.outbox(pairId, target, op.concordId) }]
-    const link: LinkRecord = (await this.getLink(op.concordId)) ?? { kind: op.kind, natives: {} }
-    const base = await this.getBase(pairId, op.concordId)
-    if (op.type === 'delete') {
-      const nativeId = op.nativeId ?? link.natives[target]
-      delete link.natives[target]
-      if (nativeId !== undefined) {
-        const snap = await this.getSnapshot(target, nativeId)
-        if (snap) ops.push({ type: 'put', key: keys.snapshot(target, nativeId), value: JSON.stringify({ ...snap, deleted: true }) })
+    await this.ackPushes([{ entry, applied }])
+  }
+
+  /**
+   * Retires acknowledged pushes of one target (each item at most once) in one write: the base takes
+   * the agreed fields, the links and the target's snapshots take the new native ids and versions
+   * (so the echo of our own write is not seen as a change), deletes leave a tombstone.
+   */
+  async ackPushes(acks: ReadonlyArray<{ entry: OutboxEntry; applied: PushApplied }>): Promise<void> {
+    if (acks.length === 0) return
+    const ids = acks.map(({ entry }) => entry.op.concordId)
+    const [links, bases] = await Promise.all([this.getLinks(ids), this.getBases(acks[0]!.entry.pairId, ids)])
+    const ops: BatchOp[] = []
+    for (const [i, { entry, applied }] of acks.entries()) {
+      const { pairId, target, op } = entry
+      ops.push({ type: 'del', key: keys.outbox(pairId, target, op.concordId) })
+      const link: LinkRecord = links[i] ?? { kind: op.kind, natives: {} }
+      const base = bases[i]
+      if (op.type === 'delete') {
+        const nativeId = op.nativeId ?? link.natives[target]
+        delete link.natives[target]
+        if (nativeId !== undefined) {
+          const snap = await this.getSnapshot(target, nativeId)
+          if (snap) ops.push({ type: 'put', key: keys.snapshot(target, nativeId), value: JSON.stringify({ ...snap, deleted: true }) })
+        }
+        ops.push({ type: 'del', key: keys.base(pairId, op.concordId) })
+        if (base) {
+          const tombstone: TombstoneRecord = { concordId: op.concordId, kind: op.kind, fields: base.fields, deletedAt: this.now(), target, provenance: op.provenance }
+          ops.push({ type: 'put', key: keys.tombstone(pairId, op.concordId), value: JSON.stringify(tombstone) })
+        }
+      } else {
+        const nativeId = applied.nativeId ?? (op.type === 'update' ? op.nativeId : undefined)
+        if (nativeId === undefined) throw new SyncError('InvalidRemoteData', `Push ${op.opId} (create) was acknowledged without a native id`)
+        const previous = link.natives[target]
+        if (previous !== undefined && previous !== nativeId) {
+          const old = await this.getSnapshot(target, previous)
+          if (old) ops.push({ type: 'put', key: keys.snapshot(target, previous), value: JSON.stringify({ ...old, deleted: true }) })
+        }
+        link.natives[target] = nativeId
+        const next: BaseRecord = base ? { ...base, fields: { ...base.fields }, fieldVersions: { ...base.fieldVersions }, versions: { ...base.versions } } : { kind: op.kind, fields: {}, fieldVersions: {}, versions: {} }
+        for (const [name, value] of Object.entries(entry.agreed)) {
+          next.fields[name] = value
+          next.fieldVersions[name] = (next.fieldVersions[name] ?? 0) + 1
+        }
+        if (applied.version !== undefined) next.versions[target] = applied.version
+        if (entry.sourceReplica !== undefined && entry.sourceVersion !== undefined) next.versions[entry.sourceReplica] = entry.sourceVersion
+        ops.push({ type: 'put', key: keys.base(pairId, op.concordId), value: JSON.stringify(next) })
+        if (applied.version !== undefined) {
+          const snapshot: Snapshot = { concordId: op.concordId, kind: op.kind, version: applied.version, hash: applied.fields ? hashFields(applied.fields) : '' }
+          ops.push({ type: 'put', key: keys.snapshot(target, nativeId), value: JSON.stringify(snapshot) })
+        }
       }
-      ops.push({ type: 'del', key: keys.base(pairId, op.concordId) })
-      if (base) {
-        const tombstone: TombstoneRecord = { concordId: op.concordId, kind: op.kind, fields: base.fields, deletedAt: this.now(), target, provenance: op.provenance }
-        ops.push({ type: 'put', key: keys.tombstone(pairId, op.concordId), value: JSON.stringify(tombstone) })
-      }
-    } else {
-      const nativeId = applied.nativeId ?? (op.type === 'update' ? op.nativeId : undefined)
-      if (nativeId === undefined) throw new SyncError('InvalidRemoteData', `Push ${op.opId} (create) was acknowledged without a native id`)
-      const previous = link.natives[target]
-      if (previous !== undefined && previous !== nativeId) {
-        const old = await this.getSnapshot(target, previous)
-        if (old) ops.push({ type: 'put', key: keys.snapshot(target, previous), value: JSON.stringify({ ...old, deleted: true }) })
-      }
-      link.natives[target] = nativeId
-      const next: BaseRecord = base ? { ...base, fields: { ...base.fields }, fieldVersions: { ...base.fieldVersions }, versions: { ...base.versions } } : { kind: op.kind, fields: {}, fieldVersions: {}, versions: {} }
-      for (const [name, value] of Object.entries(entry.agreed)) {
-        next.fields[name] = value
-        next.fieldVersions[name] = (next.fieldVersions[name] ?? 0) + 1
-      }
-      if (applied.version !== undefined) next.versions[target] = applied.version
-      if (entry.sourceReplica !== undefined && entry.sourceVersion !== undefined) next.versions[entry.sourceReplica] = entry.sourceVersion
-      ops.push({ type: 'put', key: keys.base(pairId, op.concordId), value: JSON.stringify(next) })
-      if (applied.version !== undefined) {
-        const snapshot: Snapshot = { concordId: op.concordId, kind: op.kind, version: applied.version, hash: applied.fields ? hashFields(applied.fields) : '' }
-        ops.push({ type: 'put', key: keys.snapshot(target, nativeId), value: JSON.stringify(snapshot) })
-      }
+      ops.push({ type: 'put', key: keys.link(op.concordId), value: JSON.stringify(link) })
     }
-    ops.push({ type: 'put', key: keys.link(op.concordId), value: JSON.stringify(link) })
     await this.write(ops)
   }
 

@@ -523,12 +523,12 @@ export class SyncPair {
           chunk.map((entry) => entry.op),
           { signal },
         )
-        for (const applied of result.applied) {
+        const acks = result.applied.flatMap((applied) => {
           const entry = byOp.get(applied.opId)
-          if (!entry) continue
-          await this.store.ackPush(entry, applied)
-          report.pushed[side]++
-        }
+          return entry ? [{ entry, applied }] : []
+        })
+        await this.store.ackPushes(acks)
+        report.pushed[side] += acks.length
         let throttled: ThrottledError | undefined
         for (const rejected of result.rejected) {
           const entry = byOp.get(rejected.opId)
