@@ -1,14 +1,7 @@
-/** mulberry32: small seeded PRNG so every draw replays exactly from a seed. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+import { seededRandom } from '@concord/engine'
+
+/** mulberry32, the engine's seeded PRNG: every draw replays exactly from a seed. */
+export const mulberry32: (seed: number) => () => number = seededRandom
 
 /** Mixes two integers into a 32-bit seed (for independent per-mailbox streams). */
 export function mixSeed(a: number, b: number): number {

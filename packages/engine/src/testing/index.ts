@@ -1,6 +1,6 @@
 export { runReplicaAdapterContract, pullAll, latestByNativeId, type ContractHarness } from './contract.js'
 export { MemoryRemote, MemoryReplicaAdapter, type MemoryFaults } from './memory-replica.js'
-export { seededRandom } from './rng.js'
+export { seededRandom } from '../util/random.js'
 export { sampleFields } from './sample-fields.js'
 export { createTwoReplicaWorld, checkConvergence, syncUntilQuiet, CRM_REPLICA, MAILBOX_REPLICA, type TwoReplicaWorld, type WorldOptions, type ConvergenceReport } from './world.js'
 export { runWithCrash, SimulatedCrash, type CrashScenario, type CrashRunResult } from './crash-harness.js'

@@ -2,7 +2,7 @@ import type { DeleteProvenance, RecordMeta, PullOptions, PullPage, PushApplied, 
 import { CursorExpiredError, PreconditionFailedError, SyncError, ThrottledError } from '../errors.js'
 import { type ConcordId, type Cursor, type NativeId, type OpId, type ReplicaId, type Version, asCursor, asNativeId, asVersion } from '../ids.js'
 import type { Fields, ItemKind } from '../model/item.js'
-import { seededRandom } from './rng.js'
+import { seededRandom } from '../util/random.js'
 
 interface RemoteRecord {
   nativeId: NativeId
