@@ -84,3 +84,33 @@ describe('the sync loop feeds the merge its context', () => {
     expect((await checkConvergence(w)).problems).toEqual([])
   })
 })
+
+describe('lww with hybrid logical clocks', () => {
+  test('the later edit wins, the winning clock is kept with the base, and a lagging clock is still ordered after it', async () => {
+    const { store } = await openMemoryStore()
+    let now = 10_000
+    const w = createTwoReplicaWorld({ store, merge: new PolicyMerge({ policies: { default: 'lww' } }), now: () => now })
+    const id = w.crm.create('task', { subject: 'Call', description: 'v0' })
+    await syncUntilQuiet(w)
+    const copy = w.mailbox.liveRecords()[0]!
+    now = 20_000
+    w.crm.update(id, { description: 'crm at 20s' })
+    now = 30_000
+    w.mailbox.update(copy.nativeId, { description: 'mailbox at 30s' })
+    await syncUntilQuiet(w)
+    expect(w.crm.live(id).fields.description).toBe('mailbox at 30s')
+    const base = await store.getBase(w.pair.pairId, copy.concordId!)
+    expect(base?.clocks?.description).toMatch(/^000000000030000-000000-mailbox$/)
+
+    // Both edit again, but both remote clocks now lag behind the agreed clock (skew): each edit is
+    // still ordered after the base, and the decision records clocks later than it.
+    now = 5_000
+    w.crm.update(id, { description: 'crm again' })
+    w.mailbox.update(copy.nativeId, { description: 'mailbox again' })
+    await syncUntilQuiet(w)
+    const why = await w.pair.explain(copy.concordId!, 'description')
+    expect(why?.clocks?.crm! > base!.clocks!.description!).toBe(true)
+    expect(why?.clocks?.mailbox! > base!.clocks!.description!).toBe(true)
+    expect((await checkConvergence(w)).problems).toEqual([])
+  })
+})

@@ -7,6 +7,8 @@ import type { ReplicaStore } from '../store/replica-store.js'
 import type { BaseRecord, ConflictListRecord, ExplainRecord, LinkRecord, LogEntry, OutboxEntry, QuarantineRecord, TombstoneRecord } from '../store/records.js'
 import { stableHash } from '../util/hash.js'
 import type { MergeContext } from '../merge/context.js'
+import { type Hlc, compareHlc, decodeHlc, encodeHlc } from '../merge/hlc.js'
+import { jsonEqual } from '../util/canonical-json.js'
 import { CrmWinsMerge, type FieldDecision, type MergeDecision, type MergeInput, type MergeStrategy, type SideChange, type Side, Sides, otherSide } from './merge-strategy.js'
 import { DEFAULT_DELETION_THRESHOLD, type DeletionGuardThreshold, evaluateDeletionGuard } from '../merge/deletion-guard.js'
 
@@ -276,7 +278,7 @@ export class SyncPair {
       const link = links[index]
       const exists = { crm: link?.natives[this.replicaId('crm')] !== undefined, mailbox: link?.natives[this.replicaId('mailbox')] !== undefined }
       const meta = metaFor[index]!
-      const context: MergeContext = { ...this.context, crmMeta: meta.crm, tracked: meta.mailbox?.tracked }
+      const context: MergeContext = { ...this.context, crmMeta: meta.crm, tracked: meta.mailbox?.tracked, fieldClocks: fieldClocksOf(bases[index], changes) }
       return { pairId: this.pairId, concordId, kind, base: bases[index], changes, exists, context }
     })
     const decisions = this.strategy.mergeBatch ? this.strategy.mergeBatch(inputs) : inputs.map((input) => this.strategy.merge(input))
@@ -295,7 +297,11 @@ export class SyncPair {
         if (base) baseWrites.push({ concordId, base: null })
         continue
       }
-      if (Object.keys(decision.agreedNow).length > 0) baseWrites.push({ concordId, base: agreeFields(base, kind, decision.agreedNow, changes, this.adapters) })
+      if (Object.keys(decision.agreedNow).length > 0 || decision.fieldClocks) {
+        const next = agreeFields(base, kind, decision.agreedNow, changes, this.adapters)
+        if (decision.fieldClocks) next.clocks = { ...next.clocks, ...decision.fieldClocks }
+        baseWrites.push({ concordId, base: next })
+      }
       for (const side of Sides) {
         const write = decision.writes[side]
         if (!write) continue
@@ -571,6 +577,29 @@ function agreeFields(base: BaseRecord | undefined, kind: BaseRecord['kind'], agr
     if (change?.type === 'upsert') next.versions[adapters[side].replicaId] = change.version
   }
   return next
+}
+
+/**
+ * Hybrid logical clocks of the fields each side changed, for `lww`: the side's own modification time,
+ * but always after the clock the field was last agreed at — an edit made after seeing the base is
+ * ordered after it even when the remote's clock lags (skew). Absent when a side has no time.
+ */
+function fieldClocksOf(base: BaseRecord | undefined, changes: Record<Side, SideChange | undefined>): MergeContext['fieldClocks'] {
+  let out: MergeContext['fieldClocks']
+  for (const side of Sides) {
+    const change = changes[side]
+    if (change?.type !== 'upsert' || change.modifiedAt === undefined) continue
+    const clocks: Record<string, string> = {}
+    for (const name of Object.keys(change.fields)) {
+      if (base && name in base.fields && jsonEqual(change.fields[name], base.fields[name])) continue
+      const agreed = base?.clocks?.[name]
+      const previous = agreed === undefined ? undefined : decodeHlc(agreed)
+      const own: Hlc = { wall: change.modifiedAt, logical: 0, node: side }
+      clocks[name] = encodeHlc(previous && compareHlc(own, previous) <= 0 ? { wall: previous.wall, logical: previous.logical + 1, node: side } : own)
+    }
+    ;(out ??= {})[side] = clocks
+  }
+  return out
 }
 
 /** Folds a newly planned push into one still pending for the same item and target. */
