@@ -115,3 +115,18 @@ describe('lww with hybrid logical clocks', () => {
     expect((await checkConvergence(w)).problems).toEqual([])
   })
 })
+
+test('a field the owner may read but not update is not pushed to the CRM, and the mailbox copy is brought back', async () => {
+  const mask = { canSync: true, canSendFromCrm: true, canReadRecord: true, fields: { jobTitle: { read: true, update: false } } }
+  const w = await world({}, { user: alice, mask })
+  const id = w.crm.create('contact', { givenName: 'Ann', jobTitle: 'Buyer' }, undefined, { ownerId: alice.id })
+  await syncUntilQuiet(w)
+  const copy = w.mailbox.liveRecords()[0]!
+  const crmWrites = w.crm.pushWrites
+  w.mailbox.update(copy.nativeId, { jobTitle: 'CEO' })
+  await syncUntilQuiet(w)
+  expect(w.crm.live(id).fields.jobTitle).toBe('Buyer')
+  expect(w.crm.pushWrites).toBe(crmWrites)
+  expect(w.mailbox.live(copy.nativeId).fields.jobTitle).toBe('Buyer')
+  expect((await checkConvergence(w)).problems).toEqual([])
+})
