@@ -53,7 +53,7 @@ function finalState(w: TwoReplicaWorld) {
 }
 
 const memoryDb = () => {
-  const db = new MemoryLevel<string, string>({ keyEncoding: 'utf8', valueEncoding: 'utf8' }) as unknown as StoreDatabase
+  const db = new MemoryLevel<string, string>({ keyEncoding: 'utf8', valueEncoding: 'utf8', storeEncoding: 'utf8' }) as unknown as StoreDatabase
   // A memory-level database loses nothing on close/reopen only if we keep the same instance.
   return async () => {
     if (db.status === 'closed') await db.open()
