@@ -32,10 +32,16 @@ test('an unknown option exits 2 with commander’s message', async () => {
   expect(r.err).toMatch(/unknown option '--mailbox'/)
 })
 
-test('--mode wire fails clearly: the adapters are not built yet', async () => {
-  const r = await run(['--mode', 'wire', '--mailboxes', '1'])
+test.each([
+  [['--mode', 'wire', '--mailboxes', '21'], /--mailboxes "21" is invalid with --mode wire: at most 20/],
+  [['--mode', 'wire', '--mailboxes', '2', '--engine', 'stub'], /--engine stub is invalid with --mode wire/],
+  [['--mode', 'wire', '--mailboxes', '2', '--notifications', 'on'], /--notifications on is invalid with --mode wire/],
+  [['--mode', 'tcp'], /--mode "tcp" is invalid: must be fast or wire/],
+])('bad wire-mode combination %j exits 2 with a clear message', async (args, message) => {
+  const r = await run(args)
   expect(r.code).toBe(2)
-  expect(r.err).toMatch(/requires @concord\/adapter-exchange and @concord\/adapter-crm, which are not built yet/)
+  expect(r.err).toMatch(message)
+  expect(r.out).toBe('')
 })
 
 test('conflict policies other than crm-wins run through PolicyMerge; their correctness is reported as not measured', async () => {

@@ -56,7 +56,7 @@ export async function main(argv: readonly string[], io: CliIo = defaultIo): Prom
   try {
     const options = parseSimulatorOptions(cmd.opts())
     const config = toSimulationConfig(options)
-    const loaded = config.trace && config.mode === 'fast' ? await loadWorkload(config.trace) : undefined
+    const loaded = config.trace ? await loadWorkload(config.trace) : undefined
     if (loaded?.note) io.stderr(`${loaded.note}\n`)
     if (options.progress && io.isTty) {
       bar = new SingleBar({ stream: process.stderr, format: 'simulating {label} [{bar}] {percentage}% | {value}/{total} mailbox-days | ETA {eta}s', hideCursor: true })

@@ -24,7 +24,7 @@ export function formatSummary(report: SimulationReport): string {
   const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')
   const c = report.config
   const out = [
-    `${c.mailboxes} mailboxes × ${c.simulatedDays} day(s) (warm-up ${c.warmupDays}), seed ${c.seed}, engine ${c.engine}${c.engine === 'real' ? `/${c.store}` : ''}, notifications ${c.notifications ? `on (loss ${c.notificationLoss})` : 'off'}`,
+    `${c.mailboxes} mailboxes × ${c.simulatedDays} day(s) (warm-up ${c.warmupDays}), seed ${c.seed}, ${c.mode === 'wire' ? 'mode wire (real adapters ⇄ emulators over HTTP, contacts only), ' : ''}engine ${c.engine}${c.engine === 'real' ? `/${c.store}` : ''}, notifications ${c.notifications ? `on (loss ${c.notificationLoss})` : 'off'}`,
     report.budget ? `adaptive/oracle budget = ${report.budget.from}'s calls: ${report.budget.requestsPerWindow} requests/day` : '',
     line(head),
     ...rows.map(line),

@@ -3,6 +3,7 @@ import { z } from 'zod'
 import { ConflictPolicyNames } from './conflict-policies.js'
 import { SimulatorError } from './errors.js'
 import type { SimulationConfig } from './simulate.js'
+import { WIRE_MAX_MAILBOXES } from './wire.js'
 
 const int = (min: number, max: number) => z.coerce.number().int(`must be an integer`).min(min, `must be >= ${min}`).max(max, `must be <= ${max}`)
 const splitList = z.string().transform((s) => s.split(',').map((x) => x.trim()).filter((x) => x !== ''))
@@ -43,6 +44,11 @@ export function parseSimulatorOptions(raw: Record<string, unknown>): SimulatorOp
   }
   const o = result.data
   if (o.notificationLoss > 0 && o.notifications === 'off') throw new SimulatorError('Usage', '--notification-loss needs --notifications on')
+  if (o.mode === 'wire') {
+    if (o.mailboxes > WIRE_MAX_MAILBOXES) throw new SimulatorError('Usage', `--mailboxes ${JSON.stringify(raw.mailboxes ?? o.mailboxes)} is invalid with --mode wire: at most ${WIRE_MAX_MAILBOXES} (each mailbox is a CRM user and an Exchange mailbox on the emulators)`)
+    if (o.engine === 'stub') throw new SimulatorError('Usage', '--engine stub is invalid with --mode wire: wire mode runs the real engine against the emulators')
+    if (o.notifications === 'on') throw new SimulatorError('Usage', '--notifications on is invalid with --mode wire: wire mode does not simulate change notifications')
+  }
   return o
 }
 

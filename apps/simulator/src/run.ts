@@ -5,12 +5,14 @@ import { type ConcordId, type CycleReport, type Fields, type MergeStrategy, type
 import { openLevelStore } from '@concord/engine/node'
 import { type PolicyName, type Scheduler, createScheduler } from '@concord/scheduler'
 import { TimedHeap } from './heap.js'
+import { type ConflictRule, settleReference as foldIntoReference } from './reference-model.js'
 import { mixSeed, mulberry32, normal } from './rng.js'
 import { DATAVERSE_LIMIT, GRAPH_LIMIT, type ServiceLimit, SimAdapter, SimRemote } from './sim-remote.js'
+import { type FinalState, canonicalRecords } from './wire.js'
 import { type Workload, type WorkloadEvent, type WorkloadSide, HOUR, MIN, SIM_EPOCH } from './workload.js'
 
 /** How a conflict policy resolves a field both sides changed between two syncs (the reference model). */
-export type ConflictRule = (crm: { value: unknown; t: number }, mailbox: { value: unknown; t: number }) => unknown
+export type { ConflictRule } from './reference-model.js'
 
 export interface RunOptions {
   policy: PolicyName
@@ -35,6 +37,8 @@ export interface RunOptions {
   limits?: { graph?: ServiceLimit | undefined; dataverse?: ServiceLimit | undefined } | undefined
   /** Set of scheduler options passed through (tests). */
   scheduler?: Record<string, unknown> | undefined
+  /** Receives each mailbox's final live records per side (canonical contact fields, sorted JSON) after the drain. */
+  onFinalState?: ((state: FinalState[]) => void) | undefined
 }
 
 export interface MailboxStat {
@@ -240,34 +244,8 @@ export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
     }
   }
 
-  /** Folds the writes since the last clean sync into the expected state (the conflict policy as a reference model). */
   const settleReference = (box: Box) => {
-    for (const key of box.dirty) {
-      const item = box.items.get(key)!
-      const u = item.unsynced
-      if (u.deletedBy !== undefined) {
-        const other = u.deletedBy === 'crm' ? u.mailbox : u.crm
-        if (other.size === 0 && !(u.created && u.deletedBy !== item.origin)) item.expected = { deleted: true, fields: {} }
-        else for (const [name, w] of other) item.expected.fields[name] = w.value // an edit beats a concurrent delete
-      } else {
-        // state-based, like the engine's three-way merge: a side changed a field only if its value now differs from the base
-        const base = item.expected.fields
-        const changed = (w: { value: unknown } | undefined, name: string) => w !== undefined && (u.created || !(name in base) || !jsonEqual(w.value ?? null, base[name] ?? null))
-        for (const name of new Set([...u.crm.keys(), ...u.mailbox.keys()])) {
-          const c = u.crm.get(name)
-          const m = u.mailbox.get(name)
-          const cc = changed(c, name)
-          const mc = changed(m, name)
-          if (cc && mc && !jsonEqual(c!.value ?? null, m!.value ?? null)) {
-            referenceConflicts++
-            base[name] = options.conflictRule(c!, m!)
-          } else if (cc) base[name] = c!.value
-          else if (mc) base[name] = m!.value
-        }
-      }
-      item.unsynced = { crm: new Map(), mailbox: new Map(), created: false }
-    }
-    box.dirty.clear()
+    referenceConflicts += foldIntoReference(box.items, box.dirty, options.conflictRule)
   }
 
   /** True when a change is visible on both sides (created/linked, equal fields, or gone). */
@@ -480,6 +458,7 @@ export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
       if (box.pending.length > 0) converged = false
     }
     if (lostUpdates > 0) converged = false
+    options.onFinalState?.([...boxes.values()].map((box) => ({ mailbox: box.id, crm: canonicalRecords(box.crm!.liveRecords().map((r) => r.fields)), mailboxSide: canonicalRecords(box.mbx!.liveRecords().map((r) => r.fields)) })))
     await store.close()
     if (dir) await rm(dir, { recursive: true, force: true })
   }

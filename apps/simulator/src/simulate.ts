@@ -2,6 +2,7 @@ import { type PolicyName } from '@concord/scheduler'
 import { type ConflictPolicyName, resolveConflictPolicy } from './conflict-policies.js'
 import { SimulatorError } from './errors.js'
 import { type PolicyRun, percentile, runPolicy } from './run.js'
+import { type FinalState, WIRE_MAX_MAILBOXES, runWirePolicy, wireWorkload } from './wire.js'
 import { type Workload, DAY, MIN, generateWorkload, trueRateFunction } from './workload.js'
 
 /** A parsed simulation configuration (see `SimulatorOptionsSchema` for the CLI edge). */
@@ -73,6 +74,8 @@ export interface SimulationHooks {
   wallClock?: (() => number) | undefined
   /** Scheduler options passed through to every run. */
   scheduler?: Record<string, unknown> | undefined
+  /** Each run's final live records per mailbox and side (canonical contact fields as sorted JSON); `label` is the policy (and conflict policy). */
+  onFinalState?: ((label: string, state: FinalState[]) => void) | undefined
 }
 
 const r3 = (x: number) => Math.round(x * 1000) / 1000
@@ -130,12 +133,15 @@ function cdf(run: PolicyRun): Array<[number, number]> {
  */
 export async function simulate(config: SimulationConfig, hooks: SimulationHooks = {}): Promise<SimulationReport> {
   if (config.mode === 'wire') {
-    throw new SimulatorError('Unsupported', '--mode wire drives the real adapters against the Graph and Dataverse emulators over HTTP; it requires @concord/adapter-exchange and @concord/adapter-crm, which are not built yet. Use --mode fast.')
+    if (config.engine !== 'real') throw new SimulatorError('Usage', '--mode wire needs --engine real')
+    if (config.notifications) throw new SimulatorError('Usage', '--mode wire does not simulate notifications: use --notifications off')
+    if (!hooks.workload && config.mailboxes > WIRE_MAX_MAILBOXES) throw new SimulatorError('Usage', `--mailboxes ${config.mailboxes} is invalid with --mode wire: at most ${WIRE_MAX_MAILBOXES}`)
   }
   const wall = hooks.wallClock ?? (() => performance.now())
   const started = wall()
   const conflict = config.conflictPolicies.map((name) => resolveConflictPolicy(name))
-  const workload = hooks.workload ?? generateWorkload({ mailboxes: config.mailboxes, days: config.days + config.warmupDays, seed: config.seed })
+  const generated = hooks.workload ?? generateWorkload({ mailboxes: config.mailboxes, days: config.days + config.warmupDays, seed: config.seed })
+  const workload = config.mode === 'wire' ? wireWorkload(generated) : generated
   const trueRate = config.policies.includes('oracle') || config.budgetFrom === 'oracle' ? trueRateFunction(workload) : () => 0
   const drainMs = 30 * MIN
   const simMs = workload.durationMs + drainMs
@@ -147,7 +153,7 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
   let budget: SimulationReport['budget'] = null
   const runOne = async (policy: PolicyName, cp: (typeof conflict)[number]) => {
     const label = cp === conflict[0] ? policy : `${policy} (${cp.name})`
-    const run = await runPolicy({
+    const run = await (config.mode === 'wire' ? runWirePolicy : runPolicy)({
       policy,
       workload,
       seed: config.seed,
@@ -163,6 +169,7 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
       conflictRule: cp.rule,
       requestLatencyMs: config.requestLatencyMs,
       scheduler: hooks.scheduler,
+      onFinalState: hooks.onFinalState ? (state) => hooks.onFinalState!(label, state) : undefined,
       onProgress: hooks.onProgress ? (v) => hooks.onProgress!((finishedRuns + Math.min(1, v / workload.durationMs)) * mailboxDaysPerRun, totalRuns * mailboxDaysPerRun, label) : undefined,
     })
     finishedRuns++

@@ -1,0 +1,478 @@
+/**
+ * Wire mode: the same workload and the same scheduler loop as fast mode, but each mailbox's pair is
+ * the real `CrmAdapter` against the Dataverse emulator and the real `ExchangeAdapter` against the
+ * Graph emulator (https), both in process on 127.0.0.1 port 0. Person edits are applied through the
+ * emulators' control/admin API (mailbox) and the Dataverse Web API (CRM). HTTP calls take no virtual
+ * time beyond `requestLatencyMs` per request, exactly as in fast mode.
+ */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { CrmAdapter, TABLES, fieldsToPayload, nativeIdOf, parseNativeId } from '@concord/adapter-crm'
+import { ExchangeAdapter, createTrustedFetch, encodeNativeId, toGraph } from '@concord/adapter-exchange'
+import { type DataverseEmulator, startDataverseEmulator } from '@concord/emulator-dataverse'
+import { startGraphEmulator } from '@concord/emulator-graph'
+import { type ConcordId, type Cursor, type CycleReport, type Fields, type NativeId, type ReplicaAdapter, type ReplicaStore, type RemoteUpsert, SyncPair, asPairId, asReplicaId, concordIdFor, jsonEqual, openMemoryStore } from '@concord/engine'
+import { openLevelStore } from '@concord/engine/node'
+import { type Scheduler, createScheduler } from '@concord/scheduler'
+import { SimulatorError } from './errors.js'
+import { TimedHeap } from './heap.js'
+import { mixSeed, mulberry32 } from './rng.js'
+import type { PolicyRun, RunOptions } from './run.js'
+import { type Workload, type WorkloadEvent, type WorkloadSide, HOUR, MIN, SIM_EPOCH } from './workload.js'
+import { settleReference as foldIntoReference } from './reference-model.js'
+
+/** Wire mode runs at most this many mailboxes (each is a CRM user and an Exchange mailbox on the emulators). */
+export const WIRE_MAX_MAILBOXES = 20
+/** The item kinds wire mode replays: contacts map losslessly both ways (Dataverse `contacts` ⇄ Graph contacts). */
+export const WIRE_KINDS = ['contact'] as const
+/** The contact fields the workload writes; final state is compared on these. */
+export const WIRE_FIELDS = ['givenName', 'surname', 'email1', 'jobTitle', 'businessPhone', 'mobilePhone', 'department'] as const
+
+/** The part of a workload wire mode replays (contacts; no moves). Fast mode on this workload is the comparison basis. */
+export function wireWorkload(workload: Workload): Workload {
+  return { ...workload, events: workload.events.filter((e) => (WIRE_KINDS as readonly string[]).includes(e.kind) && e.op !== 'move') }
+}
+
+/** Canonical live records of one side, projected on `WIRE_FIELDS` (nulls dropped), as sorted JSON strings. */
+export function canonicalRecords(records: Iterable<Fields>): string[] {
+  const out: string[] = []
+  for (const fields of records) {
+    const o: Record<string, unknown> = {}
+    for (const name of WIRE_FIELDS) if (fields[name] !== undefined && fields[name] !== null && fields[name] !== '') o[name] = fields[name]
+    out.push(JSON.stringify(o))
+  }
+  return out.sort()
+}
+
+/** Final state of one mailbox's pair: canonical live records per side. */
+export interface FinalState {
+  mailbox: string
+  crm: string[]
+  mailboxSide: string[]
+}
+
+const SYNC_ROLE = 'Concord Salesperson'
+function salesPrivileges(): Record<string, string> {
+  const p: Record<string, string> = { prvReadUser: 'Global', prvReadUserSettings: 'Basic', prvSyncToOutlook: 'Global' }
+  for (const e of ['Contact', 'Activity', 'Account']) {
+    p[`prvRead${e}`] = 'Global' // change tracking needs organization-level read
+    for (const a of ['Create', 'Write', 'Delete', 'Append', 'AppendTo', 'Share', 'Assign']) p[`prv${a}${e}`] = 'Basic'
+  }
+  return p
+}
+
+interface Counter {
+  calls: number
+  tokenRefreshes: number
+  throttled: number
+}
+
+/** A fetch that counts requests (token requests separately) and 429s. */
+function countingFetch(inner: typeof fetch, counter: Counter, tokenUrl: string): typeof fetch {
+  return (async (input: Parameters<typeof fetch>[0], init?: Parameters<typeof fetch>[1]) => {
+    const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url
+    if (url.startsWith(tokenUrl)) counter.tokenRefreshes++
+    else counter.calls++
+    const res = await inner(input, init)
+    if (res.status === 429) counter.throttled++
+    return res
+  }) as typeof fetch
+}
+
+interface Item {
+  origin: WorkloadSide
+  native: NativeId
+  expected: { deleted: boolean; fields: Fields }
+  unsynced: { crm: Map<string, { value: unknown; t: number }>; mailbox: Map<string, { value: unknown; t: number }>; deletedBy?: WorkloadSide | undefined; created: boolean }
+}
+
+interface Pending {
+  t: number
+  item: string
+  fields: string[]
+  measured: boolean
+}
+
+interface Box {
+  id: string
+  upn: string
+  dv: DataverseEmulator
+  userId: string
+  items: Map<string, Item>
+  dirty: Set<string>
+  pending: Pending[]
+  changes: number
+  measured: number
+  stalenessSum: number
+  crm: CrmAdapter
+  mbx: ExchangeAdapter
+  crmReader: CrmAdapter
+  mbxReader: ExchangeAdapter
+  crmCount: Counter
+  mbxCount: Counter
+  pair: SyncPair
+}
+
+/** Full listing of one side through a reader adapter (not counted as API calls): native id → record. */
+async function readAll(adapter: ReplicaAdapter): Promise<Map<NativeId, RemoteUpsert>> {
+  const out = new Map<NativeId, RemoteUpsert>()
+  let cursor: Cursor | null = null
+  for (let i = 0; i < 1000; i++) {
+    const page = await adapter.pull(cursor, { limit: 200 })
+    for (const c of page.changes) {
+      if (c.type === 'upsert') out.set(c.nativeId, c)
+      else out.delete(c.nativeId)
+    }
+    cursor = page.nextCursor
+    if (!page.hasMore) return out
+  }
+  throw new SimulatorError('Internal', 'wire mode: a full listing did not end after 1000 pages')
+}
+
+/** Runs one scheduling policy over the workload in wire mode (real adapters, emulators over HTTP). */
+export async function runWirePolicy(options: RunOptions & { onFinalState?: ((state: FinalState[]) => void) | undefined }): Promise<PolicyRun> {
+  const workload = wireWorkload(options.workload)
+  if (workload.mailboxes.length > WIRE_MAX_MAILBOXES) throw new SimulatorError('Usage', `--mode wire runs at most ${WIRE_MAX_MAILBOXES} mailboxes (got ${workload.mailboxes.length}); use --mode fast for larger scenarios`)
+  if (options.engine !== 'real') throw new SimulatorError('Usage', '--mode wire needs --engine real')
+  if (options.notifications) throw new SimulatorError('Usage', '--mode wire does not simulate notifications; use --notifications off')
+  let now = 0
+  const clock = () => SIM_EPOCH + now
+  const endMs = workload.durationMs + options.drainMs
+  const hours = Math.ceil(endMs / HOUR)
+  const callsPerHour = new Array<number>(hours).fill(0)
+  const staleness: number[] = []
+  const problems: string[] = []
+  let conflicts = 0
+  let referenceConflicts = 0
+  let cycles = 0
+  let skippedEvents = 0
+
+  const sched: Scheduler = createScheduler({
+    ...options.scheduler,
+    policy: options.policy,
+    ...(options.budget ? { budget: options.budget } : {}),
+    ...(options.policy === 'oracle' ? { oracle: { rate: options.trueRate } } : {}),
+    random: mulberry32(mixSeed(options.seed, 0xabc)),
+  })
+
+  const upnOf = (id: string) => `${id.toLowerCase().replace(/[^a-z0-9._-]/g, '-')}@contoso.test`
+  const graph = await startGraphEmulator({ mailboxes: workload.mailboxes.map(upnOf), https: true })
+  const trusted = createTrustedFetch({ ca: graph.certificate! })
+  // One Dataverse organization per user: change tracking needs organization-level read and the emulator has no
+  // business units, so in one shared org every user would see every other user's contacts. Fast mode's CRM
+  // replica is likewise the user's own scope.
+  const dvs: DataverseEmulator[] = []
+  let store: ReplicaStore | undefined
+  let dir: string | undefined
+  const boxes = new Map<string, Box>()
+  try {
+    if (options.store === 'leveldb') {
+      dir = await mkdtemp(join(tmpdir(), 'concord-sim-wire-'))
+      store = (await openLevelStore(dir, { now: clock })).store
+    } else store = (await openMemoryStore({ now: clock })).store
+
+    for (const id of workload.mailboxes) {
+      const upn = upnOf(id)
+      const dv = await startDataverseEmulator({ users: [upn] })
+      dvs.push(dv)
+      dv.admin.upsertRole({ name: SYNC_ROLE, privileges: salesPrivileges() as never })
+      const user = dv.users[0]!
+      dv.admin.assignRoles(user.systemuserid, [SYNC_ROLE])
+      const crmCount: Counter = { calls: 0, tokenRefreshes: 0, throttled: 0 }
+      const mbxCount: Counter = { calls: 0, tokenRefreshes: 0, throttled: 0 }
+      const crmOf = (f: typeof fetch | undefined, replica: string) =>
+        new CrmAdapter(
+          { orgUrl: dv.url, tokenUrl: dv.tokenUrl, clientId: dv.clientId, clientSecret: dv.clientSecret, impersonate: { callerObjectId: user.azureactivedirectoryobjectid }, kinds: [...WIRE_KINDS] },
+          { replicaId: asReplicaId(replica), ...(f ? { fetch: f } : {}) },
+        )
+      const mbxOf = (f: typeof fetch, replica: string) =>
+        new ExchangeAdapter({ replicaId: replica, mailbox: upn, tenantId: graph.tenant, clientId: 'concord-sim', clientSecret: 'sim-secret', tokenUrl: graph.tokenUrl, graphBaseUrl: graph.url, kinds: [...WIRE_KINDS] }, { fetch: f })
+      const crm = crmOf(countingFetch(fetch, crmCount, dv.tokenUrl), `crm-${id}`)
+      const mbx = mbxOf(countingFetch(trusted.fetch, mbxCount, graph.tokenUrl), `mbx-${id}`)
+      const pair = new SyncPair({
+        pairId: asPairId(`pair-${id}`),
+        store,
+        crm,
+        mailbox: mbx,
+        merge: options.merge(),
+        pageLimit: 50,
+        now: clock,
+        onDecision: (_id, decision) => {
+          for (const f of decision.fields) if (f.outcome.startsWith('conflict') || f.outcome === 'merged') conflicts++
+        },
+      })
+      boxes.set(id, {
+        id, upn, dv, userId: user.systemuserid, items: new Map(), dirty: new Set(), pending: [], changes: 0, measured: 0, stalenessSum: 0,
+        crm, mbx, crmReader: crmOf(undefined, `crm-${id}`), mbxReader: mbxOf(trusted.fetch, `mbx-${id}`), crmCount, mbxCount, pair,
+      })
+    }
+
+    const replicaOf = (box: Box, side: WorkloadSide) => asReplicaId(side === 'crm' ? `crm-${box.id}` : `mbx-${box.id}`)
+    const readSide = (box: Box, side: WorkloadSide) => readAll(side === 'crm' ? box.crmReader : box.mbxReader)
+    /** Native ids of an item on both sides, from full listings (the origin's stamp, or the id the engine derives from the origin native id). */
+    const locate = (box: Box, item: Item, views: Record<WorkloadSide, Map<NativeId, RemoteUpsert>>): Record<WorkloadSide, RemoteUpsert | undefined> => {
+      const origin = views[item.origin].get(item.native)
+      const concordId: ConcordId = origin?.concordId ?? concordIdFor(replicaOf(box, item.origin), item.native)
+      const other: WorkloadSide = item.origin === 'crm' ? 'mailbox' : 'crm'
+      let found: RemoteUpsert | undefined
+      for (const r of views[other].values()) if (r.concordId === concordId) found = r
+      return { [item.origin]: origin, [other]: found } as Record<WorkloadSide, RemoteUpsert | undefined>
+    }
+    const views = async (box: Box) => ({ crm: await readSide(box, 'crm'), mailbox: await readSide(box, 'mailbox') })
+
+    const dvApi = async (dv: DataverseEmulator, method: string, path: string, body?: unknown) => {
+      const res = await fetch(`${dv.apiUrl}/${path}`, {
+        method,
+        headers: { Authorization: `Bearer ${await dv.getToken()}`, Accept: 'application/json', 'Content-Type': 'application/json', 'If-Match': '*' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      })
+      if (res.status >= 300 && !(method === 'DELETE' && res.status === 404)) throw new SimulatorError('Internal', `wire mode: Dataverse ${method} ${path} answered ${res.status}: ${await res.text()}`)
+      await res.body?.cancel()
+    }
+    const crmBody = (fields: Fields, create: boolean) => fieldsToPayload('contact', fields, { writable: () => true, contactAddresses: 'mailing', create }).body
+    const graphId = (native: NativeId) => String(native).split('~').at(-1)!
+
+    const apply = async (e: WorkloadEvent) => {
+      const box = boxes.get(e.mailbox)!
+      let item = box.items.get(e.item)
+      if (e.op === 'create') {
+        let native: NativeId
+        if (e.side === 'crm') native = nativeIdOf('contact', box.dv.admin.createRecord(TABLES.contact.entitySet, crmBody(e.fields ?? {}, true), box.userId).id)
+        else native = encodeNativeId('contact', graph.control.seed(box.upn, 'contact', [toGraph('contact', e.fields ?? {})])[0]!.immutableId)
+        item = { origin: e.side, native, expected: { deleted: false, fields: {} }, unsynced: { crm: new Map(), mailbox: new Map(), created: true } }
+        box.items.set(e.item, item)
+      } else {
+        if (!item) return void skippedEvents++
+        const target = locate(box, item, await views(box))[e.side]
+        if (target === undefined) return void skippedEvents++
+        if (e.side === 'crm') {
+          const path = `${TABLES.contact.entitySet}(${parseNativeId(target.nativeId).id})`
+          if (e.op === 'update') await dvApi(box.dv, 'PATCH', path, crmBody(e.fields ?? {}, false))
+          else await dvApi(box.dv, 'DELETE', path)
+        } else if (e.op === 'update') graph.control.updateItem(box.upn, graphId(target.nativeId), toGraph('contact', e.fields ?? {}))
+        else graph.control.deleteItem(box.upn, graphId(target.nativeId))
+      }
+      if (e.op === 'delete') item.unsynced.deletedBy = e.side
+      else if (e.fields) for (const [name, value] of Object.entries(e.fields)) item.unsynced[e.side].set(name, { value, t: now })
+      box.dirty.add(e.item)
+      if (e.initial) return
+      box.changes++
+      box.pending.push({ t: now, item: e.item, fields: e.fields ? Object.keys(e.fields) : [], measured: now >= options.warmupMs && now < workload.durationMs })
+    }
+
+    const settleReference = (box: Box) => {
+      referenceConflicts += foldIntoReference(box.items, box.dirty, options.conflictRule)
+    }
+
+    const propagated = (box: Box, p: Pending, v: Record<WorkloadSide, Map<NativeId, RemoteUpsert>>): boolean => {
+      const item = box.items.get(p.item)
+      if (!item) return false
+      const at = locate(box, item, v)
+      if (item.expected.deleted) return at.crm === undefined && at.mailbox === undefined
+      if (at.crm === undefined || at.mailbox === undefined) return false
+      for (const f of p.fields) if (!jsonEqual(at.crm.fields[f] ?? null, at.mailbox.fields[f] ?? null)) return false
+      return true
+    }
+
+    const calls = (box: Box) => box.crmCount.calls + box.mbxCount.calls
+    const isClean = (r: CycleReport | undefined) => r !== undefined && r.throttledMs === undefined && !r.mergeDeferred && r.rejected.crm + r.rejected.mailbox === 0
+    const quiet = (r: CycleReport) => r.logged.crm + r.logged.mailbox + r.merged + r.pushed.crm + r.pushed.mailbox === 0 && !r.mergeDeferred
+
+    // initial data and the initial sync (not measured, not charged)
+    let ei = 0
+    while (ei < workload.events.length && workload.events[ei]!.initial) await apply(workload.events[ei++]!)
+    for (const box of boxes.values()) {
+      for (let i = 0; i < 10; i++) if (quiet(await box.pair.runCycle())) break
+      box.crmCount.calls = 0
+      box.mbxCount.calls = 0
+      settleReference(box)
+      sched.addMailbox(box.id, 0, { requestsPerSync: 2 })
+    }
+
+    interface Completion { box: Box; changes: number; requests: number; throttledMs?: number | undefined; error: boolean; clean: boolean }
+    const complete = async (c: Completion, at: number, syncedAt: number) => {
+      const box = c.box
+      if (c.clean && box.pending.length > 0) {
+        const v = await views(box)
+        const keep: Pending[] = []
+        for (const p of box.pending) {
+          if (p.t <= syncedAt && propagated(box, p, v)) {
+            if (p.measured) {
+              const s = (at - p.t) / 1000
+              staleness.push(s)
+              box.stalenessSum += s
+              box.measured++
+            }
+          } else keep.push(p)
+        }
+        box.pending = keep
+      }
+      sched.recordPoll(box.id, { at, changes: c.changes, requests: c.requests, throttled: c.throttledMs !== undefined, ...(c.throttledMs !== undefined ? { retryAfterMs: c.throttledMs } : {}), error: c.error })
+    }
+
+    const completions = new TimedHeap<{ c: Completion; syncedAt: number }>()
+    let lastProgress = 0
+    for (;;) {
+      const tW = ei < workload.events.length ? workload.events[ei]!.t : Infinity
+      const tC = completions.peekTime()
+      const tS = sched.nextWakeAt() ?? Infinity
+      const t = Math.min(tW, tC, tS)
+      if (t > endMs || t === Infinity) break
+      now = t
+      if (options.onProgress && now - lastProgress >= HOUR) {
+        lastProgress = now
+        options.onProgress(now)
+      }
+      if (tC === t) {
+        const { c, syncedAt } = completions.pop()!
+        await complete(c, t, syncedAt)
+      } else if (tW === t) {
+        await apply(workload.events[ei++]!)
+      } else {
+        const due = sched.due(t)
+        if (due.length === 0 && (sched.nextWakeAt() ?? Infinity) <= t) throw new SimulatorError('Internal', `scheduler ${options.policy} reports work due at ${t} but dispatches nothing`)
+        for (const d of due) {
+          const box = boxes.get(d.mailboxId)!
+          cycles++
+          const before = calls(box)
+          let report: CycleReport | undefined
+          let error = false
+          try {
+            report = await box.pair.runCycle()
+          } catch (err) {
+            error = true
+            if (problems.length < 20) problems.push(`${box.id}: cycle failed: ${(err as Error).message}`)
+          }
+          const requests = calls(box) - before
+          const clean = isClean(report)
+          if (clean) settleReference(box)
+          callsPerHour[Math.min(hours - 1, Math.floor(t / HOUR))]! += requests
+          completions.push(t + Math.max(1, requests * options.requestLatencyMs), { c: { box, changes: report ? report.logged.crm + report.logged.mailbox : 0, requests, throttledMs: report?.throttledMs, error, clean }, syncedAt: t })
+        }
+      }
+    }
+    while (completions.size > 0) {
+      now = Math.max(now, completions.peekTime())
+      const { c, syncedAt } = completions.pop()!
+      await complete(c, now, syncedAt)
+    }
+
+    // drain (not charged), then compare both sides with the reference
+    let unresolved = 0
+    for (const box of boxes.values()) unresolved += box.pending.filter((p) => p.measured).length
+    let lostUpdates = 0
+    let duplicates = 0
+    let converged = true
+    now = endMs + MIN
+    const finals: FinalState[] = []
+    for (const box of boxes.values()) {
+      for (let i = 0; i < 20 && (box.dirty.size > 0 || box.pending.length > 0 || i === 0); i++) {
+        let r: CycleReport | undefined
+        try {
+          r = await box.pair.runCycle()
+        } catch {
+          now += MIN
+          continue
+        }
+        if (isClean(r)) {
+          settleReference(box)
+          const v = await views(box)
+          box.pending = box.pending.filter((p) => !propagated(box, p, v))
+          if (quiet(r)) break
+        }
+        now += r.throttledMs ?? MIN
+      }
+      const v = await views(box)
+      const accounted = { crm: new Set<NativeId>(), mailbox: new Set<NativeId>() }
+      for (const [key, item] of box.items) {
+        const at = locate(box, item, v)
+        if (at.crm) accounted.crm.add(at.crm.nativeId)
+        if (at.mailbox) accounted.mailbox.add(at.mailbox.nativeId)
+        if (item.expected.deleted) {
+          if (at.crm || at.mailbox) {
+            lostUpdates++
+            if (problems.length < 20) problems.push(`${box.id}/${key}: deleted by the workload but still live on ${at.crm ? 'crm' : 'mailbox'}`)
+          }
+          continue
+        }
+        if (!at.crm || !at.mailbox) {
+          lostUpdates++
+          converged = false
+          if (problems.length < 20) problems.push(`${box.id}/${key}: missing on ${at.crm ? 'mailbox' : 'crm'}`)
+          continue
+        }
+        for (const [name, value] of Object.entries(item.expected.fields)) {
+          for (const [side, rec] of [['crm', at.crm], ['mailbox', at.mailbox]] as const) {
+            if (!jsonEqual(rec.fields[name] ?? null, value ?? null)) {
+              lostUpdates++
+              if (problems.length < 20) problems.push(`${box.id}/${key}.${name}: ${side} has ${JSON.stringify(rec.fields[name])}, the workload's last write is ${JSON.stringify(value)}`)
+            }
+          }
+        }
+        for (const name of WIRE_FIELDS) if (!jsonEqual(at.crm.fields[name] ?? null, at.mailbox.fields[name] ?? null)) converged = false
+      }
+      for (const side of ['crm', 'mailbox'] as const) {
+        for (const record of v[side].values()) {
+          if (accounted[side].has(record.nativeId)) continue
+          duplicates++
+          converged = false
+          if (problems.length < 20) problems.push(`${box.id}: ${side} record ${record.nativeId} (${String(record.fields['surname'] ?? '')}) matches no workload item`)
+        }
+      }
+      if (box.pending.length > 0) converged = false
+      finals.push({ mailbox: box.id, crm: canonicalRecords([...v.crm.values()].map((r) => r.fields)), mailboxSide: canonicalRecords([...v.mailbox.values()].map((r) => r.fields)) })
+    }
+    if (lostUpdates > 0) converged = false
+    options.onFinalState?.(finals)
+
+    let graphCalls = 0
+    let crmCalls = 0
+    let tokenRefreshes = 0
+    let throttled = 0
+    for (const box of boxes.values()) {
+      graphCalls += box.mbxCount.calls
+      crmCalls += box.crmCount.calls
+      tokenRefreshes += box.crmCount.tokenRefreshes + box.mbxCount.tokenRefreshes
+      throttled += box.crmCount.throttled + box.mbxCount.throttled
+    }
+    const perMailbox = [...boxes.values()].map((b) => ({ mailbox: b.id, changes: b.changes, measured: b.measured, meanStalenessSec: b.measured > 0 ? b.stalenessSum / b.measured : 0 }))
+    return {
+      apiCalls: graphCalls + crmCalls,
+      schedulerRequests: sched.stats().requests,
+      schedulerStats: sched.stats(),
+      graphCalls,
+      crmCalls,
+      tokenRefreshes,
+      cycles,
+      throttled,
+      conflicts,
+      referenceConflicts,
+      lostUpdates,
+      duplicates,
+      converged,
+      changes: [...boxes.values()].reduce((s, b) => s + b.changes, 0),
+      measuredChanges: [...boxes.values()].reduce((s, b) => s + b.pending.length + b.measured, 0),
+      unresolved,
+      skippedEvents,
+      notificationsSent: 0,
+      notificationsDropped: 0,
+      staleness: Float64Array.from(staleness),
+      callsPerHour,
+      perMailbox,
+      problems,
+    }
+  } finally {
+    for (const box of boxes.values()) {
+      await box.mbx.close()
+      await box.mbxReader.close()
+      await box.crm.close()
+      await box.crmReader.close()
+    }
+    await store?.close()
+    if (dir) await rm(dir, { recursive: true, force: true })
+    await graph.close()
+    for (const dv of dvs) await dv.close()
+    trusted.close()
+  }
+}
