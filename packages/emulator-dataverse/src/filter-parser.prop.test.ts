@@ -7,7 +7,8 @@ import { compileFilter } from './odata/query.js'
 import { tableByName } from './schema.js'
 import { Store, type Row } from './store/store.js'
 
-const seed = process.env.PROP_SEED ? Number(process.env.PROP_SEED) : Date.now() % 2_147_483_647
+// CI runs a fixed seed (a submission must not pass or fail by luck); local runs explore new cases.
+const seed = process.env.PROP_SEED ? Number(process.env.PROP_SEED) : process.env.CI ? 20261126 : Date.now() % 2_147_483_647
 console.log(`filter/change-tracking property tests: seed=${seed} (replay with PROP_SEED=${seed})`)
 const params = { seed, numRuns: 100 }
 const contact = tableByName('contact')

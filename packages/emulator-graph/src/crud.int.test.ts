@@ -269,3 +269,18 @@ test('delta honours the $expand of its first request on every page (extended pro
   for (const props of seen) expect(props).toEqual([{ id: PS, value: expect.stringMatching(/^CRM-\d$/) }])
   expect((await c.get(`users/${A}/mailFolders/${folder.body.id}/messages/delta?$expand=bogus`)).status).toBe(400)
 })
+
+test('without immutable ids, an item moved out and back within one round is reported removed under its old id', async () => {
+  em.control.reset()
+  em.control.seed(A, 'message', [{ subject: 'round trip' }], 'inbox')
+  const first = await c.get(`users/${A}/mailFolders/inbox/messages/delta`)
+  const oldId = (first.body.value as Array<{ id: string }>)[0]!.id
+  const deltaLink = first.body['@odata.deltaLink'] as string
+  em.control.moveItem(A, oldId, 'archive')
+  const archived = (await c.get(`users/${A}/mailFolders/archive/messages?$select=id`)).body.value as Array<{ id: string }>
+  em.control.moveItem(A, archived[0]!.id, 'inbox')
+  const second = await c.get(deltaLink.slice(deltaLink.indexOf('/v1.0/') + '/v1.0/'.length))
+  const value = second.body.value as Array<{ id: string; '@removed'?: unknown }>
+  expect(value.filter((v) => v['@removed']).map((v) => v.id)).toEqual([oldId])
+  expect(value.filter((v) => !v['@removed']).map((v) => v.id)).not.toContain(oldId)
+})

@@ -40,7 +40,8 @@ const scenarioArb = fc.record({
 })
 
 test('delta rounds converge to the folder contents', async () => {
-  const seed = process.env['PROP_SEED'] === undefined ? Date.now() % 2 ** 31 : Number(process.env['PROP_SEED'])
+  // CI runs a fixed seed (a submission must not pass or fail by luck); local runs explore new cases.
+  const seed = process.env['PROP_SEED'] !== undefined ? Number(process.env['PROP_SEED']) : process.env['CI'] ? 20261126 : Date.now() % 2 ** 31
   console.log(`delta.prop seed=${seed} (replay with PROP_SEED=${seed})`)
   await fc.assert(
     fc.asyncProperty(scenarioArb, async (sc) => {

@@ -204,7 +204,12 @@ export function runPage(input: PageInput): PageOutput {
 
   /** What an entry becomes in this round: an item, a removal, or nothing. */
   const classify = (e: LogEntry): 'item' | 'removed' | null => {
-    if (container.lastEntry.get(e.key) !== e.seq) return null
+    if (container.lastEntry.get(e.key) !== e.seq) {
+      // Without immutable ids an item that left and came back (or left again) has a new id: the
+      // client may still hold the id it had when it left, so that removal is reported too.
+      if (!immutable && e.removed && e.restId !== mb.items.get(e.key)?.restId) return 'removed'
+      return null
+    }
     let kind: 'item' | 'removed' = 'removed'
     if (!e.removed) {
       const it = mb.items.get(e.key)
