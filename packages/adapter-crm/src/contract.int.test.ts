@@ -1,4 +1,4 @@
-import { runReplicaAdapterContract } from '@concord/engine/testing'
+import { runReplicaAdapterContract } from '@concord/engine/contract-suite'
 import { crmSampleFields, startCrmWorld } from '../test/harness.js'
 
 runReplicaAdapterContract('CrmAdapter over the Dataverse emulator (HTTP)', async () => {

@@ -1,5 +1,5 @@
 import { ItemKinds } from '@concord/engine'
-import { runReplicaAdapterContract } from '@concord/engine/testing'
+import { runReplicaAdapterContract } from '@concord/engine/contract-suite'
 import { afterAll, beforeAll } from 'vitest'
 import { exchangeSampleFields, startEmulatorEnv, type EmulatorEnv } from './test/emulator-env.js'
 

@@ -1,7 +1,8 @@
 import { afterEach, beforeEach, describe, expect, test } from 'vitest'
-import type { PullPage, PushOp, RemoteChange, RemoteUpsert, ReplicaAdapter } from '../contract/replica-adapter.js'
+import type { PushOp, RemoteChange, RemoteUpsert, ReplicaAdapter } from '../contract/replica-adapter.js'
+import { latestByNativeId, pullAll } from './pull-helpers.js'
 import { CursorExpiredError, PreconditionFailedError } from '../errors.js'
-import { type ConcordId, type Cursor, type NativeId, type Version, asConcordId, asOpId } from '../ids.js'
+import { type ConcordId, type NativeId, type Version, asConcordId, asOpId } from '../ids.js'
 import { type Fields, type ItemKind, parseFields } from '../model/item.js'
 
 /** What an adapter's test file provides to the contract suite. */
@@ -20,28 +21,6 @@ export interface ContractHarness {
     expireCursors?: (() => Promise<void>) | undefined
   }
   teardown?: (() => Promise<void>) | undefined
-}
-
-/** Pulls to the end of the round, following pages. */
-export async function pullAll(adapter: ReplicaAdapter, cursor: Cursor | null, limit = 50): Promise<{ changes: RemoteChange[]; cursor: Cursor; pages: PullPage[] }> {
-  const changes: RemoteChange[] = []
-  const pages: PullPage[] = []
-  let current = cursor
-  for (let i = 0; i < 10_000; i++) {
-    const page = await adapter.pull(current, { limit })
-    pages.push(page)
-    changes.push(...page.changes)
-    current = page.nextCursor
-    if (!page.hasMore) return { changes, cursor: page.nextCursor, pages }
-  }
-  throw new Error('pullAll: more than 10,000 pages')
-}
-
-/** The newest state of each record in a list of changes (duplicates and reordering resolved). */
-export function latestByNativeId(changes: readonly RemoteChange[]): Map<NativeId, RemoteChange> {
-  const out = new Map<NativeId, RemoteChange>()
-  for (const change of changes) out.set(change.nativeId, change)
-  return out
 }
 
 let opCounter = 0

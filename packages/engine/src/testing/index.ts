@@ -1,4 +1,9 @@
-export { runReplicaAdapterContract, pullAll, latestByNativeId, type ContractHarness } from './contract.js'
+/**
+ * Test doubles and harnesses for replicas: fakes with fault injection, the crash harness, the
+ * convergence checker. Free of any test runner, so simulators and demos can use the fakes at run
+ * time. The vitest contract suite is `@concord/engine/contract-suite`.
+ */
+export { pullAll, latestByNativeId } from './pull-helpers.js'
 export { MemoryRemote, MemoryReplicaAdapter, type MemoryFaults } from './memory-replica.js'
 export { seededRandom } from '../util/random.js'
 export { sampleFields } from './sample-fields.js'
