@@ -52,6 +52,19 @@ export interface BaseRecord {
   clocks?: Record<string, string> | undefined
 }
 
+/**
+ * A new base with `agreed` fields set and each one's version bumped (a copy; the input is not
+ * changed). `base` absent = the pair's first agreement on this item.
+ */
+export function withAgreedFields(base: BaseRecord | undefined, kind: ItemKind, agreed: Fields): BaseRecord {
+  const next: BaseRecord = base ? { ...base, fields: { ...base.fields }, fieldVersions: { ...base.fieldVersions }, versions: { ...base.versions } } : { kind, fields: {}, fieldVersions: {}, versions: {} }
+  for (const [name, value] of Object.entries(agreed)) {
+    next.fields[name] = value
+    next.fieldVersions[name] = (next.fieldVersions[name] ?? 0) + 1
+  }
+  return next
+}
+
 /** Fields kept for the user to resolve (`keep-both`), per item. */
 export interface ConflictListRecord {
   concordId: ConcordId

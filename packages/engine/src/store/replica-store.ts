@@ -4,6 +4,7 @@ import { SyncError } from '../errors.js'
 import { type ConcordId, type Cursor, type NativeId, type PairId, type ReplicaId, asCursor, concordIdFor } from '../ids.js'
 import { hashFields } from '../model/item.js'
 import { assertKeyPart, keys, prefixEnd } from './keys.js'
+import { withAgreedFields } from './records.js'
 import type { BaseRecord, ConflictListRecord, ExplainRecord, LinkRecord, LogEntry, OutboxEntry, QuarantineRecord, Snapshot, TombstoneRecord } from './records.js'
 
 /** Any `abstract-level` database with string keys and values: classic-level, memory-level, browser-level. */
@@ -95,6 +96,18 @@ export class ReplicaStore {
     else await this.db.batch(ops)
   }
 
+  /** Values of `keys` parsed as JSON, in order; undefined where a key is absent. */
+  private async getManyJson<T>(keyList: readonly string[]): Promise<Array<T | undefined>> {
+    if (keyList.length === 0) return []
+    const raw = await this.db.getMany([...keyList])
+    return raw.map((r) => (r === undefined ? undefined : (JSON.parse(r) as T)))
+  }
+
+  /** Puts of outbox entries, for a batch. */
+  private outboxPuts(pairId: PairId, entries: readonly OutboxEntry[]): BatchOp[] {
+    return entries.map((entry) => ({ type: 'put' as const, key: keys.outbox(pairId, entry.target, entry.op.concordId), value: JSON.stringify(entry) }))
+  }
+
   private async getJson<T>(key: string): Promise<T | undefined> {
     const raw = await this.db.get(key)
     return raw === undefined ? undefined : (JSON.parse(raw) as T)
@@ -164,8 +177,8 @@ export class ReplicaStore {
       return { logged: 0, unchanged: 0, headSeq: head } // an empty page that moves nothing: no write
     }
     const distinctIds = [...lastIndex.keys()]
-    const stored = distinctIds.length > 0 ? await this.db.getMany(distinctIds.map((n) => keys.snapshot(replicaId, n))) : []
-    distinctIds.forEach((n, i) => snapshots.set(n, stored[i] === undefined ? undefined : (JSON.parse(stored[i]!) as Snapshot)))
+    const stored = await this.getSnapshots(replicaId, distinctIds)
+    distinctIds.forEach((n, i) => snapshots.set(n, stored[i]))
 
     // Links are read only where they can change: new or re-created records, moves, deletes.
     const concordIdOf = (change: (typeof changes)[number], snap: Snapshot | undefined): ConcordId =>
@@ -178,11 +191,9 @@ export class ReplicaStore {
     }
     const links = new Map<ConcordId, LinkRecord>()
     const storedLinks = new Map<ConcordId, LinkRecord>()
-    if (linkIds.size > 0) {
-      const ids = [...linkIds]
-      const raw = await this.db.getMany(ids.map((c) => keys.link(c)))
-      ids.forEach((c, i) => raw[i] !== undefined && storedLinks.set(c, JSON.parse(raw[i]!) as LinkRecord))
-    }
+    const linkIdList = [...linkIds]
+    const linkRecords = await this.getLinks(linkIdList)
+    linkIdList.forEach((c, i) => linkRecords[i] !== undefined && storedLinks.set(c, linkRecords[i]!))
     const linkOf = async (concordId: ConcordId, kind: LinkRecord['kind']): Promise<LinkRecord> => {
       let link = links.get(concordId)
       if (!link) {
@@ -343,16 +354,12 @@ export class ReplicaStore {
     return this.getJson<LinkRecord>(keys.link(concordId))
   }
 
-  async getLinks(concordIds: readonly ConcordId[]): Promise<Array<LinkRecord | undefined>> {
-    if (concordIds.length === 0) return []
-    const raw = await this.db.getMany(concordIds.map((c) => keys.link(c)))
-    return raw.map((r) => (r === undefined ? undefined : (JSON.parse(r) as LinkRecord)))
+  getLinks(concordIds: readonly ConcordId[]): Promise<Array<LinkRecord | undefined>> {
+    return this.getManyJson<LinkRecord>(concordIds.map((c) => keys.link(c)))
   }
 
-  async getSnapshots(replicaId: ReplicaId, nativeIds: readonly NativeId[]): Promise<Array<Snapshot | undefined>> {
-    if (nativeIds.length === 0) return []
-    const raw = await this.db.getMany(nativeIds.map((n) => keys.snapshot(replicaId, n)))
-    return raw.map((r) => (r === undefined ? undefined : (JSON.parse(r) as Snapshot)))
+  getSnapshots(replicaId: ReplicaId, nativeIds: readonly NativeId[]): Promise<Array<Snapshot | undefined>> {
+    return this.getManyJson<Snapshot>(nativeIds.map((n) => keys.snapshot(replicaId, n)))
   }
 
   /** Every live snapshot of a replica (for resync checks and tests). */
@@ -372,10 +379,8 @@ export class ReplicaStore {
     return this.getJson<BaseRecord>(keys.base(pairId, concordId))
   }
 
-  async getBases(pairId: PairId, concordIds: readonly ConcordId[]): Promise<Array<BaseRecord | undefined>> {
-    if (concordIds.length === 0) return []
-    const raw = await this.db.getMany(concordIds.map((c) => keys.base(pairId, c)))
-    return raw.map((r) => (r === undefined ? undefined : (JSON.parse(r) as BaseRecord)))
+  getBases(pairId: PairId, concordIds: readonly ConcordId[]): Promise<Array<BaseRecord | undefined>> {
+    return this.getManyJson<BaseRecord>(concordIds.map((c) => keys.base(pairId, c)))
   }
 
   async listBases(pairId: PairId): Promise<Array<{ concordId: ConcordId; base: BaseRecord }>> {
@@ -396,11 +401,8 @@ export class ReplicaStore {
     return this.getJson<OutboxEntry>(keys.outbox(pairId, target, concordId))
   }
 
-  async listOutbox(pairId: PairId, target: ReplicaId): Promise<OutboxEntry[]> {
-    const prefix = keys.outboxPrefix(pairId, target)
-    const out: OutboxEntry[] = []
-    for await (const value of this.db.values({ gte: prefix, lt: prefixEnd(prefix) })) out.push(JSON.parse(value) as OutboxEntry)
-    return out
+  listOutbox(pairId: PairId, target: ReplicaId): Promise<OutboxEntry[]> {
+    return this.listJson<OutboxEntry>(keys.outboxPrefix(pairId, target))
   }
 
   /**
@@ -431,7 +433,7 @@ export class ReplicaStore {
     for (const record of plan.conflicts ?? []) ops.push({ type: 'put', key: keys.conflict(pairId, record.concordId), value: JSON.stringify(record) })
     for (const { concordId, record } of plan.explain ?? []) ops.push({ type: 'put', key: keys.explain(pairId, concordId), value: JSON.stringify(record) })
     for (const { target, concordId } of plan.retire ?? []) ops.push({ type: 'del', key: keys.outbox(pairId, target, concordId) })
-    for (const entry of plan.outbox) ops.push({ type: 'put', key: keys.outbox(pairId, entry.target, entry.op.concordId), value: JSON.stringify(entry) })
+    ops.push(...this.outboxPuts(pairId, plan.outbox))
     for (const { concordId, base } of plan.bases) {
       ops.push(base === null ? { type: 'del', key: keys.base(pairId, concordId) } : { type: 'put', key: keys.base(pairId, concordId), value: JSON.stringify(base) })
     }
@@ -486,11 +488,7 @@ export class ReplicaStore {
           if (old) ops.push({ type: 'put', key: keys.snapshot(target, previous), value: JSON.stringify({ ...old, deleted: true }) })
         }
         link.natives[target] = nativeId
-        const next: BaseRecord = base ? { ...base, fields: { ...base.fields }, fieldVersions: { ...base.fieldVersions }, versions: { ...base.versions } } : { kind: op.kind, fields: {}, fieldVersions: {}, versions: {} }
-        for (const [name, value] of Object.entries(entry.agreed)) {
-          next.fields[name] = value
-          next.fieldVersions[name] = (next.fieldVersions[name] ?? 0) + 1
-        }
+        const next = withAgreedFields(base, op.kind, entry.agreed)
         if (applied.version !== undefined) next.versions[target] = applied.version
         if (entry.sourceReplica !== undefined && entry.sourceVersion !== undefined) next.versions[entry.sourceReplica] = entry.sourceVersion
         ops.push({ type: 'put', key: keys.base(pairId, op.concordId), value: JSON.stringify(next) })
@@ -517,7 +515,7 @@ export class ReplicaStore {
   /** Ends a quarantine in one write: its record goes, and `outbox` (the confirmed deletes, or the restores) is queued. */
   async resolveQuarantine(pairId: PairId, id: string, outbox: readonly OutboxEntry[]): Promise<void> {
     const ops: BatchOp[] = [{ type: 'del', key: keys.quarantine(pairId, id) }]
-    for (const entry of outbox) ops.push({ type: 'put', key: keys.outbox(pairId, entry.target, entry.op.concordId), value: JSON.stringify(entry) })
+    ops.push(...this.outboxPuts(pairId, outbox))
     await this.write(ops)
   }
 
@@ -539,7 +537,7 @@ export class ReplicaStore {
   /** Queues the pushes that undo a delete, and removes its tombstone, in one write. */
   async restoreTombstone(pairId: PairId, concordId: ConcordId, outbox: readonly OutboxEntry[]): Promise<void> {
     const ops: BatchOp[] = [{ type: 'del', key: keys.tombstone(pairId, concordId) }]
-    for (const entry of outbox) ops.push({ type: 'put', key: keys.outbox(pairId, entry.target, entry.op.concordId), value: JSON.stringify(entry) })
+    ops.push(...this.outboxPuts(pairId, outbox))
     await this.write(ops)
   }
 
@@ -554,13 +552,12 @@ export class ReplicaStore {
   /** Replaces (or with `null` removes) an item's open conflicts and queues `outbox`, in one write. */
   async settleConflicts(pairId: PairId, concordId: ConcordId, remaining: ConflictListRecord | null, outbox: readonly OutboxEntry[]): Promise<void> {
     const ops: BatchOp[] = [remaining ? { type: 'put', key: keys.conflict(pairId, concordId), value: JSON.stringify(remaining) } : { type: 'del', key: keys.conflict(pairId, concordId) }]
-    for (const entry of outbox) ops.push({ type: 'put', key: keys.outbox(pairId, entry.target, entry.op.concordId), value: JSON.stringify(entry) })
+    ops.push(...this.outboxPuts(pairId, outbox))
     await this.write(ops)
   }
 
-  async getExplainMany(pairId: PairId, concordIds: readonly ConcordId[]): Promise<Array<ExplainRecord | undefined>> {
-    const raw = await this.db.getMany(concordIds.map((c) => keys.explain(pairId, c)))
-    return raw.map((r) => (r === undefined ? undefined : (JSON.parse(r) as ExplainRecord)))
+  getExplainMany(pairId: PairId, concordIds: readonly ConcordId[]): Promise<Array<ExplainRecord | undefined>> {
+    return this.getManyJson<ExplainRecord>(concordIds.map((c) => keys.explain(pairId, c)))
   }
 
   getExplain(pairId: PairId, concordId: ConcordId): Promise<ExplainRecord | undefined> {

@@ -4,6 +4,7 @@ import { type ConcordId, type NativeId, type OpId, type PairId, type ReplicaId, 
 import { type Logger, silentLogger } from '../logger.js'
 import type { Fields } from '../model/item.js'
 import type { ReplicaStore } from '../store/replica-store.js'
+import { withAgreedFields } from '../store/records.js'
 import type { BaseRecord, ConflictListRecord, ExplainRecord, LinkRecord, LogEntry, OutboxEntry, QuarantineRecord, TombstoneRecord } from '../store/records.js'
 import { stableHash } from '../util/hash.js'
 import type { MergeContext } from '../merge/context.js'
@@ -118,6 +119,10 @@ export class SyncPair {
   /** Replaces the pair's context (e.g. after the owner's privileges were read again). */
   setContext(context: PairContext): void {
     this.context = context
+  }
+
+  private sideOf(replicaId: ReplicaId): Side {
+    return replicaId === this.replicaId('crm') ? 'crm' : 'mailbox'
   }
 
   replicaId(side: Side): ReplicaId {
@@ -255,7 +260,7 @@ export class SyncPair {
     for (const entry of remerge) {
       const op = entry.op
       if (op.type !== 'update') continue
-      const source = entry.target === this.replicaId('crm') ? 'mailbox' : 'crm'
+      const source = otherSide(this.sideOf(entry.target))
       const slot = latest.get(op.concordId) ?? { kind: op.kind, changes: { crm: undefined, mailbox: undefined }, meta: {} }
       if (slot.changes[source] === undefined) slot.changes[source] = { type: 'upsert', fields: entry.agreed, version: entry.sourceVersion ?? op.ifMatch ?? ('' as never) }
       latest.set(op.concordId, slot)
@@ -441,7 +446,7 @@ export class SyncPair {
    */
   async rejectQuarantine(id: string): Promise<number> {
     const record = await this.requireQuarantine(id)
-    const deletedOn = record.target === this.replicaId('crm') ? this.replicaId('mailbox') : this.replicaId('crm')
+    const deletedOn = this.replicaId(otherSide(this.sideOf(record.target)))
     const restores: OutboxEntry[] = []
     const bases = await this.store.getBases(this.pairId, record.entries.map((e) => e.op.concordId))
     record.entries.forEach((entry, i) => {
@@ -567,11 +572,7 @@ function newOpId(): OpId {
 }
 
 function agreeFields(base: BaseRecord | undefined, kind: BaseRecord['kind'], agreed: Fields, changes: Record<Side, SideChange | undefined>, adapters: Record<Side, ReplicaAdapter>): BaseRecord {
-  const next: BaseRecord = base ? { ...base, fields: { ...base.fields }, fieldVersions: { ...base.fieldVersions }, versions: { ...base.versions } } : { kind, fields: {}, fieldVersions: {}, versions: {} }
-  for (const [name, value] of Object.entries(agreed)) {
-    next.fields[name] = value
-    next.fieldVersions[name] = (next.fieldVersions[name] ?? 0) + 1
-  }
+  const next = withAgreedFields(base, kind, agreed)
   for (const side of Sides) {
     const change = changes[side]
     if (change?.type === 'upsert') next.versions[adapters[side].replicaId] = change.version
