@@ -132,3 +132,15 @@ svc_stop_matching() {
   echo "warning: processes still running after stop: $(svc_pids_matching "$word" | tr '\n' ' ')" >&2
   return 1
 }
+
+# Stays as the server's parent (SERVICE_FOREGROUND=1) so it is reaped when it stops — PID 1 may not
+# reap orphans. Forwards TERM/INT/HUP, removes the pidfile, exits with the server's status.
+svc_supervise() {
+  local pid=$1 pidfile=$2 rc=0
+  trap 'kill -TERM "'"$pid"'" 2>/dev/null || true' TERM INT HUP
+  while svc_alive "$pid"; do
+    wait "$pid" && rc=0 || rc=$?
+  done
+  rm -f "$pidfile"
+  exit "$rc"
+}

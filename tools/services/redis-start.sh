@@ -71,12 +71,5 @@ REDIS_PID=$PID
 ENV
 
 if [ "${SERVICE_FOREGROUND:-0}" = 1 ]; then
-  # Stay as the server's parent so it is reaped when it stops (PID 1 may not reap orphans).
-  trap 'kill -TERM "$PID" 2>/dev/null || true' TERM INT HUP
-  rc=0
-  while svc_alive "$PID"; do
-    wait "$PID" && rc=0 || rc=$?
-  done
-  rm -f "$PIDFILE"
-  exit "$rc"
+  svc_supervise "$PID" "$PIDFILE"
 fi
