@@ -247,7 +247,8 @@ export class CrmAdapter implements ReplicaAdapter {
       const modified = row.modifiedon ? Date.parse(row.modifiedon) : NaN
       const nativeId = nativeIdOf(kind, id)
       if (this.meta.size >= META_CACHE_LIMIT) this.meta.clear()
-      this.meta.set(nativeId, recordMetaOf(kind, row, parties.get(id) ?? []))
+      const meta = recordMetaOf(kind, row, parties.get(id) ?? [])
+      this.meta.set(nativeId, meta)
       out[index] = {
         type: 'upsert',
         nativeId,
@@ -256,6 +257,7 @@ export class CrmAdapter implements ReplicaAdapter {
         fields: rowToFields(kind, row, parties.get(id) ?? [], ctx),
         concordId: row[LINK_COLUMN] ? asConcordId(row[LINK_COLUMN]) : undefined,
         modifiedAt: Number.isNaN(modified) ? undefined : modified,
+        meta,
       }
     }
     return out.filter((c): c is RemoteChange => c !== undefined)

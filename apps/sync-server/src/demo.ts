@@ -1,0 +1,126 @@
+/**
+ * `npm start`: both emulators in process, three seeded users (two enabled mailboxes and one whose
+ * administrator just asked for Test & Enable), a few CRM contacts and an Outlook appointment each user tracked, and the
+ * sync server keeping them in sync. Prints where the admin API is.
+ */
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createTrustedFetch } from '@concord/adapter-exchange'
+import { type DataverseEmulator, startDataverseEmulator } from '@concord/emulator-dataverse'
+import { type GraphEmulator, startGraphEmulator } from '@concord/emulator-graph'
+import type { Logger as PinoLogger } from 'pino'
+import { type ServerConfig, parseServerConfig } from './config.js'
+import { CrmMailboxDirectory } from './mailbox/crm-directory.js'
+import { graphMailboxTester } from './mailbox/graph-tester.js'
+import { SyncServer } from './server.js'
+import { freePort, portFree } from './util/ports.js'
+
+export const DEMO_ROLE = 'Concord Salesperson'
+
+/** Privileges of a salesperson who syncs: organization-wide read (change tracking), own-record writes, sync to Outlook. */
+export function salespersonPrivileges(): Record<string, string> {
+  const p: Record<string, string> = { prvReadUser: 'Global', prvReadUserSettings: 'Basic', prvSyncToOutlook: 'Global', prvSendAsUser: 'Global' }
+  for (const e of ['Contact', 'Activity', 'Account']) {
+    p[`prvRead${e}`] = 'Global'
+    for (const a of ['Create', 'Write', 'Delete', 'Append', 'AppendTo', 'Share', 'Assign']) p[`prv${a}${e}`] = 'Basic'
+  }
+  return p
+}
+
+export interface DemoOptions {
+  /** Admin API port (default 8787; 0 = any free port). */
+  port?: number | undefined
+  /** Users to seed; the last one's mailbox waits for Test & Enable. Default alice, bob, carol. */
+  users?: string[] | undefined
+  dataDir?: string | undefined
+  logger?: PinoLogger | undefined
+  logLevel?: ServerConfig['logLevel'] | undefined
+  /** Scheduler policy (default adaptive). */
+  policy?: string | undefined
+  /** Re-read CRM mailboxes this often (default 5 s in the demo). */
+  refreshIntervalMs?: number | undefined
+}
+
+export interface Demo {
+  server: SyncServer
+  graph: GraphEmulator
+  dataverse: DataverseEmulator
+  config: ServerConfig
+  users: Array<{ email: string; systemuserid: string; mailboxid: string }>
+  stop(): Promise<void>
+}
+
+export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
+  const emails = options.users ?? ['alice@contoso.test', 'bob@contoso.test', 'carol@contoso.test']
+  const graph = await startGraphEmulator({ mailboxes: emails, https: true, clientId: 'concord-demo', clientSecret: 'demo-graph-secret' })
+  const dataverse = await startDataverseEmulator({ users: [] })
+  const ownedDir = options.dataDir === undefined
+  const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'concord-demo-')))
+  try {
+    dataverse.admin.upsertRole({ name: DEMO_ROLE, privileges: salespersonPrivileges() as never })
+    const users = emails.map((email, i) => {
+      const last = i === emails.length - 1 && emails.length > 1
+      const u = dataverse.admin.addUser({ email, roles: [DEMO_ROLE], mailbox: last ? 'pending' : 'enabled' })
+      return { email, systemuserid: u.systemuserid, mailboxid: u.mailboxid! }
+    })
+    // The administrator approves the last mailbox and asks for Test & Enable; the server runs the test.
+    const last = users.at(-1)!
+    if (emails.length > 1) {
+      await dataverseApi(dataverse, 'PATCH', `mailboxes(${last.mailboxid})`, { emailrouteraccessapproval: 1, isemailaddressapprovedbyo365admin: true, testemailconfigurationscheduled: true })
+    }
+    // Some CRM contacts owned by each user, and an Outlook appointment each user tracked (category).
+    for (const [i, u] of users.entries()) {
+      for (let n = 1; n <= 3; n++) dataverse.admin.createRecord('contacts', { firstname: `Contact${n}`, lastname: `Of ${u.email.split('@')[0]}`, emailaddress1: `c${n}.${i}@fabrikam.test`, jobtitle: 'Buyer' }, u.systemuserid)
+      graph.control.seed(u.email, 'event', [{ subject: `Customer visit ${i + 1}`, start: { dateTime: '2026-12-03T10:00:00.0000000', timeZone: 'UTC' }, end: { dateTime: '2026-12-03T11:00:00.0000000', timeZone: 'UTC' }, categories: ['Tracked to Dynamics 365'] }])
+    }
+    let port = options.port ?? 8787
+    if (port !== 0 && !(await portFree(port))) port = 0
+    if (port === 0) port = await freePort()
+    const clientState = randomBytes(24).toString('base64url')
+    const config = await parseServerConfig({
+      crm: { url: dataverse.url, tokenUrl: dataverse.tokenUrl, clientId: dataverse.clientId, clientSecret: dataverse.clientSecret },
+      graph: { url: graph.url, tokenUrl: graph.tokenUrl, tenantId: graph.tenant, clientId: 'concord-demo', clientSecret: 'demo-graph-secret' },
+      dataDir,
+      admin: { port, token: randomBytes(18).toString('base64url') },
+      push: { notificationUrl: `http://127.0.0.1:${port}/notifications`, clientState },
+      scheduler: { policy: options.policy ?? 'adaptive' },
+      mailboxes: { refreshIntervalMs: options.refreshIntervalMs ?? 5_000, retryDelayMs: 10_000 },
+      logLevel: options.logLevel ?? 'info',
+    })
+    const trusted = createTrustedFetch({ ca: graph.certificate! })
+    const server = await SyncServer.start({
+      config,
+      directory: new CrmMailboxDirectory({ ...config.crm }),
+      tester: graphMailboxTester({ ...config.graph, fetch: trusted.fetch }),
+      graphFetch: trusted.fetch,
+      ...(options.logger ? { logger: options.logger } : {}),
+    })
+    return {
+      server, graph, dataverse, config, users,
+      async stop() {
+        await server.stop()
+        await graph.close()
+        await dataverse.close()
+        if (ownedDir) await rm(dataDir, { recursive: true, force: true })
+      },
+    }
+  } catch (error) {
+    await graph.close()
+    await dataverse.close()
+    if (ownedDir) await rm(dataDir, { recursive: true, force: true })
+    throw error
+  }
+}
+
+/** A Web API call as the emulator's application user (seeding). */
+export async function dataverseApi(dv: DataverseEmulator, method: string, path: string, body?: unknown): Promise<unknown> {
+  const res = await fetch(`${dv.apiUrl}/${path}`, {
+    method,
+    headers: { Authorization: `Bearer ${await dv.getToken()}`, Accept: 'application/json', 'Content-Type': 'application/json' },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  })
+  if (res.status >= 300) throw new Error(`Dataverse ${method} ${path} answered ${res.status}: ${await res.text()}`)
+  return res.status === 204 ? undefined : res.json()
+}

@@ -1,0 +1,495 @@
+/**
+ * The sync server: keeps every enabled mailbox in sync with the CRM. It reads the CRM's `mailboxes`,
+ * runs Test & Enable where an administrator asked for it, gives each enabled mailbox a worker (engine
+ * pair + adapters + lease), drives the workers from the scheduler loop, reacts to Graph change
+ * notifications, disables failing mailboxes with an alert, and serves the admin API and metrics.
+ */
+import { readFile } from 'node:fs/promises'
+import { hostname } from 'node:os'
+import { createTrustedFetch } from '@concord/adapter-exchange'
+import { type ConcordId, type DirectionTable, type ItemKind, type MergePolicyConfig, type StoreDatabase, type SyncFilterSet, SyncError, asConcordId, parseMergePolicyConfig, parseSyncFilters } from '@concord/engine'
+import type { DueSync } from '@concord/scheduler'
+import { ClassicLevel } from 'classic-level'
+import type { FastifyInstance } from 'fastify'
+import type { Logger as PinoLogger } from 'pino'
+import { buildAdminApi } from './admin/api.js'
+import type { ServerConfig } from './config.js'
+import { ServerError } from './errors.js'
+import { InProcessLeases, type LeaseManager } from './lease.js'
+import { createLogger, engineLogger } from './logging.js'
+import type { MailboxDirectoryPort, MailboxRow, TestStatus } from './mailbox/directory.js'
+import { type CycleOutcome, type MailboxDescriptor, MailboxWorker, isPermanentFailure } from './mailbox/mailbox-worker.js'
+import { ServerMetrics } from './metrics.js'
+import { type HistoryEntry, type MailboxState, ServerStateStore } from './state-store.js'
+import { type SyncRunResult, SyncLoop } from './sync-loop.js'
+
+/** Tests a mailbox's access for Test & Enable. */
+export type MailboxTester = (row: MailboxRow) => Promise<{ incoming: TestStatus; outgoing: TestStatus; act: TestStatus; reason?: string | undefined }>
+
+export interface SyncServerOptions {
+  config: ServerConfig
+  /** The CRM's mailbox records (default: the `mailboxes` table through adapter-crm). */
+  directory: MailboxDirectoryPort
+  /** Test & Enable (default: probes the mailbox over Graph). */
+  tester: MailboxTester
+  leases?: LeaseManager | undefined
+  /** Lease holder identity (default `hostname:pid`). */
+  holder?: string | undefined
+  logger?: PinoLogger | undefined
+  metrics?: ServerMetrics | undefined
+  now?: (() => number) | undefined
+  /** Fetch for the CRM (default global fetch). */
+  crmFetch?: typeof fetch | undefined
+  /** Fetch for Graph (default: global fetch, or one trusting `graph.caFile`). */
+  graphFetch?: typeof fetch | undefined
+  /** Lease lifetime; renewed at every cycle (default 60 s). */
+  leaseTtlMs?: number | undefined
+}
+
+/** One mailbox as the admin API shows it. */
+export interface MailboxSummary extends MailboxState {
+  email: string | undefined
+  ownerId: string | undefined
+  kinds: ItemKind[]
+  running: boolean
+  scheduler: { dueAt: number | null; reason: string; lastDispatchAt: number | null; estimatedRatePerHour: number | null } | null
+}
+
+const HOUR = 3_600_000
+
+export class SyncServer {
+  readonly config: ServerConfig
+  readonly metrics: ServerMetrics
+  readonly log: PinoLogger
+  readonly state: ServerStateStore
+  readonly loop: SyncLoop
+  private readonly db: ClassicLevel<string, string>
+  private readonly workers = new Map<string, MailboxWorker>()
+  private readonly rows = new Map<string, MailboxRow>()
+  private readonly options: SyncServerOptions
+  private readonly now: () => number
+  private readonly leases: LeaseManager
+  private readonly holder: string
+  private readonly graphFetch: typeof fetch
+  private admin: FastifyInstance | undefined
+  private refreshTimer: NodeJS.Timeout | undefined
+  private refreshing: Promise<void> | undefined
+  private mergeConfig: MergePolicyConfig
+  private stopped = false
+  adminUrl = ''
+
+  private constructor(options: SyncServerOptions, db: ClassicLevel<string, string>, graphFetch: typeof fetch, mergeConfig: MergePolicyConfig) {
+    this.options = options
+    this.config = options.config
+    this.db = db
+    this.now = options.now ?? Date.now
+    this.log = options.logger ?? createLogger(options.config.logLevel)
+    this.metrics = options.metrics ?? new ServerMetrics()
+    this.leases = options.leases ?? new InProcessLeases(this.now)
+    this.holder = options.holder ?? `${hostname()}:${process.pid}`
+    this.graphFetch = graphFetch
+    this.mergeConfig = mergeConfig
+    this.state = new ServerStateStore(db.sublevel<string, string>('server', { valueEncoding: 'utf8' }) as unknown as StoreDatabase)
+    const c = options.config
+    this.loop = new SyncLoop({
+      scheduler: { policy: c.scheduler.policy, debounceMs: c.scheduler.debounceMs, ...(c.scheduler.budget ? { budget: c.scheduler.budget } : {}), errorBackoffMs: c.mailboxes.retryDelayMs, maxBackoffMs: Math.max(c.mailboxes.retryDelayMs, 5 * 60_000) },
+      maxConcurrent: c.scheduler.maxConcurrentSyncs,
+      now: this.now,
+      logger: engineLogger(this.log),
+      run: (due, signal) => this.runSync(due, signal),
+    })
+  }
+
+  /** Opens the data directory, reads the mailboxes, starts the loop and the admin API. */
+  static async start(options: SyncServerOptions): Promise<SyncServer> {
+    const c = options.config
+    const graphFetch = options.graphFetch ?? (c.graph.caFile ? createTrustedFetch({ ca: await readFile(c.graph.caFile, 'utf8') }).fetch : globalThis.fetch.bind(globalThis))
+    const db = new ClassicLevel<string, string>(c.dataDir, { keyEncoding: 'utf8', valueEncoding: 'utf8' })
+    try {
+      await db.open()
+    } catch (error) {
+      throw new ServerError('Config', `cannot open the data directory ${c.dataDir}: ${(error as Error).message}`, { cause: error })
+    }
+    const server = new SyncServer(options, db, graphFetch, await SyncServer.mergeConfigOf(c, new ServerStateStore(db.sublevel<string, string>('server', { valueEncoding: 'utf8' }) as unknown as StoreDatabase)))
+    try {
+      server.admin = await buildAdminApi(server)
+      await server.admin.listen({ host: c.admin.host, port: c.admin.port })
+      const address = server.admin.server.address()
+      const port = typeof address === 'object' && address ? address.port : c.admin.port
+      server.adminUrl = `http://${c.admin.host.includes(':') ? `[${c.admin.host}]` : c.admin.host}:${port}`
+      await server.refreshMailboxes()
+      server.loop.start()
+      server.scheduleRefresh()
+      server.log.info({ adminUrl: server.adminUrl, policy: c.scheduler.policy, mailboxes: server.workers.size }, 'sync server started')
+      return server
+    } catch (error) {
+      await server.stop()
+      throw error
+    }
+  }
+
+  private static async mergeConfigOf(c: ServerConfig, state: ServerStateStore): Promise<MergePolicyConfig> {
+    const overrides = await state.getDirections()
+    const directions: Record<string, DirectionTable> = { ...(c.merge.directions as Record<string, DirectionTable>) }
+    for (const [kind, fields] of Object.entries(overrides)) directions[kind] = { ...(directions[kind] ?? {}), ...fields }
+    return parseMergePolicyConfig({ ...c.merge, directions })
+  }
+
+  /** Graceful shutdown: no new syncs, running ones end at their next atomic step, leases released. */
+  async stop(): Promise<void> {
+    if (this.stopped) return
+    this.stopped = true
+    if (this.refreshTimer) clearTimeout(this.refreshTimer)
+    await this.refreshing?.catch(() => {})
+    await this.loop.stop()
+    await this.admin?.close()
+    for (const worker of this.workers.values()) await worker.releaseLease().catch(() => {})
+    await this.db.close()
+    this.log.info({}, 'sync server stopped')
+  }
+
+  private scheduleRefresh(): void {
+    if (this.stopped) return
+    this.refreshTimer = setTimeout(() => {
+      this.refreshMailboxes()
+        .catch((error: unknown) => this.log.error({ err: error }, 'reading the CRM mailboxes failed'))
+        .finally(() => this.scheduleRefresh())
+    }, this.config.mailboxes.refreshIntervalMs)
+  }
+
+  /** Re-reads the CRM mailboxes: runs scheduled Test & Enable, enables, disables and re-enables workers. */
+  refreshMailboxes(): Promise<void> {
+    this.refreshing ??= this.doRefresh().finally(() => {
+      this.refreshing = undefined
+    })
+    return this.refreshing
+  }
+
+  private async doRefresh(): Promise<void> {
+    let rows = await this.options.directory.list()
+    const tested = rows.filter((r) => r.testScheduled && r.ownerId !== null)
+    for (const row of tested) await this.testAndEnable(row)
+    if (tested.length > 0) rows = await this.options.directory.list()
+    const seen = new Set<string>()
+    for (const row of rows) {
+      if (row.ownerId === null) continue // queues: not synced by this server
+      seen.add(row.mailboxId)
+      this.rows.set(row.mailboxId, row)
+      await this.applyRow(row)
+    }
+    for (const id of [...this.workers.keys()]) if (!seen.has(id)) this.loop.remove(id)
+    await this.publishMailboxGauge()
+  }
+
+  private async testAndEnable(row: MailboxRow): Promise<void> {
+    let result: Awaited<ReturnType<MailboxTester>>
+    try {
+      result = await this.options.tester(row)
+    } catch (error) {
+      result = { incoming: 'failure', outgoing: 'failure', act: 'failure', reason: (error as Error).message }
+    }
+    const status = (configured: boolean, s: TestStatus): TestStatus => (configured ? s : 'not-run')
+    await this.options.directory.recordTestResult(row.mailboxId, {
+      incoming: status(row.configured.incoming, result.incoming),
+      outgoing: status(row.configured.outgoing, result.outgoing),
+      act: status(row.configured.act, result.act),
+    })
+    const failed = [result.incoming, result.outgoing, result.act].includes('failure')
+    if (failed) {
+      await this.options.directory.raiseAlert(row.mailboxId, { level: 'error', code: 'TestAndEnableFailed', text: `Test & Enable failed for ${row.email}: ${result.reason ?? 'the mailbox could not be reached'}` })
+    } else {
+      await this.options.directory.raiseAlert(row.mailboxId, { level: 'information', code: 'TestAndEnableSucceeded', text: `Test & Enable succeeded for ${row.email}` })
+    }
+    this.log.info({ mailboxId: row.mailboxId, result: { incoming: result.incoming, outgoing: result.outgoing, act: result.act } }, 'test and enable')
+  }
+
+  private descriptorOf(row: MailboxRow): MailboxDescriptor {
+    const kinds: ItemKind[] = []
+    if (row.eligibility.incoming) kinds.push('email')
+    if (row.eligibility.act) kinds.push(...this.config.mailboxes.kinds.filter((k) => k !== 'email'))
+    return { mailboxId: row.mailboxId, ownerId: row.ownerId!, email: row.email, kinds, outgoing: row.eligibility.outgoing }
+  }
+
+  private async applyRow(row: MailboxRow): Promise<void> {
+    const id = row.mailboxId
+    const prior = await this.state.getMailbox(id)
+    const descriptor = this.descriptorOf(row)
+    const eligible = descriptor.kinds.length > 0
+    if (!eligible) {
+      this.loop.remove(id)
+      if (prior?.state === 'disabled') return
+      await this.state.putMailbox({ ...(prior ?? { mailboxId: id, failures: 0 }), state: 'pending', reason: row.eligibility.reasons.join('; ') || 'not enabled for server-side synchronization' })
+      return
+    }
+    if (prior?.state !== 'enabled') {
+      // First enable, or re-enable after a new Test & Enable passed: resume from the change log.
+      const { reason: _r, disabledAt: _d, ...rest } = prior ?? { mailboxId: id, failures: 0 }
+      await this.state.putMailbox({ ...rest, state: 'enabled', failures: 0 })
+      if (prior?.state === 'disabled') this.log.info({ mailboxId: id }, 'mailbox re-enabled')
+    }
+    let worker = this.workers.get(id)
+    if (worker && !sameDescriptor(worker.descriptor, descriptor)) {
+      await worker.releaseLease()
+      this.workers.delete(id)
+      worker = undefined
+    }
+    if (!worker) {
+      worker = await this.openWorker(descriptor)
+      this.workers.set(id, worker)
+    }
+    this.loop.add(id, { requestsPerSync: Math.max(1, descriptor.kinds.length) })
+  }
+
+  private async openWorker(descriptor: MailboxDescriptor): Promise<MailboxWorker> {
+    const c = this.config
+    const db = this.db.sublevel<string, string>(`m-${descriptor.mailboxId}`, { valueEncoding: 'utf8' }) as unknown as StoreDatabase
+    const worker = await MailboxWorker.open(
+      descriptor,
+      db,
+      {
+        crm: { url: c.crm.url, tokenUrl: c.crm.tokenUrl, clientId: c.crm.clientId, clientSecret: c.crm.clientSecret },
+        graph: { url: c.graph.url, tokenUrl: c.graph.tokenUrl, tenantId: c.graph.tenantId, clientId: c.graph.clientId, clientSecret: c.graph.clientSecret },
+        graphFetch: this.graphFetch,
+        crmFetch: this.options.crmFetch ?? globalThis.fetch.bind(globalThis),
+        leases: this.leases,
+        holder: this.holder,
+        leaseTtlMs: this.options.leaseTtlMs ?? 60_000,
+        deletionGuard: c.deletionGuard,
+        logger: engineLogger(this.log.child({ mailboxId: descriptor.mailboxId })),
+        now: this.now,
+        onRequest: (side, throttled) => {
+          this.metrics.apiCalls.inc({ side })
+          if (throttled) this.metrics.throttles.inc({ side })
+        },
+        onConflict: () => this.metrics.conflicts.inc(),
+      },
+      this.mergeConfig,
+    )
+    const filters = await this.state.getFilters(descriptor.ownerId)
+    if (filters) worker.reconfigure({ filters })
+    return worker
+  }
+
+  /** One scheduled sync of a mailbox: the engine cycle, then the lifecycle bookkeeping. */
+  private async runSync(due: DueSync, signal: AbortSignal): Promise<SyncRunResult> {
+    const id = due.mailboxId
+    const worker = this.workers.get(id)
+    if (!worker) return { poll: {}, remove: true }
+    const end = this.metrics.cycleSeconds.startTimer()
+    const outcome = await worker.runCycle(signal)
+    end()
+    this.metrics.cycles.inc({ outcome: outcome.outcome })
+    const r = outcome.report
+    if (r) {
+      this.metrics.items.inc({ side: 'crm', op: 'pulled' }, r.logged.crm)
+      this.metrics.items.inc({ side: 'mailbox', op: 'pulled' }, r.logged.mailbox)
+      this.metrics.items.inc({ side: 'crm', op: 'pushed' }, r.pushed.crm)
+      this.metrics.items.inc({ side: 'mailbox', op: 'pushed' }, r.pushed.mailbox)
+    }
+    await this.state.appendHistory(id, historyEntryOf(outcome, this.now()))
+    if (outcome.outcome === 'ok' && !signal.aborted) await this.maintainSubscriptions(worker)
+    const remove = await this.afterCycle(worker, outcome, signal.aborted)
+    return {
+      remove,
+      poll: {
+        changes: outcome.changes,
+        requests: outcome.requests.mailbox,
+        crmRequests: outcome.requests.crm,
+        throttled: outcome.outcome === 'throttled',
+        ...(outcome.throttledMs !== undefined ? { retryAfterMs: outcome.throttledMs } : {}),
+        error: outcome.outcome === 'error',
+      },
+    }
+  }
+
+  /** Creates the mailbox's change-notification subscriptions once, then renews them before they expire. */
+  private async maintainSubscriptions(worker: MailboxWorker): Promise<void> {
+    const { notificationUrl, clientState } = this.config.push
+    if (!notificationUrl || !clientState) return
+    const subs = worker.mailbox.subscriptions
+    try {
+      if (subs.active().length === 0) await subs.create(`${notificationUrl.replace(/\/$/, '')}/${encodeURIComponent(worker.descriptor.mailboxId)}`, clientState)
+      else await subs.renew(this.now())
+    } catch (error) {
+      this.log.warn({ mailboxId: worker.descriptor.mailboxId, err: error }, 'change-notification subscriptions could not be created or renewed; polling continues')
+    }
+  }
+
+  /** Failure policy of server-side sync: a permanent error disables at once, transient ones after N in a row. */
+  private async afterCycle(worker: MailboxWorker, outcome: CycleOutcome, aborted: boolean): Promise<boolean> {
+    const id = worker.descriptor.mailboxId
+    const prior = (await this.state.getMailbox(id)) ?? { mailboxId: id, state: 'enabled' as const, failures: 0 }
+    const at = this.now()
+    if (outcome.outcome !== 'error') {
+      await this.state.putMailbox({ ...prior, failures: 0, lastSyncAt: at, ...(outcome.outcome === 'ok' ? { lastSuccessAt: at } : {}) })
+      if (outcome.outcome === 'ok' && outcome.report) {
+        const r = outcome.report
+        await this.options.directory
+          .recordSyncOutcome(id, { completedOn: new Date(at), itemsProcessed: r.pushed.crm + r.pushed.mailbox, itemsFailed: r.rejected.crm + r.rejected.mailbox, errorCount: 0 })
+          .catch((error: unknown) => this.log.warn({ mailboxId: id, err: error }, 'could not record the sync outcome in the CRM'))
+      }
+      return false
+    }
+    if (aborted) return false // shutting down: not the mailbox's fault
+    const message = outcome.reason ?? 'unknown error'
+    const failures = prior.failures + 1
+    const permanent = isPermanentFailure(outcome.error)
+    this.log.warn({ mailboxId: id, failures, permanent, err: outcome.error }, 'mailbox sync failed')
+    if (permanent || failures >= this.config.mailboxes.maxTransientFailures) {
+      const reason = permanent ? `permanent error: ${message}` : `${failures} failures in a row; last: ${message}`
+      await this.state.putMailbox({ ...prior, state: 'disabled', failures, lastSyncAt: at, lastError: message, reason, disabledAt: at })
+      await this.options.directory.disable(id, reason).catch((error: unknown) => this.log.error({ mailboxId: id, err: error }, 'could not disable the mailbox in the CRM'))
+      await worker.releaseLease()
+      await this.publishMailboxGauge()
+      this.log.error({ mailboxId: id, reason }, 'mailbox disabled')
+      return true
+    }
+    await this.state.putMailbox({ ...prior, failures, lastSyncAt: at, lastError: message })
+    return false
+  }
+
+  private async publishMailboxGauge(): Promise<void> {
+    const counts: Record<string, number> = { pending: 0, enabled: 0, disabled: 0 }
+    for (const s of await this.state.listMailboxes()) counts[s.state] = (counts[s.state] ?? 0) + 1
+    for (const [state, n] of Object.entries(counts)) this.metrics.mailboxes.set({ state }, n)
+  }
+
+  // ── what the admin API calls ──────────────────────────────────────────────────────────────
+
+  async listMailboxes(): Promise<MailboxSummary[]> {
+    const states = await this.state.listMailboxes()
+    const at = this.now()
+    let maxAge = 0
+    for (const s of states) if (s.state === 'enabled' && s.lastSuccessAt !== undefined) maxAge = Math.max(maxAge, at - s.lastSuccessAt)
+    this.metrics.staleness.set({ stat: 'max' }, maxAge / 1000)
+    return states.map((s) => this.summaryOf(s))
+  }
+
+  async getMailbox(id: string): Promise<MailboxSummary> {
+    const s = await this.state.getMailbox(id)
+    if (!s) throw new ServerError('NotFound', `no mailbox ${id}`)
+    return this.summaryOf(s)
+  }
+
+  private summaryOf(s: MailboxState): MailboxSummary {
+    const w = this.workers.get(s.mailboxId)
+    const row = this.rows.get(s.mailboxId)
+    const view = this.loop.has(s.mailboxId) ? this.loop.scheduler.mailbox(s.mailboxId) : null
+    return {
+      ...s,
+      email: row?.email,
+      ownerId: row?.ownerId ?? undefined,
+      kinds: w?.descriptor.kinds ?? [],
+      running: this.loop.isRunning(s.mailboxId),
+      scheduler: view && { dueAt: view.dueAt, reason: view.reason, lastDispatchAt: view.lastDispatchAt, estimatedRatePerHour: view.estimatedRate === null ? null : view.estimatedRate * HOUR },
+    }
+  }
+
+  history(id: string, limit?: number): Promise<HistoryEntry[]> {
+    return this.state.history(id, limit)
+  }
+
+  scheduleExplanation(id: string): ReturnType<SyncLoop['scheduler']['explain']> {
+    if (!this.loop.has(id)) throw new ServerError('NotFound', `mailbox ${id} is not scheduled`)
+    return this.loop.scheduler.explain(id)
+  }
+
+  private worker(id: string): MailboxWorker {
+    const w = this.workers.get(id)
+    if (!w) throw new ServerError('NotFound', `no enabled mailbox ${id}`)
+    return w
+  }
+
+  /** Runs `fn` under the mailbox's lease when no cycle is running for it (admin writes are fenced too). */
+  private async withMailbox<T>(id: string, fn: (w: MailboxWorker) => Promise<T>): Promise<T> {
+    const w = this.worker(id)
+    if (!(await w.holdLease())) throw new ServerError('LeaseLost', `another server holds mailbox ${id}`)
+    return fn(w)
+  }
+
+  listConflicts(id: string): ReturnType<MailboxWorker['syncPair']['listConflicts']> {
+    return this.worker(id).syncPair.listConflicts()
+  }
+
+  async resolveConflict(id: string, concordId: string, field: string, winner: 'crm' | 'mailbox'): Promise<void> {
+    await this.withMailbox(id, (w) => w.syncPair.resolveConflict(asConcordId(concordId) as ConcordId, field, winner))
+    this.loop.notify(id)
+  }
+
+  listQuarantine(id: string): ReturnType<MailboxWorker['syncPair']['listQuarantine']> {
+    return this.worker(id).syncPair.listQuarantine()
+  }
+
+  async settleQuarantine(id: string, quarantineId: string, action: 'confirm' | 'reject'): Promise<number> {
+    const n = await this.withMailbox(id, (w) => (action === 'confirm' ? w.syncPair.confirmQuarantine(quarantineId) : w.syncPair.rejectQuarantine(quarantineId)))
+    this.loop.notify(id)
+    return n
+  }
+
+  explain(id: string, concordId: string, field: string): ReturnType<MailboxWorker['syncPair']['explain']> {
+    return this.worker(id).syncPair.explain(asConcordId(concordId) as ConcordId, field)
+  }
+
+  /** Forgets both cursors so the next cycle re-lists both sides (no duplicates: links and bases stay). */
+  async resync(id: string): Promise<void> {
+    await this.withMailbox(id, async (w) => {
+      await w.engineStore.resetCursor(w.crm.replicaId)
+      await w.engineStore.resetCursor(w.mailbox.replicaId)
+    })
+    this.loop.notify(id)
+  }
+
+  syncNow(id: string): void {
+    this.worker(id)
+    this.loop.notify(id)
+  }
+
+  async setDirection(kind: ItemKind, field: string, direction: string): Promise<MergePolicyConfig> {
+    const overrides = await this.state.getDirections()
+    const next = { ...overrides, [kind]: { ...(overrides[kind] ?? {}), [field]: direction } }
+    // Validate the whole merge configuration before storing anything.
+    const candidate = parseMergePolicyConfig({ ...this.mergeConfig, directions: { ...this.mergeConfig.directions, [kind]: { ...(this.mergeConfig.directions[kind] ?? {}), [field]: direction } } })
+    await this.state.putDirections(next as never)
+    this.mergeConfig = candidate
+    for (const w of this.workers.values()) w.reconfigure({ mergeConfig: candidate })
+    return candidate
+  }
+
+  async setFilters(userId: string, input: unknown): Promise<SyncFilterSet> {
+    const filters = parseSyncFilters(input)
+    await this.state.putFilters(userId, filters)
+    for (const w of this.workers.values()) if (w.descriptor.ownerId === userId) w.reconfigure({ filters })
+    return filters
+  }
+
+  /** Graph change notification for a mailbox (already validated and matched by the webhook route). */
+  notifyChange(id: string): void {
+    this.metrics.notifications.inc({ result: 'accepted' })
+    this.loop.notify(id)
+  }
+
+  workerOf(id: string): MailboxWorker | undefined {
+    return this.workers.get(id)
+  }
+}
+
+function sameDescriptor(a: MailboxDescriptor, b: MailboxDescriptor): boolean {
+  return a.ownerId === b.ownerId && a.email === b.email && a.outgoing === b.outgoing && a.kinds.join(',') === b.kinds.join(',')
+}
+
+function historyEntryOf(o: CycleOutcome, at: number): HistoryEntry {
+  const r = o.report
+  return {
+    at,
+    durationMs: o.durationMs,
+    outcome: o.outcome,
+    ...(o.reason ? { reason: o.reason } : {}),
+    pulled: r ? { crm: r.logged.crm, mailbox: r.logged.mailbox } : { crm: 0, mailbox: 0 },
+    pushed: r ? { crm: r.pushed.crm, mailbox: r.pushed.mailbox } : { crm: 0, mailbox: 0 },
+    rejected: r ? { crm: r.rejected.crm, mailbox: r.rejected.mailbox } : { crm: 0, mailbox: 0 },
+    merged: r?.merged ?? 0,
+    conflicts: r?.conflicts ?? 0,
+    requests: o.requests,
+    ...(o.error !== undefined ? { error: o.error instanceof SyncError ? `${o.error.code}: ${o.error.message}` : String((o.error as Error).message ?? o.error) } : {}),
+  }
+}
