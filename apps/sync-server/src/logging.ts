@@ -2,11 +2,9 @@
 import type { Logger } from '@concord/engine'
 import { pino, type DestinationStream, type Level } from 'pino'
 
-/** Paths pino censors wherever they appear (one and two levels deep). */
-export const REDACTED_PATHS = [
-  'clientSecret', '*.clientSecret', 'token', '*.token', 'accessToken', '*.accessToken', 'access_token', '*.access_token',
-  'authorization', '*.authorization', 'headers.authorization', 'clientState', '*.clientState', 'password', '*.password',
-]
+const SECRET_KEYS = ['clientSecret', 'token', 'accessToken', 'access_token', 'authorization', 'clientState', 'password']
+/** Secret keys pino censors at the top level and up to three levels deep. */
+export const REDACTED_PATHS = SECRET_KEYS.flatMap((k) => [k, `*.${k}`, `*.*.${k}`, `*.*.*.${k}`])
 
 export function createLogger(level: Level | 'silent', destination?: DestinationStream): pino.Logger {
   return pino({ level, base: { service: 'concord-sync-server' }, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } }, destination)

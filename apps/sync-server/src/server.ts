@@ -468,6 +468,17 @@ export class SyncServer {
     this.loop.notify(id)
   }
 
+  /** A named part of the server's LevelDB for a server module's own state (e.g. client sync). */
+  sublevel(name: string): StoreDatabase {
+    return this.db.sublevel<string, string>(name, { valueEncoding: 'utf8' }) as unknown as StoreDatabase
+  }
+
+  /** The enabled mailbox of a CRM user, if any. */
+  workerOfUser(userId: string): MailboxWorker | undefined {
+    for (const w of this.workers.values()) if (w.descriptor.ownerId === userId) return w
+    return undefined
+  }
+
   workerOf(id: string): MailboxWorker | undefined {
     return this.workers.get(id)
   }

@@ -40,6 +40,7 @@ export interface World {
   users: Array<{ email: string; systemuserid: string; mailboxid: string | null }>
   dataDir: string
   trustedFetch: typeof fetch
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- test responses are inspected field by field
   api(method: string, path: string, body?: unknown, token?: string | null): Promise<{ status: number; body: any }>
   /** Asks for a sync of the mailbox and waits until a cycle that started after the request has ended. */
   syncAndWait(mailboxId: string): Promise<void>

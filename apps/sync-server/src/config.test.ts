@@ -1,0 +1,77 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, expect, test } from 'vitest'
+import { main } from './cli.js'
+import { loadServerConfig, parseServerConfig } from './config.js'
+import { ConfigError } from './errors.js'
+
+let dir: string
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'concord-config-'))
+})
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true })
+})
+
+const valid = () => ({
+  crm: { url: 'https://contoso.crm.dynamics.com', tokenUrl: 'https://login.test/token', clientId: 'app', clientSecret: { env: 'CRM_SECRET' } },
+  graph: { tenantId: 'contoso', clientId: 'app', clientSecret: 'graph-secret' },
+  dataDir: './data',
+  admin: { token: { file: 'admin.token' } },
+})
+
+test('a valid config gets defaults, secrets resolved from env and file, paths relative to the file', async () => {
+  await writeFile(join(dir, 'admin.token'), 'a-long-admin-token-value\n')
+  const c = await parseServerConfig(valid(), { env: { CRM_SECRET: 'from-env' }, baseDir: dir })
+  expect(c.crm.clientSecret).toBe('from-env')
+  expect(c.admin.token).toBe('a-long-admin-token-value')
+  expect(c.dataDir).toBe(join(dir, 'data'))
+  expect(c.scheduler).toMatchObject({ policy: 'adaptive', maxConcurrentSyncs: 16 })
+  expect(c.mailboxes).toMatchObject({ maxTransientFailures: 10, retryDelayMs: 300_000 })
+  expect(c.graph.url).toBe('https://graph.microsoft.com')
+})
+
+test.each([
+  [{ ...valid(), crm: { ...valid().crm, url: 'not a url' } }, 'crm.url'],
+  [{ ...valid(), scheduler: { policy: 'sometimes' } }, 'scheduler.policy'],
+  [{ ...valid(), scheduler: { policy: 'oracle' } }, 'scheduler.policy'],
+  [{ ...valid(), graph: { ...valid().graph, url: 'http://graph.test' } }, 'graph.url'],
+  [{ ...valid(), admin: { token: 'short' } }, 'admin.token'],
+  [{ ...valid(), typo: true }, '(root)'],
+  [{ ...valid(), merge: { directions: { contact: { jobTitle: 'sideways' } } } }, 'merge.directions.contact.jobTitle'],
+])('a bad config names the key (%#)', async (input, key) => {
+  const error = await parseServerConfig(input, { env: { CRM_SECRET: 'x' }, baseDir: dir }).catch((e: unknown) => e)
+  expect(error).toBeInstanceOf(ConfigError)
+  expect((error as ConfigError).key).toBe(key)
+})
+
+test('a missing environment variable or secret file names the key', async () => {
+  const env = await parseServerConfig(valid(), { env: {}, baseDir: dir }).catch((e: unknown) => e)
+  expect((env as ConfigError).key).toBe('crm.clientSecret')
+  const file = await parseServerConfig({ ...valid(), admin: { token: { file: 'missing.token' } } }, { env: { CRM_SECRET: 'x' }, baseDir: dir }).catch((e: unknown) => e)
+  expect((file as ConfigError).key).toBe('admin.token')
+})
+
+test('YAML errors are config errors', async () => {
+  await writeFile(join(dir, 'broken.yaml'), 'crm: [unclosed\n')
+  await expect(loadServerConfig(join(dir, 'broken.yaml'))).rejects.toThrow(/not valid YAML/)
+})
+
+test('`concord serve` with a bad config prints the key, exits 2 and touches no state', async () => {
+  const dataDir = join(dir, 'never-created')
+  await writeFile(join(dir, 'bad.yaml'), `crm:\n  url: https://contoso.crm.dynamics.com\n  tokenUrl: https://login.test/token\n  clientId: app\n  clientSecret: s\ngraph:\n  tenantId: t\n  clientId: app\n  clientSecret: s\ndataDir: ${dataDir}\nadmin:\n  token: a-long-admin-token-value\nscheduler:\n  maxConcurrentSyncs: 0\n`)
+  const err: string[] = []
+  const code = await main(['serve', '--config', join(dir, 'bad.yaml')], { out: () => {}, err: (s) => void err.push(s) })
+  expect(code).toBe(2)
+  expect(err.join('')).toMatch(/config scheduler\.maxConcurrentSyncs/)
+  expect(existsSync(dataDir)).toBe(false)
+})
+
+test('admin commands without a token say how to give one', async () => {
+  const err: string[] = []
+  const code = await main(['--token', '', 'mailboxes'], { out: () => {}, err: (s) => void err.push(s) })
+  expect(code).toBe(2)
+  expect(err.join('')).toMatch(/CONCORD_ADMIN_TOKEN/)
+})
