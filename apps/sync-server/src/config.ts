@@ -30,6 +30,14 @@ export const ServerConfigSchema = z.strictObject({
     clientSecret: SecretSchema,
     /** Only approved mailboxes sync ("Process emails only for approved users/queues"). */
     requireApproval: z.boolean().default(true),
+    /**
+     * `organization` (default): one change-tracking feed for the whole organization, read by every
+     * mailbox for its own user; `per-user`: each mailbox runs its own change tracking as its owner
+     * (CRM traffic grows with mailboxes × organization changes; for comparison and small setups).
+     */
+    changeFeed: z.enum(['organization', 'per-user']).default('organization'),
+    /** How often the organization feed polls the CRM when no mailbox sync asked for it. */
+    feedIntervalMs: z.number().int().min(1_000).default(30_000),
   }),
   graph: z.strictObject({
     /** Graph origin (no version), https. */

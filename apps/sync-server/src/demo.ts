@@ -55,7 +55,7 @@ export interface Demo {
 export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
   const emails = options.users ?? ['alice@contoso.test', 'bob@contoso.test', 'carol@contoso.test']
   const graph = await startGraphEmulator({ mailboxes: emails, https: true, clientId: 'concord-demo', clientSecret: 'demo-graph-secret' })
-  const dataverse = await startDataverseEmulator({ users: [] })
+  const dataverse = await startDataverseEmulator({ users: [], testAndEnable: 'external' })
   const ownedDir = options.dataDir === undefined
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'concord-demo-')))
   try {
@@ -68,7 +68,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
     // The administrator approves the last mailbox and asks for Test & Enable; the server runs the test.
     const last = users.at(-1)!
     if (emails.length > 1) {
-      await dataverseApi(dataverse, 'PATCH', `mailboxes(${last.mailboxid})`, { emailrouteraccessapproval: 1, isemailaddressapprovedbyo365admin: true, testemailconfigurationscheduled: true })
+      await dataverseApi(dataverse, 'PATCH', `mailboxes(${last.mailboxid})`, { emailrouteraccessapproval: 1, isemailaddressapprovedbyo365admin: true, enabledforincomingemail: true, enabledforoutgoingemail: true, enabledforact: true, orgmarkedasprimaryforexchangesync: true, testemailconfigurationscheduled: true })
     }
     // Some CRM contacts owned by each user, and an Outlook appointment each user tracked (category).
     for (const [i, u] of users.entries()) {

@@ -1,5 +1,6 @@
 /** Mailbox lifecycle as server-side sync runs it: Test & Enable, disable after failures with an alert, re-enable. */
 import { afterEach, expect, test } from 'vitest'
+import { AlertCodes } from './mailbox/directory.js'
 import { type World, dataverseApi, mailboxRecords, startWorld, until } from './test/world.js'
 
 let w: World | undefined
@@ -9,7 +10,7 @@ afterEach(async () => {
 })
 
 const alertsOf = (world: World, mailboxId: string) =>
-  world.dv.admin.rows('tracelogs').filter((r) => r.lookups['regardingobjectid']?.id === mailboxId).map((r) => String(r.values['text']))
+  world.dv.admin.rows('tracelogs').filter((r) => r.lookups['regardingobjectid']?.id === mailboxId).map((r) => ({ code: r.values['tracecode'], level: r.values['level'], text: String(r.values['text']) }))
 
 test('a mailbox waiting for approval does not sync; Test & Enable that fails leaves it off with an alert; one that passes enables it', async () => {
   w = await startWorld({ users: [{ email: 'dana@contoso.test', mailbox: 'pending', inGraph: false }] })
@@ -20,11 +21,11 @@ test('a mailbox waiting for approval does not sync; Test & Enable that fails lea
   expect((await w.server.getMailbox(id)).reason).toMatch(/not approved/)
 
   // The administrator approves and asks for Test & Enable, but the mailbox does not exist in Exchange.
-  await dataverseApi(w.dv, 'PATCH', `mailboxes(${id})`, { emailrouteraccessapproval: 1, isemailaddressapprovedbyo365admin: true, testemailconfigurationscheduled: true })
+  await dataverseApi(w.dv, 'PATCH', `mailboxes(${id})`, { emailrouteraccessapproval: 1, isemailaddressapprovedbyo365admin: true, enabledforincomingemail: true, enabledforoutgoingemail: true, enabledforact: true, orgmarkedasprimaryforexchangesync: true, testemailconfigurationscheduled: true })
   await w.api('POST', '/api/mailboxes/refresh')
   const failed = w.dv.admin.rows('mailboxes').find((r) => r.id === id)!
   expect([failed.values['incomingemailstatus'], failed.values['actstatus'], failed.values['testemailconfigurationscheduled']]).toEqual([2, 2, false])
-  expect(alertsOf(w, id).some((t) => t.includes('TestAndEnableFailed'))).toBe(true)
+  expect(alertsOf(w, id)).toContainEqual(expect.objectContaining({ code: AlertCodes.TestAndEnableFailed, level: 3 }))
   expect((await w.server.getMailbox(id)).state).toBe('pending')
 
   // The mailbox is created in Exchange; Test & Enable again passes and the mailbox syncs.
@@ -53,7 +54,7 @@ test('a permanent error disables the mailbox at once with an alert; a new Test &
   expect(m.reason).toMatch(/permanent error/)
   const row = w.dv.admin.rows('mailboxes').find((r) => r.id === id)!
   expect(row.values['incomingemailstatus']).toBe(2)
-  expect(alertsOf(w, id).some((t) => t.includes('MailboxDisabled'))).toBe(true)
+  expect(alertsOf(w, id)).toContainEqual(expect.objectContaining({ code: AlertCodes.MailboxDisabled, level: 3 }))
   expect(w.server.loop.has(id)).toBe(false)
 
   // Fixed: the user is enabled again and Test & Enable passes; the mailbox resumes where it stopped.
@@ -78,7 +79,7 @@ test('transient failures disable the mailbox after the configured number in a ro
   const history = await w.server.history(id, 10)
   expect(history.every((h) => h.outcome === 'error')).toBe(true)
   expect(m.failures).toBeGreaterThanOrEqual(1)
-  expect(alertsOf(w, id).some((t) => t.includes('MailboxDisabled'))).toBe(true)
+  expect(alertsOf(w, id)).toContainEqual(expect.objectContaining({ code: AlertCodes.MailboxDisabled, level: 3 }))
 })
 
 test('an owner without the sync privilege syncs nothing', async () => {

@@ -6,20 +6,26 @@
  */
 import { readFile } from 'node:fs/promises'
 import { hostname } from 'node:os'
+import { CrmAdapter, OutgoingEmailQueue } from '@concord/adapter-crm'
 import { createTrustedFetch } from '@concord/adapter-exchange'
-import { type ConcordId, type DirectionTable, type ItemKind, type MergePolicyConfig, type StoreDatabase, type SyncFilterSet, SyncError, asConcordId, parseMergePolicyConfig, parseSyncFilters } from '@concord/engine'
+import { type ConcordId, type DirectionTable, type ItemKind, type MergePolicyConfig, type StoreDatabase, type SyncFilterSet, ReplicaStore, SyncError, asConcordId, asReplicaId, parseMergePolicyConfig, parseSyncFilters } from '@concord/engine'
 import type { DueSync } from '@concord/scheduler'
 import { ClassicLevel } from 'classic-level'
 import type { FastifyInstance } from 'fastify'
 import type { Logger as PinoLogger } from 'pino'
 import { buildAdminApi } from './admin/api.js'
+import { applicationUserId } from './crm-feed/app-user.js'
+import { CrmOrgFeed } from './crm-feed/org-feed.js'
+import { UserFeedView } from './crm-feed/user-view.js'
+import { attachClientSync } from './client-sync/client-sync.js'
 import type { ServerConfig } from './config.js'
 import { ServerError } from './errors.js'
 import { InProcessLeases, type LeaseManager } from './lease.js'
 import { createLogger, engineLogger } from './logging.js'
-import type { MailboxDirectoryPort, MailboxRow, TestStatus } from './mailbox/directory.js'
+import { AlertCodes, type MailboxDirectoryPort, type MailboxRow, type TestStatus } from './mailbox/directory.js'
 import { type CycleOutcome, type MailboxDescriptor, MailboxWorker, isPermanentFailure } from './mailbox/mailbox-worker.js'
 import { ServerMetrics } from './metrics.js'
+import { OutgoingEmailSender } from './outgoing/outgoing-sender.js'
 import { type HistoryEntry, type MailboxState, ServerStateStore } from './state-store.js'
 import { type SyncRunResult, SyncLoop } from './sync-loop.js'
 
@@ -73,8 +79,11 @@ export class SyncServer {
   private readonly graphFetch: typeof fetch
   private admin: FastifyInstance | undefined
   private refreshTimer: NodeJS.Timeout | undefined
+  private feed: CrmOrgFeed | undefined
+  private feedTimer: NodeJS.Timeout | undefined
   private refreshing: Promise<void> | undefined
   private mergeConfig: MergePolicyConfig
+  private readonly outgoing: OutgoingEmailSender
   private stopped = false
   adminUrl = ''
 
@@ -91,6 +100,15 @@ export class SyncServer {
     this.mergeConfig = mergeConfig
     this.state = new ServerStateStore(db.sublevel<string, string>('server', { valueEncoding: 'utf8' }) as unknown as StoreDatabase)
     const c = options.config
+    const crmFetch = options.crmFetch ?? globalThis.fetch.bind(globalThis)
+    this.outgoing = new OutgoingEmailSender({
+      queue: new OutgoingEmailQueue({ orgUrl: c.crm.url, tokenUrl: c.crm.tokenUrl, clientId: c.crm.clientId, clientSecret: c.crm.clientSecret }, { fetch: crmFetch, logger: engineLogger(this.log) }),
+      state: this.state,
+      directory: options.directory,
+      metrics: this.metrics,
+      logger: engineLogger(this.log),
+      now: this.now,
+    })
     this.loop = new SyncLoop({
       scheduler: { policy: c.scheduler.policy, debounceMs: c.scheduler.debounceMs, ...(c.scheduler.budget ? { budget: c.scheduler.budget } : {}), errorBackoffMs: c.mailboxes.retryDelayMs, maxBackoffMs: Math.max(c.mailboxes.retryDelayMs, 5 * 60_000) },
       maxConcurrent: c.scheduler.maxConcurrentSyncs,
@@ -113,10 +131,12 @@ export class SyncServer {
     const server = new SyncServer(options, db, graphFetch, await SyncServer.mergeConfigOf(c, new ServerStateStore(db.sublevel<string, string>('server', { valueEncoding: 'utf8' }) as unknown as StoreDatabase)))
     try {
       server.admin = await buildAdminApi(server)
+      attachClientSync(server, server.admin, { mergeConfig: () => server.mergeConfig, crmFetch: options.crmFetch }) // closed with the admin API (preClose)
       await server.admin.listen({ host: c.admin.host, port: c.admin.port })
       const address = server.admin.server.address()
       const port = typeof address === 'object' && address ? address.port : c.admin.port
       server.adminUrl = `http://${c.admin.host.includes(':') ? `[${c.admin.host}]` : c.admin.host}:${port}`
+      if (c.crm.changeFeed === 'organization') await server.openFeed()
       await server.refreshMailboxes()
       server.loop.start()
       server.scheduleRefresh()
@@ -126,6 +146,45 @@ export class SyncServer {
       await server.stop()
       throw error
     }
+  }
+
+  /** The organization feed: one CRM change stream, as the application user, for every mailbox. */
+  private async openFeed(): Promise<void> {
+    const c = this.config
+    const crmFetch = this.options.crmFetch ?? globalThis.fetch.bind(globalThis)
+    const appUser = await applicationUserId(c.crm, crmFetch)
+    const adapter = new CrmAdapter(
+      { orgUrl: c.crm.url, tokenUrl: c.crm.tokenUrl, clientId: c.crm.clientId, clientSecret: c.crm.clientSecret, impersonate: { systemUserId: appUser }, kinds: (['contact', 'appointment', 'task', 'email'] as const).filter((k) => c.mailboxes.kinds.includes(k)) },
+      {
+        replicaId: asReplicaId('crm-feed'),
+        logger: engineLogger(this.log.child({ component: 'crm-feed' })),
+        fetch: (async (input: Parameters<typeof fetch>[0], init?: Parameters<typeof fetch>[1]) => {
+          const res = await crmFetch(input, init)
+          this.metrics.apiCalls.inc({ side: 'crm' })
+          if (res.status === 429 || res.status === 503) this.metrics.throttles.inc({ side: 'crm' })
+          return res
+        }) as typeof fetch,
+      },
+    )
+    const store = await ReplicaStore.open(this.sublevel('crm-feed'), { now: this.now })
+    this.feed = new CrmOrgFeed({
+      adapter,
+      store,
+      logger: engineLogger(this.log.child({ component: 'crm-feed' })),
+      onChanges: (users) => {
+        for (const w of this.workers.values()) if (users.has(w.descriptor.ownerId)) this.loop.notify(w.descriptor.mailboxId)
+      },
+    })
+    const tick = () => {
+      this.feedTimer = setTimeout(() => {
+        this.feed!.refresh()
+          .catch((error: unknown) => this.log.warn({ err: error }, 'the CRM feed could not be refreshed; mailboxes retry at their next sync'))
+          .finally(() => {
+            if (!this.stopped) tick()
+          })
+      }, c.crm.feedIntervalMs)
+    }
+    tick()
   }
 
   private static async mergeConfigOf(c: ServerConfig, state: ServerStateStore): Promise<MergePolicyConfig> {
@@ -140,8 +199,10 @@ export class SyncServer {
     if (this.stopped) return
     this.stopped = true
     if (this.refreshTimer) clearTimeout(this.refreshTimer)
+    if (this.feedTimer) clearTimeout(this.feedTimer)
     await this.refreshing?.catch(() => {})
     await this.loop.stop()
+    await this.feed?.idle()
     await this.admin?.close()
     for (const worker of this.workers.values()) await worker.releaseLease().catch(() => {})
     await this.db.close()
@@ -196,9 +257,9 @@ export class SyncServer {
     })
     const failed = [result.incoming, result.outgoing, result.act].includes('failure')
     if (failed) {
-      await this.options.directory.raiseAlert(row.mailboxId, { level: 'error', code: 'TestAndEnableFailed', text: `Test & Enable failed for ${row.email}: ${result.reason ?? 'the mailbox could not be reached'}` })
+      await this.options.directory.raiseAlert(row.mailboxId, { level: 'error', code: AlertCodes.TestAndEnableFailed, text: `Test & Enable failed for ${row.email}: ${result.reason ?? 'the mailbox could not be reached'}` })
     } else {
-      await this.options.directory.raiseAlert(row.mailboxId, { level: 'information', code: 'TestAndEnableSucceeded', text: `Test & Enable succeeded for ${row.email}` })
+      await this.options.directory.raiseAlert(row.mailboxId, { level: 'information', code: AlertCodes.TestAndEnableSucceeded, text: `Test & Enable succeeded for ${row.email}` })
     }
     this.log.info({ mailboxId: row.mailboxId, result: { incoming: result.incoming, outgoing: result.outgoing, act: result.act } }, 'test and enable')
   }
@@ -262,12 +323,18 @@ export class SyncServer {
           if (throttled) this.metrics.throttles.inc({ side })
         },
         onConflict: () => this.metrics.conflicts.inc(),
+        ...(this.feed ? { crmSide: (w: MailboxWorker) => this.userView(w) } : {}),
       },
       this.mergeConfig,
     )
     const filters = await this.state.getFilters(descriptor.ownerId)
     if (filters) worker.reconfigure({ filters })
     return worker
+  }
+
+  private userView(w: MailboxWorker): UserFeedView {
+    const d = w.descriptor
+    return new UserFeedView({ feed: this.feed!, user: w.crm, store: w.engineStore, kinds: d.kinds, owner: { id: d.ownerId, addresses: [d.email] }, masks: () => w.ownerMasks(), filters: () => w.syncFilters })
   }
 
   /** One scheduled sync of a mailbox: the engine cycle, then the lifecycle bookkeeping. */
@@ -287,7 +354,10 @@ export class SyncServer {
       this.metrics.items.inc({ side: 'mailbox', op: 'pushed' }, r.pushed.mailbox)
     }
     await this.state.appendHistory(id, historyEntryOf(outcome, this.now()))
-    if (outcome.outcome === 'ok' && !signal.aborted) await this.maintainSubscriptions(worker)
+    if (outcome.outcome === 'ok' && !signal.aborted) {
+      await this.maintainSubscriptions(worker)
+      await this.sendOutgoing(worker, signal)
+    }
     const remove = await this.afterCycle(worker, outcome, signal.aborted)
     return {
       remove,
@@ -299,6 +369,18 @@ export class SyncServer {
         ...(outcome.throttledMs !== undefined ? { retryAfterMs: outcome.throttledMs } : {}),
         error: outcome.outcome === 'error',
       },
+    }
+  }
+
+  /** The mailbox's Pending Send scan, every `outgoing.intervalMs`; a failure is logged and retried at the next scan. */
+  private async sendOutgoing(worker: MailboxWorker, signal: AbortSignal): Promise<void> {
+    const id = worker.descriptor.mailboxId
+    if (!worker.descriptor.outgoing || !this.outgoing.due(id, this.config.outgoing.intervalMs)) return
+    try {
+      const r = await this.outgoing.process(worker, signal)
+      if (r.sent + r.failed > 0 || r.deferred) this.log.info({ mailboxId: id, ...r }, 'outgoing email')
+    } catch (error) {
+      if (!signal.aborted) this.log.warn({ mailboxId: id, err: error }, 'the outgoing email scan failed; it runs again at the next scan')
     }
   }
 

@@ -53,6 +53,8 @@ export const SendJournalEntrySchema = z.strictObject({
   internetMessageId: z.string(),
   state: z.enum(['claimed', 'sent', 'failed']),
   at: z.number(),
+  /** What is being sent (kept so that a send interrupted after the CRM claim can be finished). */
+  mail: z.record(z.string(), z.unknown()).optional(),
   error: z.string().optional(),
 })
 export type SendJournalEntry = z.infer<typeof SendJournalEntrySchema>
@@ -134,6 +136,11 @@ export class ServerStateStore {
 
   getSend(emailId: string): Promise<SendJournalEntry | undefined> {
     return this.getJson(`send:${emailId}`, SendJournalEntrySchema)
+  }
+
+  /** Sends of a mailbox that were claimed in the CRM but not recorded as sent (a crash interrupted them). */
+  async unfinishedSends(mailboxId: string): Promise<SendJournalEntry[]> {
+    return (await this.values('send:', SendJournalEntrySchema)).filter((e) => e.mailboxId === mailboxId && e.state === 'claimed')
   }
 
   async putSend(entry: SendJournalEntry): Promise<void> {

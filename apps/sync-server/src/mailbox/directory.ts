@@ -27,9 +27,13 @@ export interface MailboxRow {
 
 export type TestStatus = 'success' | 'failure' | 'not-run'
 
+/** Alert codes the server writes on a mailbox's alert wall (`tracelog.tracecode`). */
+export const AlertCodes = { TestAndEnableSucceeded: 7000, TestAndEnableFailed: 7001, MailboxDisabled: 7002, SendFailed: 7003 } as const
+export type AlertCode = (typeof AlertCodes)[keyof typeof AlertCodes]
+
 export interface MailboxAlert {
   level: 'error' | 'warning' | 'information'
-  code: string
+  code: AlertCode
   text: string
 }
 
@@ -38,6 +42,6 @@ export interface MailboxDirectoryPort {
   recordTestResult(mailboxId: string, result: { incoming: TestStatus; outgoing: TestStatus; act: TestStatus }): Promise<void>
   recordSyncOutcome(mailboxId: string, outcome: { completedOn: Date; itemsProcessed: number; itemsFailed: number; errorCode?: number | undefined; errorCount: number }): Promise<void>
   /** Disables the mailbox for synchronization (after a permanent error or too many transient ones) and raises an alert. */
-  disable(mailboxId: string, reason: string): Promise<void>
+  disable(mailboxId: string, reason: string, workloads?: Array<'incoming' | 'outgoing' | 'act'>): Promise<void>
   raiseAlert(mailboxId: string, alert: MailboxAlert): Promise<void>
 }

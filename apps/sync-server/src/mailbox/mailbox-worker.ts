@@ -6,7 +6,7 @@
 import { CrmAdapter, type OwnerMasks } from '@concord/adapter-crm'
 import { ExchangeAdapter } from '@concord/adapter-exchange'
 import {
-  type CycleReport, type DeletionGuardThreshold, type ItemKind, type Logger, type MergePolicyConfig, type StoreDatabase, type SyncFilterSet,
+  type CycleReport, type DeletionGuardThreshold, type ItemKind, type Logger, type MergePolicyConfig, type ReplicaAdapter, type StoreDatabase, type SyncFilterSet,
   PolicyMerge, ReplicaStore, SyncError, SyncPair, asPairId, asReplicaId,
 } from '@concord/engine'
 import { type Fence as FenceType, Fence } from '../lease.js'
@@ -42,6 +42,8 @@ export interface WorkerEnvironment {
   now: () => number
   onRequest?: ((side: 'crm' | 'mailbox', throttled: boolean) => void) | undefined
   onConflict?: (() => void) | undefined
+  /** The CRM side as the pair sees it, given the owner's impersonated adapter (default: that adapter itself). */
+  crmSide?: ((worker: MailboxWorker) => ReplicaAdapter) | undefined
 }
 
 export interface CycleOutcome {
@@ -74,6 +76,7 @@ export class MailboxWorker {
   private filters: SyncFilterSet | undefined
   private mergeConfig: MergePolicyConfig
   private rebuild = false
+  private readonly crmSide: ReplicaAdapter
 
   private constructor(
     descriptor: MailboxDescriptor,
@@ -96,6 +99,7 @@ export class MailboxWorker {
       { replicaId: `mbx:${d.mailboxId}`, mailbox: d.email, tenantId: env.graph.tenantId, clientId: env.graph.clientId, clientSecret: env.graph.clientSecret, graphBaseUrl: env.graph.url, kinds: d.kinds, ...(graphToken ? { tokenUrl: graphToken } : {}) },
       { fetch: countingFetch(env.graphFetch, this.counters.mailbox, (u) => (graphToken ? u.startsWith(graphToken) : u.includes('/oauth2/')), track('mailbox')), logger: env.logger, now: env.now },
     )
+    this.crmSide = env.crmSide ? env.crmSide(this) : this.crm
     this.pair = this.newPair()
   }
 
@@ -113,7 +117,7 @@ export class MailboxWorker {
     return new SyncPair({
       pairId: asPairId(`pair:${this.descriptor.mailboxId}`),
       store: this.store,
-      crm: this.crm,
+      crm: this.crmSide,
       mailbox: this.mailbox,
       merge: new PolicyMerge(this.mergeConfig),
       now: this.env.now,
@@ -132,6 +136,11 @@ export class MailboxWorker {
 
   get engineStore(): ReplicaStore {
     return this.store
+  }
+
+  /** The owner's sync filters (theirs, else the organization's default). */
+  get syncFilters(): SyncFilterSet {
+    return this.filters ?? this.mergeConfig.filters
   }
 
   /** New merge configuration (directions changed) or filters: applied from the next cycle. */

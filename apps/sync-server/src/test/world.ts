@@ -30,6 +30,8 @@ export interface WorldOptions {
   config?: Partial<ServerConfigInput>
   /** Start the server (default true). */
   start?: boolean
+  /** Security roles to create before the users (besides the salesperson role). */
+  roles?: Array<{ name: string; privileges: Record<string, string> }>
 }
 
 export interface World {
@@ -69,9 +71,10 @@ export async function until<T>(check: () => Promise<T | undefined | false> | T |
 export async function startWorld(options: WorldOptions = {}): Promise<World> {
   const users = options.users ?? [{ email: 'alice@contoso.test' }, { email: 'bob@contoso.test' }]
   const graph = await startGraphEmulator({ mailboxes: users.filter((u) => u.inGraph !== false).map((u) => u.email), https: true, ...GRAPH_CLIENT })
-  const dv = await startDataverseEmulator({ users: [] })
+  const dv = await startDataverseEmulator({ users: [], testAndEnable: 'external' })
   const dataDir = await mkdtemp(join(tmpdir(), 'concord-server-test-'))
   dv.admin.upsertRole({ name: DEMO_ROLE, privileges: salespersonPrivileges() as never })
+  for (const role of options.roles ?? []) dv.admin.upsertRole({ name: role.name, privileges: role.privileges as never })
   const seeded = users.map((u) => {
     const s = dv.admin.addUser({ email: u.email, roles: u.roles ?? [DEMO_ROLE], mailbox: u.mailbox ?? 'enabled' })
     return { email: u.email, systemuserid: s.systemuserid, mailboxid: s.mailboxid }
