@@ -22,6 +22,8 @@ const benches: BenchModule[] = [
   { file: 'packages/engine/bench/merge-bench.ts', exportName: 'runMergeBench', what: 'engine merge policies' },
   { file: 'packages/adapter-exchange/bench/graph-bench.ts', exportName: 'runGraphBench', what: 'adapter-exchange pulling from the Graph emulator over HTTP' },
   { file: 'packages/adapter-crm/bench/crm-bench.ts', exportName: 'runCrmBench', what: 'adapter-crm against the Dataverse emulator over HTTP' },
+  { file: 'packages/adapter-mailserver/bench/mailserver-bench.ts', exportName: 'runMailserverBench', what: 'adapter-mailserver pulling a 10,000-message mailbox from Dovecot over IMAP' },
+  { file: 'apps/sync-server/bench/server-bench.ts', exportName: 'runServerBench', what: 'the sync server: 100 mailboxes against both emulators, and notification-to-CRM latency' },
 ]
 
 const only = process.argv.slice(2).filter((a) => !a.startsWith('-'))

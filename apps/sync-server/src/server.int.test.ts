@@ -14,6 +14,7 @@ beforeAll(async () => {
   for (let n = 1; n <= 2; n++) w.dv.admin.createRecord('contacts', { firstname: `Ann${n}`, lastname: 'Lee', emailaddress1: `ann${n}@fabrikam.test`, jobtitle: 'Buyer' }, alice.systemuserid)
   w.dv.admin.createRecord('contacts', { firstname: 'Bo', lastname: 'Berg', emailaddress1: 'bo@fabrikam.test' }, bob.systemuserid)
   w.dv.admin.createRecord('tasks', { subject: 'Call Ann about the renewal', scheduledend: '2026-12-10T09:00:00Z' }, alice.systemuserid)
+  w.dv.admin.createRecord('appointments', { subject: 'Demo at Fabrikam', scheduledstart: '2026-12-08T14:00:00Z', scheduledend: '2026-12-08T15:00:00Z', location: 'Fabrikam HQ' }, alice.systemuserid)
   // Outlook: a tracked meeting, a tracked email, an untracked email, in Alice's mailbox.
   w.graph.control.seed(alice.email, 'event', [{ subject: 'Quarterly review', start: { dateTime: '2026-12-03T10:00:00.0000000', timeZone: 'UTC' }, end: { dateTime: '2026-12-03T11:00:00.0000000', timeZone: 'UTC' }, categories: [TRACKED] }])
   w.graph.control.seed(alice.email, 'message', [
@@ -46,10 +47,13 @@ test('CRM → Exchange: each user gets their own contacts and tasks (sync filter
   const tasks = await mailboxRecords(w, alice.email, 'task')
   expect(tasks.map((t) => t.fields['subject'])).toEqual(['Call Ann about the renewal'])
   expect(await mailboxRecords(w, bob.email, 'task')).toEqual([])
+  const events = (await mailboxRecords(w, alice.email, 'appointment')).map((e) => e.fields['subject'])
+  expect(events).toContain('Demo at Fabrikam')
+  expect((await mailboxRecords(w, bob.email, 'appointment')).map((e) => e.fields['subject'])).not.toContain('Demo at Fabrikam')
 })
 
 test('Exchange → CRM: tracked items arrive, untracked ones do not', async () => {
-  expect(w.dv.admin.rows('appointments').map((r) => r.values['subject'])).toEqual(['Quarterly review'])
+  expect(w.dv.admin.rows('appointments').map((r) => r.values['subject']).sort()).toEqual(['Demo at Fabrikam', 'Quarterly review'])
   const emails = w.dv.admin.rows('emails').map((r) => r.values['subject'])
   expect(emails).toContain('Order 1001')
   expect(emails).not.toContain('Lunch?')
@@ -74,7 +78,7 @@ test('a CRM edit reaches the mailbox and an Outlook edit reaches the CRM', async
   await w.syncUntilQuiet(alice.mailboxid!)
   const contact = (await mailboxRecords(w, alice.email, 'contact')).find((c) => c.fields['givenName'] === 'Ann2')
   expect(contact?.fields['jobTitle']).toBe('Head of Purchasing')
-  expect(w.dv.admin.rows('appointments').map((r) => r.values['subject'])).toEqual(['Quarterly review (moved)'])
+  expect(w.dv.admin.rows('appointments').map((r) => r.values['subject']).sort()).toEqual(['Demo at Fabrikam', 'Quarterly review (moved)'])
 })
 
 test('a 429 storm slows one mailbox down but loses nothing', async () => {

@@ -406,7 +406,8 @@ export function toGraph(kind: ItemKind, fields: Fields, current?: Fields): Rec {
       set('start', 'start')
       set('end', 'end')
       set('location', 'location', (v) => ({ displayName: str(v) }))
-      set('organizer', 'organizer', toRecipient)
+      // Graph cannot clear an organizer (the mailbox owner organizes what it creates): only a real one is sent.
+      if (has(f, 'organizer') && f['organizer'] !== null && f['organizer'] !== undefined) set('organizer', 'organizer', toRecipient)
       if (has(f, 'requiredAttendees') || has(f, 'optionalAttendees')) {
         const att = (list: unknown, type: string) => toRecipients(list).map((r) => ({ type, ...r }))
         out['attendees'] = [...att(merged('requiredAttendees'), 'required'), ...att(merged('optionalAttendees'), 'optional')]

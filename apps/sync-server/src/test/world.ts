@@ -104,7 +104,7 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
         scheduler: { policy: 'adaptive', debounceMs: 20 },
         mailboxes: { refreshIntervalMs: 3_600_000, retryDelayMs: 50, maxTransientFailures: 3 },
         logLevel: 'silent',
-        deletionGuard: { share: 0.5, min: 5 },
+        deletionGuard: { share: 0.3, min: 5 },
         ...options.config,
       })
       server = await SyncServer.start({
