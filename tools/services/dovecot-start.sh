@@ -121,6 +121,8 @@ default_login_user = $LOGIN
 first_valid_uid = 1
 log_path = $D/dovecot.log
 mail_location = maildir:$D/mail/%n/Maildir
+# test server: throw-away state, so no fsync per delivered/appended message (bulk APPEND in tests)
+mail_fsync = never
 mail_uid = $MAIL_USER
 mail_gid = $MAIL_GROUP
 passdb {

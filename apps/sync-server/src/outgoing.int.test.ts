@@ -4,7 +4,7 @@ import { silentLogger } from '@concord/engine'
 import { afterAll, beforeAll, expect, test } from 'vitest'
 import { AlertCodes } from './mailbox/directory.js'
 import { OutgoingEmailSender, messageIdFor } from './outgoing/outgoing-sender.js'
-import { type World, startWorld, until } from './test/world.js'
+import { type World, dataverseApi, mailboxRecords, startWorld, until } from './test/world.js'
 
 let w: World
 let alice: World['users'][number]
@@ -91,4 +91,32 @@ test('an owner who may not send from the CRM: the email fails with an alert on t
   expect(inbox(bob.email)).toBe(before)
   const alerts = w.dv.admin.rows('tracelogs').filter((r) => r.lookups['regardingobjectid']?.id === nora.mailboxid)
   expect(alerts.map((a) => a.values['tracecode'])).toContain(AlertCodes.SendFailed)
+})
+
+test('the recipient’s copy carries the tracking token: it is tracked automatically and links to the same CRM email (no duplicate)', async () => {
+  const id = pressSend(alice, 'Proposal for Bob', bob.email)
+  await w.syncAndWait(alice.mailboxid!)
+  await until(() => emailRow(id).values['statuscode'] === 3, 'the email to show Sent')
+  const messageId = emailRow(id).values['messageid']
+  // Bob's option is the default, "email messages in response to CRM email": the token in the subject correlates it.
+  await w.syncUntilQuiet(bob.mailboxid!)
+  const copies = w.dv.admin.rows('emails').filter((r) => r.values['messageid'] === messageId)
+  expect(copies).toHaveLength(1)
+  const received = (await mailboxRecords(w, bob.email, 'email')).find((m) => m.fields['internetMessageId'] === messageId)!
+  expect(received.fields['categories']).toContain('Tracked to Dynamics 365')
+  const history = await w.server.history(bob.mailboxid!, 10)
+  expect(history.every((h) => h.rejected.crm === 0)).toBe(true)
+})
+
+test('with "all email messages", an email from anyone is tracked automatically; with "none", nothing is', async () => {
+  await dataverseApi(w.dv, 'PATCH', `usersettingscollection(${bob.systemuserid})`, { incomingemailfilteringmethod: 0 })
+  w.graph.control.seed(bob.email, 'message', [{ subject: 'Hello from a stranger', body: { contentType: 'text', content: 'Hi' }, from: { emailAddress: { address: 'stranger@example.test' } }, toRecipients: [{ emailAddress: { address: bob.email } }], receivedDateTime: '2026-11-25T08:00:00Z' }])
+  await w.syncUntilQuiet(bob.mailboxid!)
+  await w.syncUntilQuiet(bob.mailboxid!)
+  expect(w.dv.admin.rows('emails').map((r) => r.values['subject'])).toContain('Hello from a stranger')
+  await dataverseApi(w.dv, 'PATCH', `usersettingscollection(${bob.systemuserid})`, { incomingemailfilteringmethod: 4 })
+  w.graph.control.seed(bob.email, 'message', [{ subject: 'Another stranger', body: { contentType: 'text', content: 'Hi' }, from: { emailAddress: { address: 'other@example.test' } }, toRecipients: [{ emailAddress: { address: bob.email } }], receivedDateTime: '2026-11-25T09:00:00Z' }])
+  await w.syncUntilQuiet(bob.mailboxid!)
+  await w.syncUntilQuiet(bob.mailboxid!)
+  expect(w.dv.admin.rows('emails').map((r) => r.values['subject'])).not.toContain('Another stranger')
 })

@@ -26,6 +26,7 @@ import { AlertCodes, type MailboxDirectoryPort, type MailboxRow, type TestStatus
 import { type CycleOutcome, type MailboxDescriptor, MailboxWorker, isPermanentFailure } from './mailbox/mailbox-worker.js'
 import { ServerMetrics } from './metrics.js'
 import { OutgoingEmailSender } from './outgoing/outgoing-sender.js'
+import { AutoTracker } from './mailbox/auto-tracker.js'
 import { type HistoryEntry, type MailboxState, ServerStateStore } from './state-store.js'
 import { type SyncRunResult, SyncLoop } from './sync-loop.js'
 
@@ -84,6 +85,7 @@ export class SyncServer {
   private refreshing: Promise<void> | undefined
   private mergeConfig: MergePolicyConfig
   private readonly outgoing: OutgoingEmailSender
+  private readonly autoTracker: AutoTracker
   private stopped = false
   adminUrl = ''
 
@@ -101,6 +103,7 @@ export class SyncServer {
     this.state = new ServerStateStore(db.sublevel<string, string>('server', { valueEncoding: 'utf8' }) as unknown as StoreDatabase)
     const c = options.config
     const crmFetch = options.crmFetch ?? globalThis.fetch.bind(globalThis)
+    this.autoTracker = new AutoTracker(this.state, engineLogger(this.log))
     this.outgoing = new OutgoingEmailSender({
       queue: new OutgoingEmailQueue({ orgUrl: c.crm.url, tokenUrl: c.crm.tokenUrl, clientId: c.crm.clientId, clientSecret: c.crm.clientSecret }, { fetch: crmFetch, logger: engineLogger(this.log) }),
       state: this.state,
@@ -356,6 +359,7 @@ export class SyncServer {
     await this.state.appendHistory(id, historyEntryOf(outcome, this.now()))
     if (outcome.outcome === 'ok' && !signal.aborted) {
       await this.maintainSubscriptions(worker)
+      await this.trackIncoming(worker, signal)
       await this.sendOutgoing(worker, signal)
     }
     const remove = await this.afterCycle(worker, outcome, signal.aborted)
@@ -369,6 +373,19 @@ export class SyncServer {
         ...(outcome.throttledMs !== undefined ? { retryAfterMs: outcome.throttledMs } : {}),
         error: outcome.outcome === 'error',
       },
+    }
+  }
+
+  /** Automatic tracking of the cycle's new incoming email; what it tracks is brought to the CRM by the next cycle (scheduled now). */
+  private async trackIncoming(worker: MailboxWorker, signal: AbortSignal): Promise<void> {
+    try {
+      const r = await this.autoTracker.run(worker, signal)
+      if (r.tracked > 0) {
+        this.log.info({ mailboxId: worker.descriptor.mailboxId, ...r }, 'incoming email tracked automatically')
+        this.loop.notify(worker.descriptor.mailboxId)
+      }
+    } catch (error) {
+      if (!signal.aborted) this.log.warn({ mailboxId: worker.descriptor.mailboxId, err: error }, 'automatic tracking failed; it is retried after the next cycle')
     }
   }
 

@@ -134,6 +134,15 @@ export class ServerStateStore {
     await this.db.put('directions', JSON.stringify(DirectionOverridesSchema.parse(overrides)))
   }
 
+  async getAutoTrackMark(mailboxId: string): Promise<number> {
+    const raw = await this.db.get(`autotrack:${mailboxId}`)
+    return raw === undefined ? 0 : Number(raw)
+  }
+
+  async putAutoTrackMark(mailboxId: string, seq: number): Promise<void> {
+    await this.db.put(`autotrack:${mailboxId}`, String(seq))
+  }
+
   getSend(emailId: string): Promise<SendJournalEntry | undefined> {
     return this.getJson(`send:${emailId}`, SendJournalEntrySchema)
   }

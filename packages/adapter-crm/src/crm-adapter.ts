@@ -333,7 +333,8 @@ export class CrmAdapter implements ReplicaAdapter {
       }
       for (const op of chunk) {
         try {
-          prepared.push({ op, request: this.prepare(op, masks, resolver) })
+          const correlated = await this.correlated(op, options.signal)
+          prepared.push({ op, request: this.prepare(correlated.op, masks, resolver, correlated.extra) })
         } catch (error) {
           rejected.push({ opId: op.opId, error: error instanceof SyncError ? error : new SyncError('Validation', (error as Error).message, {}, { cause: error }) })
         }
@@ -378,6 +379,34 @@ export class CrmAdapter implements ReplicaAdapter {
   }
 
   /** Builds the request of one op. Creates are upserts on the Concord link key with If-None-Match: *. */
+  /**
+   * A new e-mail without a regarding record is correlated first (§5.9: In-Reply-To, tracking token,
+   * conversation, smart matching): it takes the regarding record of the tracked e-mail it answers, and
+   * the method is recorded in `correlationmethod` (with `correlatedactivityid` / `parentactivityid`).
+   */
+  private async correlated(op: PushOp, signal?: AbortSignal): Promise<{ op: PushOp; extra?: Record<string, unknown> | undefined }> {
+    if (op.type !== 'create' || op.kind !== 'email' || (op.fields.regarding !== undefined && op.fields.regarding !== null)) return { op }
+    const f = op.fields as { subject?: unknown; from?: { address?: unknown } | null; to?: Array<{ address?: unknown }> | null; cc?: Array<{ address?: unknown }> | null; inReplyTo?: unknown; conversationId?: unknown }
+    const from = typeof f.from?.address === 'string' ? f.from.address : undefined
+    if (from === undefined) return { op }
+    const list = (v: Array<{ address?: unknown }> | null | undefined) => (v ?? []).flatMap((a) => (typeof a.address === 'string' ? [a.address] : []))
+    const { correlateEmail } = await import('./correlation.js')
+    const c = await correlateEmail(this, {
+      subject: typeof f.subject === 'string' ? f.subject : '',
+      from,
+      to: list(f.to),
+      cc: list(f.cc),
+      inReplyTo: typeof f.inReplyTo === 'string' ? f.inReplyTo : null,
+      conversationId: typeof f.conversationId === 'string' ? f.conversationId : null,
+    }, {}, signal)
+    const extra: Record<string, unknown> = { correlationmethod: c.code }
+    if (!c.activityId) return { op, extra }
+    const { id } = parseNativeId(c.activityId)
+    extra['correlatedactivityid_email@odata.bind'] = `/emails(${id})`
+    if (c.method === 'InReplyTo') extra['parentactivityid_email@odata.bind'] = `/emails(${id})`
+    return { op: c.regarding ? { ...op, fields: { ...op.fields, regarding: c.regarding } } : op, extra }
+  }
+
   prepare(op: PushOp, masks: OwnerMasks, resolve: AddressResolver, extraBody: Record<string, unknown> = {}): BatchRequest {
     const table = TABLES[op.kind as CrmKind]
     if (!table || !(CrmKinds as readonly string[]).includes(op.kind)) throw new SyncError('Validation', `The CRM adapter does not sync kind '${op.kind}'`)
@@ -421,6 +450,13 @@ export class CrmAdapter implements ReplicaAdapter {
       // Replayed create: the row stamped with this Concord id exists; return it.
       const existing = await this.http.raw('GET', `${this.linkKey(kind, op.concordId)}?$select=${selectColumns(kind, this.options.contactAddresses).join(',')}`, { headers: { Prefer: ANNOTATIONS }, signal })
       if (existing.status === 200) return this.appliedFromRow(op, kind, parseJson(existing, RowSchema, `${kind} row`), masks)
+      const messageId = kind === 'email' ? op.fields.internetMessageId : undefined
+      if (existing.status === 404 && typeof messageId === 'string' && messageId !== '') {
+        // The e-mail is already in the CRM (tracked by another recipient, or sent from the CRM): one
+        // e-mail per Message-ID in the organization, so this mailbox's copy links to it.
+        const same = await this.http.raw('GET', `emails(messageid=${encodeURIComponent(`'${messageId.replace(/'/g, "''")}'`)})?$select=${selectColumns(kind, this.options.contactAddresses).join(',')}`, { headers: { Prefer: ANNOTATIONS }, signal })
+        if (same.status === 200) return this.appliedFromRow(op, kind, parseJson(same, RowSchema, 'email row'), masks)
+      }
       if (existing.status === 404) return { error: new SyncError('Validation', `Create of ${kind} rejected: another record has the same key values (${failure.message})`, { status: 412 }) }
       return { error: this.http.failure(existing) }
     }

@@ -5,6 +5,12 @@ import type { CrmAdapterOptions } from './options.js'
 
 export const API_PATH = '/api/data/v9.2'
 
+/** What the client needs: the organization, the app registration and, optionally, whom to impersonate. */
+export type WebApiClientOptions = Pick<CrmAdapterOptions, 'orgUrl' | 'tokenUrl' | 'clientId' | 'clientSecret' | 'scope'> & {
+  /** Absent: calls run as the application user itself (server-side sync's own bookkeeping). */
+  impersonate?: CrmAdapterOptions['impersonate'] | undefined
+}
+
 const TokenResponseSchema = z.object({ access_token: z.string().min(1), expires_in: z.coerce.number().int().positive(), token_type: z.string().optional() }).loose()
 
 export interface ApiResult {
@@ -34,7 +40,7 @@ export class WebApiClient {
   tokenRequests = 0
 
   constructor(
-    private readonly options: CrmAdapterOptions,
+    private readonly options: WebApiClientOptions,
     private readonly fetchFn: typeof fetch,
     private readonly logger: Logger,
     private readonly now: () => number = Date.now,
@@ -44,6 +50,7 @@ export class WebApiClient {
 
   private impersonationHeaders(): Record<string, string> {
     const who = this.options.impersonate
+    if (who === undefined) return {}
     return 'callerObjectId' in who ? { CallerObjectId: who.callerObjectId } : { MSCRMCallerID: who.systemUserId }
   }
 

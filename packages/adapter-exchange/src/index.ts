@@ -25,3 +25,6 @@ export {
   type LifecycleEventName,
 } from './subscriptions.js'
 export { createTrustedFetch, type TrustedFetch } from './trusted-fetch.js'
+export { MailSender, OutgoingMailSchema, CRM_ID_PROPERTY_ID, MAX_RECIPIENTS_PER_MESSAGE, type OutgoingMail, type SendResult, type MailSenderOptions } from './mail-sender.js'
+export { SendBudget, SendLimitsSchema, type SendLimits, type SendLimitsInput, type Reservation } from './send-budget.js'
+export { testMailboxAccess, type MailboxAccessReport, type WorkloadResult, type WorkloadTestStatus, type AccessCheck } from './mailbox-test.js'

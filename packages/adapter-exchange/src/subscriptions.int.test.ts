@@ -109,3 +109,31 @@ test('subscriptionRemoved re-creates the subscription and requests a pull; renew
   await waitFor((all) => all.some((r) => r.changedKinds.includes('contact')))
   expect(env.em.control.count(UPN, 'contact')).toBe(1)
 })
+
+test('reauthorizationRequired reauthorizes; when Graph no longer knows the subscription it is re-created and a pull requested', async () => {
+  await adapter.createSubscriptions(webhook, CLIENT_STATE)
+  const contact = adapter.subscriptions.active().find((s) => s.kind === 'contact')!
+  const ok = await adapter.handleNotification({ value: [{ subscriptionId: contact.id, clientState: CLIENT_STATE, lifecycleEvent: 'reauthorizationRequired' }] })
+  expect(ok.lifecycle).toEqual([{ subscriptionId: contact.id, event: 'reauthorizationRequired' }])
+  expect(ok.pullRequested).toBe(false)
+  expect(adapter.subscriptions.active().some((s) => s.id === contact.id)).toBe(true)
+  // The subscription disappears on the service side; the next reauthorizationRequired falls back to renew → re-create.
+  env.em.control.lifecycle(contact.id, 'subscriptionRemoved')
+  await waitFor((all) => all.some((r) => r.lifecycle.some((l) => l.event === 'subscriptionRemoved')))
+  const recreated = adapter.subscriptions.active().find((s) => s.kind === 'contact')!
+  adapter.subscriptions.takePullRequest()
+  const gone = recreated.id
+  await fetchDelete(gone)
+  const r = await adapter.handleNotification({ value: [{ subscriptionId: gone, clientState: CLIENT_STATE, lifecycleEvent: 'reauthorizationRequired' }] })
+  expect(r.pullRequested).toBe(true)
+  const now = adapter.subscriptions.active().filter((s) => s.kind === 'contact')
+  expect(now).toHaveLength(1)
+  expect(now[0]!.id).not.toBe(gone)
+  expect(env.em.control.subscriptions().map((s) => s['id'])).toContain(now[0]!.id)
+})
+
+/** Deletes a subscription on the service side only (as an administrator or an expiry would). */
+async function fetchDelete(id: string): Promise<void> {
+  const res = await adapter.http.send('DELETE', `/subscriptions/${encodeURIComponent(id)}`)
+  expect(res.status).toBe(204)
+}

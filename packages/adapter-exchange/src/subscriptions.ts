@@ -163,19 +163,24 @@ export class SubscriptionManager {
     let n = 0
     for (const sub of [...this.subs.values()]) {
       if (Date.parse(sub.expirationDateTime) - now > withinMs) continue
-      const res = await this.http.send('PATCH', `/subscriptions/${encodeURIComponent(sub.id)}`, {}, { expirationDateTime: this.expiry(this.endpoint.options) })
-      if (res.status === 404) {
-        this.subs.delete(sub.id)
-        await this.createOne(sub.resource, sub.kind)
-        this.pullRequested = true
-      } else if (res.status === 200) {
-        const parsed = SubscriptionResponse.safeParse(res.body)
-        if (!parsed.success) throw invalidRemoteData('subscription', parsed.error, '/subscriptions')
-        sub.expirationDateTime = parsed.data.expirationDateTime
-      } else throw classifyGraphFailure(res, { now: this.now() })
+      await this.renewOne(sub)
       n++
     }
     return n
+  }
+
+  /** Extends one subscription; one Graph no longer knows (404) is created again and a pull is requested. */
+  private async renewOne(sub: ActiveSubscription): Promise<void> {
+    const res = await this.http.send('PATCH', `/subscriptions/${encodeURIComponent(sub.id)}`, {}, { expirationDateTime: this.expiry(this.endpoint!.options) })
+    if (res.status === 404) {
+      this.subs.delete(sub.id)
+      await this.createOne(sub.resource, sub.kind)
+      this.pullRequested = true
+    } else if (res.status === 200) {
+      const parsed = SubscriptionResponse.safeParse(res.body)
+      if (!parsed.success) throw invalidRemoteData('subscription', parsed.error, '/subscriptions')
+      sub.expirationDateTime = parsed.data.expirationDateTime
+    } else throw classifyGraphFailure(res, { now: this.now() })
   }
 
   /** Deletes every subscription this manager created. */
@@ -219,8 +224,20 @@ export class SubscriptionManager {
             this.subs.set(sub.id, { ...sub, expirationDateTime: new Date(0).toISOString() })
           }
         } else {
+          // reauthorizationRequired: reauthorize; when that fails, renew (which re-creates a subscription
+          // Graph no longer knows and then requests a pull).
           const res = await this.http.send('POST', `/subscriptions/${encodeURIComponent(sub.id)}/reauthorize`)
-          if (res.status >= 300) this.logger.warn({ subscriptionId: sub.id, status: res.status }, 'reauthorize failed')
+          if (res.status >= 300) {
+            this.logger.warn({ subscriptionId: sub.id, status: res.status }, 'reauthorize failed; renewing instead')
+            try {
+              await this.renewOne(sub)
+            } catch (error) {
+              if (!(error instanceof SyncError)) throw error
+              this.logger.warn({ subscriptionId: sub.id, code: error.code }, 'renewing after a failed reauthorize failed; renewSubscriptions retries')
+              sub.expirationDateTime = new Date(0).toISOString()
+            }
+            if (this.pullRequested) result.pullRequested = true
+          }
         }
         continue
       }

@@ -272,6 +272,21 @@ export class Admin {
     return row
   }
 
+  /**
+   * Runs the `SendEmail` action on an e-mail as `asUserId` (default: the application user), exactly as
+   * `POST emails(<id>)/Microsoft.Dynamics.CRM.SendEmail` does: `issueSend` true (default) → statecode 1 /
+   * statuscode 6 Pending Send, false → 3 Sent. Returns the new subject (with the tracking token).
+   */
+  sendEmail(emailId: string, asUserId?: string, opts: { issueSend?: boolean; trackingToken?: string } = {}): string {
+    const table = tableByName('email')
+    const row = this.ctx.store.get('email', emailId.toLowerCase())
+    if (!row) throw new DataverseError('NotFound', 404, `email With Id = ${emailId} Does Not Exist`)
+    const sys = this.systemCaller()
+    const caller: Caller = asUserId ? { ...sys, userId: asUserId.toLowerCase() } : sys
+    const res = this.api.sendEmail(table, row, { IssueSend: opts.issueSend ?? true, ...(opts.trackingToken === undefined ? {} : { TrackingToken: opts.trackingToken }) }, caller)
+    return String((res.body as { Subject?: unknown } | undefined)?.Subject ?? '')
+  }
+
   rows(entitySet: string, filter?: string): Row[] {
     const table = TABLES_BY_SET.get(entitySet)
     if (!table) throw new DataverseError('NotFound', 404, `Resource not found for the segment '${entitySet}'.`)

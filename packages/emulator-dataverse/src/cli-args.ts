@@ -21,6 +21,7 @@ export function parseCliArgs(argv: readonly string[]): DataverseEmulatorOptions 
     .option('--latency-ms <n>', 'extra latency per Web API request', int('--latency-ms'), 0)
     .option('--data <dir>', 'persist to DIR (atomic JSON snapshot); default in memory')
     .option('--mailbox-state <state>', 'initial state of seeded mailboxes: enabled | pending', 'enabled')
+    .option('--test-and-enable <mode>', 'who runs Test & Enable: auto (the emulator) | external (a server-side-sync runtime)', 'auto')
     .option('--retention-days <n>', 'change tracking retention (ExpireChangeTrackingInDays)', int('--retention-days'), 7)
   program.parse([...argv], { from: 'user' })
   const o = program.opts<{
@@ -32,8 +33,12 @@ export function parseCliArgs(argv: readonly string[]): DataverseEmulatorOptions 
     latencyMs: number
     data?: string
     mailboxState: string
+    testAndEnable: string
     retentionDays: number
   }>()
+  if (o.testAndEnable !== 'auto' && o.testAndEnable !== 'external') {
+    throw new InvalidArgumentError(`--test-and-enable must be 'auto' or 'external', got '${o.testAndEnable}'.`)
+  }
   if (o.port > 65535) throw new InvalidArgumentError(`--port must be at most 65535, got ${o.port}.`)
   if (o.mailboxState !== 'enabled' && o.mailboxState !== 'pending') {
     throw new InvalidArgumentError(`--mailbox-state must be 'enabled' or 'pending', got '${o.mailboxState}'.`)
@@ -53,5 +58,6 @@ export function parseCliArgs(argv: readonly string[]): DataverseEmulatorOptions 
     latencyMs: o.latencyMs,
     ...(o.data ? { dataDir: o.data } : {}),
     changeTrackingRetentionDays: o.retentionDays,
+    testAndEnable: o.testAndEnable,
   }
 }

@@ -56,5 +56,8 @@ test('flag parsing: defaults, user list, and bad values naming the flag', () => 
   expect(() => parseCliArgs(['--port', 'abc'])).toThrow(/--port/)
   expect(() => parseCliArgs(['--port', '70000'])).toThrow(/--port/)
   expect(() => parseCliArgs(['--mailbox-state', 'weird'])).toThrow(/--mailbox-state/)
+  expect(parseCliArgs([]).testAndEnable).toBe('auto')
+  expect(parseCliArgs(['--test-and-enable', 'external']).testAndEnable).toBe('external')
+  expect(() => parseCliArgs(['--test-and-enable', 'sometimes'])).toThrow(/--test-and-enable/)
   expect(() => parseCliArgs(['--nope'])).toThrow()
 })

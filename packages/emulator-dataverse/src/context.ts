@@ -12,6 +12,8 @@ export interface EmulatorContext {
   retentionMs: number
   /** Exchange Online profile: mailboxes also need isemailaddressapprovedbyo365admin. */
   requireO365Approval: boolean
+  /** `auto`: setting testemailconfigurationscheduled runs Test & Enable in the emulator; `external`: left to the client. */
+  testAndEnable: 'auto' | 'external'
   /** Tracking-token counter per user number (see SendEmail). */
   trackingCounters: Map<string, number>
 }

@@ -360,6 +360,10 @@ export function applyComputed(ctx: EmulatorContext, table: TableDef, p: ParsedPa
     }
   }
   applyState(table, v, existing)
+  // Sent e-mail: the platform stamps senton (read-only for clients) when the e-mail reaches Sent (3).
+  if (table.logicalName === 'email' && v.statuscode === 3 && existing?.values.statuscode !== 3 && (existing?.values.senton ?? null) === null && !('senton' in v)) {
+    v.senton = now
+  }
 }
 
 /** Enforce alternate key uniqueness (412 DuplicateRecord). */
@@ -378,7 +382,39 @@ export function checkAlternateKeys(ctx: EmulatorContext, table: TableDef, id: st
 }
 
 /** Table-specific validation of the merged row (sync filters must be valid OData filters on a known table). */
+/**
+ * Option-set (picklist) columns whose values the emulator checks, as Dataverse does: a value outside the
+ * choices → 400 "… is outside the valid range". Values from protocols.md §5.2 (mailbox) and the
+ * TraceLog table reference (level 1 Information, 2 Warning, 3 Error).
+ */
+export const OPTION_SETS: Record<string, Record<string, readonly number[]>> = {
+  mailbox: {
+    emailrouteraccessapproval: [0, 1, 2, 3],
+    incomingemailstatus: [0, 1, 2],
+    outgoingemailstatus: [0, 1, 2],
+    actstatus: [0, 1, 2],
+    incomingemaildeliverymethod: [0, 1, 2, 3],
+    outgoingemaildeliverymethod: [0, 1, 2],
+    actdeliverymethod: [0, 1, 2],
+  },
+  tracelog: { level: [1, 2, 3] },
+  email: { correlationmethod: [0, 1, 2, 3, 4, 5, 6, 7], prioritycode: [0, 1, 2] },
+}
+
 export function validateRow(table: TableDef, merged: Record<string, Primitive>): void {
+  for (const [col, choices] of Object.entries(OPTION_SETS[table.logicalName] ?? {})) {
+    const v = merged[col]
+    if (v === null || v === undefined) continue
+    if (typeof v !== 'number' || !choices.includes(v)) {
+      throw new DataverseError('BadRequest', 400, `A validation error occurred. The value ${JSON.stringify(v)} of '${col}' on record of type '${table.logicalName}' is outside the valid range. Accepted values: ${choices.join(', ')}.`)
+    }
+  }
+  if (table.logicalName === 'tracelog') {
+    const code = merged.tracecode
+    if (code !== null && code !== undefined && (typeof code !== 'number' || code < 0 || code > 1_000_000_000)) {
+      throw new DataverseError('BadRequest', 400, `A validation error occurred. The value ${JSON.stringify(code)} of 'tracecode' on record of type 'tracelog' is outside the valid range (0 to 1000000000).`)
+    }
+  }
   if (table.logicalName !== 'userquery') return
   const type = merged.returnedtypecode
   if (typeof type !== 'string' || !TABLES_BY_NAME.has(type)) {

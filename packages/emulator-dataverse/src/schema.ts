@@ -427,7 +427,7 @@ export const TABLES: readonly TableDef[] = [
     privilegeEntity: 'TraceLog',
     objectTypeCode: 4613,
     ownership: 'org',
-    columns: { ...common, tracelogid: 'guid', text: 'memo', level: 'int', errortypecode: 'int', tracecode: 'int' },
+    columns: { ...common, tracelogid: 'guid', text: 'memo', level: 'int', errortypecode: 'int', tracecode: 'int', tracestatus: 'bool' },
     lookups: { ...sysLookups, regardingobjectid: { targets: ['mailbox', 'systemuser', 'queue'] } },
     alternateKeys: {},
     indexed: [],

@@ -29,6 +29,12 @@ export const optionsSchema = z.object({
   limits: limitsSchema.optional(),
   changeTrackingRetentionDays: z.number().min(0).max(365).default(7),
   requireO365Approval: z.boolean().default(true),
+  /**
+   * Who runs Test & Enable when `testemailconfigurationscheduled` is set: `auto` = the emulator at once
+   * (it plays server-side sync); `external` = nobody — the flag stays set until a server-side-sync
+   * runtime under test tests the mailbox and records the result.
+   */
+  testAndEnable: z.enum(['auto', 'external']).default('auto'),
   throttleBy: z.enum(['principal', 'caller']).default('principal'),
   now: z.function().optional(),
 })
@@ -93,6 +99,7 @@ export async function startDataverseEmulator(input: DataverseEmulatorOptions = {
     apiBase: '',
     retentionMs: opts.changeTrackingRetentionDays * DAY_MS,
     requireO365Approval: opts.requireO365Approval,
+    testAndEnable: opts.testAndEnable,
     trackingCounters: new Map(),
   }
   const snapshotFile = opts.dataDir

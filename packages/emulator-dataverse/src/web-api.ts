@@ -597,7 +597,7 @@ export class WebApi {
 
   /** Mailbox "Test & Enable": run when testemailconfigurationscheduled is set to true. */
   private afterWrite(table: TableDef, row: Row, p: ParsedPayload, caller: Caller): void {
-    if (table.logicalName !== 'mailbox' || p.values.testemailconfigurationscheduled !== true) return
+    if (table.logicalName !== 'mailbox' || p.values.testemailconfigurationscheduled !== true || this.ctx.testAndEnable === 'external') return
     const v = row.values
     const approved = v.emailrouteraccessapproval === 1 && (!this.ctx.requireO365Approval || v.isemailaddressapprovedbyo365admin === true)
     const result = (configured: boolean): number => (configured ? (approved ? 1 : 2) : 0)
@@ -711,7 +711,8 @@ export class WebApi {
 
   // ---------- actions ----------
 
-  private sendEmail(table: TableDef, row: Row, body: unknown, caller: Caller): ApiResponse {
+  /** The SendEmail action (also used by the admin API). */
+  sendEmail(table: TableDef, row: Row, body: unknown, caller: Caller): ApiResponse {
     const b = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>
     if (typeof b.IssueSend !== 'boolean') throw payloadInvalid('SendEmail: IssueSend (Edm.Boolean) is required.')
     if (b.TrackingToken !== undefined && typeof b.TrackingToken !== 'string') throw payloadInvalid('SendEmail: TrackingToken must be a string.')

@@ -277,6 +277,7 @@ export class EmulatorControl {
     this.core.syncStates.clear()
     this.core.subs.clear()
     this.core.throttle.reset()
+    this.core.sendLimits.reset()
     this.core.lag.lag = 0
     this.core.lag.reset()
     for (const upn of this.initialMailboxes) this.core.store.createMailbox(upn)

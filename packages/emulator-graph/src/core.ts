@@ -5,6 +5,7 @@ import { Clock } from './clock.js'
 import { SyncStates, TokenCodec, VisibilityLag } from './delta.js'
 import { Faults, Stats } from './faults.js'
 import type { ResolvedOptions } from './options.js'
+import { SendLimits } from './send-limits.js'
 import { Store } from './store/store.js'
 import { Subscriptions } from './subscriptions.js'
 import { Throttle } from './throttle.js'
@@ -14,6 +15,8 @@ export class Core {
   readonly store: Store
   readonly auth: Auth
   readonly throttle: Throttle
+  /** Exchange Online sending limits (messages per minute, recipients per day) per mailbox. */
+  readonly sendLimits: SendLimits
   readonly faults = new Faults()
   readonly stats = new Stats()
   readonly syncStates: SyncStates
@@ -32,6 +35,7 @@ export class Core {
     this.store = new Store(this.clock)
     this.auth = new Auth(secret, this.tenant, options.clientId, options.clientSecret, options.tokenLifetimeSeconds, this.clock)
     this.throttle = new Throttle({ ...options.throttle }, this.clock)
+    this.sendLimits = new SendLimits({ ...options.sending }, this.clock)
     this.syncStates = new SyncStates(options.delta.generations, options.delta.maxSyncStates)
     this.codec = new TokenCodec(secret)
     this.subs = new Subscriptions(this.store, this.faults, this.clock, this.tenant, {

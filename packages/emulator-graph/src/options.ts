@@ -39,6 +39,13 @@ export const GraphEmulatorOptionsSchema = z.strictObject({
       retryWindowMs: z.number().int().min(0).default(4 * 3600_000),
     })
     .prefault({}),
+  /** Exchange Online sending limits per mailbox (protocols.md §2.2); `sendMail` / `send` over them → 429 ErrorSubmissionQuotaExceeded. */
+  sending: z
+    .strictObject({
+      messagesPerMinute: z.number().int().min(1).default(30),
+      recipientsPerDay: z.number().int().min(1).default(10_000),
+    })
+    .prefault({}),
   bodyLimitBytes: z.number().int().min(1024).default(10 * 1024 * 1024),
 })
 

@@ -193,6 +193,14 @@ test('two clients of one user: only the designated one syncs; switching moves sy
   await expect(laptop.client.syncNow()).rejects.toMatchObject({ code: expect.stringMatching(/not_designated|fenced/) })
   await syncUntilQuiet(desktop)
   expect((await localLive(desktop, 'contact')).map((c) => c.fields.givenName)).toEqual(['Di'])
+  // An administrator can ask for a sync of the designated client.
+  w.dv.admin.createRecord('contacts', { firstname: 'Dot', lastname: 'Dee', emailaddress1: 'dot@fabrikam.test' }, ids.dave)
+  const serverSync = await w.api('POST', `/api/users/${ids.dave}/clients/sync`)
+  expect(serverSync.status).toBe(200)
+  expect(serverSync.body.summary.pushed.mailbox).toBe(1)
+  expect((await localLive(desktop, 'contact')).map((c) => c.fields.givenName).sort()).toEqual(['Di', 'Dot'])
+  expect((await w.api('POST', `/api/users/${ids.bob}/clients/sync`)).status).toBe(200)
+  expect((await w.api('POST', `/api/users/${ids.erin}/clients/sync`)).status).toBe(409) // no client connected yet
   const clientsView = await w.api('GET', `/api/users/${ids.dave}/clients`)
   expect(clientsView.body.designated).toEqual({ clientId: 'dave-desktop', fencingToken: 2 })
   expect(clientsView.body.sessions.map((s: { clientId: string; designated: boolean }) => [s.clientId, s.designated]).sort()).toEqual([
@@ -203,7 +211,7 @@ test('two clients of one user: only the designated one syncs; switching moves sy
   await laptop.replica.createItem('task', { subject: 'From the old client', status: 'notStarted' }, { tracked: true })
   await syncUntilQuiet(desktop)
   expect(w.dv.admin.rows('tasks', `_ownerid_value eq ${ids.dave}`)).toHaveLength(0)
-  expect(crmContacts('dave')).toHaveLength(1)
+  expect(crmContacts('dave')).toHaveLength(2)
 })
 
 test('a socket dropped mid-sync: the next sync converges with nothing lost or duplicated', async () => {
@@ -293,6 +301,8 @@ test('Track, should-track (sender, recipients, subject only), add contact, Set R
   expect(w.dv.admin.rows('tasks', `activityid eq ${bobsTask.id}`)).toHaveLength(1)
   await expect(frank.client.stopTracking('tasks(00000000-0000-0000-0000-00000000abcd)')).rejects.toMatchObject({ code: 'not_found' })
   await expect(frank.client.stopTracking('not-a-crm-id')).rejects.toMatchObject({ code: 'bad_request' })
+  // CRM security applies: frank may read but not write bob's task.
+  await expect(frank.client.setRegarding(`tasks(${bobsTask.id})`, { table: 'contact', id: added.crmId.slice('contacts('.length, -1) })).rejects.toMatchObject({ code: 'forbidden' })
 
   // Lightweight mode: ids of the user's own records, details on demand.
   expect(await frank.client.lookupIds('contact')).toEqual([added.crmId])

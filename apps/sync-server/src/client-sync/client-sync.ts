@@ -7,7 +7,7 @@
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { CrmAdapter, type OwnerMasks } from '@concord/adapter-crm'
-import { ClientSessionHost, DEFAULT_MAX_FRAME_BYTES, OutlookProtocolError, type DesignatedClient, type SyncDriver, SyncPairDriver, type SyncSummary } from '@concord/adapter-outlook'
+import { ClientSessionHost, DEFAULT_MAX_FRAME_BYTES, OutlookProtocolError, protocolCodeOf, type DesignatedClient, type SyncDriver, SyncPairDriver, type SyncSummary } from '@concord/adapter-outlook'
 import { type ItemKind, type MergePolicyConfig, PolicyMerge, ReplicaStore, type StoreDatabase, asReplicaId } from '@concord/engine'
 import type { FastifyInstance } from 'fastify'
 import { type WebSocket, WebSocketServer } from 'ws'
@@ -266,10 +266,28 @@ export class ClientSync {
       const userId = parse(UserParams, req.params, 'params').userId.toLowerCase()
       return { revoked: await this.revoke(userId) }
     })
+    app.post('/api/users/:userId/clients/sync', async (req, reply) => {
+      const userId = parse(UserParams, req.params, 'params').userId.toLowerCase()
+      let summary: SyncSummary | undefined
+      try {
+        summary = await this.syncUser(userId)
+      } catch (error) {
+        const code = error instanceof OutlookProtocolError ? error.code : undefined
+        return reply.code(code === 'unavailable' || code === 'not_designated' || code === 'fenced' ? 409 : 502).send({ error: 'SyncFailed', code: protocolCodeOf(error), message: (error as Error).message })
+      }
+      if (!summary) return reply.code(409).send({ error: 'NotConnected', message: `the designated Outlook client of user ${userId} is not connected` })
+      return { summary }
+    })
     app.get('/api/users/:userId/clients', async (req) => {
       const userId = parse(UserParams, req.params, 'params').userId.toLowerCase()
       return { designated: (await this.designations.current(userId)) ?? null, sessions: this.host.sessionsOf(userId) }
     })
+  }
+
+  /** Runs a sync of the user's designated client now (server-initiated); undefined when it is not connected. */
+  async syncUser(userId: string): Promise<SyncSummary | undefined> {
+    if (!this.host.designatedClient(userId)) return undefined
+    return this.host.syncUser(userId)
   }
 
   /** Closes every client connection (1001) and waits for running syncs to end. Idempotent. */

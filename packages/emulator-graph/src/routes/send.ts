@@ -2,12 +2,17 @@
  * Sending mail: `POST /users/{id}/sendMail` and `POST /users/{id}/messages/{id}/send`. The sent copy goes
  * to Sent Items; recipients that are mailboxes of this emulator get a copy in their Inbox (same
  * internetMessageId). Mail to other addresses goes nowhere.
+ *
+ * A client-supplied `internetMessageId` is kept on every copy; single-value extended properties of the
+ * message are kept on the Sent Items copy (they are the sender's own MAPI properties) and not on the
+ * recipients' copies. Every submission counts against the mailbox's sending limits (send-limits.ts).
  */
 import { z } from 'zod'
 import { GraphHttpError } from '../errors.js'
 import { newGuid } from '../ids.js'
 import type { Router } from '../router.js'
 import { messageSchema } from '../store/schemas.js'
+import type { WriteInput } from '../store/store.js'
 import type { Item, Mailbox } from '../store/types.js'
 import { mailboxOf, ok, readBody, type Ctx, type Handler } from './context.js'
 
@@ -37,12 +42,14 @@ function deliver(ctx: Ctx, sender: Mailbox, data: Record<string, unknown>, saveT
   }
   const now = ctx.core.clock.iso()
   const from = data['from'] ?? { emailAddress: { name: sender.displayName, address: sender.upn } }
-  const { singleValueExtendedProperties: _e, multiValueExtendedProperties: _m, ...fields } = data
+  ctx.core.sendLimits.admit(sender.id, recipients.length)
+  const { singleValueExtendedProperties: ext, multiValueExtendedProperties: _m, ...fields } = data
   const common = { ...fields, from, sender: from, sentDateTime: now, receivedDateTime: now, isDraft: false }
   const internetMessageId = typeof data['internetMessageId'] === 'string' ? data['internetMessageId'] : `<${newGuid()}@emulator.contoso.test>`
   if (saveToSent) {
     store.createItem(sender, 'message', store.requireContainer(sender, 'mailFolder', 'sentitems'), {
       fields: { ...common, internetMessageId, isRead: true },
+      ext: ext as WriteInput['ext'],
     })
   }
   const seen = new Set<string>()

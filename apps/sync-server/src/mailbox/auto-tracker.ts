@@ -1,0 +1,95 @@
+/**
+ * Automatic tracking of incoming email (the user's "track email messages" option, protocols.md §5.8):
+ * after each cycle, new untracked incoming messages of the mailbox are checked — with only their sender,
+ * recipients and subject — against the owner's option (all / responses to CRM email / from leads,
+ * contacts and accounts / from email-enabled records / none). A message to track gets the tracking
+ * category in the mailbox, so the next cycle brings it to the CRM, where it is correlated (In-Reply-To,
+ * tracking token, conversation, smart matching) like every tracked email.
+ */
+import { type AutoTrackOption, correlateEmail, getAutoTrackOption, shouldTrack, trackingLookups } from '@concord/adapter-crm'
+import { type Fields, type LogEntry, type Logger, TRACKED_CATEGORY, asOpId } from '@concord/engine'
+import type { MailboxWorker } from './mailbox-worker.js'
+
+export interface AutoTrackStore {
+  getAutoTrackMark(mailboxId: string): Promise<number>
+  putAutoTrackMark(mailboxId: string, seq: number): Promise<void>
+}
+
+export interface AutoTrackResult {
+  checked: number
+  tracked: number
+}
+
+const addresses = (v: unknown): string[] => (Array.isArray(v) ? v.flatMap((a: { address?: unknown }) => (typeof a?.address === 'string' ? [a.address] : [])) : [])
+
+function candidate(entry: LogEntry): Fields | undefined {
+  if (entry.kind !== 'email' || entry.type !== 'upsert' || !entry.fields) return undefined
+  const f = entry.fields
+  if (f.direction === 'outgoing') return undefined
+  if (f.regarding !== undefined && f.regarding !== null) return undefined
+  if (Array.isArray(f.categories) && f.categories.includes(TRACKED_CATEGORY)) return undefined
+  if (typeof (f.from as { address?: unknown } | null)?.address !== 'string') return undefined
+  return f
+}
+
+export class AutoTracker {
+  constructor(
+    private readonly store: AutoTrackStore,
+    private readonly logger: Logger,
+  ) {}
+
+  async run(worker: MailboxWorker, signal?: AbortSignal): Promise<AutoTrackResult> {
+    const id = worker.descriptor.mailboxId
+    const result: AutoTrackResult = { checked: 0, tracked: 0 }
+    if (!worker.descriptor.kinds.includes('email')) return result
+    const replica = worker.mailbox.replicaId
+    let mark = await this.store.getAutoTrackMark(id)
+    let option: AutoTrackOption | undefined
+    for (;;) {
+      signal?.throwIfAborted()
+      const entries = await worker.engineStore.readLog(replica, mark, 100)
+      if (entries.length === 0) return result
+      for (const entry of entries) {
+        const fields = candidate(entry)
+        if (fields && !(await this.linkedToCrm(worker, entry))) {
+          option ??= await getAutoTrackOption(worker.crm, signal)
+          if (option === 'none') {
+            await this.store.putAutoTrackMark(id, entries.at(-1)!.seq)
+            return result
+          }
+          result.checked++
+          if (await this.decide(worker, fields, option, signal)) {
+            await this.markTracked(worker, entry, fields)
+            result.tracked++
+          }
+        }
+        mark = entry.seq
+      }
+      await this.store.putAutoTrackMark(id, mark)
+    }
+  }
+
+  private async linkedToCrm(worker: MailboxWorker, entry: LogEntry): Promise<boolean> {
+    const [link] = await worker.engineStore.getLinks([entry.concordId])
+    return link?.natives[worker.crm.replicaId] !== undefined
+  }
+
+  /** The privacy rule: only sender, recipients and subject are looked at. */
+  private async decide(worker: MailboxWorker, f: Fields, option: AutoTrackOption, signal?: AbortSignal): Promise<boolean> {
+    const header = { sender: (f.from as { address: string }).address, recipients: [...addresses(f.to), ...addresses(f.cc)], subject: typeof f.subject === 'string' ? f.subject : '' }
+    const correlation =
+      option === 'responsesToCrmEmail'
+        ? await correlateEmail(worker.crm, { subject: header.subject, from: header.sender, to: addresses(f.to), cc: addresses(f.cc), inReplyTo: typeof f.inReplyTo === 'string' ? f.inReplyTo : null, conversationId: typeof f.conversationId === 'string' ? f.conversationId : null }, { useSmartMatching: false }, signal)
+        : null
+    const decision = shouldTrack(header, option, await trackingLookups(worker.crm, header, correlation, signal))
+    this.logger.debug({ mailboxId: worker.descriptor.mailboxId, track: decision.track, reason: decision.reason }, 'automatic tracking')
+    return decision.track
+  }
+
+  private async markTracked(worker: MailboxWorker, entry: LogEntry, f: Fields): Promise<void> {
+    const categories = [...(Array.isArray(f.categories) ? (f.categories as string[]) : []), TRACKED_CATEGORY]
+    const res = await worker.mailbox.push([{ opId: asOpId(`autotrack-${entry.concordId}-${entry.seq}`), type: 'update', concordId: entry.concordId, kind: 'email', nativeId: entry.nativeId, fields: { categories } }])
+    const rejected = res.rejected[0]
+    if (rejected) throw rejected.error
+  }
+}

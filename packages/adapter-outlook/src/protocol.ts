@@ -1,0 +1,262 @@
+import { AddressSchema, DeleteProvenances, ItemKindSchema, RegardingSchema, SyncErrorCodes } from '@concord/engine'
+import { z } from 'zod'
+import { OutlookProtocolError, ProtocolErrorCodes } from './errors.js'
+
+/**
+ * The client-sync protocol, version 1: JSON text frames over one WebSocket per Outlook client.
+ * Every frame is one object with a `type`. Requests carry an `id` (chosen by the sender, at most
+ * 64 characters) and are answered by a `result` or an `error` with the same `id`. See README.md.
+ */
+export const PROTOCOL_VERSION = 1
+/** Default maximum size of one frame, in bytes (UTF-8). Larger frames close the connection with 1009. */
+export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024
+/** WebSocket close codes this protocol uses. */
+export const CloseCodes = {
+  normal: 1000,
+  /** Handshake refused: bad token, unsupported version, no `hello` in time. */
+  policy: 1008,
+  /** A frame exceeded the maximum frame size. */
+  tooLarge: 1009,
+  internal: 1011,
+} as const
+
+const RequestId = z.string().min(1).max(64)
+/** A client id: stable per Outlook installation, safe in store keys. */
+export const ClientIdSchema = z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, 'expected 1–64 characters of A–Z a–z 0–9 . _ : -')
+const FencingToken = z.number().int().nonnegative()
+const Minutes = z.number().positive().max(7 * 24 * 60)
+const WireFields = z.record(z.string().max(128), z.unknown())
+const CrmId = z.string().min(1).max(128)
+const UserId = z.string().min(1).max(256)
+
+// ---------------------------------------------------------------------------------------------
+// Client → server
+// ---------------------------------------------------------------------------------------------
+
+export const HelloSchema = z.strictObject({
+  type: z.literal('hello'),
+  protocol: z.number().int().positive(),
+  token: z.string().min(1).max(8192),
+  clientId: ClientIdSchema,
+  clientName: z.string().max(256).optional(),
+})
+
+/** Only these four fields leave the client for the should-track check (privacy, §5.8). */
+export const ShouldTrackInputSchema = z.strictObject({
+  from: AddressSchema,
+  to: z.array(AddressSchema).max(1000),
+  cc: z.array(AddressSchema).max(1000),
+  subject: z.string().max(2000),
+})
+export type ShouldTrackInput = z.infer<typeof ShouldTrackInputSchema>
+
+export const TrackInputSchema = z.strictObject({
+  kind: ItemKindSchema,
+  fields: WireFields,
+  /** Links the new CRM activity to a record at once (Set Regarding while tracking). */
+  regarding: RegardingSchema.optional(),
+  /** The Concord id to stamp on the CRM record, so a later sync links instead of duplicating. */
+  concordId: z.string().min(1).max(128).optional(),
+})
+export type TrackInput = z.infer<typeof TrackInputSchema>
+
+export const SetRegardingInputSchema = z.strictObject({ crmId: CrmId, regarding: RegardingSchema })
+export type SetRegardingInput = z.infer<typeof SetRegardingInputSchema>
+export const StopTrackingInputSchema = z.strictObject({ crmId: CrmId })
+export type StopTrackingInput = z.infer<typeof StopTrackingInputSchema>
+export const AddContactInputSchema = z.strictObject({ sender: AddressSchema })
+export type AddContactInput = z.infer<typeof AddContactInputSchema>
+
+export const LookupInputSchema = z.discriminatedUnion('mode', [
+  /** Lightweight mode: only the CRM ids of the user's records of a kind. */
+  z.strictObject({ mode: z.literal('ids'), kind: ItemKindSchema, userId: UserId.optional() }),
+  /** Details on demand, for ids the user chose. */
+  z.strictObject({ mode: z.literal('details'), crmIds: z.array(CrmId).min(1).max(100), userId: UserId.optional() }),
+])
+export type LookupInput = z.infer<typeof LookupInputSchema>
+
+const req = <T extends string, S extends z.ZodRawShape>(type: T, shape: S) => z.strictObject({ type: z.literal(type), id: RequestId, ...shape })
+
+export const ClientRequestSchema = z.discriminatedUnion('type', [
+  req('syncNow', { fencingToken: FencingToken }),
+  req('designate', {}),
+  req('setInterval', { minutes: Minutes }),
+  req('shouldTrack', { email: ShouldTrackInputSchema }),
+  req('track', { input: TrackInputSchema }),
+  req('setRegarding', { input: SetRegardingInputSchema }),
+  req('stopTracking', { input: StopTrackingInputSchema }),
+  req('addContact', { input: AddContactInputSchema }),
+  req('lookup', { input: LookupInputSchema }),
+])
+export type ClientRequest = z.infer<typeof ClientRequestSchema>
+export type ClientRequestType = ClientRequest['type']
+
+// ---------------------------------------------------------------------------------------------
+// Either direction
+// ---------------------------------------------------------------------------------------------
+
+export const ResultSchema = z.strictObject({ type: z.literal('result'), id: RequestId, result: z.unknown() })
+export const ErrorMessageSchema = z.strictObject({
+  type: z.literal('error'),
+  /** Absent when the error is about the connection, or the offending frame had no readable id. */
+  id: RequestId.optional(),
+  code: z.enum(ProtocolErrorCodes),
+  message: z.string().max(2000),
+})
+export type ResultMessage = z.infer<typeof ResultSchema>
+export type ErrorMessage = z.infer<typeof ErrorMessageSchema>
+
+/** Everything a client may send after `hello`. */
+export const ClientMessageSchema = z.discriminatedUnion('type', [...ClientRequestSchema.options, ResultSchema, ErrorMessageSchema])
+export type ClientMessage = z.infer<typeof ClientMessageSchema>
+
+// ---------------------------------------------------------------------------------------------
+// Server → client
+// ---------------------------------------------------------------------------------------------
+
+export const WelcomeSchema = z.strictObject({
+  type: z.literal('welcome'),
+  protocol: z.number().int().positive(),
+  userId: UserId,
+  clientId: ClientIdSchema,
+  designated: z.boolean(),
+  /** The fencing token of this client's designation; null when it is not the sync client. */
+  fencingToken: FencingToken.nullable(),
+  /** The user's personal sync interval (minutes), never below `minIntervalMinutes`. */
+  intervalMinutes: Minutes,
+  /** The admin-set minimum. */
+  minIntervalMinutes: Minutes,
+  maxFrameBytes: z.number().int().positive(),
+})
+export type WelcomeMessage = z.infer<typeof WelcomeSchema>
+
+const WireCursor = z.string().min(1).max(4096)
+
+export const PullRequestSchema = req('pull', { fencingToken: FencingToken, cursor: WireCursor.nullable(), limit: z.number().int().positive().max(10_000) })
+export const PushOpSchema = z.discriminatedUnion('type', [
+  z.strictObject({ opId: z.string().min(1).max(256), type: z.literal('create'), concordId: z.string().min(1).max(128), kind: ItemKindSchema, fields: WireFields }),
+  z.strictObject({ opId: z.string().min(1).max(256), type: z.literal('update'), concordId: z.string().min(1).max(128), kind: ItemKindSchema, nativeId: z.string().min(1).max(256), fields: WireFields, ifMatch: z.string().max(256).optional() }),
+  z.strictObject({ opId: z.string().min(1).max(256), type: z.literal('delete'), concordId: z.string().min(1).max(128), kind: ItemKindSchema, nativeId: z.string().min(1).max(256).optional(), provenance: z.enum(DeleteProvenances) }),
+])
+export const PushRequestSchema = req('push', { fencingToken: FencingToken, ops: z.array(PushOpSchema).max(10_000) })
+export const ConfirmMissingRequestSchema = req('confirmMissing', { fencingToken: FencingToken, nativeIds: z.array(z.string().min(1).max(256)).max(10_000) })
+export const DesignationSchema = z.strictObject({ type: z.literal('designation'), designated: z.boolean(), fencingToken: FencingToken.nullable() })
+export type DesignationMessage = z.infer<typeof DesignationSchema>
+
+export const ServerRequestSchema = z.discriminatedUnion('type', [PullRequestSchema, PushRequestSchema, ConfirmMissingRequestSchema])
+export type ServerRequest = z.infer<typeof ServerRequestSchema>
+
+/** Everything a server may send after `welcome`. */
+export const ServerMessageSchema = z.discriminatedUnion('type', [PullRequestSchema, PushRequestSchema, ConfirmMissingRequestSchema, DesignationSchema, ResultSchema, ErrorMessageSchema])
+export type ServerMessage = z.infer<typeof ServerMessageSchema>
+/** The first server frame: `welcome`, or an `error` before a clean close. */
+export const HandshakeReplySchema = z.discriminatedUnion('type', [WelcomeSchema, ErrorMessageSchema])
+
+// ---------------------------------------------------------------------------------------------
+// Result payloads
+// ---------------------------------------------------------------------------------------------
+
+const SideCounts = z.strictObject({ crm: z.number().int().nonnegative(), mailbox: z.number().int().nonnegative() })
+export const SyncSummarySchema = z.strictObject({ cycles: z.number().int().nonnegative(), pulled: SideCounts, pushed: SideCounts, rejected: SideCounts, merged: z.number().int().nonnegative() })
+export type SyncSummary = z.infer<typeof SyncSummarySchema>
+
+const RecordMetaWire = z.strictObject({
+  ownerId: z.string().max(256).optional(),
+  attendeeIds: z.array(z.string().max(256)).max(1000).optional(),
+  state: z.string().max(128).optional(),
+  tracked: z.boolean().optional(),
+})
+export const WireChangeSchema = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('upsert'), nativeId: z.string().min(1).max(256), kind: ItemKindSchema, version: z.string().min(1).max(256), fields: WireFields, concordId: z.string().min(1).max(128).optional(), modifiedAt: z.number().optional(), meta: RecordMetaWire.optional() }),
+  z.strictObject({ type: z.literal('delete'), nativeId: z.string().min(1).max(256), provenance: z.enum(DeleteProvenances) }),
+])
+export const PullResultSchema = z.strictObject({ changes: z.array(WireChangeSchema), nextCursor: WireCursor, hasMore: z.boolean(), fullListing: z.boolean().optional() })
+export const PushResultSchema = z.strictObject({
+  applied: z.array(z.strictObject({ opId: z.string().min(1).max(256), nativeId: z.string().min(1).max(256).optional(), version: z.string().min(1).max(256).optional(), fields: WireFields.optional() })),
+  rejected: z.array(z.strictObject({ opId: z.string().min(1).max(256), code: z.enum(SyncErrorCodes), message: z.string().max(2000) })),
+})
+export const ConfirmMissingResultSchema = z.strictObject({ missing: z.array(z.string().min(1).max(256)) })
+export type WirePullResult = z.infer<typeof PullResultSchema>
+export type WirePushResult = z.infer<typeof PushResultSchema>
+
+export const ShouldTrackResultSchema = z.strictObject({ track: z.boolean(), regarding: RegardingSchema.optional() })
+export type ShouldTrackResult = z.infer<typeof ShouldTrackResultSchema>
+export const TrackResultSchema = z.strictObject({ crmId: CrmId })
+export type TrackResult = z.infer<typeof TrackResultSchema>
+export const SetRegardingResultSchema = z.strictObject({ crmId: CrmId })
+export const StopTrackingResultSchema = z.strictObject({ deleted: z.boolean() })
+export type StopTrackingResult = z.infer<typeof StopTrackingResultSchema>
+export const AddContactResultSchema = z.strictObject({ crmId: CrmId, created: z.boolean() })
+export type AddContactResult = z.infer<typeof AddContactResultSchema>
+export const CrmRecordSchema = z.strictObject({ crmId: CrmId, kind: ItemKindSchema, fields: WireFields })
+export type CrmRecord = z.infer<typeof CrmRecordSchema>
+export const LookupResultSchema = z.union([z.strictObject({ ids: z.array(CrmId) }), z.strictObject({ records: z.array(CrmRecordSchema) })])
+export type LookupResult = z.infer<typeof LookupResultSchema>
+export const DesignateResultSchema = z.strictObject({ fencingToken: FencingToken })
+export const SetIntervalResultSchema = z.strictObject({ intervalMinutes: Minutes })
+
+/** The result schema of each client request type. */
+export const ClientResultSchemas = {
+  syncNow: SyncSummarySchema,
+  designate: DesignateResultSchema,
+  setInterval: SetIntervalResultSchema,
+  shouldTrack: ShouldTrackResultSchema,
+  track: TrackResultSchema,
+  setRegarding: SetRegardingResultSchema,
+  stopTracking: StopTrackingResultSchema,
+  addContact: AddContactResultSchema,
+  lookup: LookupResultSchema,
+} as const satisfies Record<ClientRequestType, z.ZodType>
+
+// ---------------------------------------------------------------------------------------------
+// Framing
+// ---------------------------------------------------------------------------------------------
+
+/** UTF-8 byte length of a text frame. */
+const encoder = new TextEncoder()
+export function frameBytes(text: string): number {
+  return encoder.encode(text).byteLength
+}
+
+/** Serialises a message; throws `too_large` when it would exceed `maxFrameBytes`. */
+export function encodeFrame(message: object, maxFrameBytes: number): string {
+  const text = JSON.stringify(message)
+  const size = frameBytes(text)
+  if (size > maxFrameBytes) throw new OutlookProtocolError('too_large', `frame of ${size} bytes exceeds the maximum of ${maxFrameBytes} bytes`)
+  return text
+}
+
+export type DecodeResult<T> = { ok: true; message: T } | { ok: false; id?: string | undefined; error: OutlookProtocolError }
+
+/**
+ * Parses one text frame against a schema. Never throws: a bad frame gives a `bad_request` error
+ * naming the offending field, plus the frame's `id` when one could be read (so it can be answered).
+ */
+export function decodeFrame<T>(text: string, schema: z.ZodType<T>): DecodeResult<T> {
+  let raw: unknown
+  try {
+    raw = JSON.parse(text)
+  } catch {
+    return { ok: false, error: new OutlookProtocolError('bad_request', 'frame is not valid JSON') }
+  }
+  const parsed = schema.safeParse(raw)
+  if (parsed.success) return { ok: true, message: parsed.data }
+  const id = typeof raw === 'object' && raw !== null && typeof (raw as { id?: unknown }).id === 'string' && (raw as { id: string }).id.length <= 64 ? (raw as { id: string }).id : undefined
+  return { ok: false, id, error: new OutlookProtocolError('bad_request', describeIssues(parsed.error)) }
+}
+
+/** A zod error as one line naming each offending path, e.g. `invalid message: email.subject: expected string`. */
+export function describeIssues(error: z.ZodError, what = 'invalid message'): string {
+  const text = `${what}: ${error.issues
+    .slice(0, 5)
+    .map((issue) => `${issue.path.map(String).join('.') || '(root)'}: ${issue.message}`)
+    .join('; ')}`
+  return text.length > 1900 ? `${text.slice(0, 1900)}…` : text
+}
+
+/** Parses a result payload against its schema, throwing `bad_request` naming the field. */
+export function parseResult<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+  const parsed = schema.safeParse(value)
+  if (!parsed.success) throw new OutlookProtocolError('bad_request', describeIssues(parsed.error, `invalid ${what} result`))
+  return parsed.data
+}

@@ -1,0 +1,441 @@
+import { type ItemKind, type Logger, silentLogger } from '@concord/engine'
+import type { Designation, DesignationStore, IntervalStore } from './designation.js'
+import { InMemoryIntervalStore } from './designation.js'
+import { OutlookProtocolError, protocolCodeOf } from './errors.js'
+import {
+  AddContactResultSchema,
+  type AddContactInput,
+  type AddContactResult,
+  type ClientRequest,
+  ClientMessageSchema,
+  CloseCodes,
+  type CrmRecord,
+  CrmRecordSchema,
+  DEFAULT_MAX_FRAME_BYTES,
+  HelloSchema,
+  PROTOCOL_VERSION,
+  type SetRegardingInput,
+  SetRegardingResultSchema,
+  type ShouldTrackInput,
+  type ShouldTrackResult,
+  ShouldTrackResultSchema,
+  type StopTrackingInput,
+  type StopTrackingResult,
+  StopTrackingResultSchema,
+  type SyncSummary,
+  SyncSummarySchema,
+  type TrackInput,
+  type TrackResult,
+  TrackResultSchema,
+  decodeFrame,
+  encodeFrame,
+  describeIssues,
+} from './protocol.js'
+import { RemoteClientReplica, outlookReplicaId } from './remote-replica.js'
+import { type CallOptions, RpcPeer } from './rpc.js'
+import { type FrameTransport, type NodeWebSocketLike, wsTransport } from './transport.js'
+import { z } from 'zod'
+
+/** Who a `hello` token belongs to. */
+export interface AuthenticatedUser {
+  userId: string
+}
+
+/** The caller of a client request: always the authenticated user of the session, never a value from the request. */
+export interface RequestContext {
+  userId: string
+  clientId: string
+  designated: boolean
+}
+
+/**
+ * What the sync server implements against the CRM (adapter-crm) for client requests. Every method
+ * acts for `ctx.userId` only, under that user's privileges, sync filters and security masks. Throw
+ * `OutlookProtocolError('forbidden' | 'not_found' | …)` or an engine `SyncError`; it is sent as an
+ * `error` reply with the matching code.
+ */
+export interface ClientRequestHandlers {
+  /** Decides whether a received e-mail is tracked. Gets only sender, recipients and subject. */
+  shouldTrack(ctx: RequestContext, email: ShouldTrackInput): Promise<ShouldTrackResult>
+  /** Creates (idempotently per `concordId`) and links the CRM activity for an Outlook item. */
+  track(ctx: RequestContext, input: TrackInput): Promise<TrackResult>
+  setRegarding(ctx: RequestContext, input: SetRegardingInput): Promise<{ crmId: string }>
+  /** Untracks; deletes the CRM copy only when the user owns it (`deleted` says which happened). */
+  stopTracking(ctx: RequestContext, input: StopTrackingInput): Promise<StopTrackingResult>
+  /** Adds the sender of an e-mail as a CRM contact (or finds the existing one). */
+  addContact(ctx: RequestContext, input: AddContactInput): Promise<AddContactResult>
+  /** Lightweight mode: the CRM ids of the user's records of a kind. */
+  lookupIds(ctx: RequestContext, kind: ItemKind): Promise<string[]>
+  /** Details on demand; a record the user may not read is `forbidden`. */
+  lookupDetails(ctx: RequestContext, crmIds: readonly string[]): Promise<CrmRecord[]>
+}
+
+/** A user's designated client, as the sync driver sees it. `replica` is the client's replica over the socket. */
+export interface DesignatedClient {
+  userId: string
+  clientId: string
+  fencingToken: number
+  replica: RemoteClientReplica
+}
+
+/**
+ * Runs a user's sync (the engine `SyncPair` whose mailbox side is `client.replica`). The host calls
+ * it for one user at a time, only for the designated client; `signal` aborts when the session ends.
+ */
+export interface SyncDriver {
+  sync(client: DesignatedClient, signal: AbortSignal): Promise<SyncSummary>
+}
+
+export interface ClientSessionHostOptions {
+  /** Maps a `hello` token to its user; null refuses the connection (`unauthorized`, close 1008). */
+  authenticate(token: string): Promise<AuthenticatedUser | null>
+  designations: DesignationStore
+  handlers: ClientRequestHandlers
+  sync: SyncDriver
+  /** Personal sync intervals. Default: in memory. */
+  intervals?: IntervalStore | undefined
+  /** Default personal interval (minutes). Default 15. */
+  defaultIntervalMinutes?: number | undefined
+  /** The admin-set minimum interval (minutes); personal intervals below it are refused. Default 5. */
+  minIntervalMinutes?: number | undefined
+  /** Maximum frame size both ways (bytes). Default 1 MiB. Give the same value to `ws`'s `maxPayload`. */
+  maxFrameBytes?: number | undefined
+  /** Timeout of a server→client pull/push. Default 30 s. */
+  rpcTimeoutMs?: number | undefined
+  /** How long a new connection may take to send `hello`. Default 10 s. */
+  helloTimeoutMs?: number | undefined
+  /** Client requests one session may have in flight; more are refused with `unavailable`. Default 32. */
+  maxPendingRequests?: number | undefined
+  logger?: Logger | undefined
+}
+
+const OptionsSchema = z.object({
+  defaultIntervalMinutes: z.number().positive().optional(),
+  minIntervalMinutes: z.number().positive().optional(),
+  maxFrameBytes: z.number().int().min(1024).optional(),
+  rpcTimeoutMs: z.number().int().positive().optional(),
+  helloTimeoutMs: z.number().int().positive().optional(),
+  maxPendingRequests: z.number().int().positive().optional(),
+})
+
+/** A connected, authenticated client. */
+export interface SessionInfo {
+  userId: string
+  clientId: string
+  clientName?: string | undefined
+  designated: boolean
+  fencingToken: number | null
+}
+
+class ClientSession implements SessionInfo {
+  designated = false
+  fencingToken: number | null = null
+  readonly peer: RpcPeer
+  readonly replica: RemoteClientReplica
+  readonly abort = new AbortController()
+  closed = false
+  inFlight = 0
+
+  constructor(
+    readonly transport: FrameTransport,
+    readonly userId: string,
+    readonly clientId: string,
+    readonly clientName: string | undefined,
+    designation: Designation,
+    maxFrameBytes: number,
+    rpcTimeoutMs: number,
+    private readonly designations: DesignationStore,
+  ) {
+    this.setDesignation(designation)
+    this.peer = new RpcPeer(transport, maxFrameBytes, 's')
+    this.replica = new RemoteClientReplica({
+      replicaId: outlookReplicaId(userId, clientId),
+      timeoutMs: rpcTimeoutMs,
+      channel: {
+        call: (type: 'pull' | 'push' | 'confirmMissing', body: object, options: CallOptions) => this.peer.call(type, body, options),
+        fencingToken: () => this.checkFence(),
+      },
+    })
+  }
+
+  setDesignation(designation: Designation | undefined): void {
+    this.designated = designation?.clientId === this.clientId
+    this.fencingToken = this.designated ? designation!.fencingToken : null
+  }
+
+  /** The current fencing token of this client, read from the store (not from memory): the fence. */
+  async checkFence(): Promise<number> {
+    if (this.closed) throw new OutlookProtocolError('unavailable', 'the client connection is closed')
+    const current = await this.designations.current(this.userId)
+    if (current?.clientId !== this.clientId) throw new OutlookProtocolError('not_designated', `client ${this.clientId} is not the designated sync client of this user`)
+    if (this.fencingToken !== current.fencingToken) throw new OutlookProtocolError('fenced', `fencing token ${this.fencingToken} is stale; the current one is ${current.fencingToken}`)
+    return current.fencingToken
+  }
+
+  get info(): SessionInfo {
+    return { userId: this.userId, clientId: this.clientId, clientName: this.clientName, designated: this.designated, fencingToken: this.fencingToken }
+  }
+}
+
+/**
+ * The server side of client sync: accepts Outlook client connections, runs the handshake
+ * (authentication, protocol version, designation), serves client requests through injected
+ * handlers, and lets the sync driver pull from / push to the designated client. Mount it on any
+ * `ws` server (`handleWebSocket`) or another socket (`handleConnection`).
+ */
+export class ClientSessionHost {
+  readonly maxFrameBytes: number
+  readonly minIntervalMinutes: number
+  readonly defaultIntervalMinutes: number
+  private readonly rpcTimeoutMs: number
+  private readonly helloTimeoutMs: number
+  private readonly maxPendingRequests: number
+  private readonly intervals: IntervalStore
+  private readonly logger: Logger
+  private readonly sessions = new Map<string, Set<ClientSession>>()
+  private readonly userLocks = new Map<string, Promise<unknown>>()
+  private readonly transports = new Set<FrameTransport>()
+
+  constructor(private readonly options: ClientSessionHostOptions) {
+    const parsed = OptionsSchema.safeParse({ defaultIntervalMinutes: options.defaultIntervalMinutes, minIntervalMinutes: options.minIntervalMinutes, maxFrameBytes: options.maxFrameBytes, rpcTimeoutMs: options.rpcTimeoutMs, helloTimeoutMs: options.helloTimeoutMs, maxPendingRequests: options.maxPendingRequests })
+    if (!parsed.success) throw new OutlookProtocolError('bad_request', `invalid ClientSessionHost options: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`)
+    this.maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES
+    this.minIntervalMinutes = options.minIntervalMinutes ?? 5
+    this.defaultIntervalMinutes = Math.max(options.defaultIntervalMinutes ?? 15, this.minIntervalMinutes)
+    this.rpcTimeoutMs = options.rpcTimeoutMs ?? 30_000
+    this.helloTimeoutMs = options.helloTimeoutMs ?? 10_000
+    this.maxPendingRequests = options.maxPendingRequests ?? 32
+    this.intervals = options.intervals ?? new InMemoryIntervalStore()
+    this.logger = options.logger ?? silentLogger
+  }
+
+  /** Serves a `ws` WebSocket (create the server with `maxPayload: host.maxFrameBytes`). */
+  handleWebSocket(socket: NodeWebSocketLike): void {
+    this.handleConnection(wsTransport(socket))
+  }
+
+  /** Serves one connection over any transport. */
+  handleConnection(transport: FrameTransport): void {
+    this.transports.add(transport)
+    let session: ClientSession | undefined
+    let handshaking = false
+    let closed = false
+    const helloTimer = setTimeout(() => {
+      if (session || closed) return
+      transport.send(JSON.stringify({ type: 'error', code: 'bad_request', message: `no hello within ${this.helloTimeoutMs} ms` }))
+      transport.close(CloseCodes.policy, 'no hello')
+    }, this.helloTimeoutMs)
+    transport.onClose(() => {
+      closed = true
+      clearTimeout(helloTimer)
+      this.transports.delete(transport)
+      if (session) this.dropSession(session)
+    })
+    transport.onMessage((text, bytes) => {
+      if (closed) return
+      if (bytes > this.maxFrameBytes) {
+        transport.send(JSON.stringify({ type: 'error', code: 'too_large', message: `frame of ${bytes} bytes exceeds the maximum of ${this.maxFrameBytes} bytes` }))
+        transport.close(CloseCodes.tooLarge, 'frame too large')
+        return
+      }
+      if (text === undefined) {
+        transport.send(JSON.stringify({ type: 'error', code: 'bad_request', message: 'binary frames are not part of the protocol' }))
+        return
+      }
+      if (session) return this.onFrame(session, text)
+      if (handshaking) {
+        transport.send(JSON.stringify({ type: 'error', code: 'bad_request', message: 'wait for welcome before sending requests' }))
+        return
+      }
+      handshaking = true
+      void this.handshake(transport, text, () => closed).then(
+        (s) => {
+          clearTimeout(helloTimer)
+          session = s
+          if (s && closed) this.dropSession(s)
+        },
+        (error: unknown) => {
+          this.logger.error({ err: error }, 'outlook client handshake failed')
+          transport.close(CloseCodes.internal, 'handshake failed')
+        },
+      )
+    })
+  }
+
+  private refuse(transport: FrameTransport, code: 'bad_request' | 'unsupported_version' | 'unauthorized' | 'unavailable', message: string, closeCode: number): undefined {
+    transport.send(JSON.stringify({ type: 'error', code, message }))
+    transport.close(closeCode, code)
+    return undefined
+  }
+
+  private async handshake(transport: FrameTransport, text: string, isClosed: () => boolean): Promise<ClientSession | undefined> {
+    const decoded = decodeFrame(text, HelloSchema)
+    if (!decoded.ok) return this.refuse(transport, 'bad_request', `expected hello: ${decoded.error.message}`, CloseCodes.policy)
+    const hello = decoded.message
+    if (hello.protocol !== PROTOCOL_VERSION) return this.refuse(transport, 'unsupported_version', `protocol ${hello.protocol} is not supported; this server speaks ${PROTOCOL_VERSION}`, CloseCodes.policy)
+    let user: AuthenticatedUser | null
+    try {
+      user = await this.options.authenticate(hello.token)
+    } catch (error) {
+      this.logger.warn({ err: error }, 'outlook client authentication failed')
+      return this.refuse(transport, 'unavailable', 'authentication is unavailable; retry later', CloseCodes.internal)
+    }
+    if (!user || typeof user.userId !== 'string' || user.userId.length === 0) return this.refuse(transport, 'unauthorized', 'the token was refused', CloseCodes.policy)
+    const designation = await this.options.designations.claimIfUnassigned(user.userId, hello.clientId)
+    const stored = await this.intervals.get(user.userId)
+    const intervalMinutes = Math.max(stored ?? this.defaultIntervalMinutes, this.minIntervalMinutes)
+    if (isClosed()) return undefined
+    const session = new ClientSession(transport, user.userId, hello.clientId, hello.clientName, designation, this.maxFrameBytes, this.rpcTimeoutMs, this.options.designations)
+    // A reconnect of the same client replaces its older connection.
+    for (const other of this.sessions.get(user.userId) ?? []) if (other.clientId === hello.clientId) other.transport.close(CloseCodes.normal, 'replaced by a newer connection')
+    let set = this.sessions.get(user.userId)
+    if (!set) this.sessions.set(user.userId, (set = new Set()))
+    set.add(session)
+    transport.send(
+      encodeFrame(
+        { type: 'welcome', protocol: PROTOCOL_VERSION, userId: user.userId, clientId: hello.clientId, designated: session.designated, fencingToken: session.fencingToken, intervalMinutes, minIntervalMinutes: this.minIntervalMinutes, maxFrameBytes: this.maxFrameBytes },
+        this.maxFrameBytes,
+      ),
+    )
+    this.logger.info({ userId: user.userId, clientId: hello.clientId, designated: session.designated }, 'outlook client connected')
+    return session
+  }
+
+  private dropSession(session: ClientSession): void {
+    if (session.closed) return
+    session.closed = true
+    session.abort.abort()
+    session.peer.close(new OutlookProtocolError('unavailable', 'the client connection closed'))
+    const set = this.sessions.get(session.userId)
+    set?.delete(session)
+    if (set?.size === 0) this.sessions.delete(session.userId)
+  }
+
+  private onFrame(session: ClientSession, text: string): void {
+    const decoded = decodeFrame(text, ClientMessageSchema)
+    if (!decoded.ok) return session.peer.replyError(decoded.id, 'bad_request', decoded.error.message)
+    const message = decoded.message
+    if (message.type === 'result') {
+      if (!session.peer.settle(message.id, message.result)) this.logger.debug({ id: message.id }, 'result for no pending request')
+      return
+    }
+    if (message.type === 'error') {
+      if (message.id === undefined || !session.peer.settle(message.id, undefined, new OutlookProtocolError(message.code, message.message))) this.logger.warn({ code: message.code, message: message.message }, 'outlook client reported an error')
+      return
+    }
+    if (session.inFlight >= this.maxPendingRequests) return session.peer.replyError(message.id, 'unavailable', `too many requests in flight (at most ${this.maxPendingRequests}); retry after an answer`)
+    session.inFlight++
+    void this.dispatch(session, message).then(
+      (result) => {
+        session.inFlight--
+        session.peer.reply(message.id, result)
+      },
+      (error: unknown) => {
+        session.inFlight--
+        const code = protocolCodeOf(error)
+        if (code === 'internal') this.logger.error({ err: error, type: message.type }, 'outlook client request failed')
+        session.peer.replyError(message.id, code, error instanceof Error ? error.message : String(error))
+      },
+    )
+  }
+
+  private context(session: ClientSession): RequestContext {
+    return { userId: session.userId, clientId: session.clientId, designated: session.designated }
+  }
+
+  private async dispatch(session: ClientSession, message: ClientRequest): Promise<unknown> {
+    const handlers = this.options.handlers
+    switch (message.type) {
+      case 'syncNow':
+        return this.syncNow(session, message.fencingToken)
+      case 'designate':
+        return this.designate(session)
+      case 'setInterval': {
+        if (message.minutes < this.minIntervalMinutes) throw new OutlookProtocolError('bad_request', `minutes: ${message.minutes} is below the administrator's minimum of ${this.minIntervalMinutes}`)
+        await this.intervals.set(session.userId, message.minutes)
+        return { intervalMinutes: message.minutes }
+      }
+      case 'shouldTrack':
+        return handlerResult(ShouldTrackResultSchema, await handlers.shouldTrack(this.context(session), message.email), 'shouldTrack')
+      case 'track':
+        return handlerResult(TrackResultSchema, await handlers.track(this.context(session), message.input), 'track')
+      case 'setRegarding':
+        return handlerResult(SetRegardingResultSchema, await handlers.setRegarding(this.context(session), message.input), 'setRegarding')
+      case 'stopTracking':
+        return handlerResult(StopTrackingResultSchema, await handlers.stopTracking(this.context(session), message.input), 'stopTracking')
+      case 'addContact':
+        return handlerResult(AddContactResultSchema, await handlers.addContact(this.context(session), message.input), 'addContact')
+      case 'lookup': {
+        const input = message.input
+        if (input.userId !== undefined && input.userId !== session.userId) throw new OutlookProtocolError('forbidden', `this connection is bound to its own user; it may not read the items of user ${input.userId}`)
+        if (input.mode === 'ids') return { ids: handlerResult(z.array(z.string().min(1).max(128)), await handlers.lookupIds(this.context(session), input.kind), 'lookupIds') }
+        return { records: handlerResult(z.array(CrmRecordSchema), await handlers.lookupDetails(this.context(session), input.crmIds), 'lookupDetails') }
+      }
+    }
+  }
+
+  private async designate(session: ClientSession): Promise<{ fencingToken: number }> {
+    const designation = await this.options.designations.designate(session.userId, session.clientId)
+    for (const other of this.sessions.get(session.userId) ?? []) {
+      const was = other.designated
+      other.setDesignation(designation)
+      if (other !== session && was) {
+        other.transport.send(JSON.stringify({ type: 'designation', designated: false, fencingToken: null }))
+      }
+    }
+    this.logger.info({ userId: session.userId, clientId: session.clientId, fencingToken: designation.fencingToken }, 'outlook sync client designated')
+    return { fencingToken: designation.fencingToken }
+  }
+
+  private async syncNow(session: ClientSession, fencingToken: number): Promise<SyncSummary> {
+    const current = await this.options.designations.current(session.userId)
+    if (current?.clientId !== session.clientId) throw new OutlookProtocolError('not_designated', `client ${session.clientId} is not the designated sync client; it may track e-mail but not sync Outlook items`)
+    if (fencingToken !== current.fencingToken || session.fencingToken !== current.fencingToken) throw new OutlookProtocolError('fenced', `fencing token ${fencingToken} is stale; the current one is ${current.fencingToken}`)
+    return this.withUserLock(session.userId, async () => {
+      const token = await session.checkFence()
+      const summary = await this.options.sync.sync({ userId: session.userId, clientId: session.clientId, fencingToken: token, replica: session.replica }, session.abort.signal)
+      return handlerResult(SyncSummarySchema, summary, 'sync driver')
+    })
+  }
+
+  /** One sync at a time per user, across all of the user's sessions. */
+  private withUserLock<T>(userId: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.userLocks.get(userId) ?? Promise.resolve()
+    const run = previous.then(fn, fn)
+    const settled = run.catch(() => undefined)
+    this.userLocks.set(userId, settled)
+    void settled.then(() => {
+      if (this.userLocks.get(userId) === settled) this.userLocks.delete(userId)
+    })
+    return run
+  }
+
+  /** The user's designated client, when it is connected (for server-initiated syncs). */
+  designatedClient(userId: string): DesignatedClient | undefined {
+    for (const s of this.sessions.get(userId) ?? []) if (s.designated && s.fencingToken !== null && !s.closed) return { userId, clientId: s.clientId, fencingToken: s.fencingToken, replica: s.replica }
+    return undefined
+  }
+
+  /** Runs the user's sync now from the server side (e.g. on the server's own schedule). */
+  async syncUser(userId: string): Promise<SyncSummary> {
+    for (const s of this.sessions.get(userId) ?? []) if (s.designated && s.fencingToken !== null && !s.closed) return this.syncNow(s, s.fencingToken)
+    throw new OutlookProtocolError('unavailable', `the designated sync client of user ${userId} is not connected`)
+  }
+
+  /** The user's connected clients. */
+  sessionsOf(userId: string): SessionInfo[] {
+    return [...(this.sessions.get(userId) ?? [])].map((s) => s.info)
+  }
+
+  /** Closes every connection (1001 going away). */
+  close(): void {
+    for (const transport of [...this.transports]) transport.close(1001, 'server shutting down')
+  }
+}
+
+/** Validates what an injected handler returned; a mismatch is a server bug (`internal`), not the client's fault. */
+function handlerResult<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+  const parsed = schema.safeParse(value)
+  if (!parsed.success) throw new OutlookProtocolError('internal', describeIssues(parsed.error, `the ${what} handler returned an invalid result`))
+  return parsed.data
+}
