@@ -44,13 +44,13 @@ test.each([
   expect(r.out).toBe('')
 })
 
-test('conflict policies other than crm-wins run through PolicyMerge; their correctness is reported as not measured', async () => {
+test('conflict policies other than crm-wins run through PolicyMerge and are measured against the reference model', async () => {
   const engine = (await import('@concord/engine')) as Record<string, unknown>
   const { mkdtemp, readFile } = await import('node:fs/promises')
   const { tmpdir } = await import('node:os')
   const { join } = await import('node:path')
   const dir = await mkdtemp(join(tmpdir(), 'sim-cli-'))
-  const r = await run(['--conflict-policies', 'crm-wins,lww', '--mailboxes', '1', '--warmup-days', '0', '--store', 'memory', '--policies', 'fixed:15', '--budget-from', 'fixed:15', '--out', dir])
+  const r = await run(['--conflict-policies', 'crm-wins,lww,keep-both,text-merge', '--mailboxes', '1', '--warmup-days', '0', '--store', 'memory', '--policies', 'fixed:15', '--budget-from', 'fixed:15', '--out', dir])
   if (typeof engine.PolicyMerge !== 'function') {
     expect(r.code).toBe(2)
     expect(r.err).toMatch(/--conflict-policies lww: needs PolicyMerge/)
@@ -60,8 +60,11 @@ test('conflict policies other than crm-wins run through PolicyMerge; their corre
   expect(r.code).toBe(0)
   const report = JSON.parse(await readFile(join(dir, 'report.json'), 'utf8'))
   expect(report.conflictPolicies['crm-wins']).toMatchObject({ lostUpdates: 0, duplicates: 0, converged: true })
-  expect(report.conflictPolicies.lww).toMatchObject({ lostUpdates: null, duplicates: null, converged: null })
-  expect(report.conflictPolicies.lww.conflicts).toBeGreaterThanOrEqual(0)
+  // measured against the reference model (PolicyMerge's directions and tracking), not assumed
+  for (const name of ['lww', 'keep-both', 'text-merge']) {
+    expect({ name, ...report.conflictPolicies[name] }).toMatchObject({ name, lostUpdates: 0, duplicates: 0, converged: true })
+    expect(report.conflictPolicies[name].conflicts).toBeGreaterThanOrEqual(0)
+  }
 })
 
 test('a malformed trace exits 2 naming the line', async () => {

@@ -3,7 +3,7 @@ import { z } from 'zod'
 import { ConflictPolicyNames } from './conflict-policies.js'
 import { SimulatorError } from './errors.js'
 import type { SimulationConfig } from './simulate.js'
-import { WIRE_MAX_MAILBOXES } from './wire.js'
+import { WIRE_MAX_MAILBOXES } from './policy-run.js'
 
 const int = (min: number, max: number) => z.coerce.number().int(`must be an integer`).min(min, `must be >= ${min}`).max(max, `must be <= ${max}`)
 const splitList = z.string().transform((s) => s.split(',').map((x) => x.trim()).filter((x) => x !== ''))

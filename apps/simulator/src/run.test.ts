@@ -29,3 +29,32 @@ test('a tight Graph limit throttles (429 + Retry-After) and the pair still conve
   expect(run.converged).toBe(true)
   expect(run.problems).toEqual([])
 })
+
+test('lost updates are measured against the reference model: a merge that disagrees with the model is caught', async () => {
+  const { resolveConflictPolicy } = await import('./conflict-policies.js')
+  const workload = generateWorkload({ mailboxes: 2, days: 1, seed: 5, conflictReaction: 1 })
+  const exchangeWins = resolveConflictPolicy('exchange-wins')
+  const common = {
+    policy: 'fixed:5' as const,
+    workload,
+    seed: 5,
+    engine: 'real' as const,
+    store: 'memory' as const,
+    notifications: false,
+    notificationLoss: 0,
+    warmupMs: 0,
+    drainMs: HOUR,
+    trueRate: trueRateFunction(workload),
+    merge: exchangeWins.merge,
+    conflictRule: exchangeWins.rule,
+    requestLatencyMs: 120,
+  }
+  // the matching model: PolicyMerge's directions and tracking (untracked e-mail and meetings stay in the mailbox)
+  const right = await runPolicy({ ...common, model: exchangeWins.model })
+  expect({ lost: right.lostUpdates, dups: right.duplicates, converged: right.converged, problems: right.problems }).toEqual({ lost: 0, dups: 0, converged: true, problems: [] })
+  expect(right.referenceConflicts).toBeGreaterThan(0)
+  // a model that expects crm-wins and every item on both sides: the run reports what differs
+  const wrong = await runPolicy({ ...common, model: resolveConflictPolicy('crm-wins').model })
+  expect(wrong.lostUpdates).toBeGreaterThan(0)
+  expect(wrong.converged).toBe(false)
+})

@@ -1,8 +1,8 @@
 import { type PolicyName } from '@concord/scheduler'
 import { type ConflictPolicyName, resolveConflictPolicy } from './conflict-policies.js'
 import { SimulatorError } from './errors.js'
-import { type PolicyRun, percentile, runPolicy } from './run.js'
-import { type FinalState, WIRE_MAX_MAILBOXES, runWirePolicy, wireWorkload } from './wire.js'
+import { type FinalState, type PolicyRun, WIRE_MAX_MAILBOXES, percentile, wireWorkload } from './policy-run.js'
+import { runPolicy } from './run.js'
 import { type Workload, DAY, MIN, generateWorkload, trueRateFunction } from './workload.js'
 
 /** A parsed simulation configuration (see `SimulatorOptionsSchema` for the CLI edge). */
@@ -153,7 +153,8 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
   let budget: SimulationReport['budget'] = null
   const runOne = async (policy: PolicyName, cp: (typeof conflict)[number]) => {
     const label = cp === conflict[0] ? policy : `${policy} (${cp.name})`
-    const run = await (config.mode === 'wire' ? runWirePolicy : runPolicy)({
+    // wire mode loads the adapters and emulators only when asked for
+    const run = await (config.mode === 'wire' ? (await import('./wire.js')).runWirePolicy : runPolicy)({
       policy,
       workload,
       seed: config.seed,
@@ -167,6 +168,7 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
       trueRate,
       merge: cp.merge,
       conflictRule: cp.rule,
+      model: cp.model,
       requestLatencyMs: config.requestLatencyMs,
       scheduler: hooks.scheduler,
       onFinalState: hooks.onFinalState ? (state) => hooks.onFinalState!(label, state) : undefined,
@@ -174,13 +176,6 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
     })
     finishedRuns++
     hooks.onProgress?.(finishedRuns * mailboxDaysPerRun, totalRuns * mailboxDaysPerRun, label)
-    if (!cp.measured && run.lostUpdates !== null) {
-      // the ground truth does not model PolicyMerge's directions and filters: do not report a number we did not measure
-      run.lostUpdates = null
-      run.duplicates = null
-      run.converged = null
-      run.problems = [`lost updates, duplicates and convergence are not measured under ${cp.name}: the simulator's reference model does not model PolicyMerge's field directions and sync filters yet`]
-    }
     return run
   }
   for (const policy of order) {

@@ -18,39 +18,12 @@ import { type Scheduler, createScheduler } from '@concord/scheduler'
 import { SimulatorError } from './errors.js'
 import { TimedHeap } from './heap.js'
 import { mixSeed, mulberry32 } from './rng.js'
-import type { PolicyRun, RunOptions } from './run.js'
-import { type Workload, type WorkloadEvent, type WorkloadSide, HOUR, MIN, SIM_EPOCH } from './workload.js'
+import type { RunOptions } from './run.js'
+import { type FinalState, type PolicyRun, WIRE_FIELDS, WIRE_KINDS, WIRE_MAX_MAILBOXES, assemblePolicyRun, canonicalRecords, wireWorkload } from './policy-run.js'
+import { type WorkloadEvent, type WorkloadSide, HOUR, MIN, SIM_EPOCH } from './workload.js'
 import { settleReference as foldIntoReference } from './reference-model.js'
 
-/** Wire mode runs at most this many mailboxes (each is a CRM user and an Exchange mailbox on the emulators). */
-export const WIRE_MAX_MAILBOXES = 20
-/** The item kinds wire mode replays: contacts map losslessly both ways (Dataverse `contacts` ⇄ Graph contacts). */
-export const WIRE_KINDS = ['contact'] as const
-/** The contact fields the workload writes; final state is compared on these. */
-export const WIRE_FIELDS = ['givenName', 'surname', 'email1', 'jobTitle', 'businessPhone', 'mobilePhone', 'department'] as const
-
-/** The part of a workload wire mode replays (contacts; no moves). Fast mode on this workload is the comparison basis. */
-export function wireWorkload(workload: Workload): Workload {
-  return { ...workload, events: workload.events.filter((e) => (WIRE_KINDS as readonly string[]).includes(e.kind) && e.op !== 'move') }
-}
-
-/** Canonical live records of one side, projected on `WIRE_FIELDS` (nulls dropped), as sorted JSON strings. */
-export function canonicalRecords(records: Iterable<Fields>): string[] {
-  const out: string[] = []
-  for (const fields of records) {
-    const o: Record<string, unknown> = {}
-    for (const name of WIRE_FIELDS) if (fields[name] !== undefined && fields[name] !== null && fields[name] !== '') o[name] = fields[name]
-    out.push(JSON.stringify(o))
-  }
-  return out.sort()
-}
-
-/** Final state of one mailbox's pair: canonical live records per side. */
-export interface FinalState {
-  mailbox: string
-  crm: string[]
-  mailboxSide: string[]
-}
+export { WIRE_MAX_MAILBOXES, WIRE_KINDS, WIRE_FIELDS, wireWorkload, canonicalRecords, type FinalState } from './policy-run.js'
 
 const SYNC_ROLE = 'Concord Salesperson'
 function salesPrivileges(): Record<string, string> {
@@ -436,32 +409,27 @@ export async function runWirePolicy(options: RunOptions & { onFinalState?: ((sta
       tokenRefreshes += box.crmCount.tokenRefreshes + box.mbxCount.tokenRefreshes
       throttled += box.crmCount.throttled + box.mbxCount.throttled
     }
-    const perMailbox = [...boxes.values()].map((b) => ({ mailbox: b.id, changes: b.changes, measured: b.measured, meanStalenessSec: b.measured > 0 ? b.stalenessSum / b.measured : 0 }))
-    return {
-      apiCalls: graphCalls + crmCalls,
-      schedulerRequests: sched.stats().requests,
-      schedulerStats: sched.stats(),
+    return assemblePolicyRun({
+      sched,
+      boxes: [...boxes.values()].map((b) => ({ id: b.id, changes: b.changes, measured: b.measured, stalenessSum: b.stalenessSum, pendingCount: b.pending.length })),
       graphCalls,
       crmCalls,
       tokenRefreshes,
-      cycles,
       throttled,
+      cycles,
       conflicts,
       referenceConflicts,
       lostUpdates,
       duplicates,
       converged,
-      changes: [...boxes.values()].reduce((s, b) => s + b.changes, 0),
-      measuredChanges: [...boxes.values()].reduce((s, b) => s + b.pending.length + b.measured, 0),
       unresolved,
       skippedEvents,
       notificationsSent: 0,
       notificationsDropped: 0,
-      staleness: Float64Array.from(staleness),
+      staleness,
       callsPerHour,
-      perMailbox,
       problems,
-    }
+    })
   } finally {
     for (const box of boxes.values()) {
       await box.mbx.close()

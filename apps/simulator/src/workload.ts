@@ -122,7 +122,7 @@ export function generateWorkload(options: GeneratorOptions): Workload {
     const random = mulberry32(mixSeed(o.seed, index))
     const activity = Math.exp(o.sigma * normal(random) - (o.sigma * o.sigma) / 2)
     const push = (e: Omit<WorkloadEvent, 'mailbox'>) => {
-      if (e.t < end) events.push({ ...e, mailbox })
+      if (e.t < end) events.push({ t: e.t, mailbox, side: e.side, op: e.op, kind: e.kind, item: e.item, fields: e.fields, initial: e.initial })
     }
     const user = `user${index}@contoso.test`
     // Pre-existing CRM records of this user, synced to the mailbox by the initial sync.
@@ -203,12 +203,52 @@ export function generateWorkload(options: GeneratorOptions): Workload {
   return { mailboxes, events, durationMs: end }
 }
 
-/** Sorts events by time (initial ones first), stable. */
+/** Sorts events by time (initial ones first), stable. A bucket (counting) sort by second, then by time within a bucket: O(n) for workloads. */
 export function sortEvents(events: WorkloadEvent[]): void {
-  const key = (e: WorkloadEvent) => (e.initial ? -1 : e.t)
-  const indexed = events.map((e, i) => ({ e, i }))
-  indexed.sort((a, b) => key(a.e) - key(b.e) || a.i - b.i)
-  for (let i = 0; i < events.length; i++) events[i] = indexed[i]!.e
+  const n = events.length
+  if (n < 2) return
+  const keys = new Float64Array(n)
+  let max = 0
+  for (let i = 0; i < n; i++) {
+    const e = events[i]!
+    const k = e.initial ? -1 : e.t
+    if (!(k >= -1)) {
+      // NaN or below: keep the general comparator's behaviour for odd input
+      const indexed = events.map((ev, j) => ({ ev, j, k: ev.initial ? -1 : ev.t }))
+      indexed.sort((a, b) => a.k - b.k || a.j - b.j)
+      for (let j = 0; j < n; j++) events[j] = indexed[j]!.ev
+      return
+    }
+    keys[i] = k
+    if (k > max) max = k
+  }
+  // bucket 0 holds the initial events (key -1); bucket b ≥ 1 holds keys in [(b-1)·w, b·w)
+  const buckets = Math.min(n + 1, 1 << 22)
+  const width = max / (buckets - 2) || 1
+  const bucketOf = (k: number) => (k < 0 ? 0 : 1 + Math.min(buckets - 2, Math.floor(k / width)))
+  const counts = new Uint32Array(buckets + 1)
+  for (let i = 0; i < n; i++) counts[bucketOf(keys[i]!) + 1]!++
+  for (let b = 1; b <= buckets; b++) counts[b]! += counts[b - 1]!
+  const starts = counts.slice(0, buckets)
+  const order = new Uint32Array(n)
+  for (let i = 0; i < n; i++) order[starts[bucketOf(keys[i]!)]!++] = i // stable: ascending index within a bucket
+  // within a bucket: insertion sort by (key, index) — buckets hold about one event each
+  for (let b = 0; b < buckets; b++) {
+    const lo = counts[b]!
+    const hi = counts[b + 1]!
+    for (let i = lo + 1; i < hi; i++) {
+      const x = order[i]!
+      const kx = keys[x]!
+      let j = i - 1
+      while (j >= lo && (keys[order[j]!]! > kx || (keys[order[j]!]! === kx && order[j]! > x))) {
+        order[j + 1] = order[j]!
+        j--
+      }
+      order[j + 1] = x
+    }
+  }
+  const copy = events.slice()
+  for (let i = 0; i < n; i++) events[i] = copy[order[i]!]!
 }
 
 /** The true change rate per mailbox in hourly bins (what the oracle policy knows): changes per ms. */
@@ -222,8 +262,15 @@ export function trueRateFunction(workload: Workload): (mailboxId: string, t: num
     const arr = counts.get(e.mailbox)
     if (arr) arr[b] = (arr[b] ?? 0) + 1
   }
+  let lastId: string | undefined
+  let lastArr: Float64Array | undefined
   return (id, t) => {
-    const arr = counts.get(id)
+    // the oracle asks for every mailbox in turn, often for the same one twice: remember the last lookup
+    if (id !== lastId) {
+      lastId = id
+      lastArr = counts.get(id)
+    }
+    const arr = lastArr
     if (!arr) return 0
     const b = Math.min(bins - 1, Math.max(0, Math.floor(t / HOUR)))
     // a floor keeps idle hours from being treated as never changing

@@ -68,6 +68,21 @@ test('changing a direction is validated, stored and applied to every mailbox', a
   expect((await w.server.state.getDirections()).contact).toEqual({ jobTitle: 'toExchange' })
 })
 
+test('the CLI lists mailboxes and explains the schedule through the admin API', async () => {
+  const { main } = await import('./cli.js')
+  const out: string[] = []
+  const io = { out: (s: string) => void out.push(s), err: (s: string) => void out.push(s) }
+  const auth = ['--url', w.server.adminUrl, '--token', w.config.admin.token]
+  expect(await main([...auth, 'mailboxes'], io)).toBe(0)
+  expect(out.join('')).toMatch(/alice@contoso\.test\s+enabled/)
+  out.length = 0
+  expect(await main([...auth, 'history', mailboxId], io)).toBe(0)
+  expect(JSON.parse(out.join('')).history[0].outcome).toBe('ok')
+  out.length = 0
+  expect(await main(['--url', w.server.adminUrl, '--token', 'wrong-token-wrong-token', 'mailboxes'], io)).toBe(1)
+  expect(out.join('')).toMatch(/401/)
+})
+
 test('secrets never appear in the logs', async () => {
   const lines: string[] = []
   const { createLogger } = await import('./logging.js')

@@ -45,7 +45,7 @@ async function serve(configPath: string, io: Io): Promise<number> {
 }
 
 async function demo(port: number, io: Io): Promise<number> {
-  const d = await startDemo({ port })
+  const d = await startDemo({ port, logLevel: 'warn' })
   const token = d.config.admin.token
   io.out(
     `Concord demo: syncing ${d.users.length} mailboxes (${d.users.map((u) => u.email).join(', ')}) between the Dataverse emulator (${d.dataverse.url}) and the Graph emulator (${d.graph.url}).\n` +

@@ -21,6 +21,50 @@ const ms = (def: number) => z.number().int().positive().default(def)
 const ItemKindSchema = z.enum(['email', 'appointment', 'contact', 'task'])
 const LogLevelSchema = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
 
+const MailEndpointSchema = z.strictObject({
+  host: z.string().min(1).max(255),
+  port: z.number().int().min(1).max(65535),
+  /** Implicit TLS (IMAPS 993, POP3S 995, SMTPS 465). */
+  tls: z.boolean().default(false),
+  /** SMTP only: refuse to send unless STARTTLS succeeds. */
+  requireTls: z.boolean().default(false),
+  timeoutMs: z.number().int().min(100).max(600_000).default(30_000),
+})
+
+const MailboxCredentialsSchema = z.strictObject({
+  /** IMAP/POP3 login. */
+  user: z.string().min(1).max(320),
+  password: SecretSchema,
+  /** SMTP login (default: none, an unauthenticated relay); `smtpPassword` goes with it. */
+  smtpUser: z.string().min(1).max(320).optional(),
+  smtpPassword: SecretSchema.optional(),
+})
+
+/**
+ * An email server profile (server-side sync's `emailserverprofile`): `name` matches the CRM profile
+ * the mailbox row points at. `exchange` = Graph (the `graph` section); `imap`/`pop3` = a plain mail
+ * server for incoming email plus SMTP for outgoing, with credentials per mailbox address.
+ */
+const EmailServerProfileSchema = z
+  .strictObject({
+    name: z.string().min(1).max(200),
+    type: z.enum(['exchange', 'imap', 'pop3']),
+    incoming: MailEndpointSchema.optional(),
+    outgoing: MailEndpointSchema.optional(),
+    /** IMAP: folders synced (the Sent folder always is too). */
+    folders: z.array(z.string().min(1).max(1000)).min(1).max(100).default(['INBOX']),
+    /** IMAP: where sent copies are filed. */
+    sentFolder: z.string().min(1).max(1000).default('Sent'),
+    /** POP3: keep messages on the server. */
+    leaveOnServer: z.boolean().default(true),
+    /** Credentials per mailbox address (lower-cased when matched). */
+    mailboxes: z.record(z.string().min(3).max(320), MailboxCredentialsSchema).default({}),
+  })
+  .superRefine((p, ctx) => {
+    if (p.type !== 'exchange' && !p.incoming) ctx.addIssue({ code: 'custom', path: ['incoming'], message: `an ${p.type} profile needs an incoming server` })
+    if (p.type === 'exchange' && (p.incoming || p.outgoing || Object.keys(p.mailboxes).length > 0)) ctx.addIssue({ code: 'custom', path: ['type'], message: 'an exchange profile uses the graph section; incoming, outgoing and mailboxes are for imap/pop3' })
+  })
+
 export const ServerConfigSchema = z.strictObject({
   crm: z.strictObject({
     /** Organization URL; the Web API is under `/api/data/v9.2`. */
@@ -93,17 +137,33 @@ export const ServerConfigSchema = z.strictObject({
   /** Mass-deletion guard: a cycle deleting at least `min` items and more than `share` of a mailbox's items waits in quarantine. */
   deletionGuard: DeletionGuardThresholdSchema.optional(),
   logLevel: LogLevelSchema.default('info'),
+  /** Email server profiles by CRM profile name; a mailbox without a CRM profile uses Exchange (Graph). */
+  profiles: z
+    .array(EmailServerProfileSchema)
+    .max(100)
+    .default([])
+    .refine((list) => new Set(list.map((p) => p.name.toLowerCase())).size === list.length, 'profile names must be unique'),
 })
 export type ServerConfigInput = z.input<typeof ServerConfigSchema>
 type ParsedConfig = z.output<typeof ServerConfigSchema>
 
 type WithSecret<T, K extends keyof T> = Omit<T, K> & { [P in K]: string }
+export type MailEndpoint = z.output<typeof MailEndpointSchema>
+/** Resolved mailbox credentials of an imap/pop3 profile (secrets are values here: never log them). */
+export interface MailboxCredentials {
+  user: string
+  password: string
+  smtpUser?: string | undefined
+  smtpPassword?: string | undefined
+}
+export type EmailServerProfile = Omit<z.output<typeof EmailServerProfileSchema>, 'mailboxes'> & { mailboxes: Record<string, MailboxCredentials> }
 /** The configuration with defaults applied and every secret resolved to its value. */
-export type ServerConfig = Omit<ParsedConfig, 'crm' | 'graph' | 'admin' | 'push'> & {
+export type ServerConfig = Omit<ParsedConfig, 'crm' | 'graph' | 'admin' | 'push' | 'profiles'> & {
   crm: WithSecret<ParsedConfig['crm'], 'clientSecret'>
   graph: WithSecret<ParsedConfig['graph'], 'clientSecret'>
   admin: WithSecret<ParsedConfig['admin'], 'token'>
   push: Omit<ParsedConfig['push'], 'clientState'> & { clientState?: string | undefined }
+  profiles: EmailServerProfile[]
 }
 
 function keyOf(path: readonly PropertyKey[]): string {
@@ -145,6 +205,20 @@ export async function parseServerConfig(input: unknown, options: { env?: NodeJS.
   const admin = { ...c.admin, token: await resolveSecret(c.admin.token, 'admin.token', env, baseDir) }
   if (admin.token.length < 16) throw new ConfigError('admin.token', 'must be at least 16 characters')
   const clientState = c.push.clientState === undefined ? undefined : await resolveSecret(c.push.clientState, 'push.clientState', env, baseDir)
+  const profiles: EmailServerProfile[] = []
+  for (const [i, p] of c.profiles.entries()) {
+    const mailboxes: Record<string, MailboxCredentials> = {}
+    for (const [address, cred] of Object.entries(p.mailboxes)) {
+      const key = `profiles.${i}.mailboxes.${address}`
+      if ((cred.smtpUser === undefined) !== (cred.smtpPassword === undefined)) throw new ConfigError(key, 'smtpUser and smtpPassword go together')
+      mailboxes[address.toLowerCase()] = {
+        user: cred.user,
+        password: await resolveSecret(cred.password, `${key}.password`, env, baseDir),
+        ...(cred.smtpUser !== undefined && cred.smtpPassword !== undefined ? { smtpUser: cred.smtpUser, smtpPassword: await resolveSecret(cred.smtpPassword, `${key}.smtpPassword`, env, baseDir) } : {}),
+      }
+    }
+    profiles.push({ ...p, mailboxes })
+  }
   return {
     ...c,
     dataDir: isAbsolute(c.dataDir) ? c.dataDir : resolve(baseDir, c.dataDir),
@@ -156,6 +230,7 @@ export async function parseServerConfig(input: unknown, options: { env?: NodeJS.
     },
     admin,
     push: { ...(c.push.notificationUrl ? { notificationUrl: c.push.notificationUrl } : {}), ...(clientState === undefined ? {} : { clientState }) },
+    profiles,
   }
 }
 

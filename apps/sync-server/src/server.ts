@@ -27,6 +27,12 @@ import { type CycleOutcome, type MailboxDescriptor, MailboxWorker, isPermanentFa
 import { ServerMetrics } from './metrics.js'
 import { OutgoingEmailSender } from './outgoing/outgoing-sender.js'
 import { AutoTracker } from './mailbox/auto-tracker.js'
+import type { MessageProblem } from '@concord/adapter-mailserver'
+import { testMailServerMailbox } from './mailbox/mail-server-tester.js'
+import { type MessageProblemRecord, MessageProblemLog } from './mailbox/message-problems.js'
+import { EMAIL_ONLY_REASON, type MailboxBinding, bindMailbox } from './mailbox/profiles.js'
+import { AutoTrackingSource } from './mailbox/tracking-source.js'
+import { LevelSendLedger } from './outgoing/smtp-sender.js'
 import { type HistoryEntry, type MailboxState, ServerStateStore } from './state-store.js'
 import { type SyncRunResult, SyncLoop } from './sync-loop.js'
 
@@ -60,6 +66,10 @@ export interface MailboxSummary extends MailboxState {
   kinds: ItemKind[]
   running: boolean
   scheduler: { dueAt: number | null; reason: string; lastDispatchAt: number | null; estimatedRatePerHour: number | null } | null
+  /** The email server profile the mailbox syncs with (`exchange` when the CRM row names none). */
+  profile: { name: string | null; type: MailboxBinding['type'] } | null
+  /** What this mailbox does not sync, and why (e.g. ACT on an imap/pop3 profile). */
+  restrictions: string[]
 }
 
 const HOUR = 3_600_000
@@ -86,6 +96,8 @@ export class SyncServer {
   private mergeConfig: MergePolicyConfig
   private readonly outgoing: OutgoingEmailSender
   private readonly autoTracker: AutoTracker
+  private readonly problems: MessageProblemLog
+  private problemWrites: Promise<void> = Promise.resolve()
   private stopped = false
   adminUrl = ''
 
@@ -104,6 +116,7 @@ export class SyncServer {
     const c = options.config
     const crmFetch = options.crmFetch ?? globalThis.fetch.bind(globalThis)
     this.autoTracker = new AutoTracker(this.state, engineLogger(this.log))
+    this.problems = new MessageProblemLog(db.sublevel<string, string>('msg-problems', { valueEncoding: 'utf8' }) as unknown as StoreDatabase, this.now)
     this.outgoing = new OutgoingEmailSender({
       queue: new OutgoingEmailQueue({ orgUrl: c.crm.url, tokenUrl: c.crm.tokenUrl, clientId: c.crm.clientId, clientSecret: c.crm.clientSecret }, { fetch: crmFetch, logger: engineLogger(this.log) }),
       state: this.state,
@@ -207,7 +220,11 @@ export class SyncServer {
     await this.loop.stop()
     await this.feed?.idle()
     await this.admin?.close()
-    for (const worker of this.workers.values()) await worker.releaseLease().catch(() => {})
+    await this.problemWrites
+    for (const worker of this.workers.values()) {
+      await worker.releaseLease().catch(() => {})
+      await worker.close().catch(() => {})
+    }
     await this.db.close()
     this.log.info({}, 'sync server stopped')
   }
@@ -247,8 +264,11 @@ export class SyncServer {
 
   private async testAndEnable(row: MailboxRow): Promise<void> {
     let result: Awaited<ReturnType<MailboxTester>>
+    const bound = bindMailbox(this.config, row)
     try {
-      result = await this.options.tester(row)
+      if ('reason' in bound) result = { incoming: 'failure', outgoing: 'failure', act: 'failure', reason: bound.reason }
+      else if (bound.binding.type !== 'exchange') result = await testMailServerMailbox(bound.binding, row)
+      else result = await this.options.tester(row)
     } catch (error) {
       result = { incoming: 'failure', outgoing: 'failure', act: 'failure', reason: (error as Error).message }
     }
@@ -267,22 +287,29 @@ export class SyncServer {
     this.log.info({ mailboxId: row.mailboxId, result: { incoming: result.incoming, outgoing: result.outgoing, act: result.act } }, 'test and enable')
   }
 
-  private descriptorOf(row: MailboxRow): MailboxDescriptor {
+  private descriptorOf(row: MailboxRow): MailboxDescriptor & { unboundReason?: string } {
+    const bound = bindMailbox(this.config, row)
+    if ('reason' in bound) return { mailboxId: row.mailboxId, ownerId: row.ownerId!, email: row.email, kinds: [], outgoing: false, unboundReason: bound.reason }
+    const binding = bound.binding
+    const mailServer = binding.type !== 'exchange'
     const kinds: ItemKind[] = []
     if (row.eligibility.incoming) kinds.push('email')
-    if (row.eligibility.act) kinds.push(...this.config.mailboxes.kinds.filter((k) => k !== 'email'))
-    return { mailboxId: row.mailboxId, ownerId: row.ownerId!, email: row.email, kinds, outgoing: row.eligibility.outgoing }
+    // imap/pop3 profiles sync email only (protocols.md §5.1): appointments, contacts and tasks never.
+    if (row.eligibility.act && !mailServer) kinds.push(...this.config.mailboxes.kinds.filter((k) => k !== 'email'))
+    const outgoing = row.eligibility.outgoing && (!mailServer || binding.server.outgoing !== undefined)
+    return { mailboxId: row.mailboxId, ownerId: row.ownerId!, email: row.email, kinds, outgoing, ...(binding.type === 'exchange' && binding.profile === undefined ? {} : { binding }) }
   }
 
   private async applyRow(row: MailboxRow): Promise<void> {
     const id = row.mailboxId
     const prior = await this.state.getMailbox(id)
-    const descriptor = this.descriptorOf(row)
+    const { unboundReason, ...descriptor } = this.descriptorOf(row)
     const eligible = descriptor.kinds.length > 0
     if (!eligible) {
       this.loop.remove(id)
       if (prior?.state === 'disabled') return
-      await this.state.putMailbox({ ...(prior ?? { mailboxId: id, failures: 0 }), state: 'pending', reason: row.eligibility.reasons.join('; ') || 'not enabled for server-side synchronization' })
+      const reasons = [...(unboundReason ? [unboundReason] : []), ...row.eligibility.reasons]
+      await this.state.putMailbox({ ...(prior ?? { mailboxId: id, failures: 0 }), state: 'pending', reason: reasons.join('; ') || 'not enabled for server-side synchronization' })
       return
     }
     if (prior?.state !== 'enabled') {
@@ -294,6 +321,7 @@ export class SyncServer {
     let worker = this.workers.get(id)
     if (worker && !sameDescriptor(worker.descriptor, descriptor)) {
       await worker.releaseLease()
+      await worker.close().catch((error: unknown) => this.log.warn({ mailboxId: id, err: error }, 'closing the mailbox connections failed'))
       this.workers.delete(id)
       worker = undefined
     }
@@ -327,6 +355,12 @@ export class SyncServer {
         },
         onConflict: () => this.metrics.conflicts.inc(),
         ...(this.feed ? { crmSide: (w: MailboxWorker) => this.userView(w) } : {}),
+        // POP3 keeps no tracking category: the owner's tracking option is applied as mail is pulled.
+        mailboxSide: (w: MailboxWorker) => (w.mailServer?.protocol === 'pop3' ? new AutoTrackingSource(w.mailServer, (page, signal) => this.autoTracker.decidePage(w, page, signal)) : w.mailbox),
+        sendLedger: (mailboxId: string) => new LevelSendLedger(this.sublevel(`send-ledger-${mailboxId}`)),
+        onMessageProblem: (mailboxId, problem) => {
+          this.problemWrites = this.problemWrites.then(() => this.recordMessageProblem(mailboxId, problem))
+        },
       },
       this.mergeConfig,
     )
@@ -347,6 +381,7 @@ export class SyncServer {
     if (!worker) return { poll: {}, remove: true }
     const end = this.metrics.cycleSeconds.startTimer()
     const outcome = await worker.runCycle(signal)
+    await this.problemWrites
     end()
     this.metrics.cycles.inc({ outcome: outcome.outcome })
     const r = outcome.report
@@ -405,7 +440,8 @@ export class SyncServer {
   private async maintainSubscriptions(worker: MailboxWorker): Promise<void> {
     const { notificationUrl, clientState } = this.config.push
     if (!notificationUrl || !clientState) return
-    const subs = worker.mailbox.subscriptions
+    const subs = worker.exchange?.subscriptions
+    if (!subs) return // imap/pop3: polling only
     try {
       if (subs.active().length === 0) await subs.create(`${notificationUrl.replace(/\/$/, '')}/${encodeURIComponent(worker.descriptor.mailboxId)}`, clientState)
       else await subs.renew(this.now())
@@ -436,9 +472,11 @@ export class SyncServer {
     this.log.warn({ mailboxId: id, failures, permanent, err: outcome.error }, 'mailbox sync failed')
     if (permanent || failures >= this.config.mailboxes.maxTransientFailures) {
       const reason = permanent ? `permanent error: ${message}` : `${failures} failures in a row; last: ${message}`
-      await this.state.putMailbox({ ...prior, state: 'disabled', failures, lastSyncAt: at, lastError: message, reason, disabledAt: at })
+      // The CRM and the scheduler learn first; the local state flips last, so whoever sees "disabled" sees all of it.
       await this.options.directory.disable(id, reason).catch((error: unknown) => this.log.error({ mailboxId: id, err: error }, 'could not disable the mailbox in the CRM'))
       await worker.releaseLease()
+      this.loop.remove(id)
+      await this.state.putMailbox({ ...prior, state: 'disabled', failures, lastSyncAt: at, lastError: message, reason, disabledAt: at })
       await this.publishMailboxGauge()
       this.log.error({ mailboxId: id, reason }, 'mailbox disabled')
       return true
@@ -481,7 +519,27 @@ export class SyncServer {
       kinds: w?.descriptor.kinds ?? [],
       running: this.loop.isRunning(s.mailboxId),
       scheduler: view && { dueAt: view.dueAt, reason: view.reason, lastDispatchAt: view.lastDispatchAt, estimatedRatePerHour: view.estimatedRate === null ? null : view.estimatedRate * HOUR },
+      ...profileSummaryOf(row, this.config),
     }
+  }
+
+  /** A message the mail server could not give in full: kept for the admin API, alerted once on the CRM mailbox. */
+  private async recordMessageProblem(mailboxId: string, problem: MessageProblem): Promise<void> {
+    try {
+      const first = await this.problems.record(mailboxId, problem)
+      this.log.warn({ mailboxId, nativeId: problem.nativeId, folder: problem.folder, uid: problem.uid, reason: problem.error.reason }, 'a message could not be read in full; synced from its envelope')
+      if (!first) return
+      const where = `${problem.folder} ${typeof problem.uid === 'number' ? `UID ${problem.uid}` : `UIDL ${problem.uid}`}`
+      await this.options.directory.raiseAlert(mailboxId, { level: 'warning', code: AlertCodes.MessageUnreadable, text: `An email in ${where} could not be read (${problem.error.reason}): ${problem.error.message}. It was synced from its envelope; the other emails were not affected.` })
+    } catch (error) {
+      this.log.warn({ mailboxId, err: error }, 'could not record a message problem')
+    }
+  }
+
+  /** Messages of an imap/pop3 mailbox that could not be read in full. */
+  async listMessageProblems(id: string): Promise<MessageProblemRecord[]> {
+    if (!(await this.state.getMailbox(id))) throw new ServerError('NotFound', `no mailbox ${id}`)
+    return this.problems.list(id)
   }
 
   history(id: string, limit?: number): Promise<HistoryEntry[]> {
@@ -584,7 +642,16 @@ export class SyncServer {
 }
 
 function sameDescriptor(a: MailboxDescriptor, b: MailboxDescriptor): boolean {
-  return a.ownerId === b.ownerId && a.email === b.email && a.outgoing === b.outgoing && a.kinds.join(',') === b.kinds.join(',')
+  const profile = (d: MailboxDescriptor) => (d.binding ? `${d.binding.type}:${d.binding.profile ?? ''}` : 'exchange:')
+  return a.ownerId === b.ownerId && a.email === b.email && a.outgoing === b.outgoing && a.kinds.join(',') === b.kinds.join(',') && profile(a) === profile(b)
+}
+
+function profileSummaryOf(row: MailboxRow | undefined, config: ServerConfig): Pick<MailboxSummary, 'profile' | 'restrictions'> {
+  if (!row) return { profile: null, restrictions: [] }
+  const bound = bindMailbox(config, row)
+  if ('reason' in bound) return { profile: null, restrictions: [bound.reason] }
+  const b = bound.binding
+  return { profile: { name: b.profile ?? null, type: b.type }, restrictions: b.type === 'exchange' ? [] : [EMAIL_ONLY_REASON] }
 }
 
 function historyEntryOf(o: CycleOutcome, at: number): HistoryEntry {

@@ -160,10 +160,26 @@ export function solveSqrtAllocation(
 ): number {
   // per distinct weights array (slots may share one with different scales): weights sorted with prefix sums of cost and cost·w, so spend(y) costs O(log n) per slot
   const cache = new Map<Float64Array, { ws: Float64Array; pc: Float64Array; pcw: Float64Array }>()
+  // every mailbox costing the same (the usual case): a plain numeric sort of the weights suffices
+  let uniformCost: number | undefined = cost.length > 0 ? (cost[0] as number) : undefined
+  for (let i = 1; i < cost.length && uniformCost !== undefined; i++) if (cost[i] !== uniformCost) uniformCost = undefined
   const prepare = (weights: Float64Array) => {
     const hit = cache.get(weights)
     if (hit) return hit
     const n = weights.length
+    if (uniformCost !== undefined && n === cost.length) {
+      const c = uniformCost
+      const ws = Float64Array.from(weights).sort()
+      const pc = new Float64Array(n + 1)
+      const pcw = new Float64Array(n + 1)
+      for (let r = 0; r < n; r++) {
+        pc[r + 1] = (pc[r] as number) + c
+        pcw[r + 1] = (pcw[r] as number) + c * (ws[r] as number)
+      }
+      const out = { ws, pc, pcw }
+      cache.set(weights, out)
+      return out
+    }
     const idx = new Int32Array(n)
     for (let i = 0; i < n; i++) idx[i] = i
     idx.sort((a, b) => (weights[a] as number) - (weights[b] as number))

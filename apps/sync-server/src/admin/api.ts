@@ -113,6 +113,7 @@ export async function buildAdminApi(server: SyncServer): Promise<FastifyInstance
     await server.resolveConflict(id, body.concordId, body.field, body.winner)
     return { status: 'resolved' }
   })
+  app.get('/api/mailboxes/:id/problems', async (req) => ({ problems: await server.listMessageProblems(parse(MailboxParams, req.params, 'params').id) }))
   app.get('/api/mailboxes/:id/quarantine', async (req) => ({ quarantine: await server.listQuarantine(parse(MailboxParams, req.params, 'params').id) }))
   for (const action of ['confirm', 'reject'] as const) {
     app.post(`/api/mailboxes/:id/quarantine/:qid/${action}`, async (req) => {
@@ -146,11 +147,11 @@ export async function buildAdminApi(server: SyncServer): Promise<FastifyInstance
   // Graph change notifications: the validation handshake, then clientState-checked bodies.
   app.post('/notifications/:id', async (req, reply) => {
     const { id } = parse(MailboxParams, req.params, 'params')
-    const worker = server.workerOf(id)
-    if (!worker) return reply.code(202).send()
+    const subscriptions = server.workerOf(id)?.exchange?.subscriptions
+    if (!subscriptions) return reply.code(202).send()
     let result
     try {
-      result = await worker.mailbox.subscriptions.handle(req.body)
+      result = await subscriptions.handle(req.body)
     } catch (error) {
       server.metrics.notifications.inc({ result: 'rejected' })
       if (error instanceof SyncError && error.code === 'Validation') throw new BadRequest('body', error.message)

@@ -32,6 +32,12 @@ function candidate(entry: LogEntry): Fields | undefined {
   return f
 }
 
+function candidateHeader(f: Fields): Fields | undefined {
+  if (f.direction === 'outgoing') return undefined
+  if (typeof (f.from as { address?: unknown } | null)?.address !== 'string') return undefined
+  return f
+}
+
 export class AutoTracker {
   constructor(
     private readonly store: AutoTrackStore,
@@ -42,6 +48,7 @@ export class AutoTracker {
     const id = worker.descriptor.mailboxId
     const result: AutoTrackResult = { checked: 0, tracked: 0 }
     if (!worker.descriptor.kinds.includes('email')) return result
+    if (worker.mailServer?.protocol === 'pop3') return result // decided as messages are pulled (AutoTrackingSource)
     const replica = worker.mailbox.replicaId
     let mark = await this.store.getAutoTrackMark(id)
     let option: AutoTrackOption | undefined
@@ -69,6 +76,20 @@ export class AutoTracker {
     }
   }
 
+  /**
+   * Decides a page of pulled incoming messages (POP3: no category to keep the decision in the
+   * mailbox). The owner's option is read once per page.
+   */
+  async decidePage(worker: MailboxWorker, page: readonly Fields[], signal?: AbortSignal): Promise<boolean[]> {
+    const option = await getAutoTrackOption(worker.crm, signal)
+    const out: boolean[] = []
+    for (const f of page) {
+      const header = candidateHeader(f)
+      out.push(option !== 'none' && header !== undefined && (await this.decide(worker, f, option, signal)))
+    }
+    return out
+  }
+
   private async linkedToCrm(worker: MailboxWorker, entry: LogEntry): Promise<boolean> {
     const [link] = await worker.engineStore.getLinks([entry.concordId])
     return link?.natives[worker.crm.replicaId] !== undefined
@@ -87,6 +108,11 @@ export class AutoTracker {
   }
 
   private async markTracked(worker: MailboxWorker, entry: LogEntry, f: Fields): Promise<void> {
+    if (worker.mailServer) {
+      // IMAP: the tracking category is an IMAP keyword; the next pull reports it.
+      await worker.mailServer.setTracked(entry.nativeId, true)
+      return
+    }
     const categories = [...(Array.isArray(f.categories) ? (f.categories as string[]) : []), TRACKED_CATEGORY]
     const res = await worker.mailbox.push([{ opId: asOpId(`autotrack-${entry.concordId}-${entry.seq}`), type: 'update', concordId: entry.concordId, kind: 'email', nativeId: entry.nativeId, fields: { categories } }])
     const rejected = res.rejected[0]

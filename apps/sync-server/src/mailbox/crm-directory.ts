@@ -1,6 +1,7 @@
 /** `MailboxDirectoryPort` over adapter-crm's `MailboxDirectory` (the `mailboxes` and `tracelogs` tables, as the application user). */
-import { ACT_DELIVERY, INCOMING_DELIVERY, MailboxDirectory, OUTGOING_DELIVERY, syncEligibility } from '@concord/adapter-crm'
+import { ACT_DELIVERY, INCOMING_DELIVERY, MailboxDirectory, OUTGOING_DELIVERY, SERVER_TYPE, syncEligibility } from '@concord/adapter-crm'
 import { AlertCodes, type MailboxAlert, type MailboxDirectoryPort, type MailboxRow, type TestStatus } from './directory.js'
+import type { RowProfile } from './profiles.js'
 
 export interface CrmDirectoryOptions {
   url: string
@@ -26,9 +27,19 @@ export class CrmMailboxDirectory implements MailboxDirectoryPort {
 
   async list(): Promise<MailboxRow[]> {
     const eligibility = { requireApproval: this.options.requireApproval, exchangeOnlineProfile: this.options.exchangeOnlineProfile ?? false }
-    return (await this.directory.listMailboxes())
+    const mailboxes = await this.directory.listMailboxes()
+    // Email server profiles are read only when a mailbox names one (an Exchange-only CRM costs nothing).
+    const profiles = new Map<string, RowProfile>()
+    if (mailboxes.some((r) => r.emailServerProfileId !== null)) {
+      for (const p of await this.directory.listEmailServerProfiles()) {
+        const type = p.serverType === SERVER_TYPE.ExchangeServer || p.serverType === SERVER_TYPE.ExchangeOnline ? 'exchange' : p.serverType === SERVER_TYPE.Other ? 'other' : undefined
+        profiles.set(p.profileId, { id: p.profileId, name: p.name, ...(type ? { type } : {}) })
+      }
+    }
+    return mailboxes
       .filter((r) => r.emailaddress)
       .map((r) => ({
+        ...(r.emailServerProfileId !== null ? { profile: profiles.get(r.emailServerProfileId) ?? { id: r.emailServerProfileId, name: `(missing profile ${r.emailServerProfileId})` } } : {}),
         mailboxId: r.mailboxId,
         ownerId: r.ownerId,
         email: r.emailaddress!,

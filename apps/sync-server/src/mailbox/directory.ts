@@ -2,6 +2,8 @@
  * What the server needs from the CRM's `mailboxes` table (server-side sync's mailbox records): which
  * mailboxes exist and may sync, where to write test results, sync outcomes and alerts.
  */
+import type { RowProfile } from './profiles.js'
+
 export interface Eligibility {
   /** Incoming email may sync. */
   incoming: boolean
@@ -23,12 +25,14 @@ export interface MailboxRow {
   testScheduled: boolean
   /** The workloads the mailbox is configured for (enabled + delivery method server-side sync), tested or not. */
   configured: { incoming: boolean; outgoing: boolean; act: boolean }
+  /** The CRM email server profile of the mailbox (absent: the Exchange path over Graph). */
+  profile?: RowProfile | undefined
 }
 
 export type TestStatus = 'success' | 'failure' | 'not-run'
 
 /** Alert codes the server writes on a mailbox's alert wall (`tracelog.tracecode`). */
-export const AlertCodes = { TestAndEnableSucceeded: 7000, TestAndEnableFailed: 7001, MailboxDisabled: 7002, SendFailed: 7003 } as const
+export const AlertCodes = { TestAndEnableSucceeded: 7000, TestAndEnableFailed: 7001, MailboxDisabled: 7002, SendFailed: 7003, MessageUnreadable: 7004 } as const
 export type AlertCode = (typeof AlertCodes)[keyof typeof AlertCodes]
 
 export interface MailboxAlert {

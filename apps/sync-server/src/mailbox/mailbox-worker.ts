@@ -5,6 +5,7 @@
  */
 import { CrmAdapter, type OwnerMasks } from '@concord/adapter-crm'
 import { ExchangeAdapter } from '@concord/adapter-exchange'
+import { MailServerAdapter, type MessageProblem, type SendLedger } from '@concord/adapter-mailserver'
 import {
   type CycleReport, type DeletionGuardThreshold, type ItemKind, type Logger, type MergePolicyConfig, type ReplicaAdapter, type StoreDatabase, type SyncFilterSet,
   PolicyMerge, ReplicaStore, SyncError, SyncPair, asPairId, asReplicaId,
@@ -13,6 +14,7 @@ import { type Fence as FenceType, Fence } from '../lease.js'
 import type { Lease, LeaseManager } from '../lease.js'
 import { countingFetch, type RequestCounter } from './counting-fetch.js'
 import { pairContextOf } from './pair-context.js'
+import { type MailboxBinding, mailServerOptionsOf } from './profiles.js'
 
 /** A mailbox the server may sync, as derived from the CRM `mailboxes` row. */
 export interface MailboxDescriptor {
@@ -25,6 +27,8 @@ export interface MailboxDescriptor {
   kinds: ItemKind[]
   /** Outgoing email through this mailbox is enabled and tested. */
   outgoing: boolean
+  /** The email server profile (absent: Exchange over Graph). imap/pop3 sync email only. */
+  binding?: MailboxBinding | undefined
 }
 
 export interface WorkerEnvironment {
@@ -44,6 +48,12 @@ export interface WorkerEnvironment {
   onConflict?: (() => void) | undefined
   /** The CRM side as the pair sees it, given the owner's impersonated adapter (default: that adapter itself). */
   crmSide?: ((worker: MailboxWorker) => ReplicaAdapter) | undefined
+  /** The mailbox side as the pair sees it (default: the mailbox adapter itself). */
+  mailboxSide?: ((worker: MailboxWorker) => ReplicaAdapter) | undefined
+  /** imap/pop3: where the mailbox's outgoing sends are recorded (default: in memory). */
+  sendLedger?: ((mailboxId: string) => SendLedger) | undefined
+  /** imap/pop3: a message that could not be read in full (reported from its envelope; the others flow). */
+  onMessageProblem?: ((mailboxId: string, problem: MessageProblem) => void) | undefined
 }
 
 export interface CycleOutcome {
@@ -67,7 +77,8 @@ const MASKS_TTL_MS = 5 * 60_000
 export class MailboxWorker {
   readonly descriptor: MailboxDescriptor
   readonly crm: CrmAdapter
-  readonly mailbox: ExchangeAdapter
+  /** The mailbox replica: Exchange over Graph, or a plain mail server (imap/pop3 profile). */
+  readonly mailbox: ExchangeAdapter | MailServerAdapter
   readonly fence: FenceType
   private readonly counters: Record<'crm' | 'mailbox', RequestCounter> = { crm: { requests: 0, throttled: 0 }, mailbox: { requests: 0, throttled: 0 } }
   private pair: SyncPair
@@ -77,6 +88,7 @@ export class MailboxWorker {
   private mergeConfig: MergePolicyConfig
   private rebuild = false
   private readonly crmSide: ReplicaAdapter
+  private readonly mailboxSide: ReplicaAdapter
 
   private constructor(
     descriptor: MailboxDescriptor,
@@ -95,11 +107,21 @@ export class MailboxWorker {
       { replicaId: asReplicaId(`crm:${d.ownerId}`), logger: env.logger, fetch: countingFetch(env.crmFetch, this.counters.crm, (u) => u.startsWith(env.crm.tokenUrl), track('crm')) },
     )
     const graphToken = env.graph.tokenUrl
-    this.mailbox = new ExchangeAdapter(
-      { replicaId: `mbx:${d.mailboxId}`, mailbox: d.email, tenantId: env.graph.tenantId, clientId: env.graph.clientId, clientSecret: env.graph.clientSecret, graphBaseUrl: env.graph.url, kinds: d.kinds, ...(graphToken ? { tokenUrl: graphToken } : {}) },
-      { fetch: countingFetch(env.graphFetch, this.counters.mailbox, (u) => (graphToken ? u.startsWith(graphToken) : u.includes('/oauth2/')), track('mailbox')), logger: env.logger, now: env.now },
-    )
+    const binding = d.binding
+    if (binding && binding.type !== 'exchange') {
+      this.mailbox = new MailServerAdapter(mailServerOptionsOf(binding, `mbx:${d.mailboxId}`, d.email), {
+        logger: env.logger,
+        ...(env.sendLedger ? { ledger: env.sendLedger(d.mailboxId) } : {}),
+        onMessageProblem: (p) => env.onMessageProblem?.(d.mailboxId, p),
+      })
+    } else {
+      this.mailbox = new ExchangeAdapter(
+        { replicaId: `mbx:${d.mailboxId}`, mailbox: d.email, tenantId: env.graph.tenantId, clientId: env.graph.clientId, clientSecret: env.graph.clientSecret, graphBaseUrl: env.graph.url, kinds: d.kinds, ...(graphToken ? { tokenUrl: graphToken } : {}) },
+        { fetch: countingFetch(env.graphFetch, this.counters.mailbox, (u) => (graphToken ? u.startsWith(graphToken) : u.includes('/oauth2/')), track('mailbox')), logger: env.logger, now: env.now },
+      )
+    }
     this.crmSide = env.crmSide ? env.crmSide(this) : this.crm
+    this.mailboxSide = env.mailboxSide ? env.mailboxSide(this) : this.mailbox
     this.pair = this.newPair()
   }
 
@@ -118,7 +140,7 @@ export class MailboxWorker {
       pairId: asPairId(`pair:${this.descriptor.mailboxId}`),
       store: this.store,
       crm: this.crmSide,
-      mailbox: this.mailbox,
+      mailbox: this.mailboxSide,
       merge: new PolicyMerge(this.mergeConfig),
       now: this.env.now,
       logger: this.env.logger,
@@ -127,6 +149,21 @@ export class MailboxWorker {
         for (const f of decision.fields) if (f.outcome.startsWith('conflict') || f.outcome === 'merged') this.env.onConflict?.()
       },
     })
+  }
+
+  /** The Exchange adapter (Graph subscriptions, Exchange sending); undefined for imap/pop3 mailboxes. */
+  get exchange(): ExchangeAdapter | undefined {
+    return this.mailbox instanceof ExchangeAdapter ? this.mailbox : undefined
+  }
+
+  /** The mail-server adapter of an imap/pop3 mailbox; undefined for Exchange. */
+  get mailServer(): MailServerAdapter | undefined {
+    return this.mailbox instanceof MailServerAdapter ? this.mailbox : undefined
+  }
+
+  /** Closes the mailbox's connections (IMAP session, SMTP pool); Graph has none. */
+  async close(): Promise<void> {
+    await this.mailServer?.close()
   }
 
   /** The engine pair (conflicts, quarantine, explain for the admin API). */

@@ -13,6 +13,7 @@ import { AlertCodes, type MailboxDirectoryPort } from '../mailbox/directory.js'
 import type { MailboxWorker } from '../mailbox/mailbox-worker.js'
 import type { ServerMetrics } from '../metrics.js'
 import type { ServerStateStore } from '../state-store.js'
+import { type OutgoingMailPort, SmtpMailSender } from './smtp-sender.js'
 
 export interface OutgoingResult {
   sent: number
@@ -41,7 +42,7 @@ function mailOf(email: PendingEmail, internetMessageId: string): OutgoingMail {
 }
 
 export class OutgoingEmailSender {
-  private readonly senders = new Map<string, MailSender>()
+  private readonly senders = new Map<string, OutgoingMailPort>()
   private readonly lastScan = new Map<string, number>()
 
   constructor(private readonly deps: OutgoingDeps) {}
@@ -55,7 +56,8 @@ export class OutgoingEmailSender {
     const { mailboxId, ownerId, email: address } = worker.descriptor
     this.lastScan.set(mailboxId, this.deps.now())
     const result: OutgoingResult = { sent: 0, failed: 0, deferred: false }
-    const sender = this.senders.get(mailboxId) ?? new MailSender(worker.mailbox)
+    // Exchange: Graph sendMail (checks Sent Items first); imap/pop3: SMTP with a send ledger.
+    const sender = this.senders.get(mailboxId) ?? (worker.exchange ? new MailSender(worker.exchange) : new SmtpMailSender(worker.mailServer!, address))
     this.senders.set(mailboxId, sender)
     // First finish what a crash interrupted, then the new Pending Send emails.
     const unfinished = await this.deps.state.unfinishedSends(mailboxId)
@@ -75,7 +77,7 @@ export class OutgoingEmailSender {
     return result
   }
 
-  private async sendOne(worker: MailboxWorker, sender: MailSender, job: { emailId: string; mail: OutgoingMail; etag?: string | undefined }, signal?: AbortSignal): Promise<'sent' | 'failed' | 'deferred'> {
+  private async sendOne(worker: MailboxWorker, sender: OutgoingMailPort, job: { emailId: string; mail: OutgoingMail; etag?: string | undefined }, signal?: AbortSignal): Promise<'sent' | 'failed' | 'deferred'> {
     const { mailboxId } = worker.descriptor
     const { state, queue, metrics } = this.deps
     const internetMessageId = job.mail.internetMessageId
@@ -87,7 +89,7 @@ export class OutgoingEmailSender {
         return 'failed'
       }
     }
-    let sent: Awaited<ReturnType<MailSender['send']>>
+    let sent: Awaited<ReturnType<OutgoingMailPort['send']>>
     try {
       sent = await sender.send(job.mail)
     } catch (error) {

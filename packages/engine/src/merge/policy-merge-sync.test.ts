@@ -35,6 +35,21 @@ describe('PolicyMerge through the sync loop', () => {
     expect((await checkConvergence(w)).problems).toEqual([])
   })
 
+  test('lww: a remote reporting sub-millisecond modification times still merges (HLC walls are whole ms)', async () => {
+    const { store } = await openMemoryStore()
+    let now = 1_000.25
+    const w = createTwoReplicaWorld({ store, merge: new PolicyMerge({ policies: { default: 'lww' } }), now: () => (now += 0.5) })
+    const id = w.crm.create('contact', { givenName: 'Ann', jobTitle: 'Buyer' })
+    await syncUntilQuiet(w)
+    const mailboxId = w.mailbox.liveRecords()[0]!.nativeId
+    w.crm.update(id, { jobTitle: 'CFO' })
+    now += 10.3
+    w.mailbox.update(mailboxId, { jobTitle: 'CEO' }) // the later edit
+    await syncUntilQuiet(w)
+    expect(w.crm.live(id).fields.jobTitle).toBe('CEO')
+    expect((await checkConvergence(w)).problems).toEqual([])
+  })
+
   test('exchange-wins: the mailbox value wins a conflict', async () => {
     const w = await world({ policies: { default: 'exchange-wins' } })
     const id = w.crm.create('contact', { givenName: 'Ann', jobTitle: 'Buyer' })

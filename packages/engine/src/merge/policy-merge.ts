@@ -291,7 +291,7 @@ export class PolicyMerge implements MergeStrategy {
     if (encoded !== undefined) return decodeHlc(encoded)
     const change = input.changes[side]
     // Derived clocks carry no node: a tie is broken by value, so swapping the sides changes nothing.
-    return { wall: isUpsert(change) ? (change.modifiedAt ?? 0) : 0, logical: 0, node: '' }
+    return { wall: isUpsert(change) ? Math.floor(change.modifiedAt ?? 0) : 0, logical: 0, node: '' }
   }
 
   private planDelete(plan: Plan): void {

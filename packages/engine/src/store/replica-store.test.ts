@@ -2,6 +2,7 @@ import { describe, expect, test } from 'vitest'
 import type { PullPage, RemoteChange } from '../contract/replica-adapter.js'
 import { type ConcordId, asConcordId, asCursor, asNativeId, asOpId, asPairId, asReplicaId, asVersion, concordIdFor } from '../ids.js'
 import { openMemoryStore } from './open-memory.js'
+import { ReplicaStore } from './replica-store.js'
 import type { OutboxEntry } from './records.js'
 
 const crm = asReplicaId('crm')
@@ -138,5 +139,85 @@ describe('ReplicaStore', () => {
     expect((await store.readLog(crm, 0)).map((e) => e.seq)).toEqual([2])
     await store.applyPulledPage(crm, page([upsert('c', '1', { givenName: 'C' })]))
     expect((await store.readLog(crm, 0)).map((e) => e.seq)).toEqual([2, 3])
+  })
+})
+
+describe('ReplicaStore caches', () => {
+  const mailbox = asReplicaId('mbx')
+  const outboxEntry = (id: string, target = mailbox): OutboxEntry => ({
+    pairId: pair,
+    target,
+    op: { opId: asOpId(`op-${id}`), type: 'create', concordId: asConcordId(id), kind: 'contact', fields: { givenName: id } },
+    agreed: { givenName: id },
+    attempts: 0,
+    plannedAt: 0,
+  })
+
+  test('a page that changes nothing but the cursor writes nothing; its cursor goes out with the next write', async () => {
+    let writes = 0
+    const { db } = await openMemoryStore()
+    const store = await ReplicaStore.open(db, { beforeWrite: () => void writes++ })
+    await store.applyPulledPage(crm, page([upsert('a', '1', { givenName: 'Ann' })], 'c1'))
+    const before = writes
+    // the echo: same version, nothing new
+    expect((await store.applyPulledPage(crm, page([upsert('a', '1', { givenName: 'Ann' })], 'c2'))).logged).toBe(0)
+    expect(writes).toBe(before)
+    expect(await store.getCursor(crm)).toBe('c2')
+    expect(await db.get('v1!r!crm!cursor')).toBe('c1') // not yet durable: replaying from c1 is a no-op
+    await store.commitPlan(pair, { outbox: [], bases: [], watermarks: { [crm]: 1 } })
+    expect(await db.get('v1!r!crm!cursor')).toBe('c2')
+    // and close() writes one still pending
+    await store.applyPulledPage(crm, page([upsert('a', '1', { givenName: 'Ann' })], 'c3'))
+    await store.close()
+    await db.open()
+    expect(await db.get('v1!r!crm!cursor')).toBe('c3')
+  })
+
+  test('with a tiny cache (constant eviction) every read still equals the database', async () => {
+    const { db } = await openMemoryStore()
+    const store = await ReplicaStore.open(db, { cacheEntries: 3 })
+    for (let round = 1; round <= 3; round++) {
+      const changes = Array.from({ length: 12 }, (_, i) => upsert(`r${i}`, String(round), { givenName: `G${i}-${round % 2}` }))
+      await store.applyPulledPage(crm, page(changes, `c${round}`))
+      await store.commitPlan(pair, { outbox: [outboxEntry(`x${round}`), outboxEntry(`y${round}`, crm)], bases: [], watermarks: { [crm]: round } })
+      if (round > 1) await store.ackPush(outboxEntry(`x${round - 1}`), { opId: asOpId(`op-x${round - 1}`), nativeId: n(`m${round}`), version: v('1') })
+    }
+    const fresh = await ReplicaStore.open(db, { cacheEntries: 0 })
+    const ids = Array.from({ length: 12 }, (_, i) => n(`r${i}`))
+    expect(await store.getSnapshots(crm, ids)).toEqual(await fresh.getSnapshots(crm, ids))
+    expect(await store.readLog(crm, 0)).toEqual(await fresh.readLog(crm, 0))
+    expect(await store.readLog(crm, 20, 5)).toEqual(await fresh.readLog(crm, 20, 5))
+    expect(await store.listOutbox(pair, mailbox)).toEqual(await fresh.listOutbox(pair, mailbox))
+    expect((await store.listOutbox(pair, mailbox)).map((e) => e.op.concordId)).toEqual(['x3'])
+    expect((await store.listOutbox(pair, crm)).map((e) => e.op.concordId)).toEqual(['y1', 'y2', 'y3'])
+    const concordIds = ids.map((id) => concordIdFor(crm, id))
+    expect(await store.getLinks(concordIds)).toEqual(await fresh.getLinks(concordIds))
+  })
+
+  test('the outbox listing stays current through plans, acks, failures and retirements', async () => {
+    const { store, db } = await openMemoryStore()
+    expect(await store.listOutbox(pair, mailbox)).toEqual([]) // listed (and cached) while empty
+    await store.commitPlan(pair, { outbox: [outboxEntry('b'), outboxEntry('a')], bases: [], watermarks: {} })
+    expect((await store.listOutbox(pair, mailbox)).map((e) => e.op.concordId)).toEqual(['a', 'b']) // key order
+    const [a] = await store.listOutbox(pair, mailbox)
+    await store.settlePushFailure(a!, new (await import('../errors.js')).SyncError('Transient', 'boom'), 'retry')
+    expect((await store.listOutbox(pair, mailbox))[0]!.attempts).toBe(1)
+    await store.commitPlan(pair, { outbox: [], bases: [], watermarks: {}, retire: [{ target: mailbox, concordId: asConcordId('b') }] })
+    const fresh = await ReplicaStore.open(db, { cacheEntries: 0 })
+    expect(await store.listOutbox(pair, mailbox)).toEqual(await fresh.listOutbox(pair, mailbox))
+    expect((await store.listOutbox(pair, mailbox)).map((e) => e.op.concordId)).toEqual(['a'])
+  })
+
+  test('ids that look like key words ("log", "out") are cached correctly', async () => {
+    const { store, db } = await openMemoryStore()
+    const logPair = asPairId('log')
+    const outReplica = asReplicaId('out')
+    await store.applyPulledPage(outReplica, page([upsert('log', '1', { givenName: 'L' })]))
+    await store.commitPlan(logPair, { outbox: [], bases: [{ concordId: asConcordId('log'), base: { kind: 'contact', fields: { givenName: 'L' }, fieldVersions: {}, versions: {} } }], watermarks: { [outReplica]: 1 } })
+    const fresh = await ReplicaStore.open(db, { cacheEntries: 0 })
+    expect(await store.getBase(logPair, asConcordId('log'))).toEqual(await fresh.getBase(logPair, asConcordId('log')))
+    expect(await store.getBase(logPair, asConcordId('log'))).toBeDefined()
+    expect(await store.getSnapshot(outReplica, n('log'))).toEqual(await fresh.getSnapshot(outReplica, n('log')))
+    expect(await store.readLog(outReplica, 0)).toEqual(await fresh.readLog(outReplica, 0))
   })
 })

@@ -22,6 +22,12 @@ export interface ReplicaStoreOptions {
    * simulate a crash between two writes (throw, and the batch is not applied).
    */
   beforeWrite?: ((ops: number) => void) | undefined
+  /**
+   * Entries of the write-through read cache (point records: snapshots, links, bases, outbox entries…).
+   * The store is its database's single writer (the lease guarantees it), so what it wrote or read is
+   * what the database holds; hot reads then cost no database round trip. Default 100,000; 0 disables.
+   */
+  cacheEntries?: number | undefined
 }
 
 export interface PageApplyResult {
@@ -33,6 +39,25 @@ export interface PageApplyResult {
 }
 
 const STORE_FORMAT = 1
+/** Log entries kept in memory per replica (the unmerged tail a cycle reads back right after pulling). */
+const LOG_TAIL_MAX = 1024
+const SEP = '!'
+
+/** Whether `key` is a log entry (`v1!r!<replica>!log!<seq>`): those are read by range, never cached as points. */
+function isLogKey(key: string): boolean {
+  if (!key.startsWith(`v1${SEP}r${SEP}`)) return false
+  const a = key.indexOf(SEP, 5) // after the replica id
+  return a >= 0 && key.startsWith(`log${SEP}`, a + 1)
+}
+
+/** The outbox prefix (`v1!p!<pair>!out!<replica>!`) of an outbox key, else undefined. */
+function outboxPrefixOf(key: string): string | undefined {
+  if (!key.startsWith(`v1${SEP}p${SEP}`)) return undefined
+  const a = key.indexOf(SEP, 5) // after the pair id
+  if (a < 0 || !key.startsWith(`out${SEP}`, a + 1)) return undefined
+  const b = key.indexOf(SEP, a + 5) // after the target replica id
+  return b < 0 ? undefined : key.slice(0, b + 1)
+}
 
 /** Progress of a replica's full listings: which one is current, whether it ended, whether its gaps were checked. */
 interface ListingState {
@@ -59,6 +84,25 @@ export class ReplicaStore {
    */
   private readonly cursors = new Map<ReplicaId, Cursor | null>()
   private readonly listingsSettled = new Set<ReplicaId>()
+  /** Raw values of point keys as the database holds them; null = known absent. Bounded (oldest out). */
+  private readonly cache = new Map<string, string | null>()
+  private readonly cacheLimit: number
+  /** Whole outboxes (prefix → key → raw entry), once listed: kept current by every write. */
+  private readonly outboxes = new Map<string, Map<string, string>>()
+  /** The newest log entries of each replica (raw), contiguous up to the head. */
+  private readonly tails = new Map<ReplicaId, { first: number; raws: string[] }>()
+  /**
+   * Cursors of pages that changed nothing (e.g. the echo of our own pushes), not yet written: losing
+   * one on a crash only replays such a page, which is a no-op. They go out with the next write.
+   */
+  private readonly lazyCursors = new Map<ReplicaId, Cursor>()
+  /** Bumped by every write: a read that overlapped a write does not fill the cache (it may be stale). */
+  private epoch = 0
+  /**
+   * Set when this store created its database (it was empty at open): every point key it may hold is
+   * one this store wrote, so a key outside this set is absent without asking the database.
+   */
+  private known: Set<string> | undefined
 
   private constructor(
     readonly db: StoreDatabase,
@@ -67,6 +111,7 @@ export class ReplicaStore {
     this.durable = options.durable ?? false
     this.now = options.now ?? Date.now
     this.beforeWrite = options.beforeWrite
+    this.cacheLimit = options.cacheEntries ?? 100_000
   }
 
   /** Opens (and if new, initialises) a store on `db`. Rejects a store written by an unknown format. */
@@ -75,6 +120,7 @@ export class ReplicaStore {
     const store = new ReplicaStore(db, options)
     const meta = await db.get(keys.meta())
     if (meta === undefined) {
+      if (store.cacheLimit > 0) store.known = new Set()
       await store.write([{ type: 'put', key: keys.meta(), value: JSON.stringify({ format: STORE_FORMAT }) }])
     } else {
       const format = (JSON.parse(meta) as { format?: unknown }).format
@@ -84,22 +130,104 @@ export class ReplicaStore {
   }
 
   async close(): Promise<void> {
+    if (this.lazyCursors.size > 0 && this.db.status === 'open') {
+      try {
+        await this.write([])
+      } catch {
+        // Best effort by design: a lazy cursor only saves replaying pages that changed nothing (see
+        // `lazyCursors`); a refused write (e.g. a lease lost before shutdown) must not keep the database open.
+        this.lazyCursors.clear()
+      }
+    }
     await this.db.close()
   }
 
   private async write(ops: BatchOp[]): Promise<void> {
+    if (this.lazyCursors.size > 0) {
+      // the explicit ops come last, so they win over a lazy cursor of the same key
+      const lazy: BatchOp[] = [...this.lazyCursors].map(([replicaId, cursor]) => ({ type: 'put', key: keys.cursor(replicaId), value: cursor }))
+      ops = [...lazy, ...ops]
+    }
     if (ops.length === 0) return
     this.beforeWrite?.(ops.length)
-    // `sync` is classic-level's fsync flag; other backends ignore it. Options are passed only when
-    // needed: abstract-level copies them into every operation, which costs ~5x on large batches.
-    if (this.durable) await this.db.batch(ops, { sync: true } as AbstractBatchOptions<string, string>)
-    else await this.db.batch(ops)
+    const lazyWritten = this.lazyCursors.size > 0 ? new Map(this.lazyCursors) : undefined
+    this.epoch++
+    try {
+      // `sync` is classic-level's fsync flag; other backends ignore it. Options are passed only when
+      // needed: abstract-level copies them into every operation, which costs ~5x on large batches.
+      if (this.durable) await this.db.batch(ops, { sync: true } as AbstractBatchOptions<string, string>)
+      else await this.db.batch(ops)
+    } catch (error) {
+      // Unknown whether the batch landed: forget what it touched.
+      for (const op of ops) {
+        this.cache.delete(op.key)
+        if (op.type === 'put') this.known?.add(op.key) // may have landed
+        const prefix = outboxPrefixOf(op.key)
+        if (prefix !== undefined) this.outboxes.delete(prefix)
+      }
+      throw error
+    }
+    this.epoch++
+    if (lazyWritten) for (const [replicaId, cursor] of lazyWritten) if (this.lazyCursors.get(replicaId) === cursor) this.lazyCursors.delete(replicaId)
+    for (const op of ops) {
+      const key = op.key
+      if (isLogKey(key)) continue // log entries: see `tails`
+      const value = op.type === 'put' ? op.value : null
+      if (this.known) {
+        if (value === null) this.known.delete(key)
+        else this.known.add(key)
+      }
+      this.remember(key, value)
+      const prefix = outboxPrefixOf(key)
+      const outbox = prefix === undefined ? undefined : this.outboxes.get(prefix)
+      if (outbox) {
+        if (value === null) outbox.delete(key)
+        else outbox.set(key, value)
+      }
+    }
+  }
+
+  private remember(key: string, value: string | null): void {
+    if (this.cacheLimit <= 0) return
+    this.cache.set(key, value)
+    if (this.cache.size > this.cacheLimit) {
+      // Drop the oldest eighth in one pass: evicting one entry per insert would rescan the Map's
+      // deleted slots every time (quadratic).
+      let drop = Math.max(1, this.cacheLimit >> 3)
+      for (const oldest of this.cache.keys()) {
+        this.cache.delete(oldest)
+        if (--drop === 0) break
+      }
+    }
+  }
+
+  /** Raw values of `keyList` (cache first, then one `getMany` for the rest); undefined where absent. */
+  private async getManyRaw(keyList: readonly string[]): Promise<Array<string | undefined>> {
+    const out = new Array<string | undefined>(keyList.length)
+    let missing: number[] | undefined
+    const known = this.known
+    for (let i = 0; i < keyList.length; i++) {
+      const hit = this.cache.get(keyList[i]!)
+      if (hit !== undefined) out[i] = hit ?? undefined
+      else if (known === undefined || known.has(keyList[i]!)) (missing ??= []).push(i)
+    }
+    if (missing) {
+      const epoch = this.epoch
+      const raw = await this.db.getMany(missing.map((i) => keyList[i]!))
+      const fill = epoch === this.epoch
+      missing.forEach((i, j) => {
+        const value = raw[j]
+        out[i] = value
+        if (fill) this.remember(keyList[i]!, value ?? null)
+      })
+    }
+    return out
   }
 
   /** Values of `keys` parsed as JSON, in order; undefined where a key is absent. */
   private async getManyJson<T>(keyList: readonly string[]): Promise<Array<T | undefined>> {
     if (keyList.length === 0) return []
-    const raw = await this.db.getMany([...keyList])
+    const raw = await this.getManyRaw(keyList)
     return raw.map((r) => (r === undefined ? undefined : (JSON.parse(r) as T)))
   }
 
@@ -109,8 +237,14 @@ export class ReplicaStore {
   }
 
   private async getJson<T>(key: string): Promise<T | undefined> {
-    const raw = await this.db.get(key)
-    return raw === undefined ? undefined : (JSON.parse(raw) as T)
+    let raw: string | null | undefined = this.cache.get(key)
+    if (raw === undefined && this.known && !this.known.has(key)) return undefined
+    if (raw === undefined) {
+      const epoch = this.epoch
+      raw = await this.db.get(key)
+      if (epoch === this.epoch) this.remember(key, raw ?? null)
+    }
+    return raw === undefined || raw === null ? undefined : (JSON.parse(raw) as T)
   }
 
   // ── cursors and log ────────────────────────────────────────────────────────────────────────
@@ -127,6 +261,7 @@ export class ReplicaStore {
   /** Forgets a replica's cursor so that the next pull is a full listing (after `CursorExpiredError`). */
   async resetCursor(replicaId: ReplicaId): Promise<void> {
     this.cursors.delete(replicaId)
+    this.lazyCursors.delete(replicaId)
     await this.write([{ type: 'del', key: keys.cursor(replicaId) }])
     this.cursors.set(replicaId, null)
   }
@@ -156,6 +291,7 @@ export class ReplicaStore {
     const startHead = head
     const snapshots = new Map<NativeId, Snapshot | undefined>()
     const ops: BatchOp[] = []
+    const appended: string[] = []
     let logged = 0
     let unchanged = 0
     // A full listing is numbered; every record it contains is marked with that number so that, when
@@ -247,7 +383,9 @@ export class ReplicaStore {
           meta: change.meta,
           at,
         }
-        ops.push({ type: 'put', key: keys.log(replicaId, head), value: JSON.stringify(entry) })
+        const raw = JSON.stringify(entry)
+        appended.push(raw)
+        ops.push({ type: 'put', key: keys.log(replicaId, head), value: raw })
         putSnapshot(change.nativeId, { concordId, kind: change.kind, version: change.version, hash, listing, meta: change.meta })
         logged++
       } else {
@@ -272,23 +410,36 @@ export class ReplicaStore {
           provenance: change.provenance,
           at,
         }
-        ops.push({ type: 'put', key: keys.log(replicaId, head), value: JSON.stringify(entry) })
+        const raw = JSON.stringify(entry)
+        appended.push(raw)
+        ops.push({ type: 'put', key: keys.log(replicaId, head), value: raw })
         putSnapshot(change.nativeId, { ...snap, deleted: true })
         logged++
       }
     }
     for (const [concordId, link] of links) ops.push({ type: 'put', key: keys.link(concordId), value: JSON.stringify(link) })
     if (head !== startHead) ops.push({ type: 'put', key: keys.logHead(replicaId), value: String(head) })
-    if (nextCursor !== undefined) ops.push({ type: 'put', key: keys.cursor(replicaId), value: nextCursor })
+    if (ops.length === 0 && extra.length === 0 && nextCursor !== undefined && !page.fullListing) {
+      // Nothing changed but the cursor: keep it in memory until the next write (see `lazyCursors`).
+      this.lazyCursors.set(replicaId, nextCursor)
+      this.cursors.set(replicaId, nextCursor)
+      return { logged, unchanged, headSeq: head }
+    }
+    if (nextCursor !== undefined) {
+      ops.push({ type: 'put', key: keys.cursor(replicaId), value: nextCursor })
+      this.lazyCursors.delete(replicaId)
+    }
     ops.push(...extra)
     try {
       await this.write(ops)
     } catch (error) {
       this.heads.delete(replicaId)
       this.cursors.delete(replicaId)
+      this.tails.delete(replicaId)
       throw error
     }
     this.heads.set(replicaId, head)
+    if (appended.length > 0) this.appendTail(replicaId, startHead + 1, appended)
     if (nextCursor !== undefined) this.cursors.set(replicaId, nextCursor)
     if (page.fullListing) this.listingsSettled.delete(replicaId)
     return { logged, unchanged, headSeq: head }
@@ -319,9 +470,31 @@ export class ReplicaStore {
     return logged
   }
 
+  private appendTail(replicaId: ReplicaId, first: number, raws: string[]): void {
+    let tail = this.tails.get(replicaId)
+    if (!tail || tail.first + tail.raws.length !== first) {
+      tail = { first, raws: [] }
+      this.tails.set(replicaId, tail)
+    }
+    for (const raw of raws) tail.raws.push(raw)
+    const excess = tail.raws.length - LOG_TAIL_MAX
+    if (excess > 0) {
+      tail.raws.splice(0, excess)
+      tail.first += excess
+    }
+  }
+
   /** Log entries with `seq > afterSeq`, oldest first, at most `limit`. */
   async readLog(replicaId: ReplicaId, afterSeq: number, limit = Infinity): Promise<LogEntry[]> {
     const out: LogEntry[] = []
+    const tail = this.tails.get(replicaId)
+    const head = this.heads.get(replicaId)
+    if (tail && head !== undefined && afterSeq + 1 >= tail.first && tail.first + tail.raws.length - 1 === head) {
+      // the entries asked for are the newest ones, still in memory
+      const end = Math.min(tail.raws.length, afterSeq + 1 - tail.first + limit)
+      for (let i = Math.max(0, afterSeq + 1 - tail.first); i < end; i++) out.push(JSON.parse(tail.raws[i]!) as LogEntry)
+      return out
+    }
     const iterator = this.db.values({ gt: keys.log(replicaId, afterSeq), lt: prefixEnd(keys.logPrefix(replicaId)), limit: Number.isFinite(limit) ? limit : -1 })
     try {
       for (;;) {
@@ -341,6 +514,7 @@ export class ReplicaStore {
    */
   async compactLog(replicaId: ReplicaId, uptoSeq: number): Promise<void> {
     this.beforeWrite?.(1)
+    this.tails.delete(replicaId)
     await this.db.clear({ gte: keys.logPrefix(replicaId), lte: keys.log(replicaId, uptoSeq) })
   }
 
@@ -401,8 +575,21 @@ export class ReplicaStore {
     return this.getJson<OutboxEntry>(keys.outbox(pairId, target, concordId))
   }
 
-  listOutbox(pairId: PairId, target: ReplicaId): Promise<OutboxEntry[]> {
-    return this.listJson<OutboxEntry>(keys.outboxPrefix(pairId, target))
+  async listOutbox(pairId: PairId, target: ReplicaId): Promise<OutboxEntry[]> {
+    const prefix = keys.outboxPrefix(pairId, target)
+    let outbox = this.outboxes.get(prefix)
+    if (!outbox) {
+      const epoch = this.epoch
+      const loaded = new Map<string, string>()
+      for await (const [key, value] of this.db.iterator({ gte: prefix, lt: prefixEnd(prefix) })) loaded.set(String(key), value)
+      if (epoch !== this.epoch || this.cacheLimit <= 0) return [...loaded.values()].map((raw) => JSON.parse(raw) as OutboxEntry)
+      outbox = loaded
+      this.outboxes.set(prefix, outbox)
+    }
+    if (outbox.size === 0) return []
+    // key order, as the database lists them
+    const sorted = outbox.size === 1 ? [...outbox] : [...outbox].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+    return sorted.map(([, raw]) => JSON.parse(raw) as OutboxEntry)
   }
 
   /**

@@ -595,7 +595,8 @@ function fieldClocksOf(base: BaseRecord | undefined, changes: Record<Side, SideC
       if (base && name in base.fields && jsonEqual(change.fields[name], base.fields[name])) continue
       const agreed = base?.clocks?.[name]
       const previous = agreed === undefined ? undefined : decodeHlc(agreed)
-      const own: Hlc = { wall: change.modifiedAt, logical: 0, node: side }
+      // a remote may report sub-millisecond times: HLC walls are whole ms
+      const own: Hlc = { wall: Math.floor(change.modifiedAt), logical: 0, node: side }
       clocks[name] = encodeHlc(previous && compareHlc(own, previous) <= 0 ? { wall: previous.wall, logical: previous.logical + 1, node: side } : own)
     }
     ;(out ??= {})[side] = clocks

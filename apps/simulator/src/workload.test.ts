@@ -1,0 +1,30 @@
+import { expect, test } from 'vitest'
+import { mulberry32 } from './rng.js'
+import { type WorkloadEvent, generateWorkload, sortEvents } from './workload.js'
+
+const event = (t: number, item: string, initial?: boolean): WorkloadEvent => ({ t, mailbox: 'm', side: 'crm', op: 'update', kind: 'contact', item, initial })
+
+test('sortEvents: initial events first, then by time; ties keep their order (stable), like a comparison sort', () => {
+  const random = mulberry32(7)
+  for (let round = 0; round < 20; round++) {
+    const events: WorkloadEvent[] = []
+    const n = 1 + Math.floor(random() * 400)
+    for (let i = 0; i < n; i++) {
+      const r = random()
+      // many exact ties, a few far-apart times, some initial events
+      const t = r < 0.3 ? Math.floor(random() * 5) * 1000 : r < 0.35 ? random() * 1e9 : random() * 86_400_000
+      events.push(event(t, `e${i}`, random() < 0.05 ? true : undefined))
+    }
+    const expected = events.map((e, i) => ({ e, i })).sort((a, b) => (a.e.initial ? -1 : a.e.t) - (b.e.initial ? -1 : b.e.t) || a.i - b.i).map(({ e }) => e.item)
+    sortEvents(events)
+    expect(events.map((e) => e.item)).toEqual(expected)
+  }
+})
+
+test('generateWorkload is deterministic and sorted', () => {
+  const a = generateWorkload({ mailboxes: 3, days: 1, seed: 3 })
+  const b = generateWorkload({ mailboxes: 3, days: 1, seed: 3 })
+  expect(a).toEqual(b)
+  const keys = a.events.map((e) => (e.initial ? -1 : e.t))
+  for (let i = 1; i < keys.length; i++) expect(keys[i]!).toBeGreaterThanOrEqual(keys[i - 1]!)
+})
