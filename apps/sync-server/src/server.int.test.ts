@@ -18,7 +18,7 @@ beforeAll(async () => {
   // Outlook: a tracked meeting, a tracked email, an untracked email, in Alice's mailbox.
   w.graph.control.seed(alice.email, 'event', [{ subject: 'Quarterly review', start: { dateTime: '2026-12-03T10:00:00.0000000', timeZone: 'UTC' }, end: { dateTime: '2026-12-03T11:00:00.0000000', timeZone: 'UTC' }, categories: [TRACKED] }])
   w.graph.control.seed(alice.email, 'message', [
-    { subject: 'Order 1001', body: { contentType: 'text', content: 'Please ship.' }, from: { emailAddress: { address: 'ann1@fabrikam.test' } }, toRecipients: [{ emailAddress: { address: alice.email } }], categories: [TRACKED], receivedDateTime: '2026-11-20T08:00:00Z' },
+    { subject: 'Order 1001', internetMessageId: '<order1001@fabrikam.test>', body: { contentType: 'text', content: 'Please ship.' }, from: { emailAddress: { address: 'ann1@fabrikam.test' } }, toRecipients: [{ emailAddress: { address: alice.email } }], categories: [TRACKED], receivedDateTime: '2026-11-20T08:00:00Z' },
     { subject: 'Lunch?', body: { contentType: 'text', content: 'Private.' }, from: { emailAddress: { address: 'friend@example.test' } }, toRecipients: [{ emailAddress: { address: alice.email } }], receivedDateTime: '2026-11-20T09:00:00Z' },
   ])
   await w.startServer()
@@ -68,6 +68,22 @@ test('Track and Set Regarding from the Exchange side reach the CRM', async () =>
   expect(w.dv.admin.rows('emails').map((r) => r.values['subject'])).toContain('Lunch?')
   const task = w.dv.admin.rows('tasks').find((r) => r.values['subject'] === 'Send Ann the quote')
   expect(task?.lookups['regardingobjectid']).toMatchObject({ table: 'contact', id: ann.id })
+})
+
+test('a reply to a tracked email is tracked automatically and correlated (In-Reply-To) to the same regarding record', async () => {
+  const order = w.dv.admin.rows('emails').find((r) => r.values['subject'] === 'Order 1001')!
+  const ann = w.dv.admin.rows('contacts').find((r) => r.values['firstname'] === 'Ann1')!
+  await dataverseApi(w.dv, 'PATCH', `emails(${order.id})`, { 'regardingobjectid_contact_email@odata.bind': `/contacts(${ann.id})` })
+  w.graph.control.seed(alice.email, 'message', [{
+    subject: 'RE: Order 1001', internetMessageId: '<reply1001@fabrikam.test>', body: { contentType: 'text', content: 'Shipped.' },
+    from: { emailAddress: { address: 'ann1@fabrikam.test' } }, toRecipients: [{ emailAddress: { address: alice.email } }], receivedDateTime: '2026-11-21T08:00:00Z',
+    singleValueExtendedProperties: [{ id: 'String 0x1042', value: '<order1001@fabrikam.test>' }],
+  }])
+  await w.syncUntilQuiet(alice.mailboxid!)
+  await w.syncUntilQuiet(alice.mailboxid!)
+  const reply = w.dv.admin.rows('emails').find((r) => r.values['subject'] === 'RE: Order 1001')
+  expect(reply?.lookups['regardingobjectid']).toMatchObject({ table: 'contact', id: ann.id })
+  expect(reply?.values['correlationmethod']).toBe(3) // InReplyTo
 })
 
 test('a CRM edit reaches the mailbox and an Outlook edit reaches the CRM', async () => {

@@ -28,7 +28,7 @@ import { classifyGraphFailure, invalidRemoteData } from './errors.js'
 import { GraphHttp, type BatchRequest, type GraphResponse } from './graph-http.js'
 import { GraphRemoved, fromGraph, regardingLinkedResource, stampLinkedResource, stampProperty, toGraph, type MappedRecord } from './mapping.js'
 import { decodeNativeId, encodeNativeId } from './native-id.js'
-import { CONCORD_APPLICATION, CONCORD_PROPERTY_ID, REGARDING_APPLICATION, TRANSACTION_PREFIX, parseExchangeOptions } from './options.js'
+import { CONCORD_APPLICATION, CONCORD_PROPERTY_ID, IN_REPLY_TO_PROPERTY_ID, REGARDING_APPLICATION, TRANSACTION_PREFIX, parseExchangeOptions } from './options.js'
 import type { ExchangeAdapterDeps, ExchangeAdapterOptions, ResolvedExchangeOptions } from './options.js'
 import { SubscriptionManager, type NotificationListener, type NotificationResult, type SubscriptionOptions } from './subscriptions.js'
 
@@ -127,8 +127,11 @@ export class ExchangeAdapter implements ReplicaAdapter {
   private async initialUrl(s: Stream): Promise<string> {
     const expandStamp = this.options.stampLookup === 'expand' ? `?$expand=${enc(`singleValueExtendedProperties($filter=id eq ${quote(CONCORD_PROPERTY_ID)})`)}` : ''
     switch (s.kind) {
-      case 'email':
-        return `${this.user}/mailFolders/${enc(s.folder!)}/messages/delta${expandStamp}`
+      case 'email': {
+        // Messages also read In-Reply-To (a MAPI property), which CRM correlation needs.
+        const expand = this.options.stampLookup === 'expand' ? `?$expand=${enc(`singleValueExtendedProperties($filter=id eq ${quote(CONCORD_PROPERTY_ID)} or id eq ${quote(IN_REPLY_TO_PROPERTY_ID)})`)}` : ''
+        return `${this.user}/mailFolders/${enc(s.folder!)}/messages/delta${expand}`
+      }
       case 'contact':
         return `${this.user}/contacts/delta${expandStamp}`
       case 'task':
@@ -484,7 +487,7 @@ export class ExchangeAdapter implements ReplicaAdapter {
     const body = toGraph(kind, fields)
     switch (kind) {
       case 'email':
-        body['singleValueExtendedProperties'] = [stampProperty(concordId), MESSAGE_FLAGS]
+        body['singleValueExtendedProperties'] = [stampProperty(concordId), MESSAGE_FLAGS, ...(typeof fields['inReplyTo'] === 'string' && fields['inReplyTo'] !== '' ? [{ id: IN_REPLY_TO_PROPERTY_ID, value: fields['inReplyTo'] }] : [])]
         break
       case 'appointment':
         body['transactionId'] = `${TRANSACTION_PREFIX}${concordId}`

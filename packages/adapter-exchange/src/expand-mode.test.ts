@@ -4,7 +4,7 @@
  */
 import { expect, test } from 'vitest'
 import { ExchangeAdapter } from './adapter.js'
-import { CONCORD_PROPERTY_ID } from './options.js'
+import { CONCORD_PROPERTY_ID, IN_REPLY_TO_PROPERTY_ID } from './options.js'
 
 test('delta asks to $expand the stamp and reads RemoteUpsert.concordId from the page', async () => {
   const calls: string[] = []
@@ -37,7 +37,7 @@ test('delta asks to $expand the stamp and reads RemoteUpsert.concordId from the 
   expect(page.hasMore).toBe(false)
   expect(page.fullListing).toBe(true)
   const delta = calls.find((c) => c.includes('/messages/delta'))!
-  expect(decodeURIComponent(delta)).toContain(`$expand=singleValueExtendedProperties($filter=id eq '${CONCORD_PROPERTY_ID}')`)
+  expect(decodeURIComponent(delta)).toContain(`$expand=singleValueExtendedProperties($filter=id eq '${CONCORD_PROPERTY_ID}' or id eq '${IN_REPLY_TO_PROPERTY_ID}')`)
   expect(page.changes.map((c) => (c.type === 'upsert' ? [c.nativeId, c.concordId, c.fields['direction']] : null))).toEqual([
     ['m~M1', 'c_42', 'incoming'],
     ['m~M2', undefined, 'incoming'],

@@ -3,6 +3,7 @@ export {
   ExchangeAdapterOptionsSchema,
   parseExchangeOptions,
   CONCORD_PROPERTY_ID,
+  IN_REPLY_TO_PROPERTY_ID,
   CONCORD_APPLICATION,
   REGARDING_APPLICATION,
   TRANSACTION_PREFIX,

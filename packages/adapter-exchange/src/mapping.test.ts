@@ -14,10 +14,12 @@ describe('Graph → canonical', () => {
       receivedDateTime: '2026-11-01T10:00:00Z',
       singleValueExtendedProperties: [{ id: CONCORD_PROPERTY_ID, value: 'c_1' }],
     }, { direction: 'incoming' })
-    expect(m.fields).toEqual({ subject: null, from: { name: 'Ann', address: 'ann@x.test' }, to: [{ address: 'bob@x.test' }], receivedAt: '2026-11-01T10:00:00Z', direction: 'incoming' })
+    expect(m.fields).toEqual({ subject: null, from: { name: 'Ann', address: 'ann@x.test' }, to: [{ address: 'bob@x.test' }], receivedAt: '2026-11-01T10:00:00Z', direction: 'incoming', inReplyTo: null })
     expect(m.version).toBe('W/"CQAAAB1"')
     expect(m.concordId).toBe('c_1')
     expect(m.stampKnown).toBe(true)
+    const reply = fromGraph('email', { id: 'AAkA2', '@odata.etag': 'W/"2"', singleValueExtendedProperties: [{ id: 'String 0x1042', value: '<q1@fabrikam.test>' }] }, { direction: 'incoming' })
+    expect(reply.fields['inReplyTo']).toBe('<q1@fabrikam.test>')
   })
 
   test('garbage is InvalidRemoteData naming the field', () => {

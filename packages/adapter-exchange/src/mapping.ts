@@ -7,7 +7,7 @@ import { InstantSchema, asConcordId, asVersion, parseFields } from '@concord/eng
 import type { ConcordId, Fields, ItemKind, Version } from '@concord/engine'
 import { z } from 'zod'
 import { invalidRemoteData } from './errors.js'
-import { CONCORD_APPLICATION, CONCORD_PROPERTY_ID, REGARDING_APPLICATION, TRANSACTION_PREFIX } from './options.js'
+import { CONCORD_APPLICATION, CONCORD_PROPERTY_ID, IN_REPLY_TO_PROPERTY_ID, REGARDING_APPLICATION, TRANSACTION_PREFIX } from './options.js'
 
 // ---------- Graph payload schemas (lenient about extra members, strict about types) ----------
 
@@ -227,6 +227,11 @@ function stampFromExt(props: Array<{ id: string; value: string | null }> | undef
   return p?.value ? asConcordId(p.value) : undefined
 }
 
+function inReplyToFromExt(props: Array<{ id: string; value: string | null }> | undefined): string | null {
+  const want = IN_REPLY_TO_PROPERTY_ID.toLowerCase()
+  return props?.find((x) => x.id.toLowerCase() === want)?.value ?? null
+}
+
 function recurrence(r: z.infer<typeof Recurrence> | null | undefined): Rec | null {
   if (!r) return null
   const p = r.pattern
@@ -270,6 +275,8 @@ export function fromGraph(kind: ItemKind, raw: unknown, ctx: { direction?: 'inco
       if (has(g, 'conversationId')) f['conversationId'] = text(m.conversationId)
       if (has(g, 'categories')) f['categories'] = m.categories ?? []
       if (ctx.direction) f['direction'] = ctx.direction
+      // Known only when the extended properties were expanded (absent there = the message answers nothing).
+      if (has(g, 'singleValueExtendedProperties')) f['inReplyTo'] = inReplyToFromExt(m.singleValueExtendedProperties)
       concordId = stampFromExt(m.singleValueExtendedProperties)
       stampKnown = has(g, 'singleValueExtendedProperties')
       break

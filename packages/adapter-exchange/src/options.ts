@@ -5,6 +5,8 @@ import { z } from 'zod'
 
 /** The fixed MAPI named property Concord stamps on every item it creates or links. */
 export const CONCORD_PROPERTY_ID = 'String {66f5a359-4659-4830-9070-00047ec6ac6e} Name concordId'
+/** MAPI `PidTagInReplyToId` (0x1042): the Message-ID a message answers — Graph has no first-class property for it. */
+export const IN_REPLY_TO_PROPERTY_ID = 'String 0x1042'
 /** `applicationName` of the To Do linkedResource that carries the Concord link (todoTask has no extended properties). */
 export const CONCORD_APPLICATION = 'Concord'
 /** `applicationName` of the To Do linkedResource that carries the CRM regarding record. */
