@@ -8,7 +8,7 @@ import { sampleFields } from '@concord/engine/testing'
 import { afterAll, beforeAll, expect, test } from 'vitest'
 import { WebSocket } from 'ws'
 import { type World, dataverseApi, startWorld, until } from '../test/world.js'
-import { RECONNECT_TIMER, RawClient, type TestClient, makeClient } from './test-support.js'
+import { RECONNECT_TIMER, RawClient, type TestClient, makeClient } from '@concord/adapter-outlook/testing'
 
 const NAMES = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'gina'] as const
 type Name = (typeof NAMES)[number]

@@ -4,6 +4,7 @@ import { type ItemKind, ItemKinds, fieldNames } from '../model/item.js'
 import { type Direction, DirectionSchema, FIXED_DIRECTIONS } from './directions.js'
 import { DEFAULT_SYNC_FILTERS, type SyncFilterSet, SyncFilterSetSchema, TRACKED_CATEGORY } from './filters.js'
 import { SetMergeEngines, type SetMergeEngine } from './set-merge.js'
+import { DEFAULT_DELETION_RULES, type DeletionRulesConfig, DeletionRulesConfigSchema } from './deletion-rules.js'
 
 /** Conflict policies, chosen per field: what happens when both sides changed a two-way field differently. */
 export const ConflictPolicies = ['crm-wins', 'exchange-wins', 'lww', 'text-merge', 'set-merge', 'keep-both'] as const
@@ -70,6 +71,11 @@ export const MergePolicyConfigSchema = z.strictObject({
   filters: SyncFilterSetSchema.default(DEFAULT_SYNC_FILTERS),
   /** The category that tracks a mailbox item to the CRM. */
   trackedCategory: z.string().min(1).max(255).default(TRACKED_CATEGORY),
+  /**
+   * Per-item-type deletion rules (protocols.md §5.6): `itemTypeRules` switches the appointment/task/
+   * contact rules on (default) or off; `contactCrmDelete` picks the reading of the UNCONFIRMED contact rule.
+   */
+  deletionRules: DeletionRulesConfigSchema.default(DEFAULT_DELETION_RULES),
 })
 
 export type MergePolicyConfigInput = z.input<typeof MergePolicyConfigSchema>
@@ -80,6 +86,8 @@ export interface MergePolicyConfig {
   setMergeEngine: SetMergeEngine
   filters: SyncFilterSet
   trackedCategory: string
+  /** Always set by `parseMergePolicyConfig`; absent (a hand-built config) = `DEFAULT_DELETION_RULES`. */
+  deletionRules?: DeletionRulesConfig | undefined
 }
 
 /** Validates an admin merge config. Bad input → `ValidationError` whose message names each key path. */

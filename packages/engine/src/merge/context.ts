@@ -54,4 +54,9 @@ export interface MergeContext {
   filters?: SyncFilterSet | undefined
   /** Encoded HLC per field and side (the time each side last wrote the field), for `lww`. */
   fieldClocks?: Partial<Record<'crm' | 'mailbox', Record<string, string>>> | undefined
+  /**
+   * "Now" from the pair's injected clock (ms since epoch), for the start-time deletion rules.
+   * Absent = those conditions are not evaluated. The merge never reads the wall clock itself.
+   */
+  now?: number | undefined
 }

@@ -6,6 +6,7 @@ import { Sides, otherSide } from '../sync/merge-strategy.js'
 import { type ConflictPolicy, type MergePolicyConfig, parseMergePolicyConfig } from './config.js'
 import type { FieldAccess, SecurityMask } from './context.js'
 import { type Direction, flowsToCrm, flowsToMailbox, resolveDirections } from './directions.js'
+import { evaluateDeletionRule } from './deletion-rules.js'
 import { isTracked, matchesSyncFilters } from './filters.js'
 import { type Hlc, compareHlc, decodeHlc, encodeHlc } from './hlc.js'
 import { FULL_ACCESS_MASK, fieldAccess } from './masks.js'
@@ -13,6 +14,9 @@ import { mergeSets } from './set-merge.js'
 import { type TextMergeJob, mergeTexts } from './text-merge.js'
 
 const UNKNOWN = Symbol('unknown')
+
+/** The pseudo-field under which delete decisions are recorded for `explain` (`pair.explain(id, DELETE_EXPLAIN_FIELD)`). */
+export const DELETE_EXPLAIN_FIELD = '@delete'
 type Value = unknown | typeof UNKNOWN
 
 /**
@@ -136,6 +140,14 @@ export class PolicyMerge implements MergeStrategy {
 
     if (!mask.canSync) {
       note(decision, 'the mailbox owner has no sync privilege: nothing syncs')
+      return plan
+    }
+    if (input.base?.unlinked) {
+      const gone = (side: Side) => changes[side]?.type === 'delete' || !exists[side]
+      if (gone('crm') && gone('mailbox')) {
+        decision.forget = true
+        note(decision, 'the unlinked item is gone on both sides: forgotten')
+      } else note(decision, `unlinked (${input.base.unlinked.rule}): changes on either side are not synced`)
       return plan
     }
     if (!mask.canReadRecord) {
@@ -316,6 +328,7 @@ export class PolicyMerge implements MergeStrategy {
         note(decision, `${provenance}: removed from this mailbox only`)
         return
       }
+      if (this.applyDeletionRule(plan, deleted, provenance)) return
       if (isUpsert(survivorChange)) {
         this.recreate(plan, 'crm', survivorChange.fields)
         note(decision, `an edit in the mailbox beats the crm delete (${provenance}): the record is re-created in the crm`)
@@ -341,12 +354,41 @@ export class PolicyMerge implements MergeStrategy {
       }
       return
     }
+    if (this.applyDeletionRule(plan, deleted, provenance)) return
     if (isUpsert(survivorChange)) {
       this.recreate(plan, 'mailbox', survivorChange.fields)
       note(decision, `an edit in the crm beats the mailbox delete (${provenance}): the record is re-created in the mailbox`)
       return
     }
     decision.writes.crm = { type: 'delete', provenance }
+  }
+
+  /**
+   * The per-item-type deletion rules (protocols.md §5.6). Records the rule in explain (pseudo-field
+   * `@delete`); when it keeps the delete from propagating, the item is unlinked and true is returned.
+   */
+  private applyDeletionRule(plan: Plan, deleted: Side, provenance: DeleteProvenance): boolean {
+    const { input, decision } = plan
+    const context = input.context ?? {}
+    const survivor = otherSide(deleted)
+    const survivorChange = input.changes[survivor]
+    const fields = { ...(input.base?.fields ?? {}), ...(isUpsert(survivorChange) ? survivorChange.fields : {}) }
+    const result = evaluateDeletionRule({ kind: input.kind, deleted, provenance, fields, crmMeta: context.crmMeta, user: context.user, now: context.now, rules: this.config.deletionRules })
+    if (!result) return false
+    decision.fields.push({
+      field: DELETE_EXPLAIN_FIELD,
+      base: undefined,
+      crm: deleted === 'crm' ? `deleted (${provenance})` : 'kept',
+      mailbox: deleted === 'mailbox' ? `deleted (${provenance})` : 'kept',
+      outcome: result.propagate ? (deleted === 'crm' ? 'take-crm' : 'take-mailbox') : 'blocked',
+      rule: result.rule,
+      value: result.propagate ? 'deleted' : 'unlinked',
+      winner: result.propagate ? deleted : survivor,
+    })
+    note(decision, result.rule)
+    if (result.propagate) return false
+    decision.unlink = result.rule
+    return true
   }
 
   /** Re-creates a deleted copy on `target` from the base plus the surviving side's fields, as far as directions and masks allow. */

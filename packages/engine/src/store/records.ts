@@ -50,6 +50,11 @@ export interface BaseRecord {
   versions: Partial<Record<ReplicaId, Version>>
   /** Encoded HLC of the last `lww` decision per field. */
   clocks?: Record<string, string> | undefined
+  /**
+   * Set when a deletion rule unlinked the item (one copy was deleted, the other kept): the pair no
+   * longer syncs it. Cleared (the base forgotten) once the kept copy is gone too.
+   */
+  unlinked?: { at: number; rule: string } | undefined
 }
 
 /**

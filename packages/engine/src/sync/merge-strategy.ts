@@ -85,6 +85,12 @@ export interface MergeDecision {
   notes?: string[] | undefined
   /** Encoded HLC per field for `lww` fields that were decided now; the loop stores them with the base. */
   fieldClocks?: Record<string, string> | undefined
+  /**
+   * Set when a per-item-type deletion rule kept a delete from propagating: the surviving copy stays
+   * and the item is unlinked for this pair (the loop marks the base `unlinked`, so later changes on
+   * either side do not flow and nothing is re-created). The value is the rule, for explain.
+   */
+  unlink?: string | undefined
 }
 
 /**

@@ -242,11 +242,14 @@ export class SyncPair {
   }
 
   private async mergeEntries(entries: Record<Side, LogEntry[]>, remerge: readonly OutboxEntry[]): Promise<{ items: number; conflicts: number }> {
-    const latest = new Map<ConcordId, { kind: LogEntry['kind']; changes: Record<Side, SideChange | undefined>; meta: Partial<Record<Side, RecordMeta>> }>()
+    const latest = new Map<ConcordId, { kind: LogEntry['kind']; changes: Record<Side, SideChange | undefined>; meta: Partial<Record<Side, RecordMeta>>; deletedNative?: Partial<Record<Side, NativeId>> }>()
     for (const side of Sides) {
       for (const entry of entries[side]) {
         const slot = latest.get(entry.concordId) ?? { kind: entry.kind, changes: { crm: undefined, mailbox: undefined }, meta: {} }
         if (entry.meta) slot.meta[side] = entry.meta
+        // A deleted record's metadata (owner, state) is still in its snapshot: the deletion rules need it.
+        if (entry.type === 'delete') (slot.deletedNative ??= {})[side] = entry.nativeId
+        else if (slot.deletedNative) delete slot.deletedNative[side]
         slot.changes[side] =
           entry.type === 'delete'
             ? { type: 'delete', provenance: entry.provenance ?? 'user-deleted' }
@@ -283,7 +286,7 @@ export class SyncPair {
       const link = links[index]
       const exists = { crm: link?.natives[this.replicaId('crm')] !== undefined, mailbox: link?.natives[this.replicaId('mailbox')] !== undefined }
       const meta = metaFor[index]!
-      const context: MergeContext = { ...this.context, crmMeta: meta.crm, tracked: meta.mailbox?.tracked, fieldClocks: fieldClocksOf(bases[index], changes) }
+      const context: MergeContext = { ...this.context, crmMeta: meta.crm, tracked: meta.mailbox?.tracked, fieldClocks: fieldClocksOf(bases[index], changes), now: plannedAt }
       return { pairId: this.pairId, concordId, kind, base: bases[index], changes, exists, context }
     })
     const decisions = this.strategy.mergeBatch ? this.strategy.mergeBatch(inputs) : inputs.map((input) => this.strategy.merge(input))
@@ -300,6 +303,11 @@ export class SyncPair {
 
       if (decision.forget) {
         if (base) baseWrites.push({ concordId, base: null })
+        continue
+      }
+      if (decision.unlink !== undefined) {
+        // The kept copy stays where it is; the pair stops syncing the item (no write on either side).
+        baseWrites.push({ concordId, base: { ...(base ?? withAgreedFields(undefined, kind, {})), unlinked: { at: plannedAt, rule: decision.unlink } } })
         continue
       }
       if (Object.keys(decision.agreedNow).length > 0 || decision.fieldClocks) {
@@ -356,14 +364,15 @@ export class SyncPair {
    * Per item: the CRM record's metadata (owner, attendees, state — for sync filters) and the mailbox
    * item's (tracked). From this batch's changes, else from the last snapshot of that side.
    */
-  private async recordMeta(ids: readonly ConcordId[], links: ReadonlyArray<LinkRecord | undefined>, latest: Map<ConcordId, { meta: Partial<Record<Side, RecordMeta>> }>): Promise<Array<Partial<Record<Side, RecordMeta>>>> {
+  private async recordMeta(ids: readonly ConcordId[], links: ReadonlyArray<LinkRecord | undefined>, latest: Map<ConcordId, { meta: Partial<Record<Side, RecordMeta>>; deletedNative?: Partial<Record<Side, NativeId>> }>): Promise<Array<Partial<Record<Side, RecordMeta>>>> {
     const out = ids.map((id) => ({ ...latest.get(id)!.meta }))
     for (const side of Sides) {
       const replica = this.replicaId(side)
-      const missing = ids.flatMap((id, i) => (out[i]![side] === undefined && links[i]?.natives[replica] !== undefined ? [i] : []))
+      const nativeOf = (id: ConcordId, i: number): NativeId | undefined => links[i]?.natives[replica] ?? latest.get(id)!.deletedNative?.[side]
+      const missing = ids.flatMap((id, i) => (out[i]![side] === undefined && nativeOf(id, i) !== undefined ? [i] : []))
       const snapshots = await this.store.getSnapshots(
         replica,
-        missing.map((i) => links[i]!.natives[replica]!),
+        missing.map((i) => nativeOf(ids[i]!, i)!),
       )
       missing.forEach((i, k) => {
         const meta = snapshots[k]?.meta

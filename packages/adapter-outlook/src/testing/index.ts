@@ -1,21 +1,30 @@
-/** Test helpers for client sync: real `OutlookSyncClient`s over real `ws` sockets, hand-fired timers. */
-import { type ClientEvent, type ClientWebSocketConstructor, type OutlookLocalReplica, OutlookSyncClient, type OutlookSyncClientOptions, type Timers, openMemoryLocalReplica } from '@concord/adapter-outlook'
+/**
+ * `@concord/adapter-outlook/testing`: runner-free helpers for testing a client-sync server: real
+ * `OutlookSyncClient`s over real `ws` sockets with hand-fired timers, and a raw protocol peer for
+ * malformed-frame and handshake tests.
+ */
 import { WebSocket } from 'ws'
+import type { OutlookLocalReplica } from '../local-replica.js'
+import { openMemoryLocalReplica } from '../open.js'
+import { type ClientEvent, type ClientWebSocketConstructor, OutlookSyncClient, type OutlookSyncClientOptions, type Timers } from '../sync-client.js'
 
 /** Timers the test fires by hand (reconnect backoff, sync schedule): no wall-clock waits. */
 export class ManualTimers implements Timers {
-  private nextId = 1
+  private next = 1
   readonly pending = new Map<number, { fn: () => void; ms: number }>()
   setTimeout(fn: () => void, ms: number): unknown {
-    const id = this.nextId++
+    const id = this.next++
     this.pending.set(id, { fn, ms })
     return id
   }
   clearTimeout(handle: unknown): void {
     this.pending.delete(handle as number)
   }
-  /** Fires the pending timers whose delay matches. */
-  fire(filter: (ms: number) => boolean): number {
+  delays(): number[] {
+    return [...this.pending.values()].map((t) => t.ms)
+  }
+  /** Fires every pending timer whose delay is below `maxMs`. Returns how many fired. */
+  fire(filter: (ms: number) => boolean = () => true): number {
     let fired = 0
     for (const [id, timer] of [...this.pending]) {
       if (!filter(timer.ms)) continue
@@ -27,7 +36,7 @@ export class ManualTimers implements Timers {
   }
 }
 
-/** Reconnect backoff timers are short; the sync schedule is minutes. */
+export const SYNC_TIMER = (ms: number) => ms >= 60_000
 export const RECONNECT_TIMER = (ms: number) => ms < 60_000
 
 export interface TestClient {
@@ -39,11 +48,11 @@ export interface TestClient {
   sockets: WebSocket[]
   /** Every text frame the client sent, parsed. */
   sent: Array<Record<string, unknown>>
-  /** Resolves at the next event of a type after the call. */
+  /** Resolves at the next event of a type (after the call). */
   next<T extends ClientEvent['type']>(type: T): Promise<Extract<ClientEvent, { type: T }>>
 }
 
-export async function makeClient(url: string, token: string, clientId: string, extra: Partial<OutlookSyncClientOptions> = {}): Promise<TestClient> {
+export async function makeClient(url: string, token: string, clientId: string, extra: Partial<OutlookSyncClientOptions> & { replica?: OutlookLocalReplica } = {}): Promise<TestClient> {
   const replica = extra.replica ?? (await openMemoryLocalReplica())
   const timers = new ManualTimers()
   const events: ClientEvent[] = []
@@ -74,6 +83,7 @@ export async function makeClient(url: string, token: string, clientId: string, e
     onEvent: (event) => {
       events.push(event)
       for (const l of listeners.splice(0)) l(event)
+      extra.onEvent?.(event)
     },
   })
   const next = <T extends ClientEvent['type']>(type: T) =>
@@ -87,12 +97,12 @@ export async function makeClient(url: string, token: string, clientId: string, e
   return { client, replica, timers, events, sockets, sent, next }
 }
 
-/** A raw protocol peer over `ws`, for malformed-frame and handshake tests. */
+/** A raw protocol peer over `ws`, for malformed-frame tests. */
 export class RawClient {
   readonly frames: Array<Record<string, unknown>> = []
-  closed: { code: number; reason: string } | undefined
   private waiters: Array<() => void> = []
-
+  closed: { code: number; reason: string } | undefined
+  private closeWaiters: Array<() => void> = []
   private constructor(readonly socket: WebSocket) {
     socket.on('message', (data) => {
       this.frames.push(JSON.parse(String(data)) as Record<string, unknown>)
@@ -100,11 +110,10 @@ export class RawClient {
     })
     socket.on('close', (code, reason) => {
       this.closed = { code, reason: String(reason) }
-      for (const w of this.waiters.splice(0)) w()
+      for (const w of [...this.waiters.splice(0), ...this.closeWaiters.splice(0)]) w()
     })
     socket.on('error', () => undefined)
   }
-
   static async connect(url: string): Promise<RawClient> {
     const socket = new WebSocket(url)
     await new Promise<void>((resolve, reject) => {
@@ -113,12 +122,10 @@ export class RawClient {
     })
     return new RawClient(socket)
   }
-
   send(value: unknown): void {
     this.socket.send(typeof value === 'string' ? value : JSON.stringify(value))
   }
-
-  /** The next frame matching `predicate` (frames already received count). */
+  /** Waits for the next frame matching `predicate` (frames already received count). */
   async frame(predicate: (f: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
     for (let i = 0; i < 1000; i++) {
       const found = this.frames.find(predicate)
@@ -131,13 +138,16 @@ export class RawClient {
     }
     throw new Error('no matching frame after 1000 frames')
   }
-
-  async whenClosed(): Promise<{ code: number; reason: string }> {
-    while (!this.closed) await new Promise<void>((resolve) => this.waiters.push(resolve))
-    return this.closed
+  whenClosed(): Promise<{ code: number; reason: string }> {
+    if (this.closed) return Promise.resolve(this.closed)
+    return new Promise((resolve) => this.closeWaiters.push(() => resolve(this.closed!)))
   }
-
   close(): void {
     this.socket.terminate()
   }
 }
+
+/**
+ * Convergence through the server's links: every live CRM record of the user has exactly one live
+ * local copy with equal fields, and every linked local item has a live CRM counterpart.
+ */
