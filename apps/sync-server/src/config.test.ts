@@ -75,3 +75,40 @@ test('admin commands without a token say how to give one', async () => {
   expect(code).toBe(2)
   expect(err.join('')).toMatch(/CONCORD_ADMIN_TOKEN/)
 })
+
+const routerProfile = () => ({
+  name: 'Contoso IMAP',
+  type: 'imap' as const,
+  incoming: { host: 'imap.contoso.test', port: 993, tls: true },
+  outgoing: { host: 'smtp.contoso.test', port: 465, tls: true },
+  mailboxes: { 'Ina@Contoso.test': { user: 'ina', password: { env: 'INA_PW' }, smtpUser: 'ina', smtpPassword: { file: 'ina.smtp' } } },
+})
+
+test('email server profiles: defaults, secrets from env and file, addresses matched case-insensitively', async () => {
+  await writeFile(join(dir, 'ina.smtp'), 'smtp-secret\n')
+  const c = await parseServerConfig({ ...valid(), profiles: [routerProfile(), { name: 'Exchange Online', type: 'exchange' }] }, { env: { CRM_SECRET: 'x', INA_PW: 'imap-secret' }, baseDir: dir })
+  expect(c.profiles[0]).toMatchObject({ name: 'Contoso IMAP', type: 'imap', folders: ['INBOX'], sentFolder: 'Sent', incoming: { tls: true, timeoutMs: 30_000 } })
+  expect(c.profiles[0]!.mailboxes['ina@contoso.test']).toEqual({ user: 'ina', password: 'imap-secret', smtpUser: 'ina', smtpPassword: 'smtp-secret' })
+  expect(c.profiles[1]).toMatchObject({ name: 'Exchange Online', type: 'exchange' })
+  expect((await parseServerConfig(valid(), { env: { CRM_SECRET: 'x' }, baseDir: dir })).profiles).toEqual([])
+})
+
+test.each([
+  [[{ ...routerProfile(), incoming: undefined }], 'profiles.0.incoming'],
+  [[{ ...routerProfile(), type: 'exchange' }], 'profiles.0.type'],
+  [[{ ...routerProfile(), type: 'imap4' }], 'profiles.0.type'],
+  [[{ ...routerProfile(), incoming: { host: 'imap.contoso.test', port: 0 } }], 'profiles.0.incoming.port'],
+  [[routerProfile(), { ...routerProfile(), name: 'contoso imap' }], 'profiles'],
+])('a bad email server profile names the key (%#)', async (profiles, key) => {
+  const error = await parseServerConfig({ ...valid(), profiles }, { env: { CRM_SECRET: 'x', INA_PW: 'p' }, baseDir: dir }).catch((e: unknown) => e)
+  expect(error).toBeInstanceOf(ConfigError)
+  expect((error as ConfigError).key).toBe(key)
+})
+
+test('a missing mailbox password or a lone smtpUser names the mailbox', async () => {
+  const missing = await parseServerConfig({ ...valid(), profiles: [routerProfile()] }, { env: { CRM_SECRET: 'x' }, baseDir: dir }).catch((e: unknown) => e)
+  expect((missing as ConfigError).key).toBe('profiles.0.mailboxes.Ina@Contoso.test.password')
+  expect((missing as Error).message).not.toContain('imap-secret')
+  const lone = await parseServerConfig({ ...valid(), profiles: [{ ...routerProfile(), mailboxes: { 'ina@contoso.test': { user: 'ina', password: 'p', smtpUser: 'ina' } } }] }, { env: { CRM_SECRET: 'x' }, baseDir: dir }).catch((e: unknown) => e)
+  expect((lone as ConfigError).key).toBe('profiles.0.mailboxes.ina@contoso.test')
+})

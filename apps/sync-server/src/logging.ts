@@ -2,7 +2,7 @@
 import type { Logger } from '@concord/engine'
 import { pino, type DestinationStream, type Level } from 'pino'
 
-const SECRET_KEYS = ['clientSecret', 'token', 'accessToken', 'access_token', 'authorization', 'clientState', 'password']
+const SECRET_KEYS = ['clientSecret', 'token', 'accessToken', 'access_token', 'authorization', 'clientState', 'password', 'smtpPassword']
 /** Secret keys pino censors at the top level and up to three levels deep. */
 export const REDACTED_PATHS = SECRET_KEYS.flatMap((k) => [k, `*.${k}`, `*.*.${k}`, `*.*.*.${k}`])
 

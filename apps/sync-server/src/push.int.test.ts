@@ -54,3 +54,16 @@ test('a CRM edit still reaches the mailbox (polling and sync-now, no push from t
   await w.syncUntilQuiet(mailboxId)
   expect((await mailboxRecords(w, 'alice@contoso.test', 'contact'))[0]!.fields['department']).toBe('Purchasing')
 })
+
+test('a restarted server adopts its stored subscriptions instead of orphaning them', async () => {
+  const before = w.graph.control.subscriptions().map((s) => String(s['id'])).sort()
+  await w.server.stop()
+  await w.startServer()
+  await w.syncUntilQuiet(mailboxId)
+  const after = w.graph.control.subscriptions().map((s) => String(s['id'])).sort()
+  expect(after).toEqual(before)
+  // Notifications still reach the restarted server and drive a sync.
+  const contact = (await mailboxRecords(w, 'alice@contoso.test', 'contact'))[0]!
+  w.graph.control.updateItem('alice@contoso.test', graphIdOf(contact.nativeId), { jobTitle: 'Buyer again' })
+  await until(() => w.dv.admin.rows('contacts')[0]?.values['jobtitle'] === 'Buyer again', 'the pushed change after the restart')
+})

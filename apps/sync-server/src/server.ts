@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { CrmAdapter, OutgoingEmailQueue } from '@concord/adapter-crm'
 import { createTrustedFetch } from '@concord/adapter-exchange'
-import { type ConcordId, type DirectionTable, type ItemKind, type MergePolicyConfig, type StoreDatabase, type SyncFilterSet, ReplicaStore, SyncError, asConcordId, asReplicaId, parseMergePolicyConfig, parseSyncFilters } from '@concord/engine'
+import { type ConcordId, type DirectionTable, type NativeId, type ItemKind, type MergePolicyConfig, type StoreDatabase, type SyncFilterSet, ReplicaStore, SyncError, asConcordId, asReplicaId, parseMergePolicyConfig, parseSyncFilters } from '@concord/engine'
 import type { DueSync } from '@concord/scheduler'
 import { ClassicLevel } from 'classic-level'
 import type { FastifyInstance } from 'fastify'
@@ -18,6 +18,7 @@ import { applicationUserId } from './crm-feed/app-user.js'
 import { CrmOrgFeed } from './crm-feed/org-feed.js'
 import { UserFeedView } from './crm-feed/user-view.js'
 import { attachClientSync } from './client-sync/client-sync.js'
+import { mountAddin } from './addin/addin-route.js'
 import type { ServerConfig } from './config.js'
 import { ServerError } from './errors.js'
 import { InProcessLeases, type LeaseManager } from './lease.js'
@@ -92,6 +93,7 @@ export class SyncServer {
   private refreshTimer: NodeJS.Timeout | undefined
   private feed: CrmOrgFeed | undefined
   private feedTimer: NodeJS.Timeout | undefined
+  private readonly subscriptionWatchers = new Set<string>()
   private refreshing: Promise<void> | undefined
   private mergeConfig: MergePolicyConfig
   private readonly outgoing: OutgoingEmailSender
@@ -148,6 +150,7 @@ export class SyncServer {
     try {
       server.admin = await buildAdminApi(server)
       attachClientSync(server, server.admin, { mergeConfig: () => server.mergeConfig, crmFetch: options.crmFetch }) // closed with the admin API (preClose)
+      mountAddin(server.admin) // the App for Outlook's task pane at /addin/* (built on first request)
       await server.admin.listen({ host: c.admin.host, port: c.admin.port })
       const address = server.admin.server.address()
       const port = typeof address === 'object' && address ? address.port : c.admin.port
@@ -222,9 +225,12 @@ export class SyncServer {
     await this.admin?.close()
     await this.problemWrites
     for (const worker of this.workers.values()) {
+      // The store first, while the lease is held: it writes cursors it kept in memory (pages that changed nothing).
+      await worker.engineStore.close().catch((error: unknown) => this.log.warn({ mailboxId: worker.descriptor.mailboxId, err: error }, 'closing the mailbox store failed'))
       await worker.releaseLease().catch(() => {})
       await worker.close().catch(() => {})
     }
+    await this.feed?.store.close().catch(() => {})
     await this.db.close()
     this.log.info({}, 'sync server stopped')
   }
@@ -355,8 +361,15 @@ export class SyncServer {
         },
         onConflict: () => this.metrics.conflicts.inc(),
         ...(this.feed ? { crmSide: (w: MailboxWorker) => this.userView(w) } : {}),
-        // POP3 keeps no tracking category: the owner's tracking option is applied as mail is pulled.
-        mailboxSide: (w: MailboxWorker) => (w.mailServer?.protocol === 'pop3' ? new AutoTrackingSource(w.mailServer, (page, signal) => this.autoTracker.decidePage(w, page, signal)) : w.mailbox),
+        // imap/pop3: the owner's tracking option is applied as mail is pulled (IMAP also gets the keyword).
+        mailboxSide: (w: MailboxWorker) => {
+          const ms = w.mailServer
+          if (!ms) return w.mailbox
+          const mark = async (nativeId: NativeId) => {
+            await ms.setTracked(nativeId, true).catch((error: unknown) => this.log.warn({ mailboxId: w.descriptor.mailboxId, nativeId, err: error }, 'could not add the tracking keyword'))
+          }
+          return new AutoTrackingSource(ms, (page, signal) => this.autoTracker.decidePage(w, page, signal), ms.protocol === 'imap' ? mark : undefined)
+        },
         sendLedger: (mailboxId: string) => new LevelSendLedger(this.sublevel(`send-ledger-${mailboxId}`)),
         onMessageProblem: (mailboxId, problem) => {
           this.problemWrites = this.problemWrites.then(() => this.recordMessageProblem(mailboxId, problem))
@@ -440,11 +453,29 @@ export class SyncServer {
   private async maintainSubscriptions(worker: MailboxWorker): Promise<void> {
     const { notificationUrl, clientState } = this.config.push
     if (!notificationUrl || !clientState) return
-    const subs = worker.exchange?.subscriptions
-    if (!subs) return // imap/pop3: polling only
+    const exchange = worker.exchange
+    if (!exchange) return // imap/pop3: polling only
+    const subs = exchange.subscriptions
+    const id = worker.descriptor.mailboxId
+    const url = `${notificationUrl.replace(/\/$/, '')}/${encodeURIComponent(id)}`
     try {
-      if (subs.active().length === 0) await subs.create(`${notificationUrl.replace(/\/$/, '')}/${encodeURIComponent(worker.descriptor.mailboxId)}`, clientState)
-      else await subs.renew(this.now())
+      if (subs.active().length === 0) {
+        // Every change of the subscriptions is stored, so a restart adopts them instead of orphaning them.
+        if (!this.subscriptionWatchers.has(id)) {
+          this.subscriptionWatchers.add(id)
+          subs.onStateChange((snapshot) => void this.state.putSubscriptions(id, snapshot).catch((error: unknown) => this.log.warn({ mailboxId: id, err: error }, 'could not store the subscription state')))
+        }
+        const saved = await this.state.getSubscriptions(id)
+        const report = saved === undefined ? undefined : await exchange.restoreSubscriptions(saved, { notificationUrl: url, clientState }).catch((error: unknown) => {
+          if (error instanceof SyncError && error.code === 'Validation') {
+            this.log.warn({ mailboxId: id, err: error }, 'the stored subscription state is unusable; subscribing afresh')
+            return undefined
+          }
+          throw error
+        })
+        if (report === undefined) await subs.create(url, clientState)
+        else if (report.pullRequested) this.loop.notify(id)
+      } else await subs.renew(this.now())
     } catch (error) {
       this.log.warn({ mailboxId: worker.descriptor.mailboxId, err: error }, 'change-notification subscriptions could not be created or renewed; polling continues')
     }

@@ -143,6 +143,16 @@ export class ServerStateStore {
     await this.db.put(`autotrack:${mailboxId}`, String(seq))
   }
 
+  /** The mailbox's Graph subscription snapshot (adapter-exchange `SubscriptionState`; no secret in it). */
+  async getSubscriptions(mailboxId: string): Promise<unknown> {
+    const raw = await this.db.get(`subs:${mailboxId}`)
+    return raw === undefined ? undefined : (JSON.parse(raw) as unknown)
+  }
+
+  async putSubscriptions(mailboxId: string, snapshot: unknown): Promise<void> {
+    await this.db.put(`subs:${mailboxId}`, JSON.stringify(snapshot))
+  }
+
   getSend(emailId: string): Promise<SendJournalEntry | undefined> {
     return this.getJson(`send:${emailId}`, SendJournalEntrySchema)
   }

@@ -47,6 +47,7 @@ export const MAILBOX_COLUMNS = [
   'statuscode',
   '_ownerid_value',
   '_regardingobjectid_value',
+  '_emailserverprofile_value',
 ] as const
 
 /** One `mailboxes` row. Column names are Dataverse's; option sets keep their numeric values (§5.2). */
@@ -88,6 +89,7 @@ export const MailboxRowSchema = z
     _ownerid_value: nStr,
     _regardingobjectid_value: nStr,
     [`_regardingobjectid_value${LOOKUP_TYPE}`]: nStr,
+    _emailserverprofile_value: nStr,
   })
   .transform((r) => {
     const regardingType = r[`_regardingobjectid_value${LOOKUP_TYPE}`] as string | null
@@ -125,9 +127,25 @@ export const MailboxRowSchema = z
       lastsyncerrorcount: r.lastsyncerrorcount,
       statecode: r.statecode,
       statuscode: r.statuscode,
+      /** The mailbox's email server profile (`emailserverprofiles` row id), null when none is set. */
+      emailServerProfileId: r._emailserverprofile_value?.toLowerCase() ?? null,
     }
   })
 export type MailboxRow = z.output<typeof MailboxRowSchema>
+
+/** One `emailserverprofiles` row: which mail server mailboxes of this profile sync with. */
+export const EmailServerProfileRowSchema = z
+  .looseObject({
+    emailserverprofileid: z.string().regex(/^[0-9a-fA-F-]{36}$/),
+    name: z.string().min(1),
+    /** 0 Exchange Server, 1 Other (POP3/IMAP + SMTP), 3 Exchange Online (the emulator's values; see its README). */
+    servertype: nInt,
+  })
+  .transform((r) => ({ profileId: r.emailserverprofileid.toLowerCase(), name: r.name, serverType: r.servertype }))
+export type EmailServerProfileRow = z.output<typeof EmailServerProfileRowSchema>
+
+/** `servertype` values of an email server profile. */
+export const SERVER_TYPE = { ExchangeServer: 0, Other: 1, ExchangeOnline: 3 } as const
 
 /** Option-set values (protocols.md §5.2). */
 export const APPROVAL = { Empty: 0, Approved: 1, PendingApproval: 2, Rejected: 3 } as const
@@ -300,6 +318,11 @@ export class MailboxDirectory {
     return getAllPages(this.http, `mailboxes?$select=${MAILBOX_COLUMNS.join(',')}${filter}`, MailboxRowSchema, this.options.pageSize, 'mailbox', opts.signal, [
       `odata.include-annotations="Microsoft.Dynamics.CRM.lookuplogicalname"`,
     ])
+  }
+
+  /** Every email server profile (id, name, server type). */
+  async listEmailServerProfiles(signal?: AbortSignal): Promise<EmailServerProfileRow[]> {
+    return getAllPages(this.http, 'emailserverprofiles?$select=emailserverprofileid,name,servertype', EmailServerProfileRowSchema, this.options.pageSize, 'emailserverprofile', signal)
   }
 
   /** One mailbox, or null when it does not exist. */

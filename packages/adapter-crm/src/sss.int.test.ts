@@ -103,6 +103,18 @@ describe('MailboxDirectory', () => {
     expect(await dir.listAlerts(quinn.mailboxid!)).toEqual([])
   })
 
+  test('email server profiles: listed with their server type; a mailbox names its profile', async () => {
+    expect((await dir.listMailboxes()).every((r) => r.emailServerProfileId === null)).toBe(true)
+    const imap = emu.admin.createRecord('emailserverprofiles', { name: 'Contoso IMAP', servertype: 1 }).id
+    emu.admin.createRecord('emailserverprofiles', { name: 'Exchange Online', servertype: 3 })
+    const token = await emu.getToken()
+    const res = await fetch(`${emu.apiUrl}/mailboxes(${rita.mailboxid})`, { method: 'PATCH', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ 'emailserverprofile@odata.bind': `/emailserverprofiles(${imap})` }) })
+    expect(res.status).toBe(204)
+    expect(byId(await dir.listMailboxes(), rita.mailboxid).emailServerProfileId).toBe(imap.toLowerCase())
+    expect((await dir.listEmailServerProfiles()).map((p) => [p.name, p.serverType]).sort()).toEqual([['Contoso IMAP', 1], ['Exchange Online', 3]])
+    expect(() => emu.admin.createRecord('emailserverprofiles', { name: 'Bad', servertype: 9 })).toThrow(/outside the valid range/)
+  })
+
   test('bad input is a Validation error naming the field; an unknown mailbox is NotFound (never created)', async () => {
     await expect(dir.raiseAlert('nope', { level: 'error', code: 1, text: 'x' })).rejects.toThrow(/mailboxId must be a GUID/)
     await expect(dir.raiseAlert(alice.mailboxid!, { level: 'fatal' as 'error', code: 1, text: 'x' })).rejects.toThrow(/level/)

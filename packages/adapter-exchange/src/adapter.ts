@@ -30,7 +30,15 @@ import { GraphRemoved, fromGraph, regardingLinkedResource, stampLinkedResource, 
 import { decodeNativeId, encodeNativeId } from './native-id.js'
 import { CONCORD_APPLICATION, CONCORD_PROPERTY_ID, IN_REPLY_TO_PROPERTY_ID, REGARDING_APPLICATION, TRANSACTION_PREFIX, parseExchangeOptions } from './options.js'
 import type { ExchangeAdapterDeps, ExchangeAdapterOptions, ResolvedExchangeOptions } from './options.js'
-import { SubscriptionManager, type NotificationListener, type NotificationResult, type SubscriptionOptions } from './subscriptions.js'
+import {
+  SubscriptionManager,
+  type NotificationListener,
+  type NotificationResult,
+  type RestoreOptions,
+  type RestoreReport,
+  type SubscriptionOptions,
+  type SubscriptionState,
+} from './subscriptions.js'
 
 const IMMUTABLE = 'IdType="ImmutableId"'
 /** Graph requests one pull may make before it returns what it has (empty pages are legal). */
@@ -105,6 +113,14 @@ export class ExchangeAdapter implements ReplicaAdapter {
   }
   renewSubscriptions(now?: number): Promise<number> {
     return this.subscriptions.renew(now ?? this.now())
+  }
+  /** The subscriptions' persistable state (no secret); see `SubscriptionManager.snapshot`. */
+  snapshotSubscriptions(): SubscriptionState {
+    return this.subscriptions.snapshot()
+  }
+  /** Adopts, renews or re-creates the subscriptions of a snapshot; see `SubscriptionManager.restore`. */
+  restoreSubscriptions(state: unknown, options: RestoreOptions): Promise<RestoreReport> {
+    return this.subscriptions.restore(state, options)
   }
   handleNotification(body: unknown): Promise<NotificationResult> {
     return this.subscriptions.handle(body)

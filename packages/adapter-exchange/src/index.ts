@@ -24,6 +24,10 @@ export {
   type SubscriptionOptions,
   type ActiveSubscription,
   type LifecycleEventName,
+  SubscriptionStateSchema,
+  type SubscriptionState,
+  type RestoreOptions,
+  type RestoreReport,
 } from './subscriptions.js'
 export { createTrustedFetch, type TrustedFetch } from './trusted-fetch.js'
 export { MailSender, OutgoingMailSchema, CRM_ID_PROPERTY_ID, MAX_RECIPIENTS_PER_MESSAGE, type OutgoingMail, type SendResult, type MailSenderOptions } from './mail-sender.js'

@@ -48,7 +48,11 @@ describe('Graph → canonical', () => {
     expect(e.fields['end']).toEqual({ dateTime: '2026-03-29T10:30:00', timeZone: 'Europe/Berlin' })
     expect(e.concordId).toBe('c_9')
     const windows = fromGraph('appointment', { id: 'e2', start: { dateTime: '2026-01-05T08:00:00.0000000', timeZone: 'UTC' }, originalStartTimeZone: 'W. Europe Standard Time' })
-    expect(windows.fields['start']).toEqual({ dateTime: '2026-01-05T08:00:00', timeZone: 'UTC' })
+    expect(windows.fields['start']).toEqual({ dateTime: '2026-01-05T09:00:00', timeZone: 'W. Europe Standard Time' })
+    const pacific = fromGraph('appointment', { id: 'e3', start: { dateTime: '2026-07-06T16:00:00.0000000', timeZone: 'UTC' }, originalStartTimeZone: 'Pacific Standard Time' })
+    expect(pacific.fields['start']).toEqual({ dateTime: '2026-07-06T09:00:00', timeZone: 'Pacific Standard Time' })
+    const unknown = fromGraph('appointment', { id: 'e4', start: { dateTime: '2026-07-06T16:00:00.0000000', timeZone: 'UTC' }, originalStartTimeZone: 'Tzolkin Time' })
+    expect(unknown.fields['start']).toEqual({ dateTime: '2026-07-06T16:00:00', timeZone: 'UTC' })
   })
 
   test('recurrence defaults Graph fills in are dropped', () => {

@@ -8,6 +8,7 @@ import type { ConcordId, Fields, ItemKind, Version } from '@concord/engine'
 import { z } from 'zod'
 import { invalidRemoteData } from './errors.js'
 import { CONCORD_APPLICATION, CONCORD_PROPERTY_ID, IN_REPLY_TO_PROPERTY_ID, REGARDING_APPLICATION, TRANSACTION_PREFIX } from './options.js'
+import { ianaZoneOf } from './time-zones.js'
 
 // ---------- Graph payload schemas (lenient about extra members, strict about types) ----------
 
@@ -168,15 +169,6 @@ export function normaliseLocalDateTime(v: string): string {
   return `${base}${frac}`
 }
 
-function isIanaZone(zone: string): boolean {
-  try {
-    new Intl.DateTimeFormat('en-US', { timeZone: zone })
-    return zone.includes('/') || zone === 'UTC'
-  } catch {
-    return false
-  }
-}
-
 /** The wall-clock time in `zone` of a UTC instant, as `YYYY-MM-DDTHH:mm:ss`. */
 export function utcToZone(utcLocal: string, zone: string): string {
   const ms = Date.parse(`${normaliseLocalDateTime(utcLocal)}Z`)
@@ -196,14 +188,19 @@ export function utcToZone(utcLocal: string, zone: string): string {
 
 /**
  * A Graph dateTimeTimeZone → canonical. Graph answers in UTC unless asked otherwise; when the event
- * remembers an IANA `originalStartTimeZone`, the UTC value is converted back to that zone so the pair
- * round-trips. Windows zone names are kept as the UTC pair (same instant).
+ * remembers the zone it was created in (`originalStartTimeZone`, an IANA or Windows name such as
+ * "W. Europe Standard Time"), the UTC value is converted to the wall-clock time of that zone and the
+ * pair carries the original name, so what was written comes back unchanged. An unknown zone keeps the
+ * UTC pair (same instant).
  */
 export function dateTimeTz(v: z.infer<typeof DateTimeTimeZone> | null | undefined, original?: string | null): { dateTime: string; timeZone: string } | null {
   if (!v) return null
   const tz = v.timeZone || 'UTC'
   const dateTime = normaliseLocalDateTime(v.dateTime)
-  if (tz === 'UTC' && original && original !== 'UTC' && isIanaZone(original)) return { dateTime: utcToZone(dateTime, original), timeZone: original }
+  if (tz === 'UTC' && original && original !== 'UTC') {
+    const iana = ianaZoneOf(original)
+    if (iana !== undefined) return { dateTime: utcToZone(dateTime, iana), timeZone: original }
+  }
   return { dateTime, timeZone: tz }
 }
 

@@ -75,6 +75,18 @@ export const LookupInputSchema = z.discriminatedUnion('mode', [
 ])
 export type LookupInput = z.infer<typeof LookupInputSchema>
 
+/** App for Outlook: the CRM view of one open e-mail (its parties, and the CRM e-mail tracked for it). */
+export const ItemInfoInputSchema = z.strictObject({
+  /** The e-mail's Internet message id (finds the tracked CRM e-mail); absent for an unsent draft. */
+  internetMessageId: z.string().min(1).max(998).optional(),
+  /** Sender and recipient addresses to resolve to CRM records. */
+  addresses: z.array(z.string().min(1).max(320)).max(200),
+})
+export type ItemInfoInput = z.infer<typeof ItemInfoInputSchema>
+/** App for Outlook's Set Regarding: CRM records (contacts, accounts) whose name contains `text`. */
+export const SearchInputSchema = z.strictObject({ text: z.string().trim().min(1).max(200), top: z.number().int().min(1).max(50).optional() })
+export type SearchInput = z.infer<typeof SearchInputSchema>
+
 const req = <T extends string, S extends z.ZodRawShape>(type: T, shape: S) => z.strictObject({ type: z.literal(type), id: RequestId, ...shape })
 
 export const ClientRequestSchema = z.discriminatedUnion('type', [
@@ -87,6 +99,9 @@ export const ClientRequestSchema = z.discriminatedUnion('type', [
   req('stopTracking', { input: StopTrackingInputSchema }),
   req('addContact', { input: AddContactInputSchema }),
   req('lookup', { input: LookupInputSchema }),
+  req('mailboxStatus', {}),
+  req('itemInfo', { input: ItemInfoInputSchema }),
+  req('search', { input: SearchInputSchema }),
 ])
 export type ClientRequest = z.infer<typeof ClientRequestSchema>
 export type ClientRequestType = ClientRequest['type']
@@ -192,6 +207,21 @@ export const CrmRecordSchema = z.strictObject({ crmId: CrmId, kind: ItemKindSche
 export type CrmRecord = z.infer<typeof CrmRecordSchema>
 export const LookupResultSchema = z.union([z.strictObject({ ids: z.array(CrmId) }), z.strictObject({ records: z.array(CrmRecordSchema) })])
 export type LookupResult = z.infer<typeof LookupResultSchema>
+/** Whether the user's mailbox is enabled for server-side synchronization (the App for Outlook requires it). */
+export const MailboxStatusResultSchema = z.strictObject({ serverSideSync: z.boolean(), reason: z.string().max(2000).optional() })
+export type MailboxStatusResult = z.infer<typeof MailboxStatusResultSchema>
+/** A CRM record reference: the shape of `regarding`, so a search result can be set as regarding as is. */
+export const CrmRefSchema = RegardingSchema
+export type CrmRef = z.infer<typeof CrmRefSchema>
+export const ItemInfoResultSchema = z.strictObject({
+  /** The CRM e-mail tracked for this message, or null when it is not tracked. */
+  tracked: z.strictObject({ crmId: CrmId, regarding: CrmRefSchema.nullable() }).nullable(),
+  /** Each requested address with the CRM records (system users, contacts, accounts) that have it. */
+  parties: z.array(z.strictObject({ address: z.string().min(1).max(320), records: z.array(CrmRefSchema).max(50) })),
+})
+export type ItemInfoResult = z.infer<typeof ItemInfoResultSchema>
+export const SearchResultSchema = z.strictObject({ records: z.array(CrmRefSchema).max(50) })
+export type SearchResult = z.infer<typeof SearchResultSchema>
 export const DesignateResultSchema = z.strictObject({ fencingToken: FencingToken })
 export const SetIntervalResultSchema = z.strictObject({ intervalMinutes: Minutes })
 
@@ -206,6 +236,9 @@ export const ClientResultSchemas = {
   stopTracking: StopTrackingResultSchema,
   addContact: AddContactResultSchema,
   lookup: LookupResultSchema,
+  mailboxStatus: MailboxStatusResultSchema,
+  itemInfo: ItemInfoResultSchema,
+  search: SearchResultSchema,
 } as const satisfies Record<ClientRequestType, z.ZodType>
 
 // ---------------------------------------------------------------------------------------------

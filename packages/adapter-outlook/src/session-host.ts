@@ -13,6 +13,14 @@ import {
   CrmRecordSchema,
   DEFAULT_MAX_FRAME_BYTES,
   HelloSchema,
+  type ItemInfoInput,
+  type ItemInfoResult,
+  ItemInfoResultSchema,
+  type MailboxStatusResult,
+  MailboxStatusResultSchema,
+  type SearchInput,
+  type SearchResult,
+  SearchResultSchema,
   PROTOCOL_VERSION,
   type SetRegardingInput,
   SetRegardingResultSchema,
@@ -68,6 +76,12 @@ export interface ClientRequestHandlers {
   lookupIds(ctx: RequestContext, kind: ItemKind): Promise<string[]>
   /** Details on demand; a record the user may not read is `forbidden`. */
   lookupDetails(ctx: RequestContext, crmIds: readonly string[]): Promise<CrmRecord[]>
+  /** App for Outlook: whether the user's mailbox is enabled for server-side sync (absent: `bad_request`). */
+  mailboxStatus?(ctx: RequestContext): Promise<MailboxStatusResult>
+  /** App for Outlook: the parties of an open e-mail as CRM records, and its tracked CRM e-mail. */
+  itemInfo?(ctx: RequestContext, input: ItemInfoInput): Promise<ItemInfoResult>
+  /** App for Outlook: records to set as regarding whose name contains the text. */
+  search?(ctx: RequestContext, input: SearchInput): Promise<SearchResult>
 }
 
 /** A user's designated client, as the sync driver sees it. `replica` is the client's replica over the socket. */
@@ -371,6 +385,15 @@ export class ClientSessionHost {
         if (input.mode === 'ids') return { ids: handlerResult(z.array(z.string().min(1).max(128)), await handlers.lookupIds(this.context(session), input.kind), 'lookupIds') }
         return { records: handlerResult(z.array(CrmRecordSchema), await handlers.lookupDetails(this.context(session), input.crmIds), 'lookupDetails') }
       }
+      case 'mailboxStatus':
+        if (!handlers.mailboxStatus) throw unsupported(message.type)
+        return handlerResult(MailboxStatusResultSchema, await handlers.mailboxStatus(this.context(session)), 'mailboxStatus')
+      case 'itemInfo':
+        if (!handlers.itemInfo) throw unsupported(message.type)
+        return handlerResult(ItemInfoResultSchema, await handlers.itemInfo(this.context(session), message.input), 'itemInfo')
+      case 'search':
+        if (!handlers.search) throw unsupported(message.type)
+        return handlerResult(SearchResultSchema, await handlers.search(this.context(session), message.input), 'search')
     }
   }
 
@@ -438,4 +461,9 @@ function handlerResult<T>(schema: z.ZodType<T>, value: unknown, what: string): T
   const parsed = schema.safeParse(value)
   if (!parsed.success) throw new OutlookProtocolError('internal', describeIssues(parsed.error, `the ${what} handler returned an invalid result`))
   return parsed.data
+}
+
+/** A request this server's handlers do not implement (an optional App for Outlook request). */
+function unsupported(type: string): OutlookProtocolError {
+  return new OutlookProtocolError('bad_request', `type: this server does not support ${type} requests`)
 }

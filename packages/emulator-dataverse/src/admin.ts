@@ -219,6 +219,7 @@ export class Admin {
           lookups: {
             ownerid: { table: 'systemuser', id },
             regardingobjectid: { table: 'systemuser', id },
+            emailserverprofile: null,
             createdby: null,
             modifiedby: null,
           },

@@ -398,6 +398,7 @@ export const OPTION_SETS: Record<string, Record<string, readonly number[]>> = {
     actdeliverymethod: [0, 1, 2],
   },
   tracelog: { level: [1, 2, 3] },
+  emailserverprofile: { servertype: [0, 1, 3] },
   email: { correlationmethod: [0, 1, 2, 3, 4, 5, 6, 7], prioritycode: [0, 1, 2] },
 }
 

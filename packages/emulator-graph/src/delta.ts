@@ -155,6 +155,8 @@ export interface PageInput {
   immutable: boolean
   duplicates: boolean
   emptyPage: boolean
+  /** `Prefer: outlook.timezone` of this request (event start/end are expressed in it). */
+  timeZone?: { name: string; iana: string } | undefined
 }
 
 export interface PageOutput {
@@ -231,7 +233,7 @@ export function runPage(input: PageInput): PageOutput {
   const expand = q.x === undefined ? undefined : parseExpand({ $expand: q.x })
   const render = (e: { key: string; restId: string; removed: boolean }, kind: 'item' | 'removed'): Record<string, unknown> => {
     const it = mb.items.get(e.key)
-    if (kind === 'item' && it) return renderItem(it, { immutable, select: q.sel, withType: true, ...(expand ? { expandExt: expand.ext, extFilter: expand.extFilter, expandLinked: expand.linkedResources } : {}) })
+    if (kind === 'item' && it) return renderItem(it, { immutable, select: q.sel, withType: true, timeZone: input.timeZone, ...(expand ? { expandExt: expand.ext, extFilter: expand.extFilter, expandLinked: expand.linkedResources } : {}) })
     // A removal names the id the client knew: the rest id the item had when it left this container.
     return renderRemoved(q.k, immutable ? e.key : e.removed || !it ? e.restId : it.restId)
   }

@@ -100,6 +100,11 @@ export class Pipeline {
         const prefer = parsePrefer(req.headers['prefer'])
         const ctx: Ctx = { core, req, params: m.params, appId, prefer, immutable: prefer.immutableId, mailbox: mb }
         res = await m.handler(ctx)
+        if (prefer.timeZone !== undefined && res.status < 400) {
+          const tz = `outlook.timezone="${prefer.timeZone.name}"`
+          const prev = res.headers['preference-applied']
+          res.headers['preference-applied'] = prev ? `${prev}, ${tz}` : tz
+        }
       }
     } catch (err) {
       res = this.errorResponse(err, requestId, clientRequestId, date)

@@ -47,7 +47,7 @@ export async function buildAdminApi(server: SyncServer): Promise<FastifyInstance
 
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
     const path = req.url.split('?')[0] ?? ''
-    if (path === '/health') return
+    if (path === '/health' || path.startsWith('/addin/')) return // the App for Outlook authenticates per user over /client
     if (path.startsWith('/notifications/')) {
       // Graph's validation handshake: echo the token as text/plain before any body parsing.
       const validationToken = validationTokenOf(req.url)

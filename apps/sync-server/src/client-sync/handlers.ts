@@ -4,8 +4,8 @@
  * decides what the user may read and write.
  */
 import { randomUUID } from 'node:crypto'
-import { type CrmAdapter, type CrmKind, TABLES, extractTrackingToken, getAutoTrackOption, nativeIdOf, parseNativeId, setRegarding, shouldTrack, stopTracking, trackItem, trackingLookups } from '@concord/adapter-crm'
-import { type ClientRequestHandlers, type CrmRecord, OutlookProtocolError } from '@concord/adapter-outlook'
+import { type CrmAdapter, type CrmKind, MailboxDirectory, TABLES, extractTrackingToken, getAutoTrackOption, nativeIdOf, parseNativeId, setRegarding, shouldTrack, stopTracking, syncEligibility, trackItem, trackingLookups } from '@concord/adapter-crm'
+import { type ClientRequestHandlers, type CrmRecord, type CrmRef, type MailboxStatusResult, OutlookProtocolError } from '@concord/adapter-outlook'
 import { type Fields, type ItemKind, type NativeId, SyncError, asConcordId, asOpId, parseFields } from '@concord/engine'
 import { z } from 'zod'
 
@@ -41,8 +41,108 @@ async function readable(crm: CrmAdapter, crmId: string): Promise<void> {
   if (!access.mayRead) throw new OutlookProtocolError('not_found', `no CRM record ${crmId} that this user may read`)
 }
 
-export function crmRequestHandlers(crmOf: UserCrm): ClientRequestHandlers {
+/** How the App for Outlook learns whether a user's mailbox is enabled for server-side sync. */
+export type MailboxStatusOf = (userId: string, crm: CrmAdapter) => Promise<MailboxStatusResult>
+
+/**
+ * Default `MailboxStatusOf`: reads the user's CRM `mailboxes` row as the application user (users
+ * seldom may read mailboxes) and applies server-side sync's eligibility rules to incoming e-mail.
+ */
+export function crmMailboxStatus(fetchImpl?: typeof fetch): MailboxStatusOf {
+  const directories = new Map<string, MailboxDirectory>()
+  return async (userId, crm) => {
+    const o = crm.options
+    const key = `${o.orgUrl}|${o.clientId}`
+    let directory = directories.get(key)
+    if (!directory) directories.set(key, (directory = new MailboxDirectory({ orgUrl: o.orgUrl, tokenUrl: o.tokenUrl, clientId: o.clientId, clientSecret: o.clientSecret }, fetchImpl ? { fetch: fetchImpl } : {})))
+    const rows = (await directory.listMailboxes({ filter: `_regardingobjectid_value eq ${userId}` })).filter((r) => r.ownerId === userId.toLowerCase())
+    if (rows.length === 0) return { serverSideSync: false, reason: 'this user has no CRM mailbox' }
+    const reasons: string[] = []
+    for (const row of rows) {
+      const eligibility = syncEligibility(row, { requireApproval: false, exchangeOnlineProfile: false })
+      if (eligibility.incoming) return { serverSideSync: true }
+      reasons.push(...eligibility.reasons.filter((r) => r.startsWith('incoming:')))
+    }
+    return { serverSideSync: false, reason: reasons.join('; ').slice(0, 1900) }
+  }
+}
+
+/** Display-name columns of the tables an address or a search can find. */
+const NAME_OF: Record<string, { set: string; key: string; name: string }> = {
+  systemuser: { set: 'systemusers', key: 'systemuserid', name: 'fullname' },
+  contact: { set: 'contacts', key: 'contactid', name: 'fullname' },
+  account: { set: 'accounts', key: 'accountid', name: 'name' },
+}
+const RowSchema = z.record(z.string(), z.unknown())
+const TrackedEmailSchema = z.object({ activityid: z.string(), _regardingobjectid_value: z.string().nullable().optional() }).loose()
+const REGARDING_TABLE = '_regardingobjectid_value@Microsoft.Dynamics.CRM.lookuplogicalname'
+const REGARDING_NAME = '_regardingobjectid_value@OData.Community.Display.V1.FormattedValue'
+const odataString = (value: string) => `'${value.replace(/'/g, "''")}'`
+
+async function nameOf(crm: CrmAdapter, table: string, id: string): Promise<string | undefined> {
+  const t = NAME_OF[table]
+  if (!t) return undefined
+  const res = await crm.http.raw('GET', `${t.set}(${id})?$select=${t.name}`)
+  if (res.status !== 200) return undefined // not readable for this user: the address still shows as matched
+  const name = RowSchema.parse(JSON.parse(res.text))[t.name]
+  return typeof name === 'string' ? name : undefined
+}
+
+export function crmRequestHandlers(crmOf: UserCrm, mailboxStatusOf: MailboxStatusOf = crmMailboxStatus()): ClientRequestHandlers {
   return {
+    mailboxStatus: async (ctx) => mailboxStatusOf(ctx.userId, await crmOf(ctx.userId)),
+
+    // The parties of an open e-mail as CRM records, and the CRM e-mail tracked for it (by message id).
+    itemInfo: async (ctx, input) => {
+      const crm = await crmOf(ctx.userId)
+      const addresses = [...new Set(input.addresses.map((a) => a.toLowerCase()))]
+      const matches = addresses.length > 0 ? await crm.resolveAddresses(addresses) : new Map<string, Array<{ table: string; id: string }>>()
+      const names = new Map<string, string | undefined>()
+      const parties: Array<{ address: string; records: CrmRef[] }> = []
+      for (const address of addresses) {
+        const records: CrmRef[] = []
+        for (const m of (matches.get(address) ?? []).slice(0, 50)) {
+          const key = `${m.table}:${m.id}`
+          if (!names.has(key)) names.set(key, await nameOf(crm, m.table, m.id))
+          const name = names.get(key)
+          records.push({ table: m.table, id: m.id, ...(name !== undefined ? { name: name.slice(0, 512) } : {}) })
+        }
+        parties.push({ address, records })
+      }
+      let tracked: { crmId: string; regarding: CrmRef | null } | null = null
+      if (input.internetMessageId !== undefined) {
+        const res = await crm.http.raw('GET', `emails(messageid=${encodeURIComponent(odataString(input.internetMessageId))})?$select=activityid,_regardingobjectid_value`, {
+          headers: { Prefer: 'odata.include-annotations="*"' },
+        })
+        if (res.status === 200) {
+          const row = TrackedEmailSchema.parse(JSON.parse(res.text))
+          const table = row[REGARDING_TABLE]
+          const name = row[REGARDING_NAME]
+          const regarding = row._regardingobjectid_value && typeof table === 'string' ? { table, id: row._regardingobjectid_value, ...(typeof name === 'string' ? { name: name.slice(0, 512) } : {}) } : null
+          tracked = { crmId: nativeIdOf('email', row.activityid), regarding }
+        } else if (res.status !== 404) throw crm.http.failure(res)
+      }
+      return { tracked, parties }
+    },
+
+    // Set Regarding's search: active contacts and accounts whose name contains the text.
+    search: async (ctx, input) => {
+      const crm = await crmOf(ctx.userId)
+      const top = input.top ?? 10
+      const out: CrmRef[] = []
+      for (const [table, t] of [['contact', NAME_OF.contact!], ['account', NAME_OF.account!]] as const) {
+        const filter = `contains(${t.name},${odataString(input.text)}) and statecode eq 0`
+        const page = await crm.http.getJson(`${t.set}?$select=${t.key},${t.name}&$filter=${encodeURIComponent(filter)}&$top=${top}`, PageSchema)
+        for (const row of page.value) {
+          const id = row[t.key]
+          const name = row[t.name]
+          if (typeof id === 'string') out.push({ table, id, ...(typeof name === 'string' ? { name: name.slice(0, 512) } : {}) })
+        }
+      }
+      return { records: out.slice(0, top) }
+    },
+
+
     // Privacy: only sender, recipients and subject reach the decision (the protocol refuses anything else).
     shouldTrack: async (ctx, email) => {
       const crm = await crmOf(ctx.userId)

@@ -48,7 +48,7 @@ export class AutoTracker {
     const id = worker.descriptor.mailboxId
     const result: AutoTrackResult = { checked: 0, tracked: 0 }
     if (!worker.descriptor.kinds.includes('email')) return result
-    if (worker.mailServer?.protocol === 'pop3') return result // decided as messages are pulled (AutoTrackingSource)
+    if (worker.mailServer) return result // imap/pop3: decided as messages are pulled (AutoTrackingSource)
     const replica = worker.mailbox.replicaId
     let mark = await this.store.getAutoTrackMark(id)
     let option: AutoTrackOption | undefined
@@ -77,8 +77,8 @@ export class AutoTracker {
   }
 
   /**
-   * Decides a page of pulled incoming messages (POP3: no category to keep the decision in the
-   * mailbox). The owner's option is read once per page.
+   * Decides a page of pulled incoming messages of an imap/pop3 mailbox (see AutoTrackingSource).
+   * The owner's option is read once per page.
    */
   async decidePage(worker: MailboxWorker, page: readonly Fields[], signal?: AbortSignal): Promise<boolean[]> {
     const option = await getAutoTrackOption(worker.crm, signal)
@@ -102,17 +102,17 @@ export class AutoTracker {
       option === 'responsesToCrmEmail'
         ? await correlateEmail(worker.crm, { subject: header.subject, from: header.sender, to: addresses(f.to), cc: addresses(f.cc), inReplyTo: typeof f.inReplyTo === 'string' ? f.inReplyTo : null, conversationId: typeof f.conversationId === 'string' ? f.conversationId : null }, { useSmartMatching: false }, signal)
         : null
-    const decision = shouldTrack(header, option, await trackingLookups(worker.crm, header, correlation, signal))
+    // The sender's CRM records are looked up only for the options that need them.
+    const needsSender = option === 'fromLeadsContactsAccounts' || option === 'fromEmailEnabledRecords'
+    const lookups = needsSender
+      ? await trackingLookups(worker.crm, header, correlation, signal)
+      : { senderRecordTypes: [], respondsToTrackedEmail: correlation !== null && correlation.method !== 'None' && correlation.method !== 'Skipped' }
+    const decision = shouldTrack(header, option, lookups)
     this.logger.debug({ mailboxId: worker.descriptor.mailboxId, track: decision.track, reason: decision.reason }, 'automatic tracking')
     return decision.track
   }
 
   private async markTracked(worker: MailboxWorker, entry: LogEntry, f: Fields): Promise<void> {
-    if (worker.mailServer) {
-      // IMAP: the tracking category is an IMAP keyword; the next pull reports it.
-      await worker.mailServer.setTracked(entry.nativeId, true)
-      return
-    }
     const categories = [...(Array.isArray(f.categories) ? (f.categories as string[]) : []), TRACKED_CATEGORY]
     const res = await worker.mailbox.push([{ opId: asOpId(`autotrack-${entry.concordId}-${entry.seq}`), type: 'update', concordId: entry.concordId, kind: 'email', nativeId: entry.nativeId, fields: { categories } }])
     const rejected = res.rejected[0]

@@ -1,12 +1,15 @@
 /**
- * Automatic tracking for a POP3 mailbox. POP3 has nowhere to keep the tracking category (manual
- * tracking is unsupported for POP3/SMTP, protocols.md §5.1), so the owner's tracking option is applied
- * as each new incoming message is pulled: a message to track is reported to the engine as tracked
- * (`meta.tracked`), which brings it to the CRM in the same cycle, where it is correlated like any
- * tracked email. Only sender, recipients and subject are looked at (the privacy rule of §5.8).
+ * Automatic tracking for imap/pop3 mailboxes: the owner's tracking option is applied as each new
+ * incoming message is pulled. A message to track is reported to the engine as tracked (`meta.tracked`)
+ * with all its fields, which brings it to the CRM in the same cycle, where it is correlated like any
+ * tracked email. (A later flag-only change carries just the categories, not enough to create the CRM
+ * email, so the decision cannot wait for the next round as it does for Exchange.) IMAP also gets the
+ * tracking category as a keyword, so mail clients show the message as tracked; POP3 has nowhere to
+ * keep it (manual tracking is unsupported for POP3/SMTP, protocols.md §5.1). Only sender, recipients
+ * and subject are looked at (the privacy rule of §5.8).
  */
-import type { Cursor, Fields, NativeId, PullOptions, PullPage, PushOp, PushOptions, PushResult, ReplicaAdapter, ReplicaId } from '@concord/engine'
-import type { MailServerAdapter } from '@concord/adapter-mailserver'
+import { CursorExpiredError, type Cursor, type Fields, type NativeId, type PullOptions, type PullPage, type PushOp, type PushOptions, type PushResult, type ReplicaAdapter, type ReplicaId } from '@concord/engine'
+import { MailServerError, type MailServerAdapter } from '@concord/adapter-mailserver'
 
 export class AutoTrackingSource implements ReplicaAdapter {
   readonly replicaId: ReplicaId
@@ -14,12 +17,21 @@ export class AutoTrackingSource implements ReplicaAdapter {
   constructor(
     private readonly inner: MailServerAdapter,
     private readonly decide: (page: readonly Fields[], signal?: AbortSignal) => Promise<boolean[]>,
+    /** A message was decided "track" (IMAP: add the tracking keyword). A failure is reported, not thrown. */
+    private readonly onTracked?: (nativeId: NativeId) => Promise<void>,
   ) {
     this.replicaId = inner.replicaId
   }
 
   async pull(cursor: Cursor | null, options: PullOptions): Promise<PullPage> {
-    const page = await this.inner.pull(cursor, options)
+    let page: PullPage
+    try {
+      page = await this.inner.pull(cursor, options)
+    } catch (error) {
+      // A cursor of another profile (the mailbox moved from Exchange, or from POP3 to IMAP): list again.
+      if (cursor !== null && error instanceof MailServerError && error.reason === 'invalid-cursor') throw new CursorExpiredError(`the stored cursor is not this profile's (${error.message}); the mailbox is listed again`)
+      throw error
+    }
     const candidates: number[] = []
     page.changes.forEach((c, i) => {
       if (c.type === 'upsert' && c.kind === 'email' && c.meta?.tracked !== true && c.fields.direction !== 'outgoing' && typeof (c.fields.from as { address?: unknown } | undefined)?.address === 'string') candidates.push(i)
@@ -30,10 +42,12 @@ export class AutoTrackingSource implements ReplicaAdapter {
       options.signal,
     )
     const changes = [...page.changes]
-    candidates.forEach((i, n) => {
+    for (const [n, i] of candidates.entries()) {
       const c = changes[i]
-      if (decisions[n] && c?.type === 'upsert') changes[i] = { ...c, meta: { ...c.meta, tracked: true } }
-    })
+      if (!decisions[n] || c?.type !== 'upsert') continue
+      changes[i] = { ...c, meta: { ...c.meta, tracked: true } }
+      await this.onTracked?.(c.nativeId)
+    }
     return { ...page, changes }
   }
 

@@ -30,13 +30,37 @@ export class SmtpMailSender implements OutgoingMailPort {
         type: 'create',
         concordId: asConcordId(`crm-email-${m.crmEmailId.toLowerCase()}`),
         kind: 'email',
-        fields: { subject: m.subject, body: m.body, from: { address: this.from }, to: m.to, cc: m.cc, bcc: m.bcc, direction: 'outgoing', internetMessageId: m.internetMessageId },
+        fields: { subject: m.subject, body: m.bodyType === 'html' ? htmlToText(m.body) : m.body, from: { address: this.from }, to: m.to, cc: m.cc, bcc: m.bcc, direction: 'outgoing', internetMessageId: m.internetMessageId },
       },
     ])
     const rejected = res.rejected[0]
     if (rejected) throw rejected.error
     return { status: 'sent', internetMessageId: m.internetMessageId }
   }
+}
+
+const ENTITIES: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", nbsp: ' ' }
+
+/**
+ * adapter-mailserver composes text/plain: the CRM's HTML body is sent as its text (paragraphs and line
+ * breaks kept, tags dropped, common entities decoded).
+ */
+export function htmlToText(html: string): string {
+  return html
+    .replace(/<(script|style)[^>]*>[\s\S]*?<\/\1>/gi, '')
+    .replace(/<br\s*\/?>/gi, '\n')
+    .replace(/<\/(p|div|li|tr|h[1-6])>/gi, '\n')
+    .replace(/<[^>]*>/g, '')
+    .replace(/&(#x[0-9a-f]+|#\d+|[a-z]+);/gi, (all, e: string) => {
+      if (e[0] === '#') {
+        const code = e[1]?.toLowerCase() === 'x' ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10)
+        return Number.isFinite(code) && code > 0 && code <= 0x10ffff ? String.fromCodePoint(code) : all
+      }
+      return ENTITIES[e.toLowerCase()] ?? all
+    })
+    .replace(/[ \t]+\n/g, '\n')
+    .replace(/\n{3,}/g, '\n\n')
+    .trim()
 }
 
 /** adapter-mailserver's send ledger on a part of the server's LevelDB (one per mailbox). */

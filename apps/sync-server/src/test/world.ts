@@ -83,6 +83,8 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
   const trusted = createTrustedFetch({ ca: graph.certificate! })
   let server: SyncServer | undefined
   let config: ServerConfig | undefined
+  let pushPort: number | undefined
+  const clientState = randomBytes(24).toString('base64url')
   const world: World = {
     graph, dv, users: seeded, dataDir, trustedFetch: trusted.fetch,
     get server() {
@@ -94,13 +96,15 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
       return config
     },
     async startServer() {
-      const port = options.push ? await freePort() : 0
+      // A restarted server keeps its admin port, so Graph subscriptions (which name the URL) stay valid.
+      pushPort ??= options.push ? await freePort() : 0
+      const port = pushPort
       config = await parseServerConfig({
         crm: { url: dv.url, tokenUrl: dv.tokenUrl, clientId: dv.clientId, clientSecret: dv.clientSecret },
         graph: { url: graph.url, tokenUrl: graph.tokenUrl, tenantId: graph.tenant, ...GRAPH_CLIENT },
         dataDir,
         admin: { port, token },
-        ...(options.push ? { push: { notificationUrl: `http://127.0.0.1:${port}/notifications`, clientState: randomBytes(24).toString('base64url') } } : {}),
+        ...(options.push ? { push: { notificationUrl: `http://127.0.0.1:${port}/notifications`, clientState } } : {}),
         scheduler: { policy: 'adaptive', debounceMs: 20 },
         mailboxes: { refreshIntervalMs: 3_600_000, retryDelayMs: 50, maxTransientFailures: 3 },
         logLevel: 'silent',

@@ -2,17 +2,20 @@
 import { badRequest } from '../errors.js'
 import { normaliseExtId } from '../store/ext-props.js'
 import { parseFilter, type FilterNode } from './filter.js'
+import { requireTimeZone } from '../timezones.js'
 
 export interface Prefer {
   maxPageSize: number | undefined
   immutableId: boolean
   bodyText: boolean
   trackChanges: boolean
+  /** `outlook.timezone="…"`: the name as sent and its IANA zone (unknown names → 400). */
+  timeZone: { name: string; iana: string } | undefined
   raw: string[]
 }
 
 export function parsePrefer(header: string | string[] | undefined): Prefer {
-  const out: Prefer = { maxPageSize: undefined, immutableId: false, bodyText: false, trackChanges: false, raw: [] }
+  const out: Prefer = { maxPageSize: undefined, immutableId: false, bodyText: false, trackChanges: false, timeZone: undefined, raw: [] }
   if (header === undefined) return out
   const parts = (Array.isArray(header) ? header.join(',') : header).split(',')
   for (const p0 of parts) {
@@ -29,6 +32,10 @@ export function parsePrefer(header: string | string[] | undefined): Prefer {
       out.bodyText = true
     } else if (lower === 'odata.track-changes') {
       out.trackChanges = true
+    } else if (lower.startsWith('outlook.timezone=')) {
+      const raw = p.slice('outlook.timezone='.length).trim()
+      const name = raw.startsWith('"') && raw.endsWith('"') && raw.length >= 2 ? raw.slice(1, -1) : raw
+      out.timeZone = { name, iana: requireTimeZone(name) }
     }
   }
   return out

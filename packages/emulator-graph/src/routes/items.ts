@@ -53,7 +53,7 @@ function entityContext(ctx: Ctx, mb: Mailbox, kind: ItemKind): string {
 }
 
 function renderOne(ctx: Ctx, mb: Mailbox, item: Item): Record<string, unknown> {
-  return { '@odata.context': entityContext(ctx, mb, item.kind), ...renderItem(item, { immutable: ctx.immutable, bodyText: ctx.prefer.bodyText }) }
+  return { '@odata.context': entityContext(ctx, mb, item.kind), ...renderItem(item, { immutable: ctx.immutable, bodyText: ctx.prefer.bodyText, timeZone: ctx.prefer.timeZone }) }
 }
 
 function* ofKind(mb: Mailbox, kind: ItemKind, container: Container | undefined): Iterable<Item> {
@@ -104,7 +104,7 @@ function get(kind: ItemKind, ref: ContainerRef): Handler {
     const expand = listExpand(ctx)
     return ok({
       '@odata.context': entityContext(ctx, mb, kind),
-      ...renderItem(item, { immutable: ctx.immutable, select, bodyText: ctx.prefer.bodyText, ...expand }),
+      ...renderItem(item, { immutable: ctx.immutable, select, bodyText: ctx.prefer.bodyText, timeZone: ctx.prefer.timeZone, ...expand }),
     })
   }
 }
@@ -248,7 +248,7 @@ function delta(kind: DeltaKind, ref: (ctx: Ctx, mb: Mailbox) => { c: Container; 
     const pageSize = pref !== undefined ? Math.min(pref, core.options.delta.maxPageSize) : core.options.delta.defaultPageSize
     const emptyPage = core.faults.emptyPages > 0
     if (emptyPage) core.faults.emptyPages--
-    const out = runPage({ mb, container, state, pageSize, immutable: ctx.immutable, duplicates: core.faults.duplicates, emptyPage })
+    const out = runPage({ mb, container, state, pageSize, immutable: ctx.immutable, duplicates: core.faults.duplicates, emptyPage, timeZone: ctx.prefer.timeZone })
     if (core.faults.shuffle) {
       for (let i = out.value.length - 1; i > 0; i--) {
         const j = Math.floor(Math.random() * (i + 1))

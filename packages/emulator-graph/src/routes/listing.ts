@@ -40,6 +40,7 @@ export function listItems(ctx: Ctx, items: Iterable<Item>, contextSuffix: string
     extFilter: expand.extFilter,
     expandLinked: expand.linkedResources,
     bodyText: ctx.prefer.bodyText,
+    timeZone: ctx.prefer.timeZone,
   }
   for (const it of items) {
     if (filter) {

@@ -1,6 +1,7 @@
 /** Turns stored items and containers into Graph JSON representations. */
 import { evaluate, objectResolver, type FilterNode } from '../odata/filter.js'
 import type { Container, Item, Mailbox } from './types.js'
+import { utcToZoned } from '../timezones.js'
 
 export interface RenderOptions {
   immutable: boolean
@@ -10,6 +11,8 @@ export interface RenderOptions {
   expandLinked?: boolean | undefined
   withType?: boolean | undefined
   bodyText?: boolean | undefined
+  /** `Prefer: outlook.timezone` (name as sent + its IANA zone); event start/end are expressed in it. Default UTC. */
+  timeZone?: { name: string; iana: string } | undefined
 }
 
 export const ODATA_TYPE: Record<Item['kind'], string> = {
@@ -54,6 +57,11 @@ export function renderItem(item: Item, opts: RenderOptions): Record<string, unkn
   if (item.kind !== 'task') full['changeKey'] = item.changeKey
   if (item.kind === 'message' || item.kind === 'contact') full['parentFolderId'] = item.containerId
   Object.assign(full, item.data)
+  if (item.kind === 'event' && item.startMs !== undefined && item.endMs !== undefined) {
+    const tz = opts.timeZone ?? { name: 'UTC', iana: 'Etc/UTC' }
+    full['start'] = { dateTime: utcToZoned(item.startMs, tz.iana), timeZone: tz.name }
+    full['end'] = { dateTime: utcToZoned(item.endMs, tz.iana), timeZone: tz.name }
+  }
   if (opts.bodyText && item.kind !== 'contact') {
     const body = full['body'] as { contentType?: string; content?: string } | undefined
     if (body?.contentType?.toLowerCase() === 'html') {

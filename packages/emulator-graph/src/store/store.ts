@@ -6,6 +6,7 @@ import { EmulatorError, GraphHttpError, notFound } from '../errors.js'
 import { newChangeKey, newContainerId, newGuid, newImmutableId, newRestId } from '../ids.js'
 import type { Clock } from '../clock.js'
 import { normaliseExtId } from './ext-props.js'
+import { requireTimeZone, utcToZoned, zonedToUtc } from '../timezones.js'
 import type {
   Category,
   ChangeEvent,
@@ -53,17 +54,26 @@ export interface WriteInput {
 
 const DT_RE = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})?$/
 
-/** Parses a dateTimeTimeZone value (time zone other than UTC is treated as UTC). */
+/**
+ * Parses a dateTimeTimeZone value. `timeZone` is an IANA or Windows name (default UTC; unknown → 400
+ * `TimeZoneNotSupportedException`). A `dateTime` without offset is a wall-clock time in that zone; one
+ * with an offset (`Z`, `+02:00`) is an instant, re-expressed in the zone. `ms` is the true instant.
+ */
 export function parseDateTimeTz(v: unknown, field: string): { dateTime: string; timeZone: string; ms: number } {
   const o = v as { dateTime?: unknown; timeZone?: unknown } | null
   const dt = typeof o?.dateTime === 'string' ? o.dateTime : ''
   const m = DT_RE.exec(dt)
-  const ms = m ? Date.parse(`${m[1]}${m[2] ?? ''}${m[3] ?? 'Z'}`) : Number.NaN
-  if (!m || Number.isNaN(ms)) {
+  const localMs = m ? Date.parse(`${m[1]}${m[2] ?? ''}Z`) : Number.NaN
+  if (!m || Number.isNaN(localMs)) {
     throw new GraphHttpError(400, 'RequestBodyRead', `Invalid value for '${field}.dateTime': '${dt}' is not a valid date and time.`)
   }
-  const iso = new Date(ms).toISOString().slice(0, 19)
-  return { dateTime: `${iso}.0000000`, timeZone: typeof o?.timeZone === 'string' ? o.timeZone : 'UTC', ms }
+  const timeZone = typeof o?.timeZone === 'string' && o.timeZone !== '' ? o.timeZone : 'UTC'
+  const iana = requireTimeZone(timeZone)
+  if (m[3] !== undefined) {
+    const ms = Date.parse(`${m[1]}${m[2] ?? ''}${m[3]}`)
+    return { dateTime: utcToZoned(ms, iana), timeZone, ms }
+  }
+  return { dateTime: `${m[1]}.0000000`, timeZone, ms: zonedToUtc(localMs, iana) }
 }
 
 function preview(body: unknown): string {
@@ -446,6 +456,8 @@ export class Store {
       }
       item.data['start'] = { dateTime: start.dateTime, timeZone: start.timeZone }
       item.data['end'] = { dateTime: end.dateTime, timeZone: end.timeZone }
+      if (creating || f['start'] !== undefined) item.data['originalStartTimeZone'] = start.timeZone
+      if (creating || f['end'] !== undefined) item.data['originalEndTimeZone'] = end.timeZone
       item.startMs = start.ms
       item.endMs = end.ms
       if (f['recurrence'] !== undefined) item.data['type'] = f['recurrence'] ? 'seriesMaster' : 'singleInstance'
