@@ -23,3 +23,4 @@ export type {
   ServiceVia,
   WaitForPortOptions,
 } from './services.js'
+export { startSmtpSink, type SmtpSink, type SinkMessage } from './smtp-sink.js'

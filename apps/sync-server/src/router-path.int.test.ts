@@ -115,7 +115,7 @@ describe('IMAP + SMTP profile', () => {
     const messageId = String(emailRow(sentId).values['messageid'])
     expect(sink.messages.filter((m) => m.messageId === messageId)).toHaveLength(1)
     expect(sink.messages.find((m) => m.messageId === messageId)!.to).toEqual(['carol@fabrikam.test'])
-    expect(sink.messages.find((m) => m.messageId === messageId)!.raw).not.toContain('<p>') // the HTML body goes out as its text
+    expect(sink.messages.find((m) => m.messageId === messageId)!.raw.toString('utf8')).not.toContain('<p>') // the HTML body goes out as its text
     // The sent copy was filed in Sent and read back as the same (untracked, outgoing) message: no second CRM email.
     const worker = w.server.workerOf(ina.mailboxid!)!
     const copy = (await worker.engineStore.readLog(worker.mailbox.replicaId, 0, 1000)).find((e) => e.nativeId === `mid:${messageId}`)

@@ -1,44 +1,8 @@
 /** Mail-server test helpers: an in-process SMTP sink and delivery into a real Dovecot over LMTP. */
 import { randomBytes } from 'node:crypto'
 import nodemailer from 'nodemailer'
-import { SMTPServer } from 'smtp-server'
 
-export interface SinkMessage {
-  from: string
-  to: string[]
-  raw: string
-  messageId: string | undefined
-}
-
-export interface SmtpSink {
-  port: number
-  messages: SinkMessage[]
-  close(): Promise<void>
-}
-
-/** smtp-server on 127.0.0.1:0 that keeps every accepted message. */
-export async function startSmtpSink(): Promise<SmtpSink> {
-  const messages: SinkMessage[] = []
-  const server = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ['STARTTLS', 'AUTH'],
-    logger: false,
-    onData(stream, session, callback) {
-      const chunks: Buffer[] = []
-      stream.on('data', (c: Buffer) => chunks.push(c))
-      stream.on('end', () => {
-        const raw = Buffer.concat(chunks).toString('utf8')
-        const messageId = /^message-id:\s*(<[^>]+>)/im.exec(raw)?.[1]
-        messages.push({ from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', to: session.envelope.rcptTo.map((r) => r.address), raw, messageId })
-        callback()
-      })
-    },
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.server.address()
-  const port = typeof address === 'object' && address ? address.port : 0
-  return { port, messages, close: () => new Promise<void>((resolve) => server.close(() => resolve())) }
-}
+export { startSmtpSink, type SmtpSink, type SinkMessage } from '@concord/tools'
 
 /** Delivers raw messages to a Dovecot user over LMTP (as an MTA would), on one pooled connection. */
 export async function deliver(host: string, lmtpPort: number, user: string, raws: readonly Buffer[]): Promise<void> {

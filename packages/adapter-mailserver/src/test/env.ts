@@ -1,53 +1,12 @@
 /** Test environment: a real Dovecot (tools/services), an in-process SMTP sink, and helpers. */
-import { useDovecot, type DovecotService } from '@concord/tools'
+import { startSmtpSink, useDovecot, type DovecotService, type SmtpSink } from '@concord/tools'
+export { startSmtpSink, type SmtpSink, type SinkMessage } from '@concord/tools'
 import type { Fields } from '@concord/engine'
 import { randomBytes } from 'node:crypto'
 import { ImapFlow } from 'imapflow'
-import { SMTPServer } from 'smtp-server'
 import { simpleParser } from 'mailparser'
 import { MailServerAdapter, type MailServerAdapterDeps } from '../adapter.js'
 import type { MailServerOptionsInput } from '../options.js'
-
-export interface SinkMessage {
-  from: string
-  to: string[]
-  raw: Buffer
-  messageId: string | undefined
-}
-
-export interface SmtpSink {
-  port: number
-  messages: SinkMessage[]
-  close(): Promise<void>
-}
-
-/** smtp-server on 127.0.0.1:0 that keeps every accepted message. */
-export async function startSmtpSink(): Promise<SmtpSink> {
-  const messages: SinkMessage[] = []
-  const server = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ['STARTTLS', 'AUTH'],
-    logger: false,
-    onData(stream, session, callback) {
-      const chunks: Buffer[] = []
-      stream.on('data', (c: Buffer) => chunks.push(c))
-      stream.on('end', () => {
-        const raw = Buffer.concat(chunks)
-        void simpleParser(raw).then(
-          (p) => {
-            messages.push({ from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', to: session.envelope.rcptTo.map((r) => r.address), raw, messageId: p.messageId })
-            callback()
-          },
-          (err: Error) => callback(err),
-        )
-      })
-    },
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.server.address()
-  const port = typeof address === 'object' && address ? address.port : 0
-  return { port, messages, close: () => new Promise<void>((resolve) => server.close(() => resolve())) }
-}
 
 export interface Mailbox {
   user: string
