@@ -4,7 +4,6 @@ export { startSmtpSink, type SmtpSink, type SinkMessage } from '@concord/tools'
 import type { Fields } from '@concord/engine'
 import { randomBytes } from 'node:crypto'
 import { ImapFlow } from 'imapflow'
-import { simpleParser } from 'mailparser'
 import { MailServerAdapter, type MailServerAdapterDeps } from '../adapter.js'
 import type { MailServerOptionsInput } from '../options.js'
 
