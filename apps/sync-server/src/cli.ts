@@ -52,6 +52,9 @@ async function demo(port: number, io: Io): Promise<number> {
       `Admin API at ${d.server.adminUrl} (token ${token}) — try:\n` +
       `  curl -H 'Authorization: Bearer ${token}' ${d.server.adminUrl}/api/mailboxes\n` +
       `  CONCORD_ADMIN_URL=${d.server.adminUrl} CONCORD_ADMIN_TOKEN=${token} npx concord mailboxes\n` +
+      ('email' in d.imap
+        ? `IMAP mailbox ${d.imap.email} on a local Dovecot (${d.imap.host}:${d.imap.imapPort}), outgoing mail into an in-process SMTP sink.\n`
+        : `No IMAP mailbox in this demo: ${d.imap.skipped}.\n`) +
       `Press Ctrl+C to stop.\n`,
   )
   await untilSignal()

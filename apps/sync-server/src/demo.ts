@@ -10,6 +10,8 @@ import { join } from 'node:path'
 import { createTrustedFetch } from '@concord/adapter-exchange'
 import { type DataverseEmulator, startDataverseEmulator } from '@concord/emulator-dataverse'
 import { type GraphEmulator, startGraphEmulator } from '@concord/emulator-graph'
+import { type DovecotService, type SmtpSink, startSmtpSink, useDovecot } from '@concord/tools'
+import nodemailer from 'nodemailer'
 import type { Logger as PinoLogger } from 'pino'
 import { type ServerConfig, parseServerConfig } from './config.js'
 import { CrmMailboxDirectory } from './mailbox/crm-directory.js'
@@ -41,9 +43,37 @@ export interface DemoOptions {
   policy?: string | undefined
   /** Re-read CRM mailboxes this often (default 5 s in the demo). */
   refreshIntervalMs?: number | undefined
+  /** Add an IMAP mailbox on a local Dovecot when Dovecot is installed (default true). */
+  imap?: boolean | undefined
+}
+
+export const DEMO_IMAP_USER = { email: 'dora@contoso.test', user: 'dora' }
+
+/** A Dovecot for the demo's IMAP mailbox and an SMTP sink for its outgoing mail, or why not. */
+async function startDemoMailServer(): Promise<{ dovecot: DovecotService; sink: SmtpSink; password: string } | { skipped: string }> {
+  const password = randomBytes(12).toString('base64url')
+  let dovecot: DovecotService
+  try {
+    dovecot = await useDovecot({ via: ['local-binary'], users: [{ name: DEMO_IMAP_USER.user, password }] })
+  } catch (error) {
+    return { skipped: `Dovecot could not be started (${(error as Error).message.split('\n')[0]}); install it with: apt-get install -y ${'dovecot-imapd dovecot-pop3d dovecot-lmtpd'}` }
+  }
+  const sink = await startSmtpSink()
+  // Two incoming messages, delivered as an MTA would (LMTP).
+  const lmtp = nodemailer.createTransport({ host: dovecot.host, port: dovecot.lmtpPort, lmtp: true, ignoreTLS: true })
+  try {
+    for (const subject of ['Order 2001 from Fabrikam', 'Delivery date for order 2001']) {
+      await lmtp.sendMail({ envelope: { from: 'c1.0@fabrikam.test', to: [`${DEMO_IMAP_USER.user}@localhost`] }, from: 'Contact1 <c1.0@fabrikam.test>', to: DEMO_IMAP_USER.email, subject, text: `${subject}.` })
+    }
+  } finally {
+    lmtp.close()
+  }
+  return { dovecot, sink, password }
 }
 
 export interface Demo {
+  /** The IMAP mailbox on a local Dovecot, or why there is none. */
+  imap: { email: string; host: string; imapPort: number } | { skipped: string }
   server: SyncServer
   graph: GraphEmulator
   dataverse: DataverseEmulator
@@ -56,6 +86,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
   const emails = options.users ?? ['alice@contoso.test', 'bob@contoso.test', 'carol@contoso.test']
   const graph = await startGraphEmulator({ mailboxes: emails, https: true, clientId: 'concord-demo', clientSecret: 'demo-graph-secret' })
   const dataverse = await startDataverseEmulator({ users: [], testAndEnable: 'external' })
+  let mail: Awaited<ReturnType<typeof startDemoMailServer>> | undefined
   const ownedDir = options.dataDir === undefined
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'concord-demo-')))
   try {
@@ -79,6 +110,18 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
     if (port !== 0 && !(await portFree(port))) port = 0
     if (port === 0) port = await freePort()
     const clientState = randomBytes(24).toString('base64url')
+    // The e-mail router path: one mailbox on IMAP + SMTP, when Dovecot is installed.
+    mail = options.imap === false ? { skipped: 'disabled by the caller' } : await startDemoMailServer()
+    if ('dovecot' in mail) {
+      const u = dataverse.admin.addUser({ email: DEMO_IMAP_USER.email, roles: [DEMO_ROLE], mailbox: 'enabled' })
+      const profile = dataverse.admin.createRecord('emailserverprofiles', { name: 'Contoso IMAP', servertype: 1 }).id
+      await dataverseApi(dataverse, 'PATCH', `mailboxes(${u.mailboxid})`, { 'emailserverprofile@odata.bind': `/emailserverprofiles(${profile})` })
+      await dataverseApi(dataverse, 'PATCH', `usersettingscollection(${u.systemuserid})`, { incomingemailfilteringmethod: 0 }) // track all email
+      users.push({ email: DEMO_IMAP_USER.email, systemuserid: u.systemuserid, mailboxid: u.mailboxid! })
+    }
+    const profiles = 'dovecot' in mail
+      ? [{ name: 'Contoso IMAP', type: 'imap', incoming: { host: mail.dovecot.host, port: mail.dovecot.imapPort }, outgoing: { host: '127.0.0.1', port: mail.sink.port }, mailboxes: { [DEMO_IMAP_USER.email]: { user: DEMO_IMAP_USER.user, password: mail.password } } }]
+      : []
     const config = await parseServerConfig({
       crm: { url: dataverse.url, tokenUrl: dataverse.tokenUrl, clientId: dataverse.clientId, clientSecret: dataverse.clientSecret },
       graph: { url: graph.url, tokenUrl: graph.tokenUrl, tenantId: graph.tenant, clientId: 'concord-demo', clientSecret: 'demo-graph-secret' },
@@ -88,6 +131,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
       scheduler: { policy: options.policy ?? 'adaptive' },
       mailboxes: { refreshIntervalMs: options.refreshIntervalMs ?? 5_000, retryDelayMs: 10_000 },
       logLevel: options.logLevel ?? 'info',
+      ...(profiles.length ? { profiles } : {}),
     })
     const trusted = createTrustedFetch({ ca: graph.certificate! })
     const server = await SyncServer.start({
@@ -97,16 +141,26 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
       graphFetch: trusted.fetch,
       ...(options.logger ? { logger: options.logger } : {}),
     })
+    const m = mail
     return {
       server, graph, dataverse, config, users,
+      imap: 'dovecot' in m ? { email: DEMO_IMAP_USER.email, host: m.dovecot.host, imapPort: m.dovecot.imapPort } : { skipped: m.skipped },
       async stop() {
         await server.stop()
         await graph.close()
         await dataverse.close()
+        if ('dovecot' in m) {
+          await m.sink.close()
+          await m.dovecot.stop()
+        }
         if (ownedDir) await rm(dataDir, { recursive: true, force: true })
       },
     }
   } catch (error) {
+    if (mail && 'dovecot' in mail) {
+      await mail.sink.close()
+      await mail.dovecot.stop()
+    }
     await graph.close()
     await dataverse.close()
     if (ownedDir) await rm(dataDir, { recursive: true, force: true })
