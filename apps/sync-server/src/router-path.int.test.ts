@@ -25,7 +25,8 @@ let wendy: World['users'][number]
 let accountId: string
 
 beforeAll(async () => {
-  dovecot = await useDovecot({ users: [{ name: IMAP.user, password: IMAP.password }, { name: POP3.user, password: POP3.password }] })
+  // A Dovecot of this file's own (not the shared one `npm test` exports): these accounts exist only here.
+  dovecot = await useDovecot({ via: ['local-binary'], users: [{ name: IMAP.user, password: IMAP.password }, { name: POP3.user, password: POP3.password }] })
   sink = await startSmtpSink()
   process.env['CONCORD_TEST_POP3_PASSWORD'] = POP3.password
   const smtp = { host: '127.0.0.1', port: sink.port }

@@ -32,7 +32,8 @@ export interface MailEnv {
 export async function startMailEnv(options: { accounts?: number } = {}): Promise<MailEnv> {
   const tag = randomBytes(3).toString('hex')
   const pool: Mailbox[] = Array.from({ length: options.accounts ?? 24 }, (_, i) => ({ user: `m${i}x${tag}`, password: `pw${tag}${i}` }))
-  const dovecot = await useDovecot({ users: pool.map((b) => ({ name: b.user, password: b.password })) })
+  // A Dovecot of this test file's own (not the shared one `npm test` exports): the accounts below are this file's alone.
+  const dovecot = await useDovecot({ via: ['local-binary'], users: pool.map((b) => ({ name: b.user, password: b.password })) })
   const sink = await startSmtpSink()
   const adapters: MailServerAdapter[] = []
   const clients: ImapFlow[] = []
