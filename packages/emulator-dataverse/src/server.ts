@@ -136,6 +136,8 @@ export async function startDataverseEmulator(input: DataverseEmulatorOptions = {
   const app: FastifyInstance = Fastify({
     logger: false,
     bodyLimit: 64 * 1024 * 1024,
+    // close() must not wait for clients' idle keep-alive sockets (undici keeps them as long as the server's Keep-Alive allows)
+    forceCloseConnections: true,
     // malformed URLs / content types detected by fastify itself still get the Dataverse error shape
     frameworkErrors: (error, _req, reply) => {
       void apiResponseToReply(reply, errorResponse(new DataverseError('BadRequest', 400, error.message, { cause: error })))

@@ -42,7 +42,8 @@ function sameToken(given: string, expected: string): boolean {
 }
 
 export async function buildAdminApi(server: SyncServer): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false, bodyLimit: 1_048_576 })
+  // Shutdown closes idle keep-alive sockets at once and lets requests in flight finish.
+  const app = Fastify({ logger: false, bodyLimit: 1_048_576, forceCloseConnections: 'idle' })
   const token = server.config.admin.token
 
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
