@@ -560,7 +560,7 @@ export class SyncPair {
           }
           // 412 or gone: the remote changed under us. Re-merge the op with the remote's newer state.
           const changedUnderUs = rejected.error.code === 'PreconditionFailed' || (rejected.error.code === 'NotFound' && entry.op.type === 'update')
-          this.logger.warn({ replicaId: adapter.replicaId, opId: entry.op.opId, code: rejected.error.code }, 'push rejected')
+          this.logger.warn({ replicaId: adapter.replicaId, opId: entry.op.opId, code: rejected.error.code, message: rejected.error.message }, 'push rejected')
           await this.store.settlePushFailure(entry, rejected.error, changedUnderUs ? 'remerge' : 'retry')
         }
         if (throttled) throw throttled
