@@ -25,6 +25,7 @@ import { InProcessLeases, type LeaseManager } from './lease.js'
 import { createLogger, engineLogger } from './logging.js'
 import { AlertCodes, type MailboxDirectoryPort, type MailboxRow, type TestStatus } from './mailbox/directory.js'
 import { type CycleOutcome, type MailboxDescriptor, MailboxWorker, isPermanentFailure } from './mailbox/mailbox-worker.js'
+import { countingFetch } from './mailbox/counting-fetch.js'
 import { ServerMetrics } from './metrics.js'
 import { OutgoingEmailSender } from './outgoing/outgoing-sender.js'
 import { AutoTracker } from './mailbox/auto-tracker.js'
@@ -177,12 +178,7 @@ export class SyncServer {
       {
         replicaId: asReplicaId('crm-feed'),
         logger: engineLogger(this.log.child({ component: 'crm-feed' })),
-        fetch: (async (input: Parameters<typeof fetch>[0], init?: Parameters<typeof fetch>[1]) => {
-          const res = await crmFetch(input, init)
-          this.metrics.apiCalls.inc({ side: 'crm' })
-          if (res.status === 429 || res.status === 503) this.metrics.throttles.inc({ side: 'crm' })
-          return res
-        }) as typeof fetch,
+        fetch: countingFetch(crmFetch, { requests: 0, throttled: 0 }, (u) => u.startsWith(c.crm.tokenUrl), (throttled) => this.recordRequest('crm', throttled)),
       },
     )
     const store = await ReplicaStore.open(this.sublevel('crm-feed'), { now: this.now })
@@ -355,10 +351,7 @@ export class SyncServer {
         deletionGuard: c.deletionGuard,
         logger: engineLogger(this.log.child({ mailboxId: descriptor.mailboxId })),
         now: this.now,
-        onRequest: (side, throttled) => {
-          this.metrics.apiCalls.inc({ side })
-          if (throttled) this.metrics.throttles.inc({ side })
-        },
+        onRequest: (side, throttled) => this.recordRequest(side, throttled),
         onConflict: () => this.metrics.conflicts.inc(),
         ...(this.feed ? { crmSide: (w: MailboxWorker) => this.userView(w) } : {}),
         // imap/pop3: the owner's tracking option is applied as mail is pulled (IMAP also gets the keyword).
@@ -380,6 +373,12 @@ export class SyncServer {
     const filters = await this.state.getFilters(descriptor.ownerId)
     if (filters) worker.reconfigure({ filters })
     return worker
+  }
+
+  /** One HTTP request to a side (token requests excluded), for the API-call and throttle metrics. */
+  private recordRequest(side: 'crm' | 'mailbox', throttled: boolean): void {
+    this.metrics.apiCalls.inc({ side })
+    if (throttled) this.metrics.throttles.inc({ side })
   }
 
   private userView(w: MailboxWorker): UserFeedView {
