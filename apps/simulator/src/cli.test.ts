@@ -19,6 +19,7 @@ test.each([
   [['--conflict-policies', 'crm-wins,coin-flip'], /--conflict-policies "crm-wins,coin-flip" is invalid: must be one of/],
   [['--store', 'postgres'], /--store "postgres" is invalid: must be leveldb or memory/],
   [['--days', '-1'], /--days "-1" is invalid: must be > 0/],
+  [['--jobs', '0'], /--jobs "0" is invalid: must be >= 1/],
 ])('bad option %j exits 2 naming the option', async (args, message) => {
   const r = await run(args)
   expect(r.code).toBe(2)
@@ -50,7 +51,7 @@ test('conflict policies other than crm-wins run through PolicyMerge and are meas
   const { tmpdir } = await import('node:os')
   const { join } = await import('node:path')
   const dir = await mkdtemp(join(tmpdir(), 'sim-cli-'))
-  const r = await run(['--conflict-policies', 'crm-wins,lww,keep-both,text-merge', '--mailboxes', '1', '--warmup-days', '0', '--store', 'memory', '--policies', 'fixed:15', '--budget-from', 'fixed:15', '--out', dir])
+  const r = await run(['--conflict-policies', 'crm-wins,lww,keep-both,text-merge', '--mailboxes', '1', '--warmup-days', '0', '--store', 'memory', '--policies', 'fixed:15', '--budget-from', 'fixed:15', '--jobs', '1', '--out', dir])
   if (typeof engine.PolicyMerge !== 'function') {
     expect(r.code).toBe(2)
     expect(r.err).toMatch(/--conflict-policies lww: needs PolicyMerge/)
@@ -74,7 +75,7 @@ test('a malformed trace exits 2 naming the line', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'sim-cli-'))
   const file = join(dir, 'bad.jsonl')
   await writeFile(file, '{"t":0,"mailbox":"a","side":"mailbox","op":"create","kind":"email","item":"m1","fields":{"subject":"x"}}\n{"t":5,"mailbox":"a","side":"mailbox","op":"frobnicate","kind":"email","item":"m1"}\n')
-  const r = await run(['--trace', file, '--out', join(dir, 'out')])
+  const r = await run(['--trace', file, '--jobs', '1', '--out', join(dir, 'out')])
   expect(r.code).toBe(2)
   expect(r.err).toMatch(/bad\.jsonl:2: op:/)
   const missing = await run(['--trace', join(dir, 'nope.jsonl')])

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os'
 import { PolicyNameSchema } from '@concord/scheduler'
 import { z } from 'zod'
 import { ConflictPolicyNames } from './conflict-policies.js'
@@ -26,6 +27,7 @@ export const SimulatorOptionsSchema = z.strictObject({
   notificationLoss: z.coerce.number().min(0, 'must be between 0 and 1').max(1, 'must be between 0 and 1').default(0),
   requestLatencyMs: z.coerce.number().min(0, 'must be >= 0').max(60_000, 'must be <= 60000').default(120),
   progress: z.boolean().default(true),
+  jobs: int(1, 64).default(Math.min(2, availableParallelism())),
 })
 export type SimulatorOptions = z.output<typeof SimulatorOptionsSchema>
 

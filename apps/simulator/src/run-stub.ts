@@ -1,58 +1,71 @@
 import { type Scheduler, createScheduler } from '@concord/scheduler'
+import { drive } from './driver.js'
 import { TimedHeap } from './heap.js'
 import { type PolicyRun, assemblePolicyRun } from './policy-run.js'
 import type { RunOptions } from './run.js'
 import { mixSeed, mulberry32, normal } from './rng.js'
 import { type Workload, HOUR, MIN } from './workload.js'
 
-/** Per-mailbox state of the stub driver: changes not yet synced as parallel arrays (no object per change). */
-interface StubBox {
-  id: string
-  slot: number
-  /** Times of the pending changes, in time order, from `head` on. */
-  times: number[]
-  /** Flags of the pending changes: 1 = CRM side, 2 = measured. */
-  flags: number[]
-  head: number
-  crmCount: number
-  crmPending: number
-  stalenessSum: number
-  measured: number
-  changes: number
-  // the cycle in flight (the scheduler never starts a second one before `recordPoll`)
-  cycleChanges: number
-  cycleRequests: number
-  cycleAt: number
+/**
+ * A workload flattened for the stub driver, once per workload (every policy shares it): event times,
+ * mailbox indexes and sides in typed arrays, and per event the index of the same mailbox's next
+ * event, so each mailbox's changes form a linked list in event order — a mailbox's unsynced changes
+ * are the stretch of its list from `head` on, and the hot loop never touches the event objects.
+ */
+interface Compiled {
+  time: Float64Array
+  /** Mailbox index, or -1 for initial data (synced before the run) and unknown mailboxes. */
+  box: Int32Array
+  crm: Uint8Array
+  next: Int32Array
+  /** First (non-initial) event of each mailbox, -1 when none. */
+  first: Int32Array
 }
 
-const boxIndexCache = new WeakMap<Workload, Int32Array>()
+const compiledCache = new WeakMap<Workload, Compiled>()
 
-/** Each event's mailbox as an index into `workload.mailboxes`, computed once per workload (all policies share it). */
-function boxIndexOf(workload: Workload): Int32Array {
-  let out = boxIndexCache.get(workload)
-  if (!out) {
-    const index = new Map<string, number>()
-    workload.mailboxes.forEach((id, i) => index.set(id, i))
-    out = new Int32Array(workload.events.length)
-    for (let i = 0; i < workload.events.length; i++) out[i] = index.get(workload.events[i]!.mailbox) ?? -1
-    boxIndexCache.set(workload, out)
+function compile(workload: Workload): Compiled {
+  let c = compiledCache.get(workload)
+  if (c) return c
+  const n = workload.events.length
+  const m = workload.mailboxes.length
+  const index = new Map<string, number>()
+  workload.mailboxes.forEach((id, i) => index.set(id, i))
+  c = { time: new Float64Array(n), box: new Int32Array(n), crm: new Uint8Array(n), next: new Int32Array(n).fill(-1), first: new Int32Array(m).fill(-1) }
+  const last = new Int32Array(m).fill(-1)
+  for (let i = 0; i < n; i++) {
+    const e = workload.events[i]!
+    const b = e.initial ? -1 : (index.get(e.mailbox) ?? -1)
+    c.time[i] = e.t
+    c.box[i] = b
+    c.crm[i] = e.side === 'crm' ? 1 : 0
+    if (b < 0) continue
+    if (last[b]! < 0) c.first[b] = i
+    else c.next[last[b]!] = i
+    last[b] = i
   }
-  return out
+  compiledCache.set(workload, c)
+  return c
 }
 
 /**
  * The stub engine: the scheduler kernel and the change bookkeeping only — one delta call per side
  * plus a page per 50 changes and a push per side with writes; every change is on both sides when
- * the cycle that saw it completes. Lean on purpose: at 10,000 mailboxes it runs millions of cycles.
+ * the cycle that saw it completes. Lean on purpose (typed arrays, no object per change or per
+ * cycle): at 10,000 mailboxes it runs millions of cycles.
  */
-export function runStubPolicy(options: RunOptions): PolicyRun {
+export async function runStubPolicy(options: RunOptions): Promise<PolicyRun> {
   const { workload } = options
+  const { time, box: boxOf, crm: crmOf, next } = compile(workload)
+  const m = workload.mailboxes.length
+  const ids = workload.mailboxes
   let now = 0
   const rng = mulberry32(mixSeed(options.seed, 0xbeef))
   const endMs = workload.durationMs + options.drainMs
   const hours = Math.ceil(endMs / HOUR)
   const callsPerHour = new Array<number>(hours).fill(0)
-  const staleness: number[] = []
+  let staleness = new Float64Array(1024)
+  let nStale = 0
   let cycles = 0
   let notificationsSent = 0
   let notificationsDropped = 0
@@ -61,6 +74,8 @@ export function runStubPolicy(options: RunOptions): PolicyRun {
   const warmupMs = options.warmupMs
   const durationMs = workload.durationMs
   const latency = options.requestLatencyMs
+  const notifications = options.notifications
+  const loss = options.notificationLoss
 
   const sched: Scheduler = createScheduler({
     ...options.scheduler,
@@ -70,124 +85,118 @@ export function runStubPolicy(options: RunOptions): PolicyRun {
     random: mulberry32(mixSeed(options.seed, 0xabc)),
   })
 
-  const boxes: StubBox[] = workload.mailboxes.map((id) => ({ id, slot: -1, times: [], flags: [], head: 0, crmCount: 0, crmPending: 0, stalenessSum: 0, measured: 0, changes: 0, cycleChanges: 0, cycleRequests: 0, cycleAt: 0 }))
-  const boxIndex = boxIndexOf(workload)
-  const events = workload.events
-  const notifications = new TimedHeap<number>() // box index × 2 + (1 if CRM)
-  const completions = new TimedHeap<StubBox>()
+  // per-mailbox state, by mailbox index
+  const head = compile(workload).first.slice() // first unsynced change (a linked list through `next`)
+  const pending = new Int32Array(m) // applied, not yet synced
+  const pendingCrm = new Int32Array(m)
+  const crmWrites = new Int32Array(m) // pending CRM writes the scheduler was told about
+  const changes = new Int32Array(m)
+  const measured = new Int32Array(m)
+  const stalenessSum = new Float64Array(m)
+  const cycleChanges = new Int32Array(m)
+  const cycleRequests = new Int32Array(m)
+  const cycleAt = new Float64Array(m)
+  const notify = new TimedHeap<number>() // mailbox index × 2 + (1 if CRM)
 
-  const notify = (b: number, crm: boolean) => {
-    if (rng() < options.notificationLoss) notificationsDropped++
-    else {
-      // Graph: mostly under a minute, never over 3 minutes (performance.md §3b)
-      notifications.push(now + Math.min(3 * MIN, 15_000 * Math.exp(0.9 * normal(rng))), b * 2 + (crm ? 1 : 0))
-      notificationsSent++
-    }
-  }
-
-  const complete = (box: StubBox, at: number) => {
-    // pending is in time order: everything up to the sync time is now on both sides
-    const { times, flags } = box
-    let k = box.head
-    const n = times.length
-    for (; k < n && times[k]! <= box.cycleAt; k++) {
-      const f = flags[k]!
-      if (f & 1) box.crmCount--
-      if (f & 2) {
-        const s = (at - times[k]!) / 1000
-        staleness.push(s)
-        box.stalenessSum += s
-        box.measured++
+  const complete = (b: number, at: number) => {
+    // a mailbox's changes are in time order: everything up to the sync time is now on both sides
+    const cutoff = cycleAt[b]!
+    let k = head[b]!
+    let n = 0
+    let c = 0
+    while (k >= 0 && n < pending[b]! && time[k]! <= cutoff) {
+      const t = time[k]!
+      c += crmOf[k]!
+      if (t >= warmupMs && t < durationMs) {
+        const s = (at - t) / 1000
+        if (nStale === staleness.length) {
+          const grown = new Float64Array(staleness.length * 2)
+          grown.set(staleness)
+          staleness = grown
+        }
+        staleness[nStale++] = s
+        stalenessSum[b] = stalenessSum[b]! + s
+        measured[b]!++
       }
+      n++
+      k = next[k]!
     }
-    if (k === n) {
-      times.length = 0
-      flags.length = 0
-      box.head = 0
-    } else if (k > 1024 && k * 2 > n) {
-      times.splice(0, k)
-      flags.splice(0, k)
-      box.head = 0
-    } else box.head = k
-    if (box.crmPending > 0) {
-      box.crmPending = 0
-      sched.setPendingCrmWrites(box.id, 0, at)
+    head[b] = k
+    pending[b] = pending[b]! - n
+    pendingCrm[b] = pendingCrm[b]! - c
+    if (crmWrites[b]! > 0) {
+      crmWrites[b] = 0
+      sched.setPendingCrmWrites(ids[b]!, 0, at)
     }
-    sched.recordPoll(box.id, { at, changes: box.cycleChanges, requests: box.cycleRequests })
+    sched.recordPoll(ids[b]!, { at, changes: cycleChanges[b]!, requests: cycleRequests[b]! })
   }
 
   let ei = 0
-  while (ei < events.length && events[ei]!.initial) ei++ // initial data: synced before the run, not measured
-  const bySlot: StubBox[] = []
-  for (const box of boxes) {
-    sched.addMailbox(box.id, 0, { requestsPerSync: 2 })
-    box.slot = sched.slotOf(box.id)
-    bySlot[box.slot] = box
+  const nEvents = time.length
+  while (ei < nEvents && workload.events[ei]!.initial) ei++ // initial data: synced before the run, not measured
+  const bySlot: number[] = []
+  for (let b = 0; b < m; b++) {
+    sched.addMailbox(ids[b]!, 0, { requestsPerSync: 2 })
+    bySlot[sched.slotOf(ids[b]!)] = b
   }
 
-  let lastProgress = 0
-  const hourBin = (t: number) => Math.min(hours - 1, Math.floor(t / HOUR))
-  for (;;) {
-    const tW = ei < events.length ? events[ei]!.t : Infinity
-    const tC = completions.peekTime()
-    const tN = notifications.peekTime()
-    const tS = sched.nextWakeAt() ?? Infinity
-    const t = Math.min(tW, tC, tN, tS)
-    if (t > endMs || t === Infinity) break
-    now = t
-    if (options.onProgress && now - lastProgress >= HOUR) {
-      lastProgress = now
-      options.onProgress(now)
-    }
-    if (tC === t) {
-      complete(completions.pop()!, t)
-    } else if (tW === t) {
-      const e = events[ei]!
-      const b = boxIndex[ei++]!
-      if (b < 0 || e.initial) continue
-      const box = boxes[b]!
-      box.changes++
-      const crm = e.side === 'crm'
-      if (crm) box.crmCount++
-      box.times.push(now)
-      box.flags.push((crm ? 1 : 0) | (now >= warmupMs && now < durationMs ? 2 : 0))
-      if (options.notifications) notify(b, crm)
-    } else if (tN === t) {
-      const v = notifications.pop()!
-      const box = boxes[v >> 1]!
-      if (v & 1) sched.setPendingCrmWrites(box.id, ++box.crmPending, t)
-      else sched.recordNotification(box.id, t)
-    } else {
-      const due = sched.due(t)
-      if (due.length === 0 && (sched.nextWakeAt() ?? Infinity) <= t) throw new Error(`scheduler ${options.policy} reports work due at ${t} but dispatches nothing`)
-      for (const d of due) {
-        const box = bySlot[d.slot]!
-        cycles++
-        const pending = box.times.length - box.head
-        const crm = box.crmCount
-        const mbx = pending - crm
-        const graph = 1 + Math.floor(mbx / 50) + (crm > 0 ? 1 : 0)
-        const dataverse = 1 + Math.floor(crm / 50) + (mbx > 0 ? 1 : 0)
-        graphCalls += graph
-        crmCalls += dataverse
-        box.cycleChanges = pending
-        box.cycleRequests = graph + dataverse
-        box.cycleAt = t
-        callsPerHour[hourBin(t)]! += graph + dataverse
-        completions.push(t + Math.max(1, (graph + dataverse) * latency), box)
+  const graphLimit = 50
+  await drive<number>({
+    sched,
+    policy: options.policy,
+    endMs,
+    onProgress: options.onProgress,
+    setNow: (t) => void (now = t),
+    nextEventAt: () => (ei < nEvents ? time[ei]! : Infinity),
+    applyEvent: () => {
+      const b = boxOf[ei]!
+      const crm = crmOf[ei]!
+      ei++
+      if (b < 0) return
+      changes[b]!++
+      pending[b]!++
+      pendingCrm[b] = pendingCrm[b]! + crm
+      if (notifications) {
+        if (rng() < loss) notificationsDropped++
+        else {
+          // Graph: mostly under a minute, never over 3 minutes (performance.md §3b)
+          notify.push(now + Math.min(3 * MIN, 15_000 * Math.exp(0.9 * normal(rng))), b * 2 + crm)
+          notificationsSent++
+        }
       }
-    }
-  }
-  while (completions.size > 0) {
-    now = Math.max(now, completions.peekTime())
-    complete(completions.pop()!, now)
-  }
+    },
+    notifications: notify,
+    onNotification: (v, t) => {
+      const b = v >> 1
+      if (v & 1) sched.setPendingCrmWrites(ids[b]!, ++crmWrites[b]!, t)
+      else sched.recordNotification(ids[b]!, t)
+    },
+    dispatch: (d, t, finish) => {
+      const b = bySlot[d.slot]!
+      cycles++
+      const all = pending[b]!
+      const crm = pendingCrm[b]!
+      const mbx = all - crm
+      const graph = 1 + Math.floor(mbx / graphLimit) + (crm > 0 ? 1 : 0)
+      const dataverse = 1 + Math.floor(crm / graphLimit) + (mbx > 0 ? 1 : 0)
+      graphCalls += graph
+      crmCalls += dataverse
+      cycleChanges[b] = all
+      cycleRequests[b] = graph + dataverse
+      cycleAt[b] = t
+      callsPerHour[Math.min(hours - 1, Math.floor(t / HOUR))]! += graph + dataverse
+      finish(t + Math.max(1, (graph + dataverse) * latency), b)
+    },
+    complete,
+  })
 
   let unresolved = 0
-  for (const box of boxes) for (let k = box.head; k < box.flags.length; k++) if (box.flags[k]! & 2) unresolved++
+  for (let b = 0; b < m; b++) {
+    for (let k = head[b]!, n = 0; k >= 0 && n < pending[b]!; k = next[k]!, n++) if (time[k]! >= warmupMs && time[k]! < durationMs) unresolved++
+  }
   return assemblePolicyRun({
     sched,
-    boxes: boxes.map((b) => ({ id: b.id, changes: b.changes, measured: b.measured, stalenessSum: b.stalenessSum, pendingCount: b.times.length - b.head })),
+    boxes: ids.map((id, b) => ({ id, changes: changes[b]!, measured: measured[b]!, stalenessSum: stalenessSum[b]!, pendingCount: pending[b]! })),
     graphCalls,
     crmCalls,
     tokenRefreshes: 0,
@@ -202,7 +211,7 @@ export function runStubPolicy(options: RunOptions): PolicyRun {
     skippedEvents: 0,
     notificationsSent,
     notificationsDropped,
-    staleness,
+    staleness: staleness.subarray(0, nStale),
     callsPerHour,
     problems: [],
   })

@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { type ConcordId, type CycleReport, type MergeStrategy, type NativeId, type ReplicaStore, SyncPair, asPairId, asReplicaId, concordIdFor, jsonEqual, openMemoryStore } from '@concord/engine'
 import { openLevelStore } from '@concord/engine/node'
 import { type PolicyName, type Scheduler, createScheduler } from '@concord/scheduler'
+import { drainPair, drive, initialSync, isCleanCycle } from './driver.js'
 import { TimedHeap } from './heap.js'
 import { type ConflictRule, type MergeModel, type ModelItem, modelCreate, modelWrite, settleModel } from './reference-model.js'
 import { mixSeed, mulberry32, normal } from './rng.js'
@@ -127,7 +128,7 @@ export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
   const crmReplica = (box: Box) => asReplicaId(`crm-${box.id}`)
   const mbxReplica = (box: Box) => asReplicaId(`mbx-${box.id}`)
 
-  const notifications = new TimedHeap<{ box: Box; crm: boolean }>()
+  const notifications = new TimedHeap<number>() // mailbox index × 2 + (1 if CRM)
   const boxes = new Map<string, Box>()
   for (const [index, id] of workload.mailboxes.entries()) {
     const faults = { replayPage: 0.02, reorderAndDuplicate: 0.02, expireCursor: 0.001 }
@@ -191,7 +192,7 @@ export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
     else {
       // Graph: mostly under a minute, never over 3 minutes (performance.md §3b)
       const latency = Math.min(3 * MIN, 15_000 * Math.exp(0.9 * normal(rng)))
-      notifications.push(now + latency, { box, crm: side === 'crm' })
+      notifications.push(now + latency, box.index * 2 + (side === 'crm' ? 1 : 0))
       notificationsSent++
     }
   }
@@ -230,7 +231,7 @@ export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
       if (problems.length < 20) problems.push(`${box.id}: cycle failed: ${(err as Error).message}`)
     }
     const requests = box.crmAdapter.calls + box.mbxAdapter.calls - before
-    const clean = report !== undefined && report.throttledMs === undefined && !report.mergeDeferred && report.rejected.crm + report.rejected.mailbox === 0
+    const clean = isCleanCycle(report)
     if (clean) settleReference(box)
     return { box, changes: report ? report.logged.crm + report.logged.mailbox : 0, requests, throttledMs: report?.throttledMs, error, clean }
   }
@@ -260,55 +261,35 @@ export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
   let ei = 0
   while (ei < workload.events.length && workload.events[ei]!.initial) apply(workload.events[ei++]!)
   for (const box of boxes.values()) {
-    for (let i = 0; i < 10; i++) {
-      const r = await box.pair.runCycle()
-      if (r.logged.crm + r.logged.mailbox + r.merged + r.pushed.crm + r.pushed.mailbox === 0 && !r.mergeDeferred) break
-    }
+    await initialSync(() => box.pair.runCycle())
     box.crmAdapter.calls = 0
     box.mbxAdapter.calls = 0
     settleReference(box)
     sched.addMailbox(box.id, 0, { requestsPerSync: 2 })
   }
 
-  const completions = new TimedHeap<{ c: Completion; syncedAt: number }>()
-  let lastProgress = 0
-  for (;;) {
-    const tW = ei < workload.events.length ? workload.events[ei]!.t : Infinity
-    const tC = completions.peekTime()
-    const tN = notifications.peekTime()
-    const tS = sched.nextWakeAt() ?? Infinity
-    const t = Math.min(tW, tC, tN, tS)
-    if (t > endMs || t === Infinity) break
-    now = t
-    if (options.onProgress && now - lastProgress >= HOUR) {
-      lastProgress = now
-      options.onProgress(now)
-    }
-    if (tC === t) {
-      const { c, syncedAt } = completions.pop()!
-      complete(c, t, syncedAt)
-    } else if (tW === t) {
-      apply(workload.events[ei++]!)
-    } else if (tN === t) {
-      const { box, crm } = notifications.pop()!
-      if (crm) sched.setPendingCrmWrites(box.id, ++box.crmPending, t)
+  const boxList = [...boxes.values()]
+  await drive<{ c: Completion; syncedAt: number }>({
+    sched,
+    policy: options.policy,
+    endMs,
+    onProgress: options.onProgress,
+    setNow: (t) => void (now = t),
+    nextEventAt: () => (ei < workload.events.length ? workload.events[ei]!.t : Infinity),
+    applyEvent: () => apply(workload.events[ei++]!),
+    notifications,
+    onNotification: (v, t) => {
+      const box = boxList[v >> 1]!
+      if (v & 1) sched.setPendingCrmWrites(box.id, ++box.crmPending, t)
       else sched.recordNotification(box.id, t)
-    } else {
-      const due = sched.due(t)
-      if (due.length === 0 && (sched.nextWakeAt() ?? Infinity) <= t) throw new Error(`scheduler ${options.policy} reports work due at ${t} but dispatches nothing`)
-      for (const d of due) {
-        const box = boxes.get(d.mailboxId)!
-        const c = await runCycle(box)
-        callsPerHour[Math.min(hours - 1, Math.floor(t / HOUR))]! += c.requests
-        completions.push(t + Math.max(1, c.requests * options.requestLatencyMs), { c, syncedAt: t })
-      }
-    }
-  }
-  while (completions.size > 0) {
-    now = Math.max(now, completions.peekTime())
-    const { c, syncedAt } = completions.pop()!
-    complete(c, now, syncedAt)
-  }
+    },
+    dispatch: async (d, t, finish) => {
+      const c = await runCycle(boxes.get(d.mailboxId)!)
+      callsPerHour[Math.min(hours - 1, Math.floor(t / HOUR))]! += c.requests
+      finish(t + Math.max(1, c.requests * options.requestLatencyMs), { c, syncedAt: t })
+    },
+    complete: ({ c, syncedAt }, t) => complete(c, t, syncedAt),
+  })
 
   // end of run: drain what the policy left behind (not charged), then compare both sides with the reference
   let unresolved = 0
@@ -321,22 +302,15 @@ export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
   }
   now = endMs + MIN
   for (const box of boxes.values()) {
-    for (let i = 0; i < 20 && (box.dirty.size > 0 || box.pending.length > 0 || i === 0); i++) {
-      let r: CycleReport | undefined
-      try {
-        r = await box.pair.runCycle()
-      } catch {
-        now += MIN
-        continue
-      }
-      const clean = r.throttledMs === undefined && !r.mergeDeferred && r.rejected.crm + r.rejected.mailbox === 0
-      if (clean) {
+    await drainPair({
+      runCycle: () => box.pair.runCycle(),
+      busy: () => box.dirty.size > 0 || box.pending.length > 0,
+      onClean: () => {
         settleReference(box)
         box.pending = box.pending.filter((p) => !propagated(box, p))
-        if (r.logged.crm + r.logged.mailbox + r.merged + r.pushed.crm + r.pushed.mailbox === 0) break
-      }
-      now += r.throttledMs ?? MIN
-    }
+      },
+      wait: (ms) => void (now += ms),
+    })
     const accounted = { crm: new Set<string>(), mailbox: new Set<string>() }
     for (const [key, item] of box.items) {
       const at = { crm: nativeOn(box, item, 'crm'), mailbox: nativeOn(box, item, 'mailbox') }

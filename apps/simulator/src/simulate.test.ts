@@ -75,3 +75,20 @@ test('adaptive beats fixed:5 at equal budget (stub kernel, warmed up, seeded)', 
   expect(adaptive.lostUpdates).toBeNull()
   expect(adaptive.converged).toBeNull()
 })
+
+test('policy runs in child processes (jobs: 2) give the same report as in this process', async () => {
+  const config: SimulationConfig = { ...base, mailboxes: 2, store: 'memory', policies: ['fixed:15', 'fixed:5', 'adaptive'] }
+  const inProcess = await simulate(config)
+  let progressed = 0
+  const parallel = await simulate(config, { jobs: 2, onProgress: () => void progressed++ })
+  expect(JSON.stringify(withoutWall(parallel))).toBe(JSON.stringify(withoutWall(inProcess)))
+  expect(progressed).toBeGreaterThan(3)
+  for (const p of Object.values(parallel.policies)) expect({ lost: p.lostUpdates, dups: p.duplicates, converged: p.converged }).toEqual({ lost: 0, dups: 0, converged: true })
+})
+
+test('the stub kernel gives the same staleness with a generated workload with or without payloads', async () => {
+  const config: SimulationConfig = { ...base, engine: 'stub', mailboxes: 30, warmupDays: 1, policies: ['fixed:5', 'adaptive'] }
+  const light = await simulate(config) // the generator leaves payloads out for the stub
+  const full = await simulate(config, { workload: generateWorkload({ mailboxes: 30, days: 2, seed: base.seed }) })
+  expect(JSON.stringify(withoutWall(light).policies)).toBe(JSON.stringify(withoutWall(full).policies))
+})

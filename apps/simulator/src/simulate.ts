@@ -1,6 +1,9 @@
 import { type PolicyName } from '@concord/scheduler'
 import { type ConflictPolicyName, resolveConflictPolicy } from './conflict-policies.js'
-import { SimulatorError } from './errors.js'
+import { type ChildProcess, fork } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { SimulatorError, SimulatorErrorCodes } from './errors.js'
+import type { WorkerMessage, WorkerTask } from './policy-worker.js'
 import { type FinalState, type PolicyRun, WIRE_MAX_MAILBOXES, percentile, wireWorkload } from './policy-run.js'
 import { runPolicy } from './run.js'
 import { type Workload, DAY, MIN, generateWorkload, trueRateFunction } from './workload.js'
@@ -74,11 +77,70 @@ export interface SimulationHooks {
   wallClock?: (() => number) | undefined
   /** Scheduler options passed through to every run. */
   scheduler?: Record<string, unknown> | undefined
+  /**
+   * Policy runs in parallel, each in a child process (default 1: all in this process). Results do
+   * not depend on it. Ignored when `scheduler` holds functions (they cannot cross a process boundary).
+   */
+  jobs?: number | undefined
   /** Each run's final live records per mailbox and side (canonical contact fields as sorted JSON); `label` is the policy (and conflict policy). */
   onFinalState?: ((label: string, state: FinalState[]) => void) | undefined
 }
 
 const r3 = (x: number) => Math.round(x * 1000) / 1000
+
+/** Whether scheduler options can be sent to a child process (no functions). */
+function cloneable(value: unknown): boolean {
+  if (typeof value === 'function') return false
+  if (value === null || typeof value !== 'object') return true
+  return Object.values(value).every(cloneable)
+}
+
+/** A child process (`bin/policy-worker.js`) that runs policies one after the other, relaying progress. */
+class ChildRunner {
+  private readonly child: ChildProcess
+  private current: { task: WorkerTask; onProgress: (virtualMs: number) => void; resolve: (r: { run: PolicyRun; finalState?: FinalState[] | undefined }) => void; reject: (e: Error) => void } | undefined
+  private failure: Error | undefined
+
+  constructor() {
+    this.child = fork(fileURLToPath(new URL('../bin/policy-worker.js', import.meta.url)), [], {
+      serialization: 'advanced',
+      execArgv: [],
+      env: { ...process.env, CONCORD_SIM_WORKER: '1' },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    })
+    this.child.on('message', (m: WorkerMessage) => {
+      const c = this.current
+      if (!c) return
+      if (m.type === 'progress') return c.onProgress(m.virtualMs)
+      this.current = undefined
+      if (m.type === 'done') c.resolve({ run: m.run, finalState: m.finalState })
+      else {
+        const code = SimulatorErrorCodes.find((x) => x === m.code)
+        c.reject(code ? new SimulatorError(code, m.message) : new SimulatorError('Internal', `policy ${c.task.policy} failed in its worker: ${m.stack ?? m.message}`))
+      }
+    })
+    const fail = (error: Error) => {
+      this.failure ??= error
+      const c = this.current
+      this.current = undefined
+      c?.reject(error)
+    }
+    this.child.on('error', (error) => fail(new SimulatorError('Internal', `worker process failed: ${error.message}`, { cause: error })))
+    this.child.on('exit', (code, signal) => fail(new SimulatorError('Internal', `worker process exited (${signal ?? code}) before reporting`)))
+  }
+
+  run(task: WorkerTask, onProgress: (virtualMs: number) => void): Promise<{ run: PolicyRun; finalState?: FinalState[] | undefined }> {
+    if (this.failure) return Promise.reject(this.failure)
+    return new Promise((resolve, reject) => {
+      this.current = { task, onProgress, resolve, reject }
+      this.child.send(task)
+    })
+  }
+
+  close(): void {
+    if (this.child.connected) this.child.disconnect()
+  }
+}
 
 function summarise(run: PolicyRun): PolicyReport {
   const sorted = run.staleness.slice().sort()
@@ -140,7 +202,9 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
   const wall = hooks.wallClock ?? (() => performance.now())
   const started = wall()
   const conflict = config.conflictPolicies.map((name) => resolveConflictPolicy(name))
-  const generated = hooks.workload ?? generateWorkload({ mailboxes: config.mailboxes, days: config.days + config.warmupDays, seed: config.seed })
+  // the stub engine never reads field payloads: leave them out (most of a large workload's memory)
+  const generatorOptions = { mailboxes: config.mailboxes, days: config.days + config.warmupDays, seed: config.seed, withFields: config.engine !== 'stub' }
+  const generated = hooks.workload ?? generateWorkload(generatorOptions)
   const workload = config.mode === 'wire' ? wireWorkload(generated) : generated
   const trueRate = config.policies.includes('oracle') || config.budgetFrom === 'oracle' ? trueRateFunction(workload) : () => 0
   const drainMs = 30 * MIN
@@ -148,46 +212,115 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
   const order: PolicyName[] = [config.budgetFrom, ...config.policies.filter((p) => p !== config.budgetFrom)]
   const mailboxDaysPerRun = workload.mailboxes.length * (workload.durationMs / DAY)
   const totalRuns = order.length + conflict.length - 1
-  let finishedRuns = 0
   const runs = new Map<string, PolicyRun>()
   let budget: SimulationReport['budget'] = null
-  const runOne = async (policy: PolicyName, cp: (typeof conflict)[number]) => {
+  const jobs = Math.max(1, Math.floor(hooks.jobs ?? 1))
+  // progress: each run's fraction done, summed
+  const fractions: number[] = []
+  const progress = (label: string) => hooks.onProgress?.(fractions.reduce((a, b) => a + b, 0) * mailboxDaysPerRun, totalRuns * mailboxDaysPerRun, label)
+  const needsBudget = (policy: PolicyName, basisRun: boolean) => !basisRun && (policy === 'adaptive' || policy === 'oracle')
+  const runOne = async (index: number, policy: PolicyName, cp: (typeof conflict)[number], runner: ChildRunner | undefined): Promise<PolicyRun> => {
     const label = cp === conflict[0] ? policy : `${policy} (${cp.name})`
-    // wire mode loads the adapters and emulators only when asked for
-    const run = await (config.mode === 'wire' ? (await import('./wire.js')).runWirePolicy : runPolicy)({
-      policy,
-      workload,
-      seed: config.seed,
-      engine: config.engine,
-      store: config.store,
-      notifications: config.notifications,
-      notificationLoss: config.notificationLoss,
-      warmupMs: config.warmupDays * DAY,
-      drainMs,
-      budget: (policy === 'adaptive' || policy === 'oracle') && budget ? { requestsPerWindow: budget.requestsPerWindow, windowMs: budget.windowMs } : undefined,
-      trueRate,
-      merge: cp.merge,
-      conflictRule: cp.rule,
-      model: cp.model,
-      requestLatencyMs: config.requestLatencyMs,
-      scheduler: hooks.scheduler,
-      onFinalState: hooks.onFinalState ? (state) => hooks.onFinalState!(label, state) : undefined,
-      onProgress: hooks.onProgress ? (v) => hooks.onProgress!((finishedRuns + Math.min(1, v / workload.durationMs)) * mailboxDaysPerRun, totalRuns * mailboxDaysPerRun, label) : undefined,
-    })
-    finishedRuns++
-    hooks.onProgress?.(finishedRuns * mailboxDaysPerRun, totalRuns * mailboxDaysPerRun, label)
+    fractions[index] = 0
+    const onProgress = (v: number) => {
+      fractions[index] = Math.min(1, v / workload.durationMs)
+      progress(label)
+    }
+    const runBudget = (policy === 'adaptive' || policy === 'oracle') && budget ? { requestsPerWindow: budget.requestsPerWindow, windowMs: budget.windowMs } : undefined
+    let run: PolicyRun
+    if (runner) {
+      const task: WorkerTask = {
+        workload: hooks.workload ? { events: workload } : { generate: generatorOptions, wire: config.mode === 'wire' },
+        mode: config.mode,
+        policy,
+        conflictPolicy: cp.name,
+        seed: config.seed,
+        engine: config.engine,
+        store: config.store,
+        notifications: config.notifications,
+        notificationLoss: config.notificationLoss,
+        warmupMs: config.warmupDays * DAY,
+        drainMs,
+        budget: runBudget,
+        oracle: policy === 'oracle',
+        requestLatencyMs: config.requestLatencyMs,
+        scheduler: hooks.scheduler,
+        finalState: hooks.onFinalState !== undefined,
+      }
+      const result = await runner.run(task, onProgress)
+      if (result.finalState) hooks.onFinalState?.(label, result.finalState)
+      run = result.run
+    } else {
+      // wire mode loads the adapters and emulators only when asked for
+      run = await (config.mode === 'wire' ? (await import('./wire.js')).runWirePolicy : runPolicy)({
+        policy,
+        workload,
+        seed: config.seed,
+        engine: config.engine,
+        store: config.store,
+        notifications: config.notifications,
+        notificationLoss: config.notificationLoss,
+        warmupMs: config.warmupDays * DAY,
+        drainMs,
+        budget: runBudget,
+        trueRate,
+        merge: cp.merge,
+        conflictRule: cp.rule,
+        model: cp.model,
+        requestLatencyMs: config.requestLatencyMs,
+        scheduler: hooks.scheduler,
+        onFinalState: hooks.onFinalState ? (state) => hooks.onFinalState!(label, state) : undefined,
+        onProgress: hooks.onProgress ? onProgress : undefined,
+      })
+    }
+    fractions[index] = 1
+    progress(label)
     return run
   }
-  for (const policy of order) {
-    const run = await runOne(policy, conflict[0]!)
-    runs.set(policy, run)
-    if (policy === config.budgetFrom) budget = { from: policy, requestsPerWindow: Math.max(1, Math.round((run.schedulerRequests * DAY) / simMs)), windowMs: DAY }
+  // Every run is independent and seeded; only adaptive/oracle wait for the basis run's call count
+  // (their budget). With `jobs` > 1 up to that many runs go in parallel, each in a child process.
+  const tasks: Array<{ policy: PolicyName; cp: (typeof conflict)[number]; key: string; basis: boolean }> = [
+    ...order.map((policy) => ({ policy, cp: conflict[0]!, key: policy, basis: policy === config.budgetFrom })),
+    ...conflict.slice(1).map((cp) => ({ policy: config.budgetFrom, cp, key: `${config.budgetFrom} (${cp.name})`, basis: false })),
+  ]
+  // a single run gains nothing from a child process
+  const parallel = Math.min(jobs, tasks.length) > 1 && cloneable(hooks.scheduler)
+  let basisDone!: () => void
+  const basisReady = new Promise<void>((resolve) => (basisDone = resolve))
+  const results = new Map<string, PolicyRun>()
+  let next = 0
+  const started_ = new Set<string>()
+  // slot 0 runs in this process (its modules are loaded already), the others each in one child process
+  const runners: ChildRunner[] = []
+  const worker = async (slot: number) => {
+    const runner = slot === 0 ? undefined : (runners[slot] = new ChildRunner())
+    for (;;) {
+      // the basis run first, then the runs that need no budget, then the rest
+      const pending = tasks.filter((t) => !results.has(t.key) && !started_.has(t.key))
+      if (pending.length === 0) return
+      const pick = pending.find((t) => t.basis) ?? pending.find((t) => !needsBudget(t.policy, t.basis)) ?? pending[0]!
+      started_.add(pick.key)
+      const index = next++
+      if (needsBudget(pick.policy, pick.basis)) await basisReady
+      const run = await runOne(index, pick.policy, pick.cp, runner)
+      results.set(pick.key, run)
+      if (pick.basis) {
+        budget = { from: config.budgetFrom, requestsPerWindow: Math.max(1, Math.round((run.schedulerRequests * DAY) / simMs)), windowMs: DAY }
+        basisDone()
+      }
+    }
   }
+  try {
+    await Promise.all(Array.from({ length: parallel ? Math.min(jobs, tasks.length) : 1 }, (_, slot) => worker(slot)))
+  } finally {
+    for (const r of runners) r?.close()
+  }
+  for (const policy of order) runs.set(policy, results.get(policy)!)
   const conflictPolicies: SimulationReport['conflictPolicies'] = {}
   const basis = runs.get(config.budgetFrom)!
   conflictPolicies[conflict[0]!.name] = { policy: config.budgetFrom, conflicts: basis.conflicts, lostUpdates: basis.lostUpdates, duplicates: basis.duplicates, converged: basis.converged }
   for (const cp of conflict.slice(1)) {
-    const run = await runOne(config.budgetFrom, cp)
+    const run = results.get(`${config.budgetFrom} (${cp.name})`)!
     conflictPolicies[cp.name] = { policy: config.budgetFrom, conflicts: run.conflicts, lostUpdates: run.lostUpdates, duplicates: run.duplicates, converged: run.converged }
   }
   const wallSeconds = (wall() - started) / 1000

@@ -16,7 +16,7 @@ import { type ConcordId, type Cursor, type CycleReport, type Fields, type Native
 import { openLevelStore } from '@concord/engine/node'
 import { type Scheduler, createScheduler } from '@concord/scheduler'
 import { SimulatorError } from './errors.js'
-import { TimedHeap } from './heap.js'
+import { drainPair, drive, initialSync, isCleanCycle } from './driver.js'
 import { mixSeed, mulberry32 } from './rng.js'
 import type { RunOptions } from './run.js'
 import { type FinalState, type PolicyRun, WIRE_FIELDS, WIRE_KINDS, WIRE_MAX_MAILBOXES, assemblePolicyRun, canonicalRecords, wireWorkload } from './policy-run.js'
@@ -249,14 +249,12 @@ export async function runWirePolicy(options: RunOptions & { onFinalState?: ((sta
     }
 
     const calls = (box: Box) => box.crmCount.calls + box.mbxCount.calls
-    const isClean = (r: CycleReport | undefined) => r !== undefined && r.throttledMs === undefined && !r.mergeDeferred && r.rejected.crm + r.rejected.mailbox === 0
-    const quiet = (r: CycleReport) => r.logged.crm + r.logged.mailbox + r.merged + r.pushed.crm + r.pushed.mailbox === 0 && !r.mergeDeferred
 
     // initial data and the initial sync (not measured, not charged)
     let ei = 0
     while (ei < workload.events.length && workload.events[ei]!.initial) await apply(workload.events[ei++]!)
     for (const box of boxes.values()) {
-      for (let i = 0; i < 10; i++) if (quiet(await box.pair.runCycle())) break
+      await initialSync(() => box.pair.runCycle())
       box.crmCount.calls = 0
       box.mbxCount.calls = 0
       settleReference(box)
@@ -284,52 +282,34 @@ export async function runWirePolicy(options: RunOptions & { onFinalState?: ((sta
       sched.recordPoll(box.id, { at, changes: c.changes, requests: c.requests, throttled: c.throttledMs !== undefined, ...(c.throttledMs !== undefined ? { retryAfterMs: c.throttledMs } : {}), error: c.error })
     }
 
-    const completions = new TimedHeap<{ c: Completion; syncedAt: number }>()
-    let lastProgress = 0
-    for (;;) {
-      const tW = ei < workload.events.length ? workload.events[ei]!.t : Infinity
-      const tC = completions.peekTime()
-      const tS = sched.nextWakeAt() ?? Infinity
-      const t = Math.min(tW, tC, tS)
-      if (t > endMs || t === Infinity) break
-      now = t
-      if (options.onProgress && now - lastProgress >= HOUR) {
-        lastProgress = now
-        options.onProgress(now)
-      }
-      if (tC === t) {
-        const { c, syncedAt } = completions.pop()!
-        await complete(c, t, syncedAt)
-      } else if (tW === t) {
-        await apply(workload.events[ei++]!)
-      } else {
-        const due = sched.due(t)
-        if (due.length === 0 && (sched.nextWakeAt() ?? Infinity) <= t) throw new SimulatorError('Internal', `scheduler ${options.policy} reports work due at ${t} but dispatches nothing`)
-        for (const d of due) {
-          const box = boxes.get(d.mailboxId)!
-          cycles++
-          const before = calls(box)
-          let report: CycleReport | undefined
-          let error = false
-          try {
-            report = await box.pair.runCycle()
-          } catch (err) {
-            error = true
-            if (problems.length < 20) problems.push(`${box.id}: cycle failed: ${(err as Error).message}`)
-          }
-          const requests = calls(box) - before
-          const clean = isClean(report)
-          if (clean) settleReference(box)
-          callsPerHour[Math.min(hours - 1, Math.floor(t / HOUR))]! += requests
-          completions.push(t + Math.max(1, requests * options.requestLatencyMs), { c: { box, changes: report ? report.logged.crm + report.logged.mailbox : 0, requests, throttledMs: report?.throttledMs, error, clean }, syncedAt: t })
+    await drive<{ c: Completion; syncedAt: number }>({
+      sched,
+      policy: options.policy,
+      endMs,
+      onProgress: options.onProgress,
+      setNow: (t) => void (now = t),
+      nextEventAt: () => (ei < workload.events.length ? workload.events[ei]!.t : Infinity),
+      applyEvent: () => apply(workload.events[ei++]!),
+      dispatch: async (d, t, finish) => {
+        const box = boxes.get(d.mailboxId)!
+        cycles++
+        const before = calls(box)
+        let report: CycleReport | undefined
+        let error = false
+        try {
+          report = await box.pair.runCycle()
+        } catch (err) {
+          error = true
+          if (problems.length < 20) problems.push(`${box.id}: cycle failed: ${(err as Error).message}`)
         }
-      }
-    }
-    while (completions.size > 0) {
-      now = Math.max(now, completions.peekTime())
-      const { c, syncedAt } = completions.pop()!
-      await complete(c, now, syncedAt)
-    }
+        const requests = calls(box) - before
+        const clean = isCleanCycle(report)
+        if (clean) settleReference(box)
+        callsPerHour[Math.min(hours - 1, Math.floor(t / HOUR))]! += requests
+        finish(t + Math.max(1, requests * options.requestLatencyMs), { c: { box, changes: report ? report.logged.crm + report.logged.mailbox : 0, requests, throttledMs: report?.throttledMs, error, clean }, syncedAt: t })
+      },
+      complete: ({ c, syncedAt }, t) => complete(c, t, syncedAt),
+    })
 
     // drain (not charged), then compare both sides with the reference
     let unresolved = 0
@@ -340,22 +320,16 @@ export async function runWirePolicy(options: RunOptions & { onFinalState?: ((sta
     now = endMs + MIN
     const finals: FinalState[] = []
     for (const box of boxes.values()) {
-      for (let i = 0; i < 20 && (box.dirty.size > 0 || box.pending.length > 0 || i === 0); i++) {
-        let r: CycleReport | undefined
-        try {
-          r = await box.pair.runCycle()
-        } catch {
-          now += MIN
-          continue
-        }
-        if (isClean(r)) {
+      await drainPair({
+        runCycle: () => box.pair.runCycle(),
+        busy: () => box.dirty.size > 0 || box.pending.length > 0,
+        onClean: async () => {
           settleReference(box)
           const v = await views(box)
           box.pending = box.pending.filter((p) => !propagated(box, p, v))
-          if (quiet(r)) break
-        }
-        now += r.throttledMs ?? MIN
-      }
+        },
+        wait: (ms) => void (now += ms),
+      })
       const v = await views(box)
       const accounted = { crm: new Set<NativeId>(), mailbox: new Set<NativeId>() }
       for (const [key, item] of box.items) {

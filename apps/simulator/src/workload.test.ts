@@ -28,3 +28,12 @@ test('generateWorkload is deterministic and sorted', () => {
   const keys = a.events.map((e) => (e.initial ? -1 : e.t))
   for (let i = 1; i < keys.length; i++) expect(keys[i]!).toBeGreaterThanOrEqual(keys[i - 1]!)
 })
+
+test('withFields: false keeps every event, time and random draw, only without payloads (what the stub engine reads)', () => {
+  const full = generateWorkload({ mailboxes: 6, days: 2, seed: 4 })
+  const light = generateWorkload({ mailboxes: 6, days: 2, seed: 4, withFields: false })
+  const shape = (w: typeof full) => w.events.map((e) => [e.t, e.mailbox, e.side, e.op, e.kind, e.item, e.initial ?? false])
+  expect(shape(light)).toEqual(shape(full))
+  expect(light.events.some((e) => e.kind === 'email' && e.fields !== undefined)).toBe(false)
+  expect(full.events.filter((e) => e.kind === 'email' && e.op === 'create').every((e) => e.fields !== undefined)).toBe(true)
+})

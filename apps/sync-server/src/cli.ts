@@ -9,6 +9,7 @@ import { ConfigError, ServerError } from './errors.js'
 import { CrmMailboxDirectory } from './mailbox/crm-directory.js'
 import { graphMailboxTester } from './mailbox/graph-tester.js'
 import { SyncServer } from './server.js'
+import { ClusterInstance } from './cluster/instance.js'
 import { createTrustedFetch } from '@concord/adapter-exchange'
 import { readFile } from 'node:fs/promises'
 
@@ -28,9 +29,25 @@ function untilSignal(): Promise<string> {
   })
 }
 
-async function serve(configPath: string, io: Io): Promise<number> {
+async function serve(configPath: string, clusterUrl: string | undefined, io: Io): Promise<number> {
   const config = await loadServerConfig(configPath)
   const graphFetch = config.graph.caFile ? createTrustedFetch({ ca: await readFile(config.graph.caFile, 'utf8') }).fetch : globalThis.fetch.bind(globalThis)
+  const redisUrl = clusterUrl ?? config.cluster.url
+  if (redisUrl !== undefined) {
+    if (!/^rediss?:\/\//.test(redisUrl)) throw new ServerError('Usage', `--cluster: expected a redis:// or rediss:// URL, got '${redisUrl}'`)
+    const instance = await ClusterInstance.start({
+      config,
+      redisUrl,
+      directory: (crmFetch) => new CrmMailboxDirectory({ ...config.crm, fetch: crmFetch }),
+      tester: graphMailboxTester({ ...config.graph, fetch: graphFetch }),
+      graphFetch,
+    })
+    io.out(`${JSON.stringify({ adminUrl: instance.adminUrl, instanceId: instance.id, cluster: instance.keys.cluster })}\n`)
+    const signal = await untilSignal()
+    instance.log.info({ signal }, 'shutting down')
+    await instance.stop()
+    return 0
+  }
   const server = await SyncServer.start({
     config,
     directory: new CrmMailboxDirectory({ ...config.crm }),
@@ -99,9 +116,14 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
   const admin = () => program.opts<{ url: string; token?: string }>() as { url: string; token: string | undefined }
   const print = (v: unknown) => io.out(`${JSON.stringify(v, null, 2)}\n`)
 
-  program.command('serve').description('run the sync server').requiredOption('--config <file>', 'YAML config file').action(async (o: { config: string }) => {
-    exit = await serve(o.config, io)
-  })
+  program
+    .command('serve')
+    .description('run the sync server (with --cluster: as one instance of a cluster sharing the mailboxes through Redis)')
+    .requiredOption('--config <file>', 'YAML config file')
+    .option('--cluster <redis-url>', 'join the cluster on this Redis (redis://host:port); default: single process, no Redis')
+    .action(async (o: { config: string; cluster?: string }) => {
+      exit = await serve(o.config, o.cluster, io)
+    })
   program.command('demo').description('run the server against in-process emulators with seeded users').option('--port <n>', 'admin API port (0 = any)', '8787').action(async (o: { port: string }) => {
     exit = await demo(Number(o.port), io)
   })
@@ -110,6 +132,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
     if (o.json) print(r)
     else io.out(mailboxTable(r.mailboxes))
   })
+  program.command('cluster').description('cluster mode: members, which instance owns which shard, fencing tokens').action(async () => print(await adminCall(admin(), 'GET', '/api/cluster')))
   program.command('mailbox').argument('<id>').description('one mailbox: state and scheduler view').action(async (id: string) => print(await adminCall(admin(), 'GET', `/api/mailboxes/${encodeURIComponent(id)}`)))
   program.command('history').argument('<id>').description('recent sync cycles of a mailbox').action(async (id: string) => print(await adminCall(admin(), 'GET', `/api/mailboxes/${encodeURIComponent(id)}/history`)))
   program.command('schedule').argument('<id>').description('why the scheduler synced the mailbox when it did').action(async (id: string) => print(await adminCall(admin(), 'GET', `/api/mailboxes/${encodeURIComponent(id)}/schedule`)))

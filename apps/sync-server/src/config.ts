@@ -65,6 +65,30 @@ const EmailServerProfileSchema = z
     if (p.type === 'exchange' && (p.incoming || p.outgoing || Object.keys(p.mailboxes).length > 0)) ctx.addIssue({ code: 'custom', path: ['type'], message: 'an exchange profile uses the graph section; incoming, outgoing and mailboxes are for imap/pop3' })
   })
 
+const BudgetLimitSchema = z.strictObject({ requests: z.number().int().min(1), perMs: z.number().int().min(1_000) })
+
+const ClusterConfigSchema = z.strictObject({
+  /** Redis URL; `--cluster` overrides it. */
+  url: z.string().regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL').optional(),
+  /** Cluster name: instances with the same Redis and name share the mailboxes. */
+  name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, _ . - (at most 64)').default('concord'),
+  /** Shards the mailboxes are partitioned into; fixed for the life of a cluster. */
+  shards: z.number().int().min(1).max(4096).default(64),
+  /** Shard lease lifetime: a dead instance's shards move after at most this long. */
+  leaseTtlMs: z.number().int().min(1_000).max(600_000).default(15_000),
+  /** This instance's name in the cluster (default hostname:pid). */
+  instanceId: z.string().min(1).max(200).optional(),
+  /** Cluster-wide request budgets (Redis-backed): Graph per app and per mailbox, Dataverse per user. */
+  budgets: z
+    .strictObject({
+      graphPerApp: BudgetLimitSchema.default({ requests: 1_000_000, perMs: 600_000 }),
+      graphPerMailbox: BudgetLimitSchema.default({ requests: 10_000, perMs: 600_000 }),
+      crmPerUser: BudgetLimitSchema.default({ requests: 6_000, perMs: 300_000 }),
+    })
+    .prefault({}),
+})
+export type ClusterConfig = z.output<typeof ClusterConfigSchema>
+
 export const ServerConfigSchema = z.strictObject({
   crm: z.strictObject({
     /** Organization URL; the Web API is under `/api/data/v9.2`. */
@@ -137,6 +161,11 @@ export const ServerConfigSchema = z.strictObject({
   /** Mass-deletion guard: a cycle deleting at least `min` items and more than `share` of a mailbox's items waits in quarantine. */
   deletionGuard: DeletionGuardThresholdSchema.optional(),
   logLevel: LogLevelSchema.default('info'),
+  /**
+   * Scale-out (`concord serve --cluster redis://…`): instances sharing the mailboxes through Redis. Only
+   * read when the server runs in cluster mode; the single-process mode needs no Redis.
+   */
+  cluster: ClusterConfigSchema.prefault({}),
   /** Email server profiles by CRM profile name; a mailbox without a CRM profile uses Exchange (Graph). */
   profiles: z
     .array(EmailServerProfileSchema)

@@ -24,7 +24,8 @@ export const DEMO_ROLE = 'Concord Salesperson'
 /** Privileges of a salesperson who syncs: organization-wide read (change tracking), own-record writes, sync to Outlook. */
 export function salespersonPrivileges(): Record<string, string> {
   const p: Record<string, string> = { prvReadUser: 'Global', prvReadUserSettings: 'Basic', prvSyncToOutlook: 'Global', prvSendAsUser: 'Global' }
-  for (const e of ['Contact', 'Activity', 'Account']) {
+  // Leads and opportunities as for contacts (emulator privilege names prv<Access>Lead / prv<Access>Opportunity).
+  for (const e of ['Contact', 'Activity', 'Account', 'Lead', 'Opportunity']) {
     p[`prvRead${e}`] = 'Global'
     for (const a of ['Create', 'Write', 'Delete', 'Append', 'AppendTo', 'Share', 'Assign']) p[`prv${a}${e}`] = 'Basic'
   }

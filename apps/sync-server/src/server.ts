@@ -31,7 +31,7 @@ import { OutgoingEmailSender } from './outgoing/outgoing-sender.js'
 import { AutoTracker } from './mailbox/auto-tracker.js'
 import type { MessageProblem } from '@concord/adapter-mailserver'
 import { testMailServerMailbox } from './mailbox/mail-server-tester.js'
-import { type MessageProblemRecord, MessageProblemLog } from './mailbox/message-problems.js'
+import { type MessageProblemRecord, MessageProblemLog, alertTextOf } from './mailbox/message-problems.js'
 import { EMAIL_ONLY_REASON, type MailboxBinding, bindMailbox } from './mailbox/profiles.js'
 import { AutoTrackingSource } from './mailbox/tracking-source.js'
 import { LevelSendLedger } from './outgoing/smtp-sender.js'
@@ -59,6 +59,19 @@ export interface SyncServerOptions {
   graphFetch?: typeof fetch | undefined
   /** Lease lifetime; renewed at every cycle (default 60 s). */
   leaseTtlMs?: number | undefined
+  /** An opened database to keep the state in instead of a LevelDB at `dataDir` (cluster shards); closed by `stop()`. */
+  database?: ServerDatabase | undefined
+  /** Serve the admin API, client sync and the add-in (default true; a cluster shard serves none of its own). */
+  adminApi?: boolean | undefined
+  /** Runs each due sync (default: directly); a cluster routes it through its job queue. */
+  dispatch?: ((due: DueSync, signal: AbortSignal, run: (due: DueSync, signal: AbortSignal) => Promise<SyncRunResult>) => Promise<SyncRunResult>) | undefined
+}
+
+/** What the server keeps its state in: classic-level on disk, or any abstract-level store (the part the server uses). */
+export interface ServerDatabase {
+  open(): Promise<void>
+  close(): Promise<void>
+  sublevel(name: string, options: { valueEncoding: 'utf8' }): unknown
 }
 
 /** One mailbox as the admin API shows it. */
@@ -82,7 +95,7 @@ export class SyncServer {
   readonly log: PinoLogger
   readonly state: ServerStateStore
   readonly loop: SyncLoop
-  private readonly db: ClassicLevel<string, string>
+  private readonly db: ServerDatabase
   private readonly workers = new Map<string, MailboxWorker>()
   private readonly rows = new Map<string, MailboxRow>()
   private readonly options: SyncServerOptions
@@ -104,7 +117,7 @@ export class SyncServer {
   private stopped = false
   adminUrl = ''
 
-  private constructor(options: SyncServerOptions, db: ClassicLevel<string, string>, graphFetch: typeof fetch, mergeConfig: MergePolicyConfig) {
+  private constructor(options: SyncServerOptions, db: ServerDatabase, graphFetch: typeof fetch, mergeConfig: MergePolicyConfig) {
     this.options = options
     this.config = options.config
     this.db = db
@@ -115,11 +128,11 @@ export class SyncServer {
     this.holder = options.holder ?? `${hostname()}:${process.pid}`
     this.graphFetch = graphFetch
     this.mergeConfig = mergeConfig
-    this.state = new ServerStateStore(db.sublevel<string, string>('server', { valueEncoding: 'utf8' }) as unknown as StoreDatabase)
+    this.state = new ServerStateStore(db.sublevel('server', { valueEncoding: 'utf8' }) as unknown as StoreDatabase)
     const c = options.config
     const crmFetch = options.crmFetch ?? globalThis.fetch.bind(globalThis)
     this.autoTracker = new AutoTracker(this.state, engineLogger(this.log))
-    this.problems = new MessageProblemLog(db.sublevel<string, string>('msg-problems', { valueEncoding: 'utf8' }) as unknown as StoreDatabase, this.now)
+    this.problems = new MessageProblemLog(db.sublevel('msg-problems', { valueEncoding: 'utf8' }) as unknown as StoreDatabase, this.now)
     this.outgoing = new OutgoingEmailSender({
       queue: new OutgoingEmailQueue({ orgUrl: c.crm.url, tokenUrl: c.crm.tokenUrl, clientId: c.crm.clientId, clientSecret: c.crm.clientSecret }, { fetch: crmFetch, logger: engineLogger(this.log) }),
       state: this.state,
@@ -133,7 +146,7 @@ export class SyncServer {
       maxConcurrent: c.scheduler.maxConcurrentSyncs,
       now: this.now,
       logger: engineLogger(this.log),
-      run: (due, signal) => this.runSync(due, signal),
+      run: options.dispatch ? (due, signal) => options.dispatch!(due, signal, (d, s) => this.runSync(d, s)) : (due, signal) => this.runSync(due, signal),
     })
   }
 
@@ -141,21 +154,23 @@ export class SyncServer {
   static async start(options: SyncServerOptions): Promise<SyncServer> {
     const c = options.config
     const graphFetch = options.graphFetch ?? (c.graph.caFile ? createTrustedFetch({ ca: await readFile(c.graph.caFile, 'utf8') }).fetch : globalThis.fetch.bind(globalThis))
-    const db = new ClassicLevel<string, string>(c.dataDir, { keyEncoding: 'utf8', valueEncoding: 'utf8' })
+    const db = options.database ?? new ClassicLevel<string, string>(c.dataDir, { keyEncoding: 'utf8', valueEncoding: 'utf8' })
     try {
       await db.open()
     } catch (error) {
       throw new ServerError('Config', `cannot open the data directory ${c.dataDir}: ${(error as Error).message}`, { cause: error })
     }
-    const server = new SyncServer(options, db, graphFetch, await SyncServer.mergeConfigOf(c, new ServerStateStore(db.sublevel<string, string>('server', { valueEncoding: 'utf8' }) as unknown as StoreDatabase)))
+    const server = new SyncServer(options, db, graphFetch, await SyncServer.mergeConfigOf(c, new ServerStateStore(db.sublevel('server', { valueEncoding: 'utf8' }) as unknown as StoreDatabase)))
     try {
-      server.admin = await buildAdminApi(server)
-      attachClientSync(server, server.admin, { mergeConfig: () => server.mergeConfig, crmFetch: options.crmFetch }) // closed with the admin API (preClose)
-      mountAddin(server.admin) // the App for Outlook's task pane at /addin/* (built on first request)
-      await server.admin.listen({ host: c.admin.host, port: c.admin.port })
-      const address = server.admin.server.address()
-      const port = typeof address === 'object' && address ? address.port : c.admin.port
-      server.adminUrl = `http://${c.admin.host.includes(':') ? `[${c.admin.host}]` : c.admin.host}:${port}`
+      if (options.adminApi ?? true) {
+        server.admin = await buildAdminApi(server)
+        attachClientSync(server, server.admin, { mergeConfig: () => server.mergeConfig, crmFetch: options.crmFetch, leases: server.leases, holder: server.holder, leaseTtlMs: options.leaseTtlMs }) // closed with the admin API (preClose)
+        mountAddin(server.admin) // the App for Outlook's task pane at /addin/* (built on first request)
+        await server.admin.listen({ host: c.admin.host, port: c.admin.port })
+        const address = server.admin.server.address()
+        const port = typeof address === 'object' && address ? address.port : c.admin.port
+        server.adminUrl = `http://${c.admin.host.includes(':') ? `[${c.admin.host}]` : c.admin.host}:${port}`
+      }
       if (c.crm.changeFeed === 'organization') await server.openFeed()
       await server.refreshMailboxes()
       server.loop.start()
@@ -336,7 +351,7 @@ export class SyncServer {
 
   private async openWorker(descriptor: MailboxDescriptor): Promise<MailboxWorker> {
     const c = this.config
-    const db = this.db.sublevel<string, string>(`m-${descriptor.mailboxId}`, { valueEncoding: 'utf8' }) as unknown as StoreDatabase
+    const db = this.db.sublevel(`m-${descriptor.mailboxId}`, { valueEncoding: 'utf8' }) as unknown as StoreDatabase
     const worker = await MailboxWorker.open(
       descriptor,
       db,
@@ -358,9 +373,11 @@ export class SyncServer {
         mailboxSide: (w: MailboxWorker) => {
           const ms = w.mailServer
           if (!ms) return w.mailbox
-          const mark = async (nativeId: NativeId) => {
-            await ms.setTracked(nativeId, true).catch((error: unknown) => this.log.warn({ mailboxId: w.descriptor.mailboxId, nativeId, err: error }, 'could not add the tracking keyword'))
-          }
+          const mark = (nativeIds: NativeId[]) =>
+            ms.trackPulled(nativeIds).catch((error: unknown) => {
+              this.log.warn({ mailboxId: w.descriptor.mailboxId, messages: nativeIds.length, err: error }, 'could not add the tracking keyword')
+              return new Map()
+            })
           return new AutoTrackingSource(ms, (page, signal) => this.autoTracker.decidePage(w, page, signal), ms.protocol === 'imap' ? mark : undefined)
         },
         sendLedger: (mailboxId: string) => new LevelSendLedger(this.sublevel(`send-ledger-${mailboxId}`)),
@@ -553,14 +570,13 @@ export class SyncServer {
     }
   }
 
-  /** A message the mail server could not give in full: kept for the admin API, alerted once on the CRM mailbox. */
+  /** A problem of one message (synced anyway): kept for the admin API, alerted once per message and reason on the CRM mailbox. */
   private async recordMessageProblem(mailboxId: string, problem: MessageProblem): Promise<void> {
     try {
       const first = await this.problems.record(mailboxId, problem)
-      this.log.warn({ mailboxId, nativeId: problem.nativeId, folder: problem.folder, uid: problem.uid, reason: problem.error.reason }, 'a message could not be read in full; synced from its envelope')
+      this.log.warn({ mailboxId, nativeId: problem.nativeId, folder: problem.folder, uid: problem.uid, reason: problem.error.reason, outcome: problem.outcome }, 'a message problem was reported')
       if (!first) return
-      const where = `${problem.folder} ${typeof problem.uid === 'number' ? `UID ${problem.uid}` : `UIDL ${problem.uid}`}`
-      await this.options.directory.raiseAlert(mailboxId, { level: 'warning', code: AlertCodes.MessageUnreadable, text: `An email in ${where} could not be read (${problem.error.reason}): ${problem.error.message}. It was synced from its envelope; the other emails were not affected.` })
+      await this.options.directory.raiseAlert(mailboxId, { level: 'warning', code: AlertCodes.MessageUnreadable, text: alertTextOf(problem) })
     } catch (error) {
       this.log.warn({ mailboxId, err: error }, 'could not record a message problem')
     }
@@ -649,6 +665,24 @@ export class SyncServer {
     return filters
   }
 
+  /**
+   * A Graph change-notification body for a mailbox: checked against its subscriptions (clientState,
+   * subscription ids); a relevant one schedules a sync. Throws a `Validation` SyncError on a malformed body.
+   */
+  async handleNotification(id: string, body: unknown): Promise<void> {
+    const subscriptions = this.workers.get(id)?.exchange?.subscriptions
+    if (!subscriptions) return
+    let result
+    try {
+      result = await subscriptions.handle(body)
+    } catch (error) {
+      this.metrics.notifications.inc({ result: 'rejected' })
+      throw error
+    }
+    if (result.rejected > 0) this.metrics.notifications.inc({ result: 'rejected' }, result.rejected)
+    if (result.changedKinds.length > 0 || result.pullRequested) this.notifyChange(id)
+  }
+
   /** Graph change notification for a mailbox (already validated and matched by the webhook route). */
   notifyChange(id: string): void {
     this.metrics.notifications.inc({ result: 'accepted' })
@@ -657,7 +691,22 @@ export class SyncServer {
 
   /** A named part of the server's LevelDB for a server module's own state (e.g. client sync). */
   sublevel(name: string): StoreDatabase {
-    return this.db.sublevel<string, string>(name, { valueEncoding: 'utf8' }) as unknown as StoreDatabase
+    return this.db.sublevel(name, { valueEncoding: 'utf8' }) as unknown as StoreDatabase
+  }
+
+  /** The mailbox of a CRM user as the admin API shows it (its own lifecycle state, profile, kinds); an enabled one first. */
+  async mailboxOfUser(userId: string): Promise<MailboxSummary | undefined> {
+    const id = userId.toLowerCase()
+    let found: MailboxSummary | undefined
+    for (const row of this.rows.values()) {
+      if (row.ownerId?.toLowerCase() !== id) continue
+      const state = await this.state.getMailbox(row.mailboxId)
+      if (!state) continue
+      const summary = this.summaryOf(state)
+      if (summary.state === 'enabled') return summary
+      found ??= summary
+    }
+    return found
   }
 
   /** The enabled mailbox of a CRM user, if any. */

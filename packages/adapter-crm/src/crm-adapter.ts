@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import {
   asNativeId,
   asConcordId,
@@ -15,6 +16,7 @@ import {
   type PushOptions,
   type PushRejected,
   type PushResult,
+  type Regarding,
   type RemoteChange,
   type ReplicaAdapter,
   type ReplicaId,
@@ -24,6 +26,7 @@ import { z } from 'zod'
 import { buildBatch, parseBatchResponse, type BatchRequest, type BatchResponse } from './batch.js'
 import { decodeCursor, encodeCursor, freshCursor, type CursorState } from './cursor.js'
 import { classifyFailure, isDuplicateRecord, parseErrorBody } from './errors.js'
+import type { CorrelationIndex, CorrelationMethod, IncomingEmail, PendingEmail } from './correlation.js'
 import { parseJson, WebApiClient, type ApiResult } from './http.js'
 import {
   fieldsToPayload,
@@ -39,7 +42,8 @@ import {
   type PartyWrite,
   type Row,
 } from './mapping.js'
-import { buildOwnerMasks, FieldPermissionsResponseSchema, PrivilegesResponseSchema, type OwnerMasks, type RecordAccess } from './masks.js'
+import { FieldSecurityReader } from './field-security.js'
+import { buildOwnerMasks, PrivilegesResponseSchema, type OwnerMasks, type RecordAccess } from './masks.js'
 import { CrmKinds, parseCrmAdapterOptions, type CrmAdapterDeps, type CrmAdapterOptions, type CrmAdapterOptionsInput, type CrmKind } from './options.js'
 
 const MAX_PAGE = 5000
@@ -103,6 +107,32 @@ export function recordMetaOf(kind: CrmKind, row: Row, parties: readonly PartyRow
   return meta
 }
 
+/** What correlation looks at for a push op: a new e-mail without a regarding record and with a sender; else null. */
+function correlationInputOf(op: PushOp): IncomingEmail | null {
+  if (op.type !== 'create' || op.kind !== 'email' || (op.fields.regarding !== undefined && op.fields.regarding !== null)) return null
+  const f = op.fields as { subject?: unknown; from?: { address?: unknown } | null; to?: Array<{ address?: unknown }> | null; cc?: Array<{ address?: unknown }> | null; inReplyTo?: unknown; conversationId?: unknown }
+  const from = typeof f.from?.address === 'string' ? f.from.address : undefined
+  if (from === undefined) return null
+  const list = (v: Array<{ address?: unknown }> | null | undefined) => (v ?? []).flatMap((a) => (typeof a.address === 'string' ? [a.address] : []))
+  return {
+    subject: typeof f.subject === 'string' ? f.subject : '',
+    from,
+    to: list(f.to),
+    cc: list(f.cc),
+    inReplyTo: typeof f.inReplyTo === 'string' ? f.inReplyTo : null,
+    conversationId: typeof f.conversationId === 'string' ? f.conversationId : null,
+  }
+}
+
+/** A create correlated to e-mail `activityId`: its regarding copied, the method and links recorded. */
+function correlatedTo(op: Extract<PushOp, { type: 'create' }>, method: CorrelationMethod, code: number, activityId: string | undefined, regarding: Regarding | null | undefined): { op: PushOp; extra: Record<string, unknown> } {
+  const extra: Record<string, unknown> = { correlationmethod: code }
+  if (activityId === undefined) return { op, extra }
+  extra['correlatedactivityid_email@odata.bind'] = `/emails(${activityId})`
+  if (method === 'InReplyTo') extra['parentactivityid_email@odata.bind'] = `/emails(${activityId})`
+  return { op: regarding ? { ...op, fields: { ...op.fields, regarding } } : op, extra }
+}
+
 interface PreparedOp {
   op: PushOp
   request: BatchRequest
@@ -117,6 +147,10 @@ export class CrmAdapter implements ReplicaAdapter {
   readonly replicaId: ReplicaId
   readonly options: CrmAdapterOptions
   readonly http: WebApiClient
+  /** The application user itself (not impersonated): reads column-security configuration a basic user cannot read. */
+  readonly appHttp: WebApiClient
+  /** Per-user column permissions (cached for `fieldSecurityCacheMs`). */
+  readonly fieldSecurity: FieldSecurityReader
   private readonly logger: Logger
   private userId: string | null = null
   private masks: OwnerMasks | null = null
@@ -126,7 +160,14 @@ export class CrmAdapter implements ReplicaAdapter {
     this.options = parseCrmAdapterOptions(options)
     this.replicaId = deps.replicaId
     this.logger = deps.logger ?? silentLogger
-    this.http = new WebApiClient(this.options, deps.fetch ?? globalThis.fetch.bind(globalThis), this.logger)
+    const fetchFn = deps.fetch ?? globalThis.fetch.bind(globalThis)
+    this.http = new WebApiClient(this.options, fetchFn, this.logger)
+    this.appHttp = new WebApiClient({ ...this.options, impersonate: undefined }, fetchFn, this.logger)
+    this.fieldSecurity = new FieldSecurityReader(this.appHttp, {
+      tables: CrmKinds.map((k) => TABLES[k].logicalName),
+      ttlMs: this.options.fieldSecurityCacheMs,
+      now: deps.now,
+    })
   }
 
   // ---------------------------------------------------------------- identity and masks
@@ -140,12 +181,16 @@ export class CrmAdapter implements ReplicaAdapter {
     return this.userId
   }
 
-  /** The masks of a mailbox owner (default: the impersonated one): sync/send privileges and column security. */
-  async getOwnerMasks(userId?: string, signal?: AbortSignal): Promise<OwnerMasks> {
+  /**
+   * The masks of a mailbox owner (default: the impersonated one): sync/send privileges
+   * (`RetrieveUserPrivileges`) and column security (field security profiles and permissions, read as
+   * the application user and cached per user for `fieldSecurityCacheMs`; `refresh` bypasses that cache).
+   */
+  async getOwnerMasks(userId?: string, signal?: AbortSignal, options: { refresh?: boolean } = {}): Promise<OwnerMasks> {
     const id = (userId ?? (await this.ownerId(signal))).toLowerCase()
     const [privileges, fields] = await Promise.all([
       this.http.getJson(`systemusers(${id})/Microsoft.Dynamics.CRM.RetrieveUserPrivileges()`, PrivilegesResponseSchema, {}, signal),
-      this.http.getJson(`systemusers(${id})/Microsoft.Dynamics.CRM.RetrieveUserFieldPermissions()`, FieldPermissionsResponseSchema, {}, signal),
+      this.fieldSecurity.permissionsOf(id, { refresh: options.refresh, signal }),
     ])
     const masks = buildOwnerMasks(id, privileges, fields, this.options.contactAddresses)
     if (id === (await this.ownerId(signal))) this.masks = masks
@@ -319,51 +364,96 @@ export class CrmAdapter implements ReplicaAdapter {
       if (!(error instanceof SyncError)) throw error
       return { applied, rejected: ops.map((op) => ({ opId: op.opId, error })) }
     }
-    for (let i = 0; i < ops.length; i += this.options.batchSize) {
-      const chunk = ops.slice(i, i + this.options.batchSize)
-      const prepared: PreparedOp[] = []
-      let resolver: AddressResolver
-      try {
-        resolver = await this.addressResolver(chunk, options.signal)
-      } catch (error) {
-        if (!(error instanceof SyncError)) throw error
-        // Address resolution failed (e.g. 429): nothing of this chunk or later was sent.
-        for (const op of ops.slice(i)) rejected.push({ opId: op.opId, error })
-        return { applied, rejected }
-      }
-      for (const op of chunk) {
-        try {
-          const correlated = await this.correlated(op, options.signal)
-          prepared.push({ op, request: this.prepare(correlated.op, masks, resolver, correlated.extra) })
-        } catch (error) {
-          rejected.push({ opId: op.opId, error: error instanceof SyncError ? error : new SyncError('Validation', (error as Error).message, {}, { cause: error }) })
-        }
-      }
-      if (prepared.length === 0) continue
+    const { prefetchCorrelation, matchPending } = await import('./correlation.js')
+    /** Ops answered (applied or rejected) so far: a failed batch rejects every op not among them. */
+    const answered = new Set<string>()
+    const reject = (opId: PushOp['opId'], error: SyncError): void => {
+      answered.add(opId)
+      rejected.push({ opId, error })
+    }
+    const rejectRest = (error: SyncError): PushResult => {
+      for (const op of ops) if (!answered.has(op.opId)) reject(op.opId, error)
+      return { applied, rejected }
+    }
+    /** Sends one $batch and settles its ops; false when the whole batch failed (the rest is rejected). */
+    const flush = async (prepared: PreparedOp[], masks: OwnerMasks): Promise<boolean> => {
+      if (prepared.length === 0) return true
       let responses: BatchResponse[]
       try {
         responses = await this.sendBatch(prepared.map((p) => p.request), options.signal)
       } catch (error) {
         if (!(error instanceof SyncError)) throw error
         // The whole batch failed (429, network): every op not yet acknowledged is rejected with it.
-        for (const op of ops.slice(i)) if (!rejected.some((r) => r.opId === op.opId)) rejected.push({ opId: op.opId, error })
-        return { applied, rejected }
+        rejectRest(error)
+        return false
       }
       for (let k = 0; k < prepared.length; k++) {
         const { op } = prepared[k] as PreparedOp
         const res = responses[k]
         if (!res) {
-          rejected.push({ opId: op.opId, error: new SyncError('Transient', 'The $batch response ended before this operation') })
+          reject(op.opId, new SyncError('Transient', 'The $batch response ended before this operation'))
           continue
         }
         try {
           const result = await this.settle(op, res, masks, options.signal)
-          if ('error' in result) rejected.push({ opId: op.opId, error: result.error })
-          else applied.push(result)
+          if ('error' in result) reject(op.opId, result.error)
+          else {
+            answered.add(op.opId)
+            applied.push(result)
+          }
         } catch (error) {
-          rejected.push({ opId: op.opId, error: error instanceof SyncError ? error : new SyncError('Internal', (error as Error).message, {}, { cause: error }) })
+          reject(op.opId, error instanceof SyncError ? error : new SyncError('Internal', (error as Error).message, {}, { cause: error }))
         }
       }
+      return true
+    }
+    for (let i = 0; i < ops.length; i += this.options.batchSize) {
+      const chunk = ops.slice(i, i + this.options.batchSize)
+      let resolver: AddressResolver
+      const inputs = chunk.map((op) => correlationInputOf(op))
+      let index: CorrelationIndex
+      try {
+        resolver = await this.addressResolver(chunk, options.signal)
+        // The chunk's correlation look-ups, batched (up to 20 values per query).
+        index = await prefetchCorrelation(this, inputs.filter((x) => x !== null), {}, options.signal)
+      } catch (error) {
+        if (!(error instanceof SyncError)) throw error
+        // Address resolution / correlation look-up failed (e.g. 429): nothing of this chunk or later was sent.
+        return rejectRest(error)
+      }
+      const prepared: PreparedOp[] = []
+      // E-mails of this chunk that later ones of the chunk may answer get their activityid assigned here,
+      // so a reply in the same $batch (which runs in order) binds to them and inherits their regarding.
+      const referenced = { messageIds: new Set<string>(), conversations: new Set<string>() }
+      for (const input of inputs) {
+        if (input?.inReplyTo) referenced.messageIds.add(input.inReplyTo.toLowerCase())
+        if (input?.conversationId) referenced.conversations.add(input.conversationId.toLowerCase())
+      }
+      const pending: PendingEmail[] = []
+      for (let k = 0; k < chunk.length; k++) {
+        const op = chunk[k] as PushOp
+        const input = inputs[k] ?? null
+        try {
+          const local = input !== null ? matchPending(input, pending, index, this.options.trackingTokenPrefix) : null
+          const correlated = local !== null && op.type === 'create' ? correlatedTo(op, local.method, local.code, local.email.activityId, local.email.regarding) : await this.correlated(op, input, index, options.signal)
+          let extra = correlated.extra
+          let preassigned: PendingEmail | null = null
+          if (correlated.op.type === 'create' && op.kind === 'email') {
+            const f = correlated.op.fields as { internetMessageId?: unknown; conversationId?: unknown; regarding?: Regarding | null }
+            const messageId = typeof f.internetMessageId === 'string' && f.internetMessageId !== '' ? f.internetMessageId.toLowerCase() : null
+            const conversationId = typeof f.conversationId === 'string' && f.conversationId !== '' ? f.conversationId.toLowerCase() : null
+            if ((messageId !== null && referenced.messageIds.has(messageId)) || (conversationId !== null && referenced.conversations.has(conversationId))) {
+              preassigned = { messageId, conversationId, activityId: randomUUID(), regarding: f.regarding ?? null }
+              extra = { ...extra, activityid: preassigned.activityId }
+            }
+          }
+          prepared.push({ op, request: this.prepare(correlated.op, masks, resolver, extra) })
+          if (preassigned !== null) pending.push(preassigned)
+        } catch (error) {
+          reject(op.opId, error instanceof SyncError ? error : new SyncError('Validation', (error as Error).message, {}, { cause: error }))
+        }
+      }
+      if (!(await flush(prepared, masks))) return { applied, rejected }
     }
     return { applied, rejected }
   }
@@ -384,27 +474,11 @@ export class CrmAdapter implements ReplicaAdapter {
    * conversation, smart matching): it takes the regarding record of the tracked e-mail it answers, and
    * the method is recorded in `correlationmethod` (with `correlatedactivityid` / `parentactivityid`).
    */
-  private async correlated(op: PushOp, signal?: AbortSignal): Promise<{ op: PushOp; extra?: Record<string, unknown> | undefined }> {
-    if (op.type !== 'create' || op.kind !== 'email' || (op.fields.regarding !== undefined && op.fields.regarding !== null)) return { op }
-    const f = op.fields as { subject?: unknown; from?: { address?: unknown } | null; to?: Array<{ address?: unknown }> | null; cc?: Array<{ address?: unknown }> | null; inReplyTo?: unknown; conversationId?: unknown }
-    const from = typeof f.from?.address === 'string' ? f.from.address : undefined
-    if (from === undefined) return { op }
-    const list = (v: Array<{ address?: unknown }> | null | undefined) => (v ?? []).flatMap((a) => (typeof a.address === 'string' ? [a.address] : []))
+  private async correlated(op: PushOp, input: IncomingEmail | null, index: CorrelationIndex | undefined, signal?: AbortSignal): Promise<{ op: PushOp; extra?: Record<string, unknown> | undefined }> {
+    if (input === null || op.type !== 'create') return { op }
     const { correlateEmail } = await import('./correlation.js')
-    const c = await correlateEmail(this, {
-      subject: typeof f.subject === 'string' ? f.subject : '',
-      from,
-      to: list(f.to),
-      cc: list(f.cc),
-      inReplyTo: typeof f.inReplyTo === 'string' ? f.inReplyTo : null,
-      conversationId: typeof f.conversationId === 'string' ? f.conversationId : null,
-    }, {}, signal)
-    const extra: Record<string, unknown> = { correlationmethod: c.code }
-    if (!c.activityId) return { op, extra }
-    const { id } = parseNativeId(c.activityId)
-    extra['correlatedactivityid_email@odata.bind'] = `/emails(${id})`
-    if (c.method === 'InReplyTo') extra['parentactivityid_email@odata.bind'] = `/emails(${id})`
-    return { op: c.regarding ? { ...op, fields: { ...op.fields, regarding: c.regarding } } : op, extra }
+    const c = await correlateEmail(this, input, {}, signal, index)
+    return correlatedTo(op, c.method, c.code, c.activityId === undefined ? undefined : parseNativeId(c.activityId).id, c.regarding)
   }
 
   prepare(op: PushOp, masks: OwnerMasks, resolve: AddressResolver, extraBody: Record<string, unknown> = {}): BatchRequest {
@@ -478,7 +552,7 @@ export class CrmAdapter implements ReplicaAdapter {
 
   /**
    * Resolves the addresses of the parties in `ops` to CRM records (§5.8): the sender / organizer to
-   * the first active match in the order systemuser, contact, account; other parties to every match.
+   * the first active match in the order systemuser, contact, account, lead; other parties to every match.
    * Unresolved addresses stay plain `addressused` parties.
    */
   async addressResolver(ops: readonly PushOp[], signal?: AbortSignal): Promise<AddressResolver> {
@@ -511,6 +585,7 @@ export class CrmAdapter implements ReplicaAdapter {
       { table: 'systemuser', set: 'systemusers', key: 'systemuserid', columns: ['internalemailaddress'], active: 'isdisabled eq false' },
       { table: 'contact', set: 'contacts', key: 'contactid', columns: ['emailaddress1', 'emailaddress2', 'emailaddress3'], active: 'statecode eq 0' },
       { table: 'account', set: 'accounts', key: 'accountid', columns: ['emailaddress1'], active: 'statecode eq 0' },
+      { table: 'lead', set: 'leads', key: 'leadid', columns: ['emailaddress1', 'emailaddress2', 'emailaddress3'], active: 'statecode eq 0' },
     ]
     for (let i = 0; i < addresses.length; i += 20) {
       const chunk = addresses.slice(i, i + 20)

@@ -27,6 +27,24 @@ export interface RequestInit2 {
 }
 
 /**
+ * A per-request signal that follows `outer`. Node 20's fetch adds an abort listener to the signal it is
+ * given and keeps it until the request object is collected, so handing a long-lived caller signal to
+ * every fetch piles listeners onto it (MaxListenersExceededWarning, CPU on abort). Each request gets its
+ * own controller instead; the one listener on `outer` is removed by `release()` once the request settles.
+ */
+export function linkedSignal(outer: AbortSignal | undefined): { signal: AbortSignal | undefined; release: () => void } {
+  if (outer === undefined) return { signal: undefined, release: () => {} }
+  const ctrl = new AbortController()
+  if (outer.aborted) {
+    ctrl.abort(outer.reason)
+    return { signal: ctrl.signal, release: () => {} }
+  }
+  const onAbort = (): void => ctrl.abort(outer.reason)
+  outer.addEventListener('abort', onAbort, { once: true })
+  return { signal: ctrl.signal, release: () => outer.removeEventListener('abort', onAbort) }
+}
+
+/**
  * A thin Dataverse Web API client over Node's global `fetch`: OAuth2 client-credentials token with
  * caching, the recommended OData headers, impersonation of the mailbox owner, error classification.
  * It never sleeps or retries (except one re-authentication after a 401 with a cached token).
@@ -66,17 +84,24 @@ export class WebApiClient {
     this.tokenRequests++
     const scope = this.options.scope ?? `${this.options.orgUrl.replace(/\/+$/, '')}/.default`
     let res: Response
+    let text: string
+    const linked = linkedSignal(signal)
     try {
-      res = await this.fetchFn(this.options.tokenUrl, {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/x-www-form-urlencoded', Accept: 'application/json' },
-        body: new URLSearchParams({ grant_type: 'client_credentials', client_id: this.options.clientId, client_secret: this.options.clientSecret, scope }).toString(),
-        signal,
-      })
-    } catch (error) {
-      throw new SyncError('Transient', `Token request to ${this.options.tokenUrl} failed: ${(error as Error).message}`, { url: this.options.tokenUrl }, { cause: error })
+      try {
+        res = await this.fetchFn(this.options.tokenUrl, {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/x-www-form-urlencoded', Accept: 'application/json' },
+          body: new URLSearchParams({ grant_type: 'client_credentials', client_id: this.options.clientId, client_secret: this.options.clientSecret, scope }).toString(),
+          signal: linked.signal,
+        })
+        text = await res.text()
+      } catch (error) {
+        if (linked.signal?.aborted) throw new SyncError('Aborted', `Token request to ${this.options.tokenUrl} aborted`, { url: this.options.tokenUrl }, { cause: error })
+        throw new SyncError('Transient', `Token request to ${this.options.tokenUrl} failed: ${(error as Error).message}`, { url: this.options.tokenUrl }, { cause: error })
+      }
+    } finally {
+      linked.release()
     }
-    const text = await res.text()
     if (!res.ok) {
       const code = res.status === 400 || res.status === 401 ? 'Unauthorized' : res.status >= 500 ? 'Transient' : 'Unauthorized'
       throw new SyncError(code, `Token request failed with ${res.status}: ${text.slice(0, 300)}`, { status: res.status, url: this.options.tokenUrl })
@@ -112,15 +137,20 @@ export class WebApiClient {
       ...init.headers,
     }
     if (init.body !== undefined) headers['Content-Type'] ??= 'application/json; charset=utf-8'
+    if (init.signal?.aborted) throw new SyncError('Aborted', `Request aborted: ${method} ${url}`, { url }, { cause: init.signal.reason })
     this.requestCount++
     let res: Response
+    let text: string
+    const linked = linkedSignal(init.signal)
     try {
-      res = await this.fetchFn(url, { method, headers, body: init.body, signal: init.signal })
+      res = await this.fetchFn(url, { method, headers, body: init.body, signal: linked.signal })
+      text = await res.text()
     } catch (error) {
-      if ((error as Error).name === 'AbortError') throw new SyncError('Aborted', `Request aborted: ${method} ${url}`, { url }, { cause: error })
+      if ((error as Error).name === 'AbortError' || linked.signal?.aborted) throw new SyncError('Aborted', `Request aborted: ${method} ${url}`, { url }, { cause: error })
       throw new SyncError('Transient', `Network error: ${method} ${url}: ${(error as Error).message}`, { url }, { cause: error })
+    } finally {
+      linked.release()
     }
-    const text = await res.text()
     if (res.status === 401 && !reauthed) {
       this.logger.warn({ url }, 'Dataverse answered 401; fetching a new token once')
       this.token = null

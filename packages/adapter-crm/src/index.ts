@@ -1,6 +1,7 @@
 export { CrmAdapter, nativeIdOf, parseNativeId, odataString, recordMetaOf, type AddressResolver, type CrmRecordMeta } from './crm-adapter.js'
 export { CrmAdapterOptionsSchema, parseCrmAdapterOptions, CrmKinds, type CrmKind, type CrmAdapterOptions, type CrmAdapterOptionsInput, type CrmAdapterDeps } from './options.js'
 export { type OwnerMasks, type FieldMask, type RecordAccess, type CrmPrivilegeReport, toCrmPrivilegeReport, SYNC_PRIVILEGE, SEND_AS_PRIVILEGE } from './masks.js'
+export { FieldSecurityReader, computeColumnPermissions, SYSADMIN_FIELD_PROFILE_ID, SYSTEM_ADMINISTRATOR_ROLE_TEMPLATE_ID, FIELD_ALLOWED, type ColumnPermission, type FieldPermissionRow } from './field-security.js'
 export { classifyFailure, parseErrorBody, retryAfterMs, EXPIRED_VERSION_STAMP_CODE, type DataverseFailure } from './errors.js'
 export { TABLES, LINK_COLUMN, PARTY, REGARDING_SETS, rowToFields, fieldsToPayload, selectColumns } from './mapping.js'
 export { toUtcInstant, fromUtcInstant } from './time.js'
@@ -27,7 +28,7 @@ export {
   type StopTrackingResult,
   type TrackableKind,
 } from './tracking.js'
-export { CrmServiceOptionsSchema, parseCrmServiceOptions, type CrmServiceOptions, type CrmServiceOptionsInput, type CrmServiceDeps } from './service.js'
+export { CrmServiceOptionsSchema, parseCrmServiceOptions, whoAmI, type WhoAmIResult, type CrmServiceOptions, type CrmServiceOptionsInput, type CrmServiceDeps } from './service.js'
 export {
   MailboxDirectory,
   syncEligibility,

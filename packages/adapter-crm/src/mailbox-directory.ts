@@ -138,14 +138,18 @@ export const EmailServerProfileRowSchema = z
   .looseObject({
     emailserverprofileid: z.string().regex(/^[0-9a-fA-F-]{36}$/),
     name: z.string().min(1),
-    /** 0 Exchange Server, 1 Other (POP3/IMAP + SMTP), 3 Exchange Online (the emulator's values; see its README). */
+    /** `SERVER_TYPE`: 0 Exchange Server, 1 Other (POP3/SMTP), 2 Exchange Server (Hybrid), 3 Exchange Online (Hybrid), 4 IMAP/SMTP. */
     servertype: nInt,
   })
   .transform((r) => ({ profileId: r.emailserverprofileid.toLowerCase(), name: r.name, serverType: r.servertype }))
 export type EmailServerProfileRow = z.output<typeof EmailServerProfileRowSchema>
 
-/** `servertype` values of an email server profile. */
-export const SERVER_TYPE = { ExchangeServer: 0, Other: 1, ExchangeOnline: 3 } as const
+/**
+ * `servertype` values of an email server profile (Dataverse global choice `emailserverprofile_servertype`,
+ * EmailServerProfile table reference): 0 Exchange Server, 1 Other (POP3/SMTP), 2 Exchange Server (Hybrid),
+ * 3 Exchange Online (Hybrid), 4 IMAP/SMTP. `ExchangeOnline` is the historical name of 3.
+ */
+export const SERVER_TYPE = { ExchangeServer: 0, Other: 1, ExchangeHybrid: 2, ExchangeOnline: 3, ImapSmtp: 4 } as const
 
 /** Option-set values (protocols.md §5.2). */
 export const APPROVAL = { Empty: 0, Approved: 1, PendingApproval: 2, Rejected: 3 } as const

@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import type { ColumnPermission } from './field-security.js'
 import { columnsOfField, TABLES } from './mapping.js'
 import { CrmKinds, type CrmKind } from './options.js'
 
@@ -63,22 +64,16 @@ export const PrivilegesResponseSchema = z.object({
   RolePrivileges: z.array(z.object({ PrivilegeName: z.string().min(1), Depth: z.string() }).loose()),
 }).loose()
 
-export const FieldPermissionsResponseSchema = z.object({
-  FieldPermissions: z.array(
-    z.object({ EntityName: z.string().min(1), AttributeLogicalName: z.string().min(1), CanRead: z.boolean(), CanCreate: z.boolean(), CanUpdate: z.boolean() }).loose(),
-  ),
-}).loose()
-
 export function buildOwnerMasks(
   userId: string,
   privileges: z.infer<typeof PrivilegesResponseSchema>,
-  fieldPermissions: z.infer<typeof FieldPermissionsResponseSchema>,
+  fieldPermissions: readonly ColumnPermission[],
   contactAddresses: 'mailing' | 'all',
 ): OwnerMasks {
   const names = new Set(privileges.RolePrivileges.map((p) => p.PrivilegeName))
   const columns: OwnerMasks['columns'] = {}
-  for (const p of fieldPermissions.FieldPermissions) {
-    ;(columns[p.EntityName] ??= {})[p.AttributeLogicalName] = { read: p.CanRead, create: p.CanCreate, update: p.CanUpdate }
+  for (const p of fieldPermissions) {
+    ;(columns[p.table] ??= {})[p.column] = { read: p.canRead, create: p.canCreate, update: p.canUpdate }
   }
   const fields = {} as OwnerMasks['fields']
   for (const kind of CrmKinds) {

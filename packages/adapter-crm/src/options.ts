@@ -30,6 +30,8 @@ export const CrmAdapterOptionsSchema = z.strictObject({
   trackingTokenPrefix: z.string().min(1).max(20).default('CRM:'),
   /** Smart matching: minimum number of shared sender/recipient addresses. */
   smartMatchMinOverlap: z.number().int().min(1).max(50).default(2),
+  /** How long a user's column permissions (field security profiles) are reused, in ms; 0 = read every time. */
+  fieldSecurityCacheMs: z.number().int().min(0).max(86_400_000).default(300_000),
 })
 export type CrmAdapterOptionsInput = z.input<typeof CrmAdapterOptionsSchema>
 export type CrmAdapterOptions = z.output<typeof CrmAdapterOptionsSchema>
@@ -40,6 +42,8 @@ export interface CrmAdapterDeps {
   logger?: Logger | undefined
   /** Injected fetch (defaults to Node's global fetch). */
   fetch?: typeof fetch | undefined
+  /** Injected clock (ms) for the column-permission cache; default `Date.now`. */
+  now?: (() => number) | undefined
 }
 
 export function parseCrmAdapterOptions(input: unknown): CrmAdapterOptions {

@@ -70,3 +70,27 @@ export async function getAllPages<T>(http: WebApiClient, path: string, row: z.Zo
   }
   return out
 }
+
+const WhoAmISchema = z.looseObject({
+  UserId: z.string().regex(GUID_RE),
+  BusinessUnitId: z.string().regex(GUID_RE),
+  OrganizationId: z.string().regex(GUID_RE),
+})
+
+export interface WhoAmIResult {
+  /** systemuserid of the caller (the application user itself: no impersonation). */
+  userId: string
+  businessUnitId: string
+  organizationId: string
+}
+
+/**
+ * `WhoAmI()` as the application user: token acquisition (client credentials) + the function call.
+ * Options are zod-parsed (`SyncError('Config')`); a refused token → `SyncError('Unauthorized')`;
+ * other failures are classified like every Web API call.
+ */
+export async function whoAmI(input: CrmServiceOptionsInput, deps: CrmServiceDeps = {}, signal?: AbortSignal): Promise<WhoAmIResult> {
+  const http = createServiceClient(parseCrmServiceOptions(input), deps)
+  const who = await http.getJson('WhoAmI()', WhoAmISchema, {}, signal)
+  return { userId: who.UserId.toLowerCase(), businessUnitId: who.BusinessUnitId.toLowerCase(), organizationId: who.OrganizationId.toLowerCase() }
+}

@@ -2,7 +2,7 @@
 import { SyncError } from '@concord/engine'
 import { startDataverseEmulator, type DataverseEmulator, type SeededUser } from '@concord/emulator-dataverse'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { MailboxDirectory, syncEligibility, type MailboxRow } from './mailbox-directory.js'
+import { MailboxDirectory, SERVER_TYPE, syncEligibility, type MailboxRow } from './mailbox-directory.js'
 import { OutgoingEmailQueue } from './outgoing-email.js'
 
 let emu: DataverseEmulator
@@ -106,12 +106,16 @@ describe('MailboxDirectory', () => {
   test('email server profiles: listed with their server type; a mailbox names its profile', async () => {
     expect((await dir.listMailboxes()).every((r) => r.emailServerProfileId === null)).toBe(true)
     const imap = emu.admin.createRecord('emailserverprofiles', { name: 'Contoso IMAP', servertype: 1 }).id
-    emu.admin.createRecord('emailserverprofiles', { name: 'Exchange Online', servertype: 3 })
+    emu.admin.createRecord('emailserverprofiles', { name: 'Exchange Online', servertype: SERVER_TYPE.ExchangeOnline })
+    emu.admin.createRecord('emailserverprofiles', { name: 'On-prem', servertype: SERVER_TYPE.ExchangeServer })
+    emu.admin.createRecord('emailserverprofiles', { name: 'Hybrid', servertype: SERVER_TYPE.ExchangeHybrid })
+    emu.admin.createRecord('emailserverprofiles', { name: 'Plain IMAP', servertype: SERVER_TYPE.ImapSmtp })
     const token = await emu.getToken()
     const res = await fetch(`${emu.apiUrl}/mailboxes(${rita.mailboxid})`, { method: 'PATCH', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ 'emailserverprofile@odata.bind': `/emailserverprofiles(${imap})` }) })
     expect(res.status).toBe(204)
     expect(byId(await dir.listMailboxes(), rita.mailboxid).emailServerProfileId).toBe(imap.toLowerCase())
-    expect((await dir.listEmailServerProfiles()).map((p) => [p.name, p.serverType]).sort()).toEqual([['Contoso IMAP', 1], ['Exchange Online', 3]])
+    expect((await dir.listEmailServerProfiles()).map((p) => [p.name, p.serverType]).sort()).toEqual([['Contoso IMAP', 1], ['Exchange Online', 3], ['Hybrid', 2], ['On-prem', 0], ['Plain IMAP', 4]])
+    expect(SERVER_TYPE).toEqual({ ExchangeServer: 0, Other: 1, ExchangeHybrid: 2, ExchangeOnline: 3, ImapSmtp: 4 })
     expect(() => emu.admin.createRecord('emailserverprofiles', { name: 'Bad', servertype: 9 })).toThrow(/outside the valid range/)
   })
 

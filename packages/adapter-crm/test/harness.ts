@@ -11,7 +11,7 @@ export const NO_SYNC_ROLE = 'Concord Reader'
 
 function salesPrivileges(sync: boolean): Record<string, string> {
   const p: Record<string, string> = { prvReadUser: 'Global', prvReadUserSettings: 'Basic' }
-  for (const e of ['Contact', 'Activity', 'Account']) {
+  for (const e of ['Contact', 'Activity', 'Account', 'Lead', 'Opportunity']) {
     p[`prvRead${e}`] = 'Global'
     for (const a of ['Create', 'Write', 'Delete', 'Append', 'AppendTo', 'Share', 'Assign']) p[`prv${a}${e}`] = 'Basic'
   }
@@ -55,8 +55,8 @@ export async function startCrmWorld(options: Partial<CrmAdapterOptionsInput> = {
     const text = await res.text()
     return { status: res.status, json: text ? JSON.parse(text) : undefined, headers: res.headers }
   }
-  const toBody = (kind: CrmKind, fields: Fields): Record<string, unknown> => {
-    const p = fieldsToPayload(kind, fields, { writable: () => true, contactAddresses: 'mailing', create: true })
+  const toBody = (kind: CrmKind, fields: Fields, create = true): Record<string, unknown> => {
+    const p = fieldsToPayload(kind, fields, { writable: () => true, contactAddresses: 'mailing', create })
     const body = { ...p.body }
     const coll = TABLES[kind].partyCollection
     if (p.parties && coll) body[coll] = partiesToWire(p.parties)
@@ -75,7 +75,7 @@ export async function startCrmWorld(options: Partial<CrmAdapterOptionsInput> = {
     },
     async updateRemote(nativeId, kind, patch) {
       const { id } = parseNativeId(nativeId)
-      const res = await api('PATCH', `${TABLES[kind].entitySet}(${id})`, toBody(kind, patch), { 'If-Match': '*' })
+      const res = await api('PATCH', `${TABLES[kind].entitySet}(${id})`, toBody(kind, patch, false), { 'If-Match': '*' })
       if (res.status >= 300) throw new Error(`update failed ${res.status} ${JSON.stringify(res.json)}`)
     },
     async removeRemote(nativeId) {

@@ -52,6 +52,8 @@ const CursorSchema = z.strictObject({
   full: z.boolean(),
   pending: z.array(z.string()),
   streams: z.record(z.string(), StreamStateSchema),
+  /** Graph ids of the series masters seen in the calendar window (their deletion shows only as removed occurrences). */
+  series: z.array(z.string()).optional(),
 })
 type CursorState = z.infer<typeof CursorSchema>
 
@@ -62,6 +64,10 @@ const PageSchema = z.looseObject({
 })
 const ListSchema = z.looseObject({ value: z.array(z.unknown()) })
 const IdOnly = z.looseObject({ id: z.string().min(1) })
+/** calendarView answers occurrences and exceptions of a series; Concord syncs the series (its master). */
+const SeriesMember = z.looseObject({ type: z.enum(['occurrence', 'exception']), seriesMasterId: z.string().min(1) })
+/** Series masters remembered in the cursor at most. */
+const MAX_TRACKED_SERIES = 5000
 const FolderSchema = z.looseObject({ id: z.string().min(1), parentFolderId: z.string().nullable().optional() })
 
 interface Stream {
@@ -85,6 +91,10 @@ export class ExchangeAdapter implements ReplicaAdapter {
   private folderIds: Map<string, string> | undefined
   private listId: string | undefined
   readonly subscriptions: SubscriptionManager
+  /** `Prefer` of every request: immutable ids, and the To Do task zone when it is not UTC. */
+  private readonly prefer: string
+  /** Zone task dates are mapped into (undefined = as Graph answers, UTC). */
+  private readonly taskZone: string | undefined
 
   constructor(options: ExchangeAdapterOptions, deps: ExchangeAdapterDeps = {}) {
     this.options = parseExchangeOptions(options)
@@ -103,6 +113,8 @@ export class ExchangeAdapter implements ReplicaAdapter {
     })
     this.http = new GraphHttp(o.graphBaseUrl, this.auth, fetchImpl, this.now)
     this.user = `/users/${enc(o.mailbox)}`
+    this.taskZone = o.taskTimeZone === 'UTC' ? undefined : o.taskTimeZone
+    this.prefer = this.taskZone === undefined ? IMMUTABLE : `${IMMUTABLE}, outlook.timezone="${this.taskZone}"`
     this.subscriptions = new SubscriptionManager(this.http, this.user, () => this.listIdOrResolve(), this.options.kinds, this.options.mailFolders, this.now, this.logger)
   }
 
@@ -167,7 +179,7 @@ export class ExchangeAdapter implements ReplicaAdapter {
     if (this.listId) return this.listId
     let url: string | undefined = `${this.user}/todo/lists`
     for (let i = 0; i < 50 && url; i++) {
-      const res = await this.http.ok('GET', url, { Prefer: IMMUTABLE })
+      const res = await this.http.ok('GET', url, { Prefer: this.prefer })
       const page = z.looseObject({ value: z.array(z.looseObject({ id: z.string(), wellknownListName: z.string().nullable().optional() })), '@odata.nextLink': z.string().optional() }).safeParse(res.body)
       if (!page.success) throw invalidRemoteData('todoTaskList collection', page.error, url)
       const found = page.data.value.find((l) => l.wellknownListName === 'defaultList')
@@ -182,7 +194,7 @@ export class ExchangeAdapter implements ReplicaAdapter {
     if (this.folderIds) return this.folderIds
     const names = [...new Set([...this.options.mailFolders, 'sentitems', 'deleteditems'])]
     const res = await this.http.batch(
-      names.map((n, i) => ({ id: String(i), method: 'GET' as const, url: `${this.user}/mailFolders/${enc(n)}?$select=id`, headers: { Prefer: IMMUTABLE } })),
+      names.map((n, i) => ({ id: String(i), method: 'GET' as const, url: `${this.user}/mailFolders/${enc(n)}?$select=id`, headers: { Prefer: this.prefer } })),
       this.options.batchSize,
     )
     const map = new Map<string, string>()
@@ -253,7 +265,7 @@ export class ExchangeAdapter implements ReplicaAdapter {
       const s = state.streams[key] ?? {}
       const url = s.next ?? s.delta ?? (await this.initialUrl(stream))
       const isToken = s.next !== undefined || s.delta !== undefined
-      const res = await this.http.send('GET', url, { Prefer: `${IMMUTABLE}, odata.maxpagesize=${Math.max(1, limit - found.length)}` })
+      const res = await this.http.send('GET', url, { Prefer: `${this.prefer}, odata.maxpagesize=${Math.max(1, limit - found.length)}` })
       // A 410/400 on a token link is an expired cursor. Restarting only the stream from its deltaLink would
       // not help: Exchange evicts the oldest generations first, and the deltaLink is older than the nextLink.
       if (res.status !== 200) throw classifyGraphFailure(res, { delta: isToken, now: this.now() })
@@ -268,29 +280,86 @@ export class ExchangeAdapter implements ReplicaAdapter {
         state.pending.shift()
       } else throw new SyncError('InvalidRemoteData', 'A delta page carries neither @odata.nextLink nor @odata.deltaLink', { url })
     }
-    const changes = await this.toChanges(found)
+    const series = new Set(state.series ?? [])
+    const changes = await this.toChanges(found, series)
+    state.series = [...series].slice(-MAX_TRACKED_SERIES)
+    if (state.series.length === 0) delete state.series
     return { changes, nextCursor: asCursor(Buffer.from(JSON.stringify(state)).toString('base64url')), hasMore: state.pending.length > 0, fullListing: state.full }
   }
 
-  /** Maps a pull's items; reads stamps the payload did not carry and verifies every removal. */
-  private async toChanges(found: ReadonlyArray<{ stream: Stream; item: unknown; url: string }>): Promise<RemoteChange[]> {
-    const out: Array<RemoteChange | { verify: NativeId; kind: ItemKind }> = []
+  /**
+   * Maps a pull's items; reads stamps the payload did not carry and verifies every removal.
+   * Occurrences and exceptions of a recurring series stand for their series master, which is read
+   * (once per pull) and synced instead; `series` (the masters the cursor knows) is updated.
+   */
+  private async toChanges(found: ReadonlyArray<{ stream: Stream; item: unknown; url: string }>, series: Set<string>): Promise<RemoteChange[]> {
+    const out: Array<RemoteChange | { verify: NativeId; kind: ItemKind } | { master: string }> = []
     const needStamp: Array<{ index: number; nativeId: NativeId; kind: ItemKind }> = []
+    const masters = new Map<string, number>()
+    let appointmentRemovals = false
     for (const { stream, item, url } of found) {
       const removed = GraphRemoved.safeParse(item)
       if (removed.success) {
+        if (stream.kind === 'appointment') appointmentRemovals = true
         out.push({ verify: await this.nativeIdOf(stream.kind, removed.data.id), kind: stream.kind })
         continue
       }
+      if (stream.kind === 'appointment') {
+        const member = SeriesMember.safeParse(item)
+        if (member.success) {
+          const id = member.data.seriesMasterId
+          if (!masters.has(id)) {
+            masters.set(id, out.length)
+            out.push({ master: id })
+          }
+          continue
+        }
+      }
       const direction = stream.kind === 'email' ? (stream.folder?.toLowerCase() === 'sentitems' || stream.folder === (await this.folders()).get('sentitems') ? 'outgoing' : 'incoming') : undefined
-      const m = fromGraph(stream.kind, item, { direction, url })
+      const m = fromGraph(stream.kind, item, { direction, url, taskTimeZone: this.taskZone })
       const nativeId = await this.nativeIdOf(stream.kind, m.graphId)
       const lookup = stream.kind === 'appointment' ? !m.stampKnown : this.options.stampLookup === 'get' && !m.stampKnown
       if (lookup) needStamp.push({ index: out.length, nativeId, kind: stream.kind })
       out.push(this.toUpsert(stream.kind, nativeId, m))
+      if (stream.kind === 'appointment') series.delete(m.graphId) // no longer a series (or never was)
     }
+    // A deleted series only shows as removed occurrences: check the masters the cursor knows.
+    const check = appointmentRemovals ? [...series].filter((id) => !masters.has(id)) : []
+    await this.readMasters(out, masters, check, series)
     await this.readStamps(out as RemoteChange[], needStamp)
-    return this.verifyRemovals(out)
+    return this.verifyRemovals(out as Array<RemoteChange | { verify: NativeId; kind: ItemKind }>)
+  }
+
+  /** Reads series masters (full, with the stamp) in place of their occurrences, and checks known ones still exist. */
+  private async readMasters(out: Array<RemoteChange | { verify: NativeId; kind: ItemKind } | { master: string }>, masters: ReadonlyMap<string, number>, check: readonly string[], series: Set<string>): Promise<void> {
+    if (masters.size === 0 && check.length === 0) return
+    const expand = `$expand=${enc(`singleValueExtendedProperties($filter=id eq ${quote(CONCORD_PROPERTY_ID)})`)}`
+    const reads: BatchRequest[] = [
+      ...[...masters.keys()].map((id, i) => ({ id: `m${i}`, method: 'GET' as const, url: `${this.user}/events/${enc(id)}?${expand}`, headers: { Prefer: this.prefer } })),
+      ...check.map((id, i) => ({ id: `c${i}`, method: 'GET' as const, url: `${this.user}/events/${enc(id)}?$select=id`, headers: { Prefer: this.prefer } })),
+    ]
+    const res = await this.http.batch(reads, this.options.batchSize)
+    let i = 0
+    for (const [id, index] of masters) {
+      const r = res.get(`m${i++}`)!
+      const nativeId = await this.nativeIdOf('appointment', id)
+      if (r.status === 404) {
+        series.delete(id)
+        out[index] = { type: 'delete', nativeId, provenance: 'user-deleted' }
+        continue
+      }
+      if (r.status !== 200) throw classifyGraphFailure(r, { now: this.now() })
+      const m = fromGraph('appointment', r.body, { url: r.url, taskTimeZone: this.taskZone })
+      out[index] = this.toUpsert('appointment', nativeId, m)
+      series.add(id)
+    }
+    for (const [j, id] of check.entries()) {
+      const r = res.get(`c${j}`)!
+      if (r.status === 404) {
+        series.delete(id)
+        out.push({ type: 'delete', nativeId: await this.nativeIdOf('appointment', id), provenance: 'user-deleted' })
+      } else if (r.status !== 200) throw classifyGraphFailure(r, { now: this.now() })
+    }
   }
 
   private stampUrl(nativeId: NativeId, kind: ItemKind): string {
@@ -303,7 +372,7 @@ export class ExchangeAdapter implements ReplicaAdapter {
     if (need.length === 0) return
     const unique = [...new Map(need.map((n) => [n.nativeId, n])).values()]
     const res = await this.http.batch(
-      unique.map((n, i) => ({ id: String(i), method: 'GET' as const, url: this.stampUrl(n.nativeId, n.kind), headers: { Prefer: IMMUTABLE } })),
+      unique.map((n, i) => ({ id: String(i), method: 'GET' as const, url: this.stampUrl(n.nativeId, n.kind), headers: { Prefer: this.prefer } })),
       this.options.batchSize,
     )
     const byNative = new Map<NativeId, { concordId?: ConcordId | undefined; regarding?: unknown }>()
@@ -311,7 +380,7 @@ export class ExchangeAdapter implements ReplicaAdapter {
       const r = res.get(String(i))!
       if (r.status === 404) return // gone since the page was read; the next round reports it
       if (r.status !== 200) throw classifyGraphFailure(r, { now: this.now() })
-      const m = fromGraph(n.kind, r.body, { url: r.url })
+      const m = fromGraph(n.kind, r.body, { url: r.url, taskTimeZone: this.taskZone })
       const info: { concordId?: ConcordId | undefined; regarding?: unknown } = { concordId: m.concordId }
       if (n.kind === 'task' && 'regarding' in m.fields) info.regarding = m.fields['regarding']
       byNative.set(n.nativeId, info)
@@ -337,8 +406,8 @@ export class ExchangeAdapter implements ReplicaAdapter {
       const res = await this.http.batch(
         toCheck.map((id, i) => {
           const kind = decodeNativeId(id).kind
-          const select = kind === 'email' || kind === 'contact' ? 'id,parentFolderId' : 'id'
-          return { id: String(i), method: 'GET' as const, url: `${this.itemPath(id)}?$select=${select}`, headers: { Prefer: IMMUTABLE } }
+          const select = kind === 'email' || kind === 'contact' ? 'id,parentFolderId' : kind === 'appointment' ? 'id,type' : 'id'
+          return { id: String(i), method: 'GET' as const, url: `${this.itemPath(id)}?$select=${select}`, headers: { Prefer: this.prefer } }
         }),
         this.options.batchSize,
       )
@@ -357,6 +426,8 @@ export class ExchangeAdapter implements ReplicaAdapter {
           if (tracked.has(parent)) verdict.set(nativeId, null)
           else verdict.set(nativeId, del(parent === folders.get('deleteditems') ? 'user-deleted' : 'left-filter'))
         } else if (kind === 'task') verdict.set(nativeId, null)
+        // A series master is represented by its occurrences: its own id leaving the view is no removal.
+        else if (kind === 'appointment' && (r.body as { type?: unknown } | null)?.type === 'seriesMaster') verdict.set(nativeId, null)
         else verdict.set(nativeId, del('left-filter'))
       })
     }
@@ -397,8 +468,8 @@ export class ExchangeAdapter implements ReplicaAdapter {
     // Phase 1: read. Creates and id-less deletes look the record up by its stamp; updates read the current record.
     const reads: BatchRequest[] = []
     for (const [i, op] of ops.entries()) {
-      if (op.type === 'create' || (op.type === 'delete' && op.nativeId === undefined)) reads.push({ id: `r${i}`, method: 'GET', url: this.lookupUrl(op.kind, op.concordId, listId), headers: { Prefer: IMMUTABLE } })
-      else if (op.type === 'update') reads.push({ id: `r${i}`, method: 'GET', url: this.currentUrl(op.nativeId, op.kind), headers: { Prefer: IMMUTABLE } })
+      if (op.type === 'create' || (op.type === 'delete' && op.nativeId === undefined)) reads.push({ id: `r${i}`, method: 'GET', url: this.lookupUrl(op.kind, op.concordId, listId), headers: { Prefer: this.prefer } })
+      else if (op.type === 'update') reads.push({ id: `r${i}`, method: 'GET', url: this.currentUrl(op.nativeId, op.kind), headers: { Prefer: this.prefer } })
     }
     const readRes = reads.length > 0 ? await this.http.batch(reads, this.options.batchSize) : new Map<string, GraphResponse>()
 
@@ -418,7 +489,7 @@ export class ExchangeAdapter implements ReplicaAdapter {
               applied.push(await this.appliedFrom(op.opId, op.kind, existing, r!.url))
               continue
             }
-            writes.push({ id: `w${i}`, method: 'POST', url: await this.createUrl(op.kind, op.fields, listId), headers: { Prefer: IMMUTABLE }, body: this.createBody(op.kind, op.concordId, op.fields) })
+            writes.push({ id: `w${i}`, method: 'POST', url: await this.createUrl(op.kind, op.fields, listId), headers: { Prefer: this.prefer }, body: this.createBody(op.kind, op.concordId, op.fields) })
             writeOps.set(`w${i}`, { op })
           } else {
             if (existing === undefined) {
@@ -426,20 +497,20 @@ export class ExchangeAdapter implements ReplicaAdapter {
               continue
             }
             const id = IdOnly.parse(existing).id
-            writes.push({ id: `w${i}`, method: 'DELETE', url: this.itemPath(await this.nativeIdOf(op.kind, id)), headers: { Prefer: IMMUTABLE } })
+            writes.push({ id: `w${i}`, method: 'DELETE', url: this.itemPath(await this.nativeIdOf(op.kind, id)), headers: { Prefer: this.prefer } })
             writeOps.set(`w${i}`, { op })
           }
         } else if (op.type === 'update') {
           if (r!.status !== 200) throw classifyGraphFailure(r!, { now: this.now() })
-          const mapped = fromGraph(op.kind, r!.body, { url: r!.url })
+          const mapped = fromGraph(op.kind, r!.body, { url: r!.url, taskTimeZone: this.taskZone })
           const body: Record<string, unknown> = toGraph(op.kind, op.fields, mapped.fields)
           if (op.kind !== 'task') body['singleValueExtendedProperties'] = [stampProperty(op.concordId)]
-          const headers: Record<string, string> = { Prefer: IMMUTABLE }
+          const headers: Record<string, string> = { Prefer: this.prefer }
           if (op.ifMatch !== undefined) headers['If-Match'] = op.ifMatch
           writes.push({ id: `w${i}`, method: 'PATCH', url: this.itemPath(op.nativeId), headers, body })
           writeOps.set(`w${i}`, { op, current: { raw: r!.body, mapped } })
         } else {
-          writes.push({ id: `w${i}`, method: 'DELETE', url: this.itemPath(op.nativeId!), headers: { Prefer: IMMUTABLE } })
+          writes.push({ id: `w${i}`, method: 'DELETE', url: this.itemPath(op.nativeId!), headers: { Prefer: this.prefer } })
           writeOps.set(`w${i}`, { op })
         }
       } catch (error) {
@@ -462,7 +533,7 @@ export class ExchangeAdapter implements ReplicaAdapter {
         if (op.type === 'update' && op.kind === 'task' && current) {
           const touched = await this.maintainTaskLinks(op.nativeId, op.concordId, op.fields, current.raw)
           if (touched) {
-            const fresh = await this.http.ok('GET', this.itemPath(op.nativeId), { Prefer: IMMUTABLE })
+            const fresh = await this.http.ok('GET', this.itemPath(op.nativeId), { Prefer: this.prefer })
             applied.push(await this.appliedFrom(op.opId, op.kind, fresh.body, fresh.url))
             continue
           }
@@ -477,9 +548,9 @@ export class ExchangeAdapter implements ReplicaAdapter {
   }
 
   private async appliedFrom(opId: PushOp['opId'], kind: ItemKind, raw: unknown, url: string): Promise<PushApplied> {
-    const m0 = fromGraph(kind, raw, { url })
+    const m0 = fromGraph(kind, raw, { url, taskTimeZone: this.taskZone })
     const direction = kind === 'email' ? await this.directionOf(m0.parentFolderId) : undefined
-    const m = direction ? fromGraph(kind, raw, { url, direction }) : m0
+    const m = direction ? fromGraph(kind, raw, { url, direction, taskTimeZone: this.taskZone }) : m0
     return { opId, nativeId: await this.nativeIdOf(kind, m.graphId), version: m.version, fields: m.fields }
   }
 
@@ -528,15 +599,15 @@ export class ExchangeAdapter implements ReplicaAdapter {
     const base = `${this.itemPath(nativeId)}/linkedResources`
     let touched = false
     if (!list.some((l) => l.applicationName === CONCORD_APPLICATION && l.externalId === concordId)) {
-      await this.http.ok('POST', base, { Prefer: IMMUTABLE }, stampLinkedResource(concordId))
+      await this.http.ok('POST', base, { Prefer: this.prefer }, stampLinkedResource(concordId))
       touched = true
     }
     if ('regarding' in fields) {
       const existing = list.find((l) => l.applicationName === REGARDING_APPLICATION)
       const wanted = regardingLinkedResource(fields['regarding'])
-      if (wanted && existing) await this.http.ok('PATCH', `${base}/${enc(existing.id)}`, { Prefer: IMMUTABLE }, wanted)
-      else if (wanted) await this.http.ok('POST', base, { Prefer: IMMUTABLE }, wanted)
-      else if (existing) await this.http.ok('DELETE', `${base}/${enc(existing.id)}`, { Prefer: IMMUTABLE })
+      if (wanted && existing) await this.http.ok('PATCH', `${base}/${enc(existing.id)}`, { Prefer: this.prefer }, wanted)
+      else if (wanted) await this.http.ok('POST', base, { Prefer: this.prefer }, wanted)
+      else if (existing) await this.http.ok('DELETE', `${base}/${enc(existing.id)}`, { Prefer: this.prefer })
       touched = touched || wanted !== null || existing !== undefined
     }
     return touched
@@ -556,7 +627,7 @@ export class ExchangeAdapter implements ReplicaAdapter {
     })
     if (valid.length === 0) return []
     const res = await this.http.batch(
-      valid.map((id, i) => ({ id: String(i), method: 'GET' as const, url: `${this.itemPath(id)}?$select=id`, headers: { Prefer: IMMUTABLE } })),
+      valid.map((id, i) => ({ id: String(i), method: 'GET' as const, url: `${this.itemPath(id)}?$select=id`, headers: { Prefer: this.prefer } })),
       this.options.batchSize,
     )
     const gone: NativeId[] = []

@@ -116,3 +116,80 @@ test('date-time helpers', () => {
   expect(normaliseLocalDateTime('2026-01-01T09:00:00.5000000')).toBe('2026-01-01T09:00:00.5000000')
   expect(utcToZone('2026-07-01T12:00:00', 'America/New_York')).toBe('2026-07-01T08:00:00')
 })
+
+describe('recurrence, resource attendees, task dates', () => {
+  test('attendees split by type; rooms and equipment are resourceAttendees and go back as type resource', () => {
+    const e = fromGraph('appointment', {
+      id: 'e9',
+      attendees: [
+        { type: 'required', emailAddress: { address: 'r@x.test' } },
+        { type: 'resource', emailAddress: { name: 'Room 1', address: 'room1@x.test' } },
+        { type: 'optional', emailAddress: { address: 'o@x.test' } },
+        { emailAddress: { address: 'untyped@x.test' } },
+      ],
+    })
+    expect(e.fields).toMatchObject({
+      requiredAttendees: [{ address: 'r@x.test' }, { address: 'untyped@x.test' }],
+      optionalAttendees: [{ address: 'o@x.test' }],
+      resourceAttendees: [{ name: 'Room 1', address: 'room1@x.test' }],
+    })
+    expect(toGraph('appointment', { resourceAttendees: [{ name: 'Room 2', address: 'room2@x.test' }] }, e.fields).attendees).toEqual([
+      { type: 'required', emailAddress: { address: 'r@x.test' } },
+      { type: 'required', emailAddress: { address: 'untyped@x.test' } },
+      { type: 'optional', emailAddress: { address: 'o@x.test' } },
+      { type: 'resource', emailAddress: { name: 'Room 2', address: 'room2@x.test' } },
+    ])
+    const none = fromGraph('appointment', { id: 'e10', attendees: [] })
+    expect(none.fields).toMatchObject({ requiredAttendees: null, optionalAttendees: null, resourceAttendees: null })
+  })
+
+  test('recurrence: a non-default firstDayOfWeek and a recurrenceTimeZone other than the start zone are kept', () => {
+    const e = fromGraph('appointment', {
+      id: 'e11',
+      start: { dateTime: '2026-03-16T08:00:00.0000000', timeZone: 'UTC' },
+      originalStartTimeZone: 'Europe/Berlin',
+      recurrence: {
+        pattern: { type: 'weekly', interval: 2, month: 0, dayOfMonth: 0, daysOfWeek: ['monday', 'thursday'], firstDayOfWeek: 'monday', index: 'first' },
+        range: { type: 'numbered', startDate: '2026-03-16', endDate: '0001-01-01', recurrenceTimeZone: 'Europe/Berlin', numberOfOccurrences: 6 },
+      },
+    })
+    expect(e.fields['start']).toEqual({ dateTime: '2026-03-16T09:00:00', timeZone: 'Europe/Berlin' })
+    // The recurrence zone equals the start's zone (Graph's default): dropped, so a recurrence written without it reads back equal.
+    expect(e.fields['recurrence']).toEqual({ pattern: { type: 'weekly', interval: 2, daysOfWeek: ['monday', 'thursday'], firstDayOfWeek: 'monday' }, range: { type: 'numbered', startDate: '2026-03-16', numberOfOccurrences: 6 } })
+    const other = fromGraph('appointment', {
+      id: 'e12',
+      start: { dateTime: '2026-03-16T08:00:00.0000000', timeZone: 'UTC' },
+      originalStartTimeZone: 'Europe/Berlin',
+      recurrence: { pattern: { type: 'relativeMonthly', interval: 1, daysOfWeek: ['friday'], index: 'last', firstDayOfWeek: 'sunday' }, range: { type: 'noEnd', startDate: '2026-03-16', recurrenceTimeZone: 'Tokyo Standard Time' } },
+    })
+    expect(other.fields['recurrence']).toEqual({ pattern: { type: 'relativeMonthly', interval: 1, daysOfWeek: ['friday'], index: 'last' }, range: { type: 'noEnd', startDate: '2026-03-16', recurrenceTimeZone: 'Tokyo Standard Time' } })
+    // canonical → Graph: passed through as is.
+    expect(toGraph('appointment', { recurrence: other.fields['recurrence'] }).recurrence).toEqual(other.fields['recurrence'])
+  })
+
+  test('task dates: reminder and completion map both ways, converted into the task zone', () => {
+    const t = fromGraph(
+      'task',
+      {
+        id: 't2',
+        dueDateTime: { dateTime: '2026-11-30T23:00:00.0000000', timeZone: 'UTC' },
+        reminderDateTime: { dateTime: '2026-11-30T08:00:00.0000000', timeZone: 'UTC' },
+        completedDateTime: { dateTime: '2026-12-01T18:00:00.0000000', timeZone: 'Pacific Standard Time' },
+        startDateTime: null,
+      },
+      { taskTimeZone: 'Europe/Berlin' },
+    )
+    expect(t.fields).toEqual({
+      due: { dateTime: '2026-12-01T00:00:00', timeZone: 'Europe/Berlin' },
+      reminder: { dateTime: '2026-11-30T09:00:00', timeZone: 'Europe/Berlin' },
+      completedOn: { dateTime: '2026-12-02T03:00:00', timeZone: 'Europe/Berlin' },
+      start: null,
+    })
+    expect(toGraph('task', { reminder: { dateTime: '2026-11-30T09:00:00', timeZone: 'Europe/Berlin' }, completedOn: null })).toEqual({
+      reminderDateTime: { dateTime: '2026-11-30T09:00:00', timeZone: 'Europe/Berlin' },
+      isReminderOn: true,
+      completedDateTime: null,
+    })
+    expect(toGraph('task', { reminder: null })).toEqual({ reminderDateTime: null, isReminderOn: false })
+  })
+})

@@ -8,7 +8,7 @@ import type { ConcordId, Fields, ItemKind, Version } from '@concord/engine'
 import { z } from 'zod'
 import { invalidRemoteData } from './errors.js'
 import { CONCORD_APPLICATION, CONCORD_PROPERTY_ID, IN_REPLY_TO_PROPERTY_ID, REGARDING_APPLICATION, TRANSACTION_PREFIX } from './options.js'
-import { ianaZoneOf } from './time-zones.js'
+import { convertLocal, ianaZoneOf } from './time-zones.js'
 
 // ---------- Graph payload schemas (lenient about extra members, strict about types) ----------
 
@@ -55,8 +55,9 @@ const Recurrence = z.looseObject({
     dayOfMonth: z.number().int().nullable().optional(),
     month: z.number().int().nullable().optional(),
     index: nstr,
+    firstDayOfWeek: nstr,
   }),
-  range: z.looseObject({ type: z.string(), startDate: nstr, endDate: nstr, numberOfOccurrences: z.number().int().nullable().optional() }),
+  range: z.looseObject({ type: z.string(), startDate: nstr, endDate: nstr, numberOfOccurrences: z.number().int().nullable().optional(), recurrenceTimeZone: nstr }),
 })
 
 export const GraphEvent = z.looseObject({
@@ -77,6 +78,7 @@ export const GraphEvent = z.looseObject({
   categories: Categories,
   transactionId: nstr,
   type: nstr,
+  seriesMasterId: nstr,
   singleValueExtendedProperties: ExtProps,
 })
 
@@ -111,6 +113,8 @@ export const GraphTask = z.looseObject({
   importance: nstr,
   dueDateTime: DateTimeTimeZone.nullable().optional(),
   startDateTime: DateTimeTimeZone.nullable().optional(),
+  reminderDateTime: DateTimeTimeZone.nullable().optional(),
+  completedDateTime: DateTimeTimeZone.nullable().optional(),
   categories: Categories,
   linkedResources: z.array(LinkedResource).nullable().optional(),
 })
@@ -187,19 +191,20 @@ export function utcToZone(utcLocal: string, zone: string): string {
 }
 
 /**
- * A Graph dateTimeTimeZone → canonical. Graph answers in UTC unless asked otherwise; when the event
- * remembers the zone it was created in (`originalStartTimeZone`, an IANA or Windows name such as
- * "W. Europe Standard Time"), the UTC value is converted to the wall-clock time of that zone and the
+ * A Graph dateTimeTimeZone → canonical. Graph answers in UTC (or the `Prefer: outlook.timezone` zone);
+ * when the item remembers the zone it was written in (`originalStartTimeZone`, an IANA or Windows name
+ * such as "W. Europe Standard Time"), the value is converted to the wall-clock time of that zone and the
  * pair carries the original name, so what was written comes back unchanged. An unknown zone keeps the
- * UTC pair (same instant).
+ * pair as answered (same instant).
  */
 export function dateTimeTz(v: z.infer<typeof DateTimeTimeZone> | null | undefined, original?: string | null): { dateTime: string; timeZone: string } | null {
   if (!v) return null
   const tz = v.timeZone || 'UTC'
   const dateTime = normaliseLocalDateTime(v.dateTime)
-  if (tz === 'UTC' && original && original !== 'UTC') {
-    const iana = ianaZoneOf(original)
-    if (iana !== undefined) return { dateTime: utcToZone(dateTime, iana), timeZone: original }
+  if (original && original !== tz) {
+    const from = ianaZoneOf(tz)
+    const to = ianaZoneOf(original)
+    if (from !== undefined && to !== undefined) return { dateTime: from === 'Etc/UTC' || from === 'UTC' ? utcToZone(dateTime, to) : convertLocal(dateTime, from, to), timeZone: original }
   }
   return { dateTime, timeZone: tz }
 }
@@ -229,7 +234,12 @@ function inReplyToFromExt(props: Array<{ id: string; value: string | null }> | u
   return props?.find((x) => x.id.toLowerCase() === want)?.value ?? null
 }
 
-function recurrence(r: z.infer<typeof Recurrence> | null | undefined): Rec | null {
+/**
+ * Graph recurrence → canonical. Members Graph fills with defaults are dropped (zero dayOfMonth/month,
+ * index of non-relative patterns, the 0001-01-01 end of a noEnd range, firstDayOfWeek sunday, a
+ * recurrenceTimeZone equal to the zone of the start), so a recurrence written without them reads back equal.
+ */
+function recurrence(r: z.infer<typeof Recurrence> | null | undefined, startZone: string | undefined): Rec | null {
   if (!r) return null
   const p = r.pattern
   const pattern: Rec = { type: p.type, interval: p.interval ?? 1 }
@@ -238,9 +248,12 @@ function recurrence(r: z.infer<typeof Recurrence> | null | undefined): Rec | nul
   if (p.dayOfMonth) pattern['dayOfMonth'] = p.dayOfMonth
   if (p.month) pattern['month'] = p.month
   if (p.index && relative && p.type !== 'weekly') pattern['index'] = p.index
+  if (p.type === 'weekly' && p.firstDayOfWeek && p.firstDayOfWeek !== 'sunday') pattern['firstDayOfWeek'] = p.firstDayOfWeek
   const range: Rec = { type: r.range.type, startDate: r.range.startDate }
   if (r.range.endDate && r.range.endDate !== '0001-01-01' && r.range.type === 'endDate') range['endDate'] = r.range.endDate
   if (r.range.numberOfOccurrences && r.range.type === 'numbered') range['numberOfOccurrences'] = r.range.numberOfOccurrences
+  const rtz = r.range.recurrenceTimeZone
+  if (rtz && rtz !== startZone && !(startZone === undefined && rtz === 'UTC')) range['recurrenceTimeZone'] = rtz
   return { pattern, range }
 }
 
@@ -250,7 +263,11 @@ function recurrence(r: z.infer<typeof Recurrence> | null | undefined): Rec | nul
  * Parses one Graph item of `kind` and maps it. `direction` comes from the folder the message is in.
  * Throws `InvalidRemoteData` when the payload (or the mapped fields) is not valid.
  */
-export function fromGraph(kind: ItemKind, raw: unknown, ctx: { direction?: 'incoming' | 'outgoing' | undefined; url?: string | undefined } = {}): MappedRecord {
+export function fromGraph(
+  kind: ItemKind,
+  raw: unknown,
+  ctx: { direction?: 'incoming' | 'outgoing' | undefined; url?: string | undefined; taskTimeZone?: string | undefined } = {},
+): MappedRecord {
   const parsed = GRAPH_SCHEMAS[kind].safeParse(raw)
   if (!parsed.success) throw invalidRemoteData(`${kind} payload`, parsed.error, ctx.url)
   const g = parsed.data as Rec
@@ -287,11 +304,13 @@ export function fromGraph(kind: ItemKind, raw: unknown, ctx: { direction?: 'inco
       if (has(g, 'location')) f['location'] = text(e.location?.displayName)
       if (has(g, 'organizer')) f['organizer'] = address(e.organizer)
       if (has(g, 'attendees')) {
-        const of = (type: string) => addresses((e.attendees ?? []).filter((a) => (a.type ?? 'required') === type))
+        const of = (type: string) => addresses((e.attendees ?? []).filter((a) => (a.type ?? 'required').toLowerCase() === type))
         f['requiredAttendees'] = of('required')
         f['optionalAttendees'] = of('optional')
+        // Rooms and equipment: their own field, so a round trip keeps them apart from people.
+        f['resourceAttendees'] = of('resource')
       }
-      if (has(g, 'recurrence')) f['recurrence'] = recurrence(e.recurrence)
+      if (has(g, 'recurrence')) f['recurrence'] = recurrence(e.recurrence, (f['start'] as { timeZone?: string } | null | undefined)?.timeZone ?? e.originalStartTimeZone ?? undefined)
       if (has(g, 'isAllDay')) f['isAllDay'] = e.isAllDay ?? false
       if (e.showAs) f['showAs'] = e.showAs
       if (e.importance) f['importance'] = e.importance
@@ -326,8 +345,10 @@ export function fromGraph(kind: ItemKind, raw: unknown, ctx: { direction?: 'inco
       const t = parsed.data as z.infer<typeof GraphTask>
       if (has(g, 'title')) f['subject'] = text(t.title)
       if (has(g, 'body')) f['description'] = text(t.body?.content)
-      if (has(g, 'dueDateTime')) f['due'] = dateTimeTz(t.dueDateTime)
-      if (has(g, 'startDateTime')) f['start'] = dateTimeTz(t.startDateTime)
+      if (has(g, 'dueDateTime')) f['due'] = dateTimeTz(t.dueDateTime, ctx.taskTimeZone)
+      if (has(g, 'startDateTime')) f['start'] = dateTimeTz(t.startDateTime, ctx.taskTimeZone)
+      if (has(g, 'reminderDateTime')) f['reminder'] = dateTimeTz(t.reminderDateTime, ctx.taskTimeZone)
+      if (has(g, 'completedDateTime')) f['completedOn'] = dateTimeTz(t.completedDateTime, ctx.taskTimeZone)
       if (t.status) f['status'] = t.status
       if (t.importance) f['priority'] = t.importance
       if (has(g, 'categories')) f['categories'] = t.categories ?? []
@@ -412,9 +433,9 @@ export function toGraph(kind: ItemKind, fields: Fields, current?: Fields): Rec {
       set('location', 'location', (v) => ({ displayName: str(v) }))
       // Graph cannot clear an organizer (the mailbox owner organizes what it creates): only a real one is sent.
       if (has(f, 'organizer') && f['organizer'] !== null && f['organizer'] !== undefined) set('organizer', 'organizer', toRecipient)
-      if (has(f, 'requiredAttendees') || has(f, 'optionalAttendees')) {
+      if (has(f, 'requiredAttendees') || has(f, 'optionalAttendees') || has(f, 'resourceAttendees')) {
         const att = (list: unknown, type: string) => toRecipients(list).map((r) => ({ type, ...r }))
-        out['attendees'] = [...att(merged('requiredAttendees'), 'required'), ...att(merged('optionalAttendees'), 'optional')]
+        out['attendees'] = [...att(merged('requiredAttendees'), 'required'), ...att(merged('optionalAttendees'), 'optional'), ...att(merged('resourceAttendees'), 'resource')]
       }
       set('recurrence', 'recurrence')
       set('isAllDay', 'isAllDay', (v) => v ?? false)
@@ -445,6 +466,11 @@ export function toGraph(kind: ItemKind, fields: Fields, current?: Fields): Rec {
       set('description', 'body', (v) => ({ contentType: 'text', content: str(v) }))
       set('due', 'dueDateTime')
       set('start', 'startDateTime')
+      if (has(f, 'reminder')) {
+        out['reminderDateTime'] = f['reminder'] ?? null
+        out['isReminderOn'] = f['reminder'] !== null && f['reminder'] !== undefined
+      }
+      set('completedOn', 'completedDateTime')
       set('status', 'status', (v) => v ?? 'notStarted')
       set('priority', 'importance', (v) => v ?? 'normal')
       set('categories', 'categories', (v) => v ?? [])

@@ -2,6 +2,7 @@
 import { ItemKinds, ValidationError } from '@concord/engine'
 import type { Logger } from '@concord/engine'
 import { z } from 'zod'
+import { ianaZoneOf } from './time-zones.js'
 
 /** The fixed MAPI named property Concord stamps on every item it creates or links. */
 export const CONCORD_PROPERTY_ID = 'String {66f5a359-4659-4830-9070-00047ec6ac6e} Name concordId'
@@ -35,6 +36,17 @@ export const ExchangeAdapterOptionsSchema = z.strictObject({
   calendarWindow: z
     .strictObject({ pastDays: z.number().int().min(0).max(3650).default(30), futureDays: z.number().int().min(1).max(3650).default(365) })
     .prefault({}),
+  /**
+   * Zone To Do task dates (due, start, reminder, completed) are read in (`Prefer: outlook.timezone`): an
+   * IANA or Windows name. To Do keeps the instant only; set the mailbox user's zone so that a due date
+   * written as midnight local time reads back as that same date (not 23:00 the day before in UTC).
+   */
+  taskTimeZone: z
+    .string()
+    .min(1)
+    .max(64)
+    .refine((v) => ianaZoneOf(v) !== undefined, { message: 'expected an IANA or Windows time zone name' })
+    .default('UTC'),
   /** To Do list of tasks; default: the list whose `wellknownListName` is `defaultList`. */
   todoListId: z.string().min(1).optional(),
   /**

@@ -88,3 +88,24 @@ export function ianaZoneOf(name: string): string | undefined {
     return undefined
   }
 }
+
+function offsetAt(ms: number, iana: string): number {
+  const parts = new Intl.DateTimeFormat('en-US', { timeZone: iana, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit' }).formatToParts(new Date(ms))
+  const get = (t: string): number => Number(parts.find((p) => p.type === t)?.value ?? '0')
+  return Date.UTC(get('year'), get('month') - 1, get('day'), get('hour'), get('minute'), get('second')) - (ms - (((ms % 1000) + 1000) % 1000))
+}
+
+/** The instant (epoch ms) of wall-clock `local` (`YYYY-MM-DDTHH:mm:ss`) in `iana`; the earlier one in a fall-back overlap. */
+export function zonedToInstant(local: string, iana: string): number {
+  const localMs = Date.parse(`${local}Z`)
+  const before = offsetAt(localMs - 86_400_000, iana)
+  const after = offsetAt(localMs + 86_400_000, iana)
+  const valid = [localMs - before, localMs - after].filter((t) => t + offsetAt(t, iana) === localMs)
+  return valid.length > 0 ? Math.min(...valid) : localMs - before
+}
+
+/** Wall-clock `local` in zone `from` → the wall-clock time of the same instant in zone `to` (`YYYY-MM-DDTHH:mm:ss`). */
+export function convertLocal(local: string, from: string, to: string): string {
+  const ms = zonedToInstant(local.slice(0, 19), from)
+  return new Date(ms + offsetAt(ms, to)).toISOString().slice(0, 19)
+}

@@ -62,20 +62,26 @@ import {
   type WorkItem,
 } from './snapshot.js'
 
-/** One message that could not be read in full; it is still reported from its envelope. */
+/** One problem of one message. The message is synced anyway: in full (`synced`) or from its envelope. */
 export interface MessageProblem {
   nativeId: NativeId
   folder: string
   /** IMAP UID, or the POP3 UIDL. */
   uid: number | string
   error: MailServerError
+  /**
+   * `synced`: the e-mail was synced with its content (a wrong charset, a missing Date, broken MIME that
+   * mailparser still read, an attachment over the CRM's limit); `envelope`: only its envelope/headers
+   * were synced (unparseable, or over `maxMessageBytes`).
+   */
+  outcome: 'synced' | 'envelope'
 }
 
 export interface MailServerAdapterDeps {
   /** Where "prepared/sent/filed" of outgoing e-mail is recorded. Default: in memory (not crash-safe). */
   ledger?: SendLedger
   logger?: Logger
-  /** Called for each message reported without its body (malformed MIME, over `maxMessageBytes`). */
+  /** Called for each problem of a message (see `MessageProblem.outcome`); the other messages are not affected. */
   onMessageProblem?: (problem: MessageProblem) => void
 }
 
@@ -93,6 +99,8 @@ export class MailServerAdapter implements ReplicaAdapter {
   private client: ImapFlow | undefined
   private vanished: { folder: string; uids: number[] } | undefined
   private sentReady = false
+  /** The snapshot of the page `pull` returned last (see `trackPulled`). */
+  private lastPulled: Snapshot | undefined
 
   constructor(options: MailServerOptionsInput, deps: MailServerAdapterDeps = {}) {
     this.options = parseMailServerOptions(options)
@@ -101,7 +109,7 @@ export class MailServerAdapter implements ReplicaAdapter {
     this.logger = deps.logger ?? silentLogger
     this.onProblem = deps.onMessageProblem
     this.smtp = this.options.outgoing ? new SmtpSender(this.options.outgoing) : undefined
-    if (this.options.incoming.protocol === 'pop3') this.pop3 = new Pop3Source(this.options.incoming, { report: (p) => this.report(p) })
+    if (this.options.incoming.protocol === 'pop3') this.pop3 = new Pop3Source(this.options.incoming, { report: (p) => this.report(p), maxAttachmentBytes: this.options.maxAttachmentBytes })
   }
 
   get protocol(): 'imap' | 'pop3' {
@@ -120,7 +128,7 @@ export class MailServerAdapter implements ReplicaAdapter {
   }
 
   private report(p: MessageProblem) {
-    this.logger.warn({ nativeId: p.nativeId, folder: p.folder, uid: p.uid, reason: p.error.reason, err: p.error.message }, 'message reported without its body')
+    this.logger.warn({ nativeId: p.nativeId, folder: p.folder, uid: p.uid, reason: p.error.reason, outcome: p.outcome, err: p.error.message }, p.outcome === 'envelope' ? 'message synced from its envelope only' : 'message synced with a problem')
     this.onProblem?.(p)
   }
 
@@ -224,6 +232,7 @@ export class MailServerAdapter implements ReplicaAdapter {
       snap = await this.withImap('pull', (client) => this.round(client, base))
     }
     throwIfAborted(options.signal)
+    this.lastPulled = snap
     const items = snap.work.slice(offset, offset + limit)
     const changes = items.length ? await this.withImap('fetch', (client) => this.materialize(client, items, snap)) : []
     const next = offset + items.length
@@ -329,7 +338,7 @@ export class MailServerAdapter implements ReplicaAdapter {
           fetched.set(key, m)
           // Parse while the rest of the page streams in (mailparser is the CPU-heavy part).
           const flags = snap.folders.get(folder)?.msgs.get(m.uid)?.flags ?? []
-          if (m.source) parsing.set(key, settle(parseMessage(m.source, { direction: this.directionOf(folder), flags, receivedAt: toDate(m.internalDate) })))
+          if (m.source) parsing.set(key, settle(parseMessage(m.source, { direction: this.directionOf(folder), flags, receivedAt: toDate(m.internalDate), maxAttachmentBytes: this.options.maxAttachmentBytes })))
         }
       if (group.large.length)
         for await (const m of client.fetch(group.large.join(','), { uid: true, envelope: true, internalDate: true, size: true }, { uid: true })) fetched.set(`${folder}\n${m.uid}`, m)
@@ -351,29 +360,32 @@ export class MailServerAdapter implements ReplicaAdapter {
       }
       const m = fetched.get(`${item.folder}\n${item.uid}`)
       if (!m) continue // expunged since the round was computed: the next round reports the delete
-      const ctx = { direction: this.directionOf(item.folder), flags: meta.flags, receivedAt: toDate(m.internalDate) }
+      const ctx = { direction: this.directionOf(item.folder), flags: meta.flags, receivedAt: toDate(m.internalDate), maxAttachmentBytes: this.options.maxAttachmentBytes }
       let fields: EmailFields
       let concordId: string | undefined
       if (!m.source) {
         fields = fieldsFromEnvelope(envelopeFacts(m), ctx)
-        this.report({ nativeId: item.id, folder: item.folder, uid: item.uid, error: new MailServerError('message-too-large', `Message ${item.folder}/${item.uid} is ${m.size ?? meta.size} bytes, above maxMessageBytes (${max}); reported from its envelope, body not downloaded`) })
+        this.report({ nativeId: item.id, folder: item.folder, uid: item.uid, outcome: 'envelope', error: new MailServerError('message-too-large', `Message ${item.folder}/${item.uid} is ${m.size ?? meta.size} bytes, above maxMessageBytes (${max}); reported from its envelope, body not downloaded`) })
       } else {
         const result = await (parsing.get(`${item.folder}\n${item.uid}`) ?? settle(parseMessage(m.source, ctx)))
         if (result.ok) {
           fields = result.value.fields
+          for (const issue of result.value.issues) {
+            this.report({ nativeId: item.id, folder: item.folder, uid: item.uid, outcome: 'synced', error: new MailServerError(issue.reason, `Message ${item.folder}/${item.uid}: ${issue.message}`) })
+          }
           // X-Concord-Id is trusted only where Concord writes it (the Sent copy of e-mail it sent):
           // anyone can put the header on a message mailed to this inbox.
           if (item.folder === this.imap.sentFolder) concordId = result.value.concordId
         } else {
           const error = result.error
           const err = new MailServerError('malformed-message', `Message ${item.folder}/${item.uid} could not be parsed: ${(error as Error).message}; reported from its envelope`, {}, { cause: error })
-          this.report({ nativeId: item.id, folder: item.folder, uid: item.uid, error: err })
+          this.report({ nativeId: item.id, folder: item.folder, uid: item.uid, outcome: 'envelope', error: err })
           fields = fieldsFromEnvelope(envelopeFacts(m), ctx)
         }
       }
       const checked = EmailFieldsSchema.safeParse(fields)
       if (!checked.success) {
-        this.report({ nativeId: item.id, folder: item.folder, uid: item.uid, error: new MailServerError('malformed-message', `Message ${item.folder}/${item.uid} has invalid fields: ${checked.error.issues[0]?.path.join('.')}: ${checked.error.issues[0]?.message}`) })
+        this.report({ nativeId: item.id, folder: item.folder, uid: item.uid, outcome: 'envelope', error: new MailServerError('malformed-message', `Message ${item.folder}/${item.uid} has invalid fields: ${checked.error.issues[0]?.path.join('.')}: ${checked.error.issues[0]?.message}`) })
         fields = { categories, direction: ctx.direction }
       }
       changes.push({
@@ -613,6 +625,45 @@ export class MailServerAdapter implements ReplicaAdapter {
       const after = await client.fetchOne(String(loc.uid), { uid: true, flags: true }, { uid: true })
       return versionOf(loc.folder, loc.uidValidity, loc.uid, after ? flagList(after.flags) : [])
     })
+  }
+
+  /**
+   * Automatic tracking of e-mail the last `pull` returned: adds the tracking category (an IMAP keyword)
+   * with one `UID STORE` per folder — no search per message — and records the new flags in that round's
+   * snapshot, so the next round does not report them back as a flag change. Returns each message's new
+   * version and categories (ids not in the last pulled round are left out). POP3: `manual-tracking-unsupported`.
+   */
+  async trackPulled(nativeIds: readonly NativeId[]): Promise<Map<NativeId, { version: Version; categories: string[] }>> {
+    if (this.protocol === 'pop3') throw manualTrackingUnsupported()
+    const out = new Map<NativeId, { version: Version; categories: string[] }>()
+    const snap = this.lastPulled
+    if (!snap || nativeIds.length === 0) return out
+    const keyword = categoryToKeyword(this.options.trackingCategory)
+    const byFolder = new Map<string, Array<{ id: NativeId; uid: number; meta: MsgMeta }>>()
+    for (const id of nativeIds) {
+      const loc = snap.primary.get(id)
+      if (!loc || loc.meta.flags.includes(keyword)) continue
+      const list = byFolder.get(loc.folder) ?? []
+      list.push({ id, uid: loc.uid, meta: loc.meta })
+      byFolder.set(loc.folder, list)
+    }
+    if (byFolder.size === 0) return out
+    await this.withImap('track', async (client) => {
+      for (const [folder, list] of byFolder) {
+        const state = snap.folders.get(folder)
+        if (!state) continue
+        await client.mailboxOpen(folder)
+        await client.messageFlagsAdd(list.map((m) => m.uid).join(','), [keyword], { uid: true })
+        for (const { id, uid, meta } of list) {
+          // A new object: snapshots share unchanged MsgMeta entries, and only this round's view changes.
+          const next: MsgMeta = { ...meta, flags: [...new Set([...meta.flags, keyword])].sort() }
+          state.msgs.set(uid, next)
+          snap.primary.set(id, { folder, uid, meta: next })
+          out.set(id, { version: versionOf(folder, state.uidValidity, uid, next.flags), categories: categoriesOf(next.flags) })
+        }
+      }
+    })
+    return out
   }
 
   async confirmMissing(nativeIds: readonly NativeId[]): Promise<NativeId[]> {

@@ -19,6 +19,17 @@ export const MailServerErrorReasons = [
   'malformed-message',
   /** A message above `maxMessageBytes`; its envelope is still reported, the body is not downloaded. */
   'message-too-large',
+  // Problems of a message that is still synced with its content (mailparser reads it leniently):
+  /** A text part's charset is unknown: its bytes were read as UTF-8, invalid ones replaced (U+FFFD). */
+  'unknown-charset',
+  /** Bytes that are invalid in the declared charset were replaced (U+FFFD): the charset is wrong. */
+  'invalid-charset-data',
+  /** No (readable) Date header: the e-mail has no sent time. */
+  'missing-date',
+  /** Broken MIME structure: an unterminated multipart, a multipart without boundary, invalid base64. */
+  'broken-mime',
+  /** An attachment above `maxAttachmentBytes` (the CRM's attachment limit): not synced. */
+  'attachment-too-large',
   /** The server dropped the connection or did not answer. Retryable: the cursor did not advance. */
   'connection-lost',
   /** Login refused. */
@@ -39,6 +50,11 @@ const CODE_OF: Record<MailServerErrorReason, SyncErrorCode> = {
   'smtp-rejected': 'Validation',
   'malformed-message': 'InvalidRemoteData',
   'message-too-large': 'InvalidRemoteData',
+  'unknown-charset': 'InvalidRemoteData',
+  'invalid-charset-data': 'InvalidRemoteData',
+  'missing-date': 'InvalidRemoteData',
+  'broken-mime': 'InvalidRemoteData',
+  'attachment-too-large': 'InvalidRemoteData',
   'connection-lost': 'Transient',
   'auth-failed': 'Unauthorized',
   'invalid-email': 'Validation',

@@ -223,6 +223,34 @@ describe('IMAP incoming: volume and bad input', () => {
     expect(next.changes).toEqual([])
   })
 
+  test('trackPulled: the tracking keyword for a page in one STORE, recorded in the round (the next round reports nothing); POP3 refuses', async () => {
+    const box = await env.mailbox()
+    const c = await env.client(box)
+    for (let n = 0; n < 5; n++) await c.append('INBOX', rawMail({ messageId: `<t${n}@fabrikam.test>`, subject: `T ${n}` }))
+    const adapter = env.adapter(env.imapOptions(box))
+    const first = await pullAll(adapter, null)
+    const ids = upserts(first.changes).map((u) => u.nativeId).filter((id) => id !== 'mid:<t4@fabrikam.test>')
+    const marked = await adapter.trackPulled(ids)
+    expect([...marked.keys()].sort()).toEqual([...ids].sort())
+    for (const m of marked.values()) expect(m.categories).toEqual(['Tracked to Dynamics 365'])
+    // On the server: the keyword is set on exactly those four.
+    await c.mailboxOpen('INBOX')
+    const flagged: string[] = []
+    for await (const m of c.fetch('1:*', { envelope: true, flags: true })) if (m.flags?.has('Tracked+20to+20Dynamics+20365')) flagged.push(m.envelope!.messageId!)
+    expect(flagged.sort()).toEqual(['<t0@fabrikam.test>', '<t1@fabrikam.test>', '<t2@fabrikam.test>', '<t3@fabrikam.test>'])
+    // The change was recorded in the round: the next round has nothing to report…
+    const quiet = await pullAll(adapter, first.cursor)
+    expect(quiet.changes).toEqual([])
+    // …while a later change by someone else is still seen.
+    await c.messageFlagsAdd({ header: { 'message-id': '<t0@fabrikam.test>' } }, ['Work'])
+    const later = await pullAll(adapter, quiet.cursor)
+    expect(upserts(later.changes).map((u) => [u.nativeId, u.fields])).toEqual([['mid:<t0@fabrikam.test>', { categories: ['Tracked to Dynamics 365', 'Work'] }]])
+    const again = await adapter.trackPulled(ids)
+    expect(again.size).toBe(0) // already tracked: nothing to store
+    const pop3 = env.adapter(env.pop3Options(box))
+    await expect(pop3.trackPulled(ids)).rejects.toMatchObject({ reason: 'manual-tracking-unsupported' })
+  })
+
   test('a configured folder that does not exist is a clear configuration error', async () => {
     const box = await env.mailbox()
     const adapter = env.adapter(env.imapOptions(box, { folders: ['INBOX', 'Nope'] }))

@@ -9,6 +9,7 @@ export {
   normalizeMessageId,
   parseMessage,
   composeMessage,
+  type MessageIssue,
   type ParsedEmail,
 } from './mime.js'
 export {

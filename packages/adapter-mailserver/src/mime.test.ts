@@ -88,3 +88,38 @@ describe('options and cursors', () => {
     ])
   })
 })
+
+describe('problems mailparser reads leniently (the message still parses, and each is reported)', () => {
+  const head = (ct: string, extra = '') => `From: Carol <carol@fabrikam.test>\r\nSubject: s\r\nMessage-ID: <p@fabrikam.test>\r\n${extra}MIME-Version: 1.0\r\nContent-Type: ${ct}\r\n\r\n`
+  const DATE = 'Date: Fri, 20 Nov 2026 10:00:00 +0000\r\n'
+  const issues = async (raw: string | Buffer, maxAttachmentBytes?: number) => (await parseMessage(Buffer.isBuffer(raw) ? raw : Buffer.from(raw, 'latin1'), { direction: 'incoming', flags: [], maxAttachmentBytes })).issues.map((i) => i.reason)
+
+  test('a clean message has none', async () => {
+    expect(await issues(head('text/plain; charset=utf-8', DATE) + 'Hello\r\n')).toEqual([])
+    expect(await issues(head('multipart/alternative; boundary="x"', DATE) + '--x\r\nContent-Type: text/plain; charset=windows-1252\r\n\r\nCaf\xe9\r\n--x--\r\n')).toEqual([])
+  })
+  test('missing or unreadable Date', async () => {
+    expect(await issues(head('text/plain') + 'Hi\r\n')).toEqual(['missing-date'])
+    const r = await parseMessage(Buffer.from(head('text/plain', 'Date: sometime soon\r\n') + 'Hi\r\n'), { direction: 'incoming', flags: [] })
+    expect(r.issues).toEqual([{ reason: 'missing-date', message: expect.stringContaining('"sometime soon"') }])
+    expect(r.fields.sentAt).toBeUndefined()
+  })
+  test('unknown charset; bytes invalid in the declared charset', async () => {
+    expect(await issues(head('text/plain; charset=x-no-such-charset', DATE) + 'H\xe9\r\n')).toEqual(['unknown-charset'])
+    expect(await issues(head('text/plain; charset=utf-8', DATE) + 'Caf\xe9\r\n')).toEqual(['invalid-charset-data'])
+    // A literal U+FFFD in valid UTF-8 is not a wrong charset.
+    expect(await issues(Buffer.concat([Buffer.from(head('text/plain; charset=utf-8', DATE)), Buffer.from('a \uFFFD b\r\n', 'utf8')]))).toEqual([])
+  })
+  test('broken multipart: never closed, no boundary, invalid base64 (one issue per reason, messages joined)', async () => {
+    const r = await parseMessage(Buffer.from(head('multipart/mixed; boundary="nc"', DATE) + '--nc\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!'), { direction: 'incoming', flags: [] })
+    expect(r.issues).toEqual([{ reason: 'broken-mime', message: expect.stringMatching(/never closed.*; part 1 \(text\/plain\) is declared base64 but is not valid base64/) }])
+    expect(await issues(head('multipart/mixed', DATE) + 'x\r\n')).toEqual(['broken-mime'])
+  })
+  test('an attachment above the CRM limit', async () => {
+    const att = Buffer.alloc(3000, 1).toString('base64').replace(/.{76}/g, '$&\r\n')
+    const raw = head('multipart/mixed; boundary="b"', DATE) + `--b\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n--b\r\nContent-Type: application/pdf; name="q.pdf"\r\nContent-Disposition: attachment; filename="q.pdf"\r\nContent-Transfer-Encoding: base64\r\n\r\n${att}\r\n--b--\r\n`
+    expect(await issues(raw, 2999)).toEqual(['attachment-too-large'])
+    expect(await issues(raw, 3000)).toEqual([])
+    expect(await issues(raw)).toEqual([])
+  })
+})

@@ -4,20 +4,29 @@
  */
 import { createHash } from 'node:crypto'
 import { type Address, type EmailFields, type NativeId, asNativeId } from '@concord/engine'
+import libmime from 'libmime'
 import { simpleParser, type AddressObject, type HeaderValue } from 'mailparser'
 import MailComposer from 'nodemailer/lib/mail-composer/index.js'
-import { MailServerError } from './errors.js'
+import { MailServerError, type MailServerErrorReason } from './errors.js'
 
 /** Header carrying the Concord id on messages Concord wrote (sent copies, replacements). */
 export const CONCORD_ID_HEADER = 'X-Concord-Id'
 /** The engine's body limit (BodySchema). */
 const MAX_BODY_CHARS = 4 * 1024 * 1024
 
+/** A problem of a message that is still usable: it is synced with its content AND reported. */
+export interface MessageIssue {
+  reason: Extract<MailServerErrorReason, 'unknown-charset' | 'invalid-charset-data' | 'missing-date' | 'broken-mime' | 'attachment-too-large'>
+  message: string
+}
+
 export interface ParsedEmail {
   fields: EmailFields
   concordId?: string | undefined
   /** References header, oldest first (what correlation walks). */
   references: string[]
+  /** What mailparser read leniently (wrong charsets, no Date, broken MIME) or what is not synced (large attachments). */
+  issues: MessageIssue[]
 }
 
 /** Minimal facts the IMAP server already parsed (ENVELOPE), used when the MIME is unusable. */
@@ -140,7 +149,88 @@ export interface ParseContext {
   direction: 'incoming' | 'outgoing'
   flags: Iterable<string>
   receivedAt?: Date | undefined
+  /** Attachments above this size are reported as `attachment-too-large` (the CRM's limit). */
+  maxAttachmentBytes?: number | undefined
 }
+
+// ---- problems mailparser reads leniently --------------------------------------------------------
+
+const MAX_MIME_DEPTH = 20
+const MAX_ISSUES = 20
+
+function unfoldedHeaders(block: string): Map<string, string> {
+  const out = new Map<string, string>()
+  for (const line of block.replace(/\r?\n[ \t]+/g, ' ').split(/\r?\n/)) {
+    const i = line.indexOf(':')
+    if (i > 0) {
+      const name = line.slice(0, i).trim().toLowerCase()
+      if (!out.has(name)) out.set(name, line.slice(i + 1).trim())
+    }
+  }
+  return out
+}
+
+function charsetKnown(charset: string): boolean {
+  try {
+    // The decoder mailparser uses: an unknown charset is read as UTF-8 with invalid bytes replaced.
+    return libmime.createDecodeStream(charset).supported === true
+  } catch {
+    return false
+  }
+}
+
+const MB = (n: number) => `${(n / (1024 * 1024)).toFixed(1)} MB`
+
+/**
+ * Walks the MIME tree of a raw message (as latin1 text) for what mailparser accepts silently: a
+ * multipart without a boundary or whose closing delimiter never comes, base64 that is not base64, a
+ * text part in a charset no decoder knows.
+ */
+function scanMime(text: string, path: string, depth: number, issues: MessageIssue[]): void {
+  if (issues.length >= MAX_ISSUES) return
+  const m = /\r?\n\r?\n/.exec(text)
+  const headers = unfoldedHeaders(m ? text.slice(0, m.index) : text)
+  const body = m ? text.slice(m.index + m[0].length) : ''
+  const ct = libmime.parseHeaderValue(headers.get('content-type') ?? 'text/plain')
+  const type = String(ct.value || 'text/plain').toLowerCase()
+  const params = ct.params as Record<string, string | undefined>
+  const where = path === '' ? 'the message' : `part ${path}`
+  if (type.startsWith('multipart/')) {
+    const boundary = params['boundary']
+    if (!boundary) {
+      issues.push({ reason: 'broken-mime', message: `${where} is ${type} without a boundary parameter` })
+      return
+    }
+    if (depth >= MAX_MIME_DEPTH) return
+    const open = `--${boundary}`
+    const close = `--${boundary}--`
+    const parts: string[] = []
+    let current: string[] | undefined
+    let closed = false
+    for (const line of body.split(/\r?\n/)) {
+      const bare = line.trimEnd()
+      if (bare === close) {
+        closed = true
+        break
+      }
+      if (bare === open) {
+        if (current) parts.push(current.join('\r\n'))
+        current = []
+      } else current?.push(line)
+    }
+    if (current) parts.push(current.join('\r\n'))
+    if (!closed) issues.push({ reason: 'broken-mime', message: `${where} (${type}, boundary "${boundary.slice(0, 70)}") is never closed: the message is cut off or malformed` })
+    if (parts.length === 0) issues.push({ reason: 'broken-mime', message: `${where} (${type}) has no parts` })
+    parts.forEach((part, i) => scanMime(part, path === '' ? String(i + 1) : `${path}.${i + 1}`, depth + 1, issues))
+    return
+  }
+  const encoding = (headers.get('content-transfer-encoding') ?? '').trim().toLowerCase()
+  if (encoding === 'base64' && /[^A-Za-z0-9+/=\s]/.test(body)) issues.push({ reason: 'broken-mime', message: `${where} (${type}) is declared base64 but is not valid base64` })
+  const charset = params['charset']
+  if (type.startsWith('text/') && charset && !charsetKnown(charset)) issues.push({ reason: 'unknown-charset', message: `${where} (${type}) is in the unknown charset "${charset.slice(0, 70)}"; it was read as UTF-8, unreadable bytes replaced` })
+}
+
+const REPLACEMENT = Buffer.from([0xef, 0xbf, 0xbd])
 
 /** Parses a raw message. Throws `MailServerError('malformed-message')` when the MIME is unusable. */
 export async function parseMessage(source: Buffer, ctx: ParseContext): Promise<ParsedEmail> {
@@ -170,14 +260,41 @@ export async function parseMessage(source: Buffer, ctx: ParseContext): Promise<P
     direction: ctx.direction,
     categories: categoriesOf(ctx.flags),
   }
-  if (parsed.date && !Number.isNaN(parsed.date.getTime())) fields.sentAt = parsed.date.toISOString()
+  // mailparser turns an unreadable Date header into "now": read the header itself.
+  const rawDate = (parsed.headerLines.find((h) => h.key === 'date')?.line ?? '').replace(/^date:\s*/i, '').trim()
+  const dateReadable = rawDate !== '' && !Number.isNaN(new Date(rawDate).getTime())
+  if (dateReadable && parsed.date && !Number.isNaN(parsed.date.getTime())) fields.sentAt = parsed.date.toISOString()
   if (ctx.receivedAt && !Number.isNaN(ctx.receivedAt.getTime())) fields.receivedAt = ctx.receivedAt.toISOString()
   if (messageId) fields.internetMessageId = messageId
   fields.inReplyTo = inReplyTo ?? null
   const conversationId = conversationIdOf(messageId, inReplyTo, references)
   if (conversationId) fields.conversationId = conversationId
   const concordId = headerString(parsed.headers.get(CONCORD_ID_HEADER.toLowerCase()))?.trim()
-  return { fields, concordId: concordId || undefined, references }
+  const issues: MessageIssue[] = []
+  scanMime(source.toString('latin1'), '', 0, issues)
+  if (!issues.some((i) => i.reason === 'unknown-charset' || i.reason === 'broken-mime')) {
+    const decoded = [parsed.subject ?? '', parsed.text ?? '', typeof parsed.html === 'string' ? parsed.html : '']
+    if (decoded.some((t) => t.includes('\uFFFD')) && !source.includes(REPLACEMENT)) {
+      issues.push({ reason: 'invalid-charset-data', message: 'the text has bytes that are invalid in its declared charset; they were replaced (U+FFFD)' })
+    }
+  }
+  if (!parsed.headers.has('date')) issues.push({ reason: 'missing-date', message: 'the message has no Date header: the e-mail has no sent time (senton)' })
+  else if (!fields.sentAt) issues.push({ reason: 'missing-date', message: `the Date header is not a date ("${rawDate.slice(0, 80)}"): the e-mail has no sent time (senton)` })
+  const maxAttachment = ctx.maxAttachmentBytes
+  if (maxAttachment !== undefined) {
+    for (const a of parsed.attachments) {
+      if (a.size > maxAttachment && issues.length < MAX_ISSUES) {
+        issues.push({ reason: 'attachment-too-large', message: `attachment "${(a.filename ?? a.contentType).slice(0, 200)}" (${MB(a.size)}) is above the CRM's attachment limit (${MB(maxAttachment)}); it is not synced, the e-mail is` })
+      }
+    }
+  }
+  // One issue per reason (a message is reported once per reason).
+  const merged = new Map<MessageIssue['reason'], MessageIssue>()
+  for (const i of issues) {
+    const prior = merged.get(i.reason)
+    merged.set(i.reason, prior ? { reason: i.reason, message: `${prior.message}; ${i.message}` } : i)
+  }
+  return { fields, concordId: concordId || undefined, references, issues: [...merged.values()] }
 }
 
 /** Fields from the server's ENVELOPE when the body cannot be used (too large, broken MIME). Body stays unknown. */

@@ -59,8 +59,14 @@ export const MailServerOptionsSchema = z.strictObject({
   outgoing: SmtpOutgoingSchema.optional(),
   /** Domain of generated Message-IDs (`<concord.…@domain>`). Default: the domain of the sender. */
   messageIdDomain: z.string().min(1).max(255).optional(),
-  /** Bodies above this size are not downloaded; the e-mail is reported from its envelope. */
-  maxMessageBytes: z.number().int().min(1024).max(1024 * 1024 * 1024).default(25 * 1024 * 1024),
+  /** Messages above this size are not downloaded (IMAP); the e-mail is synced from its envelope and reported. */
+  maxMessageBytes: z.number().int().min(1024).max(1024 * 1024 * 1024).default(50 * 1024 * 1024),
+  /**
+   * The CRM's attachment limit: Dataverse `organization.maxuploadfilesize`, 5 MB (5,242,880 bytes) by
+   * default, configurable up to 128 MB. Larger attachments are reported (`attachment-too-large`); the
+   * e-mail still syncs.
+   */
+  maxAttachmentBytes: z.number().int().min(1).max(1024 * 1024 * 1024).default(5 * 1024 * 1024),
   /** The category (an IMAP keyword) that marks an e-mail as tracked (protocols.md §5.8). */
   trackingCategory: z.string().min(1).max(255).default('Tracked to Dynamics 365'),
 })

@@ -30,7 +30,7 @@ export class Pop3Source {
 
   constructor(
     private readonly options: Pop3Incoming,
-    private readonly hooks: { report: (p: MessageProblem) => void },
+    private readonly hooks: { report: (p: MessageProblem) => void; maxAttachmentBytes?: number | undefined },
   ) {}
 
   private async session<T>(what: string, fn: (pop: Session) => Promise<T>): Promise<T> {
@@ -119,17 +119,18 @@ export class Pop3Source {
         const raw = await pop.retr(n)
         const version = asVersion(createHash('sha256').update(`pop3\n${item.uidl}`).digest('base64url').slice(0, 24))
         try {
-          const parsed = await parseMessage(raw, { direction: 'incoming', flags: [] })
+          const parsed = await parseMessage(raw, { direction: 'incoming', flags: [], maxAttachmentBytes: this.hooks.maxAttachmentBytes })
           delete parsed.fields.categories // POP3 has no categories: unknown, not empty
           const id = nativeIdFor(parsed.fields.internetMessageId ?? undefined, { date: parsed.fields.sentAt ? new Date(parsed.fields.sentAt) : undefined, from: parsed.fields.from?.address, subject: parsed.fields.subject ?? undefined, size: raw.length })
           snap.uidls.set(item.uidl, id)
           // X-Concord-Id on mail received over POP3 is not trusted (anyone can send it).
           changes.push({ type: 'upsert', nativeId: id, kind: 'email', version, fields: parsed.fields, meta: { tracked: false } })
+          for (const issue of parsed.issues) this.hooks.report({ nativeId: id, folder: 'INBOX', uid: item.uidl, outcome: 'synced', error: new MailServerError(issue.reason, `POP3 message ${item.uidl}: ${issue.message}`) })
         } catch (error) {
           const id = nativeIdFor(undefined, { subject: `pop3:${item.uidl}`, size: raw.length })
           snap.uidls.set(item.uidl, id)
           const err = error instanceof MailServerError ? error : new MailServerError('malformed-message', `POP3 message ${item.uidl} could not be parsed: ${(error as Error).message}`, {}, { cause: error })
-          this.hooks.report({ nativeId: id, folder: 'INBOX', uid: item.uidl, error: err })
+          this.hooks.report({ nativeId: id, folder: 'INBOX', uid: item.uidl, outcome: 'envelope', error: err })
           changes.push({ type: 'upsert', nativeId: id, kind: 'email', version, fields: { direction: 'incoming' }, meta: { tracked: false } })
         }
       }

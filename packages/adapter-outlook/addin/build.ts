@@ -10,6 +10,9 @@ import { deflateSync } from 'node:zlib'
 import { build } from 'esbuild'
 import { z } from 'zod'
 import { OutlookProtocolError } from '../src/errors.js'
+import { checkManifest } from './manifest-check.js'
+
+export { type ManifestProblem, assertValidManifest, checkManifest } from './manifest-check.js'
 
 const HERE = fileURLToPath(new URL('.', import.meta.url))
 
@@ -68,6 +71,9 @@ export async function buildAddin(options: BuildAddinOptions = {}): Promise<Addin
   const js = result.outputFiles.find((f) => f.path.endsWith('taskpane.js'))
   if (!js) throw new OutlookProtocolError('internal', 'esbuild produced no taskpane.js')
   const template = await readFile(join(HERE, 'manifest.xml'), 'utf8')
+  // A broken manifest never ships: it is checked (offline, see manifest-check.ts) at every build.
+  const problems = checkManifest(fillManifest(template, 'https://localhost:8787'))
+  if (problems.length > 0) throw new OutlookProtocolError('internal', `addin/manifest.xml is invalid: ${problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`.slice(0, 1900))
   const files = new Map<string, AddinFile>([
     ['taskpane.html', { contentType: 'text/html; charset=utf-8', body: await readFile(join(HERE, 'src/taskpane.html')) }],
     ['taskpane.css', { contentType: 'text/css; charset=utf-8', body: await readFile(join(HERE, 'src/taskpane.css')) }],

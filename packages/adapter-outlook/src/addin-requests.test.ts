@@ -2,11 +2,12 @@
 import { expect, test } from 'vitest'
 import { InMemoryDesignationStore } from './designation.js'
 import { ClientRequestSchema } from './protocol.js'
-import { ClientSessionHost, type ClientRequestHandlers } from './session-host.js'
+import { ClientSessionHost, type ClientRequestHandlers, type ClientSessionHostOptions, type GuardedAction, type RequestContext } from './session-host.js'
+import { OutlookProtocolError } from './errors.js'
 import type { FrameTransport } from './transport.js'
 import { MemoryCrm } from './test/fixtures.js'
 
-function connect(handlers: ClientRequestHandlers) {
+function connect(handlers: ClientRequestHandlers, extra: Partial<ClientSessionHostOptions> = {}, existing?: ClientSessionHost) {
   const sent: Array<Record<string, unknown>> = []
   const waiters: Array<() => void> = []
   let onMessage: (text: string | undefined, bytes: number) => void = () => undefined
@@ -19,11 +20,12 @@ function connect(handlers: ClientRequestHandlers) {
     onMessage: (h) => void (onMessage = h),
     onClose: () => undefined,
   }
-  const host = new ClientSessionHost({
+  const host = existing ?? new ClientSessionHost({
     authenticate: async (token) => (token === 'good' ? { userId: 'alice' } : null),
     designations: new InMemoryDesignationStore(),
     handlers,
     sync: { sync: () => Promise.reject(new Error('not used')) },
+    ...extra,
   })
   host.handleConnection(transport)
   const send = (value: unknown) => {
@@ -43,9 +45,9 @@ function connect(handlers: ClientRequestHandlers) {
     send(frame)
     return waitFor((m) => m.id === frame.id, `reply to ${String(frame.id)}`)
   }
-  const hello = async (clientId: string) => {
-    send({ type: 'hello', protocol: 1, token: 'good', clientId })
-    await waitFor((m) => m.type === 'welcome', 'welcome')
+  const hello = async (clientId: string, more: Record<string, unknown> = {}) => {
+    send({ type: 'hello', protocol: 1, token: 'good', clientId, ...more })
+    return waitFor((m) => m.type === 'welcome' && m.clientId === clientId, 'welcome')
   }
   return { hello, ask, sent, host }
 }
@@ -88,4 +90,38 @@ test('a handler answering outside the protocol is an internal error, not a malfo
   await c.hello('pane-4')
   expect(await c.ask({ type: 'search', id: 's5', input: { text: 'x' } })).toMatchObject({ type: 'error', code: 'internal', message: expect.stringContaining('search handler returned an invalid result') })
   expect(ClientRequestSchema.safeParse({ type: 'itemInfo', id: 'x', input: { addresses: Array.from({ length: 201 }, () => 'a@x.test') } }).success).toBe(false)
+})
+
+test('the server policy (authorize) refuses requests with its code; a refused automatic designation connects undesignated', async () => {
+  const asked: Array<[GuardedAction, RequestContext]> = []
+  let actSyncedServerSide = true
+  const authorize = async (ctx: RequestContext, action: GuardedAction) => {
+    asked.push([action, ctx])
+    if (action === 'track') throw new OutlookProtocolError('mailbox_not_enabled', 'track requires server-side synchronization')
+    if ((action === 'designate' || action === 'syncNow') && actSyncedServerSide) throw new OutlookProtocolError('sync_method_conflict', 'the mailbox syncs contacts server-side')
+  }
+  const c = connect(addinHandlers(), { authorize })
+  const welcome = await c.hello('laptop')
+  expect(welcome).toMatchObject({ designated: false, fencingToken: null })
+  expect(asked[0]).toEqual(['designate', { userId: 'alice', clientId: 'laptop', designated: false }])
+  expect(await c.ask({ type: 'track', id: 't1', input: { kind: 'email', fields: {} } })).toEqual({ type: 'error', id: 't1', code: 'mailbox_not_enabled', message: 'track requires server-side synchronization' })
+  expect(await c.ask({ type: 'designate', id: 'd1' })).toMatchObject({ type: 'error', code: 'sync_method_conflict' })
+  expect(await c.host.designatedClient('alice')).toBeUndefined()
+  // Requests the policy allows reach their handlers.
+  expect(await c.ask({ type: 'search', id: 's1', input: { text: 'Jump' } })).toMatchObject({ type: 'result' })
+  actSyncedServerSide = false
+  expect(await c.ask({ type: 'designate', id: 'd2' })).toEqual({ type: 'result', id: 'd2', result: { fencingToken: 1 } })
+  // The policy changes while the client is designated: its sync is refused before anything runs.
+  actSyncedServerSide = true
+  expect(await c.ask({ type: 'syncNow', id: 'n1', fencingToken: 1 })).toMatchObject({ type: 'error', code: 'sync_method_conflict' })
+  await expect(c.host.syncUser('alice')).rejects.toMatchObject({ code: 'sync_method_conflict' })
+})
+
+test('a client that says it never syncs items (the App for Outlook) is never designated', async () => {
+  const c = connect(addinHandlers())
+  expect(await c.hello('pane-x', { syncItems: false, clientName: 'App for Outlook' })).toMatchObject({ designated: false })
+  expect(await c.ask({ type: 'designate', id: 'd1' })).toMatchObject({ type: 'error', code: 'bad_request', message: expect.stringContaining('syncItems: false') })
+  // The user's real Outlook client, connecting afterwards, is still the first sync client.
+  const outlook = connect(addinHandlers(), {}, c.host)
+  expect(await outlook.hello('laptop')).toMatchObject({ designated: true, fencingToken: 1 })
 })

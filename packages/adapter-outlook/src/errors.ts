@@ -29,6 +29,23 @@ export const ProtocolErrorCodes = [
   'not_found',
   /** A bug or an unexpected failure on the other side. */
   'internal',
+  /**
+   * The action needs server-side synchronization and the user's mailbox is not enabled for it (App for
+   * Outlook: Track, Set Regarding, Stop tracking, Add contact). Not retryable until an administrator
+   * enables the mailbox (Test & Enable).
+   */
+  'mailbox_not_enabled',
+  /**
+   * The action is not supported with the mailbox's email server profile: manual tracking (Track, Set
+   * Regarding, Stop tracking) is unsupported for POP3/SMTP mailboxes (protocols.md §5.1).
+   */
+  'profile_unsupported',
+  /**
+   * Outlook client sync of appointments, contacts and tasks was asked for (`designate`, `syncNow`) while
+   * the user's mailbox syncs them with server-side synchronization: a mailbox's ACT sync method is
+   * server-side sync or the Outlook client, never both (`actdeliverymethod`, protocols.md §5.1–5.2).
+   */
+  'sync_method_conflict',
 ] as const
 export type ProtocolErrorCode = (typeof ProtocolErrorCodes)[number]
 
@@ -92,6 +109,9 @@ export function syncErrorOf(code: ProtocolErrorCode, message: string, cause?: un
     case 'forbidden':
     case 'not_designated':
     case 'fenced':
+    case 'mailbox_not_enabled':
+    case 'profile_unsupported':
+    case 'sync_method_conflict':
       return new SyncError('Forbidden', message, {}, options)
     case 'not_found':
       return new SyncError('NotFound', message, {}, options)

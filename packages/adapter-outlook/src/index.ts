@@ -13,6 +13,7 @@ export {
   type DesignatedClient,
   type SyncDriver,
   type SessionInfo,
+  type GuardedAction,
 } from './session-host.js'
 export { SyncPairDriver, type SyncPairDriverOptions } from './pair-driver.js'
 export { OutlookSyncClient, type OutlookSyncClientOptions, type ClientWebSocket, type ClientWebSocketConstructor, type CredentialStore, type Timers, type ClientEvent, type ClientState } from './sync-client.js'

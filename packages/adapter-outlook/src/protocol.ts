@@ -39,6 +39,11 @@ export const HelloSchema = z.strictObject({
   token: z.string().min(1).max(8192),
   clientId: ClientIdSchema,
   clientName: z.string().max(256).optional(),
+  /**
+   * False for a client that never syncs items (the App for Outlook task pane): it is never designated
+   * automatically and may not `designate`. Default true.
+   */
+  syncItems: z.boolean().optional(),
 })
 
 /** Only these four fields leave the client for the should-track check (privacy, §5.8). */
@@ -208,7 +213,15 @@ export type CrmRecord = z.infer<typeof CrmRecordSchema>
 export const LookupResultSchema = z.union([z.strictObject({ ids: z.array(CrmId) }), z.strictObject({ records: z.array(CrmRecordSchema) })])
 export type LookupResult = z.infer<typeof LookupResultSchema>
 /** Whether the user's mailbox is enabled for server-side synchronization (the App for Outlook requires it). */
-export const MailboxStatusResultSchema = z.strictObject({ serverSideSync: z.boolean(), reason: z.string().max(2000).optional() })
+export const MailboxStatusResultSchema = z.strictObject({
+  serverSideSync: z.boolean(),
+  /** Why server-side sync is off, or why manual tracking is refused. */
+  reason: z.string().max(2000).optional(),
+  /** The mailbox's email server profile type, when the server knows the mailbox. */
+  profile: z.enum(['exchange', 'imap', 'pop3']).optional(),
+  /** False when Track / Set Regarding / Stop tracking are refused for this mailbox (POP3/SMTP profile). Absent: allowed when `serverSideSync`. */
+  manualTracking: z.boolean().optional(),
+})
 export type MailboxStatusResult = z.infer<typeof MailboxStatusResultSchema>
 /** A CRM record reference: the shape of `regarding`, so a search result can be set as regarding as is. */
 export const CrmRefSchema = RegardingSchema

@@ -7,6 +7,7 @@ import {
   type AddContactInput,
   type AddContactResult,
   type ClientRequest,
+  type ClientRequestType,
   ClientMessageSchema,
   CloseCodes,
   type CrmRecord,
@@ -84,6 +85,13 @@ export interface ClientRequestHandlers {
   search?(ctx: RequestContext, input: SearchInput): Promise<SearchResult>
 }
 
+/**
+ * What `ClientSessionHostOptions.authorize` is asked about: every client request type. `designate` is also
+ * asked before a new client is designated automatically at `hello`, and `syncNow` before every sync
+ * (client-asked or server-initiated).
+ */
+export type GuardedAction = ClientRequestType
+
 /** A user's designated client, as the sync driver sees it. `replica` is the client's replica over the socket. */
 export interface DesignatedClient {
   userId: string
@@ -120,6 +128,13 @@ export interface ClientSessionHostOptions {
   helloTimeoutMs?: number | undefined
   /** Client requests one session may have in flight; more are refused with `unavailable`. Default 32. */
   maxPendingRequests?: number | undefined
+  /**
+   * Server policy checked before every client request, before a server-initiated sync, and before the
+   * automatic designation of a user's first client. Throw an `OutlookProtocolError` (e.g.
+   * `mailbox_not_enabled`, `profile_unsupported`, `sync_method_conflict`) to refuse; it is sent as the
+   * request's `error`. A refused automatic designation leaves the client undesignated. Default: allow all.
+   */
+  authorize?: ((ctx: RequestContext, action: GuardedAction) => Promise<void>) | undefined
   logger?: Logger | undefined
 }
 
@@ -155,10 +170,12 @@ class ClientSession implements SessionInfo {
     readonly userId: string,
     readonly clientId: string,
     readonly clientName: string | undefined,
-    designation: Designation,
+    designation: Designation | undefined,
     maxFrameBytes: number,
     rpcTimeoutMs: number,
     private readonly designations: DesignationStore,
+    /** False: the App for Outlook (never designated). */
+    readonly syncItems: boolean,
   ) {
     this.setDesignation(designation)
     this.peer = new RpcPeer(transport, maxFrameBytes, 's')
@@ -295,11 +312,12 @@ export class ClientSessionHost {
       return this.refuse(transport, 'unavailable', 'authentication is unavailable; retry later', CloseCodes.internal)
     }
     if (!user || typeof user.userId !== 'string' || user.userId.length === 0) return this.refuse(transport, 'unauthorized', 'the token was refused', CloseCodes.policy)
-    const designation = await this.options.designations.claimIfUnassigned(user.userId, hello.clientId)
+    const syncItems = hello.syncItems ?? true
+    const designation = syncItems ? await this.initialDesignation(user.userId, hello.clientId) : await this.options.designations.current(user.userId)
     const stored = await this.intervals.get(user.userId)
     const intervalMinutes = Math.max(stored ?? this.defaultIntervalMinutes, this.minIntervalMinutes)
     if (isClosed()) return undefined
-    const session = new ClientSession(transport, user.userId, hello.clientId, hello.clientName, designation, this.maxFrameBytes, this.rpcTimeoutMs, this.options.designations)
+    const session = new ClientSession(transport, user.userId, hello.clientId, hello.clientName, designation, this.maxFrameBytes, this.rpcTimeoutMs, this.options.designations, syncItems)
     // A reconnect of the same client replaces its older connection.
     for (const other of this.sessions.get(user.userId) ?? []) if (other.clientId === hello.clientId) other.transport.close(CloseCodes.normal, 'replaced by a newer connection')
     let set = this.sessions.get(user.userId)
@@ -313,6 +331,35 @@ export class ClientSessionHost {
     )
     this.logger.info({ userId: user.userId, clientId: hello.clientId, designated: session.designated }, 'outlook client connected')
     return session
+  }
+
+  /**
+   * The designation a new connection starts with: the user's first client claims it when the policy
+   * allows; a refusal (policy, or a store that is unavailable now) connects the client undesignated.
+   */
+  private async initialDesignation(userId: string, clientId: string): Promise<Designation | undefined> {
+    if (await this.mayClaim(userId, clientId)) {
+      try {
+        return await this.options.designations.claimIfUnassigned(userId, clientId)
+      } catch (error) {
+        if (!(error instanceof OutlookProtocolError)) throw error
+        this.logger.warn({ userId, clientId, code: error.code, reason: error.message }, 'outlook client not designated automatically')
+      }
+    }
+    return this.options.designations.current(userId)
+  }
+
+  /** Whether the policy lets a new client become the user's sync client automatically (only when nobody is). */
+  private async mayClaim(userId: string, clientId: string): Promise<boolean> {
+    if (!this.options.authorize) return true
+    try {
+      await this.options.authorize({ userId, clientId, designated: false }, 'designate')
+      return true
+    } catch (error) {
+      if (!(error instanceof OutlookProtocolError)) throw error
+      this.logger.info({ userId, clientId, code: error.code, reason: error.message }, 'outlook client not designated automatically')
+      return false
+    }
   }
 
   private dropSession(session: ClientSession): void {
@@ -359,6 +406,7 @@ export class ClientSessionHost {
 
   private async dispatch(session: ClientSession, message: ClientRequest): Promise<unknown> {
     const handlers = this.options.handlers
+    if (message.type !== 'syncNow') await this.options.authorize?.(this.context(session), message.type)
     switch (message.type) {
       case 'syncNow':
         return this.syncNow(session, message.fencingToken)
@@ -398,6 +446,7 @@ export class ClientSessionHost {
   }
 
   private async designate(session: ClientSession): Promise<{ fencingToken: number }> {
+    if (!session.syncItems) throw new OutlookProtocolError('bad_request', `client ${session.clientId} said hello with syncItems: false (App for Outlook); it cannot be the sync client`)
     const designation = await this.options.designations.designate(session.userId, session.clientId)
     for (const other of this.sessions.get(session.userId) ?? []) {
       const was = other.designated
@@ -414,6 +463,7 @@ export class ClientSessionHost {
     const current = await this.options.designations.current(session.userId)
     if (current?.clientId !== session.clientId) throw new OutlookProtocolError('not_designated', `client ${session.clientId} is not the designated sync client; it may track e-mail but not sync Outlook items`)
     if (fencingToken !== current.fencingToken || session.fencingToken !== current.fencingToken) throw new OutlookProtocolError('fenced', `fencing token ${fencingToken} is stale; the current one is ${current.fencingToken}`)
+    await this.options.authorize?.(this.context(session), 'syncNow')
     return this.withUserLock(session.userId, async () => {
       const token = await session.checkFence()
       const summary = await this.options.sync.sync({ userId: session.userId, clientId: session.clientId, fencingToken: token, replica: session.replica }, session.abort.signal)
@@ -448,6 +498,16 @@ export class ClientSessionHost {
   /** The user's connected clients. */
   sessionsOf(userId: string): SessionInfo[] {
     return [...(this.sessions.get(userId) ?? [])].map((s) => s.info)
+  }
+
+  /**
+   * Closes the user's connections (e.g. an administrator's "reconnect"); clients reconnect with backoff
+   * unless `code` is 1008 (policy). Returns how many were closed.
+   */
+  disconnect(userId: string, code = 1012, reason = 'service restart'): number {
+    const sessions = [...(this.sessions.get(userId) ?? [])]
+    for (const s of sessions) s.transport.close(code, reason)
+    return sessions.length
   }
 
   /** Closes every connection (1001 going away). */

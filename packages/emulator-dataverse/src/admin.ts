@@ -6,7 +6,7 @@ import { parseFilter } from './odata/filter-parser.js'
 import { compileFilter } from './odata/query.js'
 import { parsePayload } from './records.js'
 import { TABLES_BY_SET, tableByName } from './schema.js'
-import { BASIC_USER, DEPTH_RANK, SYSTEM_ADMINISTRATOR, guidFromName, type Depth, type ShareAccess } from './security.js'
+import { BASIC_USER, DEPTH_RANK, FIELD_ALLOWED, FIELD_NOT_ALLOWED, SYSTEM_ADMINISTRATOR, guidFromName, type Depth, type ShareAccess } from './security.js'
 import type { Row } from './store/store.js'
 import type { Throttle, ThrottleLimits } from './throttle.js'
 import type { WebApi } from './web-api.js'
@@ -310,16 +310,29 @@ export class Admin {
     this.persist()
   }
 
-  secureColumn(table: string, column: string): void {
-    tableByName(table)
-    this.ctx.security.secure(table, column)
+  /**
+   * Emulator shortcut for `PUT EntityDefinitions(LogicalName='<table>')/Attributes(LogicalName='<column>')`
+   * with `IsSecured: true` (see README "Column security").
+   */
+  secureColumn(table: string, column: string, secured = true): void {
+    try {
+      tableByName(table)
+    } catch {
+      throw payloadInvalid(`field security: table '${table}' does not exist.`)
+    }
+    this.ctx.store.transaction(() => this.ctx.security.setSecured(table, column, secured))
     this.persist()
   }
 
+  /**
+   * Emulator shortcut (thin wrapper): creates a `fieldsecurityprofiles` row, its `fieldpermissions` rows
+   * (canread/cancreate/canupdate 4 Allowed / 0 Not Allowed) and the `systemuserprofiles_association` links,
+   * exactly what the Web API calls do. Idempotent by name: an existing profile's permissions and members
+   * are replaced.
+   */
   addFieldSecurityProfile(input: z.input<typeof fieldProfileSchema>): string {
     const p = this.parse(fieldProfileSchema, input, 'field security profile')
     const id = guidFromName(`fsp:${p.name}`)
-    const permissions: Record<string, { canRead: boolean; canCreate: boolean; canUpdate: boolean }> = {}
     for (const perm of p.permissions) {
       let def
       try {
@@ -328,9 +341,33 @@ export class Admin {
         throw payloadInvalid(`field security profile: table '${perm.table}' does not exist.`)
       }
       if (!Object.hasOwn(def.columns, perm.column)) throw payloadInvalid(`field security profile: column '${perm.table}.${perm.column}' does not exist.`)
-      permissions[`${perm.table}.${perm.column}`] = { canRead: perm.canRead, canCreate: perm.canCreate, canUpdate: perm.canUpdate }
     }
-    this.ctx.security.profiles.set(id, { id, name: p.name, members: p.members.map((m) => m.toLowerCase()), permissions })
+    for (const m of p.members) {
+      if (!this.ctx.store.get('systemuser', m.toLowerCase())) throw payloadInvalid(`field security profile: member ${m} is not a system user.`)
+    }
+    const store = this.ctx.store
+    const allowed = (b: boolean): number => (b ? FIELD_ALLOWED : FIELD_NOT_ALLOWED)
+    store.transaction(() => {
+      if (store.get('fieldsecurityprofile', id)) {
+        const perms = store.table('fieldpermission')
+        for (const pid of perms.lookupIndex('_fieldsecurityprofileid_value', id)) store.delete('fieldpermission', pid, this.ctx.now())
+        const links = store.table('systemuserprofiles')
+        for (const lid of links.lookupIndex('fieldsecurityprofileid', id)) store.delete('systemuserprofiles', lid, this.ctx.now())
+        store.update('fieldsecurityprofile', id, { name: p.name }, {})
+      } else {
+        store.insert('fieldsecurityprofile', { id, values: { name: p.name, description: null }, lookups: { createdby: null, modifiedby: null } })
+      }
+      for (const perm of p.permissions) {
+        store.insert('fieldpermission', {
+          id: randomUUID(),
+          values: { entityname: perm.table, attributelogicalname: perm.column, canread: allowed(perm.canRead), cancreate: allowed(perm.canCreate), canupdate: allowed(perm.canUpdate), canreadunmasked: 0 },
+          lookups: { fieldsecurityprofileid: { table: 'fieldsecurityprofile', id } },
+        })
+      }
+      for (const m of p.members) {
+        store.insert('systemuserprofiles', { id: randomUUID(), values: { systemuserid: m.toLowerCase(), fieldsecurityprofileid: id }, lookups: {} })
+      }
+    })
     this.persist()
     return id
   }

@@ -12,6 +12,9 @@ export type DataverseErrorKind =
   | 'PrivilegeDenied'
   | 'AttributePermissionUpdateIsMissingDuringUpdate'
   | 'AttributePrivilegeCreateIsMissing'
+  | 'AttributeNotSecured'
+  | 'ReadOnlyColumn'
+  | 'CannotUseOpportunitySetStateMessage'
   | 'ConcurrencyVersionMismatch'
   | 'DuplicateRecord'
   | 'ChangeTrackingQueryOption'
@@ -35,8 +38,11 @@ export const ERROR_CODES: Record<DataverseErrorKind, string> = {
   NotFound: '0x80040217', // ObjectDoesNotExist
   Unauthorized: '0x80044151', // (emulator) authentication failed
   PrivilegeDenied: '0x80040220', // PrivilegeDenied
-  AttributePermissionUpdateIsMissingDuringUpdate: '0x8004f508', // (emulator)
-  AttributePrivilegeCreateIsMissing: '0x8004f509', // (emulator)
+  AttributePermissionUpdateIsMissingDuringUpdate: '0x8004f507', // web-service-error-codes: -2147158777
+  AttributePrivilegeCreateIsMissing: '0x8004f502', // web-service-error-codes: -2147158782
+  AttributeNotSecured: '0x8004f508', // web-service-error-codes: -2147158776
+  ReadOnlyColumn: '0x80048d19', // (emulator) payload error; the real platform's answer is undocumented
+  CannotUseOpportunitySetStateMessage: '0x80100005', // web-service-error-codes: -2146435067
   ConcurrencyVersionMismatch: '0x80060882',
   DuplicateRecord: '0x80040237', // DuplicateRecord
   ChangeTrackingQueryOption: '0x80060888',

@@ -34,6 +34,11 @@ function render(annotations: boolean): string {
       }
     }
     if (t.partyCollection) out.push(`<NavigationProperty Name="${t.partyCollection}" Type="Collection(mscrm.activityparty)" />`)
+    if (t.logicalName === 'fieldsecurityprofile') {
+      out.push('<NavigationProperty Name="systemuserprofiles_association" Type="Collection(mscrm.systemuser)" Partner="systemuserprofiles_association" />')
+      out.push('<NavigationProperty Name="lk_fieldpermission_fieldsecurityprofileid" Type="Collection(mscrm.fieldpermission)" Partner="fieldsecurityprofileid" />')
+    }
+    if (t.logicalName === 'systemuser') out.push('<NavigationProperty Name="systemuserprofiles_association" Type="Collection(mscrm.fieldsecurityprofile)" Partner="systemuserprofiles_association" />')
     out.push('</EntityType>')
   }
   out.push('<ComplexType Name="WhoAmIResponse"><Property Name="BusinessUnitId" Type="Edm.Guid" Nullable="false" /><Property Name="UserId" Type="Edm.Guid" Nullable="false" /><Property Name="OrganizationId" Type="Edm.Guid" Nullable="false" /></ComplexType>')
@@ -48,6 +53,8 @@ function render(annotations: boolean): string {
   out.push('<ComplexType Name="RetrievePrincipalAccessResponse"><Property Name="AccessRights" Type="Edm.String" /></ComplexType>')
   out.push('<Function Name="RetrievePrincipalAccess" IsBound="true"><Parameter Name="entity" Type="mscrm.systemuser" Nullable="false" /><Parameter Name="Target" Type="mscrm.crmbaseentity" Nullable="false" /><ReturnType Type="mscrm.RetrievePrincipalAccessResponse" Nullable="false" /></Function>')
   out.push('<Action Name="SendEmail" IsBound="true"><Parameter Name="entity" Type="mscrm.email" Nullable="false" /><Parameter Name="IssueSend" Type="Edm.Boolean" Nullable="false" /><Parameter Name="TrackingToken" Type="Edm.String" /><ReturnType Type="mscrm.SendEmailResponse" Nullable="false" /></Action>')
+  out.push('<Action Name="WinOpportunity"><Parameter Name="OpportunityClose" Type="mscrm.opportunityclose" Nullable="false" /><Parameter Name="Status" Type="Edm.Int32" Nullable="false" /></Action>')
+  out.push('<Action Name="LoseOpportunity"><Parameter Name="OpportunityClose" Type="mscrm.opportunityclose" Nullable="false" /><Parameter Name="Status" Type="Edm.Int32" Nullable="false" /></Action>')
   out.push('<Action Name="GrantAccess"><Parameter Name="Target" Type="mscrm.crmbaseentity" Nullable="false" /><Parameter Name="PrincipalAccess" Type="mscrm.PrincipalAccess" Nullable="false" /></Action>')
   out.push('<Action Name="ModifyAccess"><Parameter Name="Target" Type="mscrm.crmbaseentity" Nullable="false" /><Parameter Name="PrincipalAccess" Type="mscrm.PrincipalAccess" Nullable="false" /></Action>')
   out.push('<Action Name="RevokeAccess"><Parameter Name="Target" Type="mscrm.crmbaseentity" Nullable="false" /><Parameter Name="Revokee" Type="mscrm.principal" Nullable="false" /></Action>')
@@ -60,6 +67,7 @@ function render(annotations: boolean): string {
     }
   }
   out.push('<FunctionImport Name="WhoAmI" Function="mscrm.WhoAmI" />')
+  out.push('<ActionImport Name="WinOpportunity" Action="mscrm.WinOpportunity" /><ActionImport Name="LoseOpportunity" Action="mscrm.LoseOpportunity" />')
   out.push('<ActionImport Name="GrantAccess" Action="mscrm.GrantAccess" /><ActionImport Name="ModifyAccess" Action="mscrm.ModifyAccess" /><ActionImport Name="RevokeAccess" Action="mscrm.RevokeAccess" />')
   out.push('</EntityContainer></Schema></edmx:DataServices></edmx:Edmx>')
   return out.join('\n')

@@ -4,7 +4,7 @@ import { isoNow, type Caller, type EmulatorContext } from './context.js'
 import { DataverseError, notFound, payloadInvalid } from './errors.js'
 import { parseFilter } from './odata/filter-parser.js'
 import { compileFilter } from './odata/query.js'
-import { navigation, READ_ONLY_COLUMNS, TABLES_BY_NAME, TABLES_BY_SET, tableByName, type ColumnType, type TableDef } from './schema.js'
+import { DERIVED_COLUMNS, isReadOnly, navigation, TABLES_BY_NAME, TABLES_BY_SET, tableByName, type ColumnType, type TableDef } from './schema.js'
 import type { LookupRef, Primitive, Row } from './store/store.js'
 
 export const GUID_RE = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/
@@ -22,6 +22,8 @@ export interface ParsedPayload {
   lookups: Record<string, LookupRef | null>
   parties: PartyInput[] | null
   id: string | null
+  /** Set by WinOpportunity / LoseOpportunity: closing an opportunity is allowed on this write. */
+  closing?: boolean
 }
 
 const edm: Record<ColumnType, string> = {
@@ -139,8 +141,23 @@ export function findByKey(ctx: EmulatorContext, table: TableDef, key: KeySpec): 
 
 const partySchema = z.record(z.string(), z.unknown())
 
+/**
+ * A column that is not valid for this write (IsValidForCreate / IsValidForUpdate false). Dataverse's own
+ * answer is not documented; the emulator refuses so that a client that sends one finds out (README).
+ */
+export function readOnlyColumnError(table: TableDef, column: string, mode: 'create' | 'update'): DataverseError {
+  return new DataverseError(
+    'ReadOnlyColumn',
+    400,
+    `The property '${column}' of '${table.logicalName}' is not valid for ${mode} (IsValidFor${mode === 'create' ? 'Create' : 'Update'} is false); it is set by the platform. Remove it from the request.`,
+  )
+}
+
 /** Validate and convert a Web API write body into column values and lookups. */
 export function parsePayload(ctx: EmulatorContext, table: TableDef, body: unknown, mode: 'create' | 'update'): ParsedPayload {
+  if (table.apiReadOnly) {
+    throw new DataverseError('MethodNotAllowed', 405, `'${table.entitySet}' is an intersect table; use the relationship's $ref (Associate / Disassociate) instead.`)
+  }
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw payloadInvalid(`The request body for '${table.entitySet}' must be a JSON object.`)
   }
@@ -155,6 +172,7 @@ export function parsePayload(ctx: EmulatorContext, table: TableDef, body: unknow
           `An undeclared property '${name}' which only has property annotations in the payload but no property value was found in the payload. In OData, only declared navigation properties and declared named streams can be represented as properties without values.`,
         )
       }
+      if (isReadOnly(table, n.column)) throw readOnlyColumnError(table, n.column, mode)
       if (v === null) {
         out.lookups[n.column] = null
         continue
@@ -183,10 +201,11 @@ export function parsePayload(ctx: EmulatorContext, table: TableDef, body: unknow
         `The property '${k}' does not exist on type 'Microsoft.Dynamics.CRM.${table.logicalName}'. Make sure to only use property names that are defined by the type or mark the type as open type.`,
       )
     }
-    if (READ_ONLY_COLUMNS.has(k)) continue
-    out.values[k] = convert(table, k, type, v)
+    if (isReadOnly(table, k) || (mode === 'update' && table.createOnly?.includes(k))) throw readOnlyColumnError(table, k, mode)
+    const value = convert(table, k, type, v)
+    if (DERIVED_COLUMNS.has(k)) continue // writable in Dataverse, recomputed here from the lookup
+    out.values[k] = value
   }
-  void mode
   return out
 }
 
@@ -226,14 +245,14 @@ function parseParty(ctx: EmulatorContext, raw: unknown, where: string): PartyInp
 function emailOf(ctx: EmulatorContext, ref: LookupRef): string | null {
   const row = ctx.store.get(ref.table, ref.id)
   if (!row) return null
-  const col = ref.table === 'systemuser' ? 'internalemailaddress' : ref.table === 'queue' ? 'emailaddress' : 'emailaddress1'
+  const col = ref.table === 'systemuser' ? 'internalemailaddress' : ref.table === 'queue' || ref.table === 'opportunity' ? 'emailaddress' : 'emailaddress1'
   const v = row.values[col]
   return typeof v === 'string' ? v : null
 }
 
 /**
- * Resolve an address to records (§5.8): the sender resolves to the first match in the order
- * systemuser, contact, account, queue; other parties resolve to every match.
+ * Resolve an address to records (§5.8): the sender resolves to the first active match in the order
+ * systemuser, contact, account, lead, queue; other parties resolve to every match.
  */
 export function resolveAddress(ctx: EmulatorContext, address: string, single: boolean): LookupRef[] {
   const out: LookupRef[] = []
@@ -241,6 +260,7 @@ export function resolveAddress(ctx: EmulatorContext, address: string, single: bo
     ['systemuser', ['internalemailaddress']],
     ['contact', ['emailaddress1', 'emailaddress2', 'emailaddress3']],
     ['account', ['emailaddress1']],
+    ['lead', ['emailaddress1', 'emailaddress2', 'emailaddress3']],
     ['queue', ['emailaddress']],
   ]
   for (const [table, cols] of probes) {
@@ -342,12 +362,12 @@ export function applyComputed(ctx: EmulatorContext, table: TableDef, p: ParsedPa
   if ('regardingobjectid' in p.lookups && 'regardingobjecttypecode' in table.columns) {
     v.regardingobjecttypecode = p.lookups.regardingobjectid?.table ?? null
   }
-  if (table.logicalName === 'contact' || table.logicalName === 'systemuser') {
+  if (table.logicalName === 'contact' || table.logicalName === 'systemuser' || table.logicalName === 'lead') {
     const first = 'firstname' in v ? v.firstname : (existing?.values.firstname ?? null)
     const last = 'lastname' in v ? v.lastname : (existing?.values.lastname ?? null)
     if ('firstname' in v || 'lastname' in v || !existing) {
       const full = [first, last].filter((x) => typeof x === 'string' && x !== '').join(' ')
-      if (table.logicalName === 'contact' || full !== '') v.fullname = full === '' ? null : full
+      if (table.logicalName !== 'systemuser' || full !== '') v.fullname = full === '' ? null : full
     }
   }
   if (table.logicalName === 'appointment' && !('scheduleddurationminutes' in v) && ('scheduledstart' in v || 'scheduledend' in v)) {
@@ -398,8 +418,12 @@ export const OPTION_SETS: Record<string, Record<string, readonly number[]>> = {
     actdeliverymethod: [0, 1, 2],
   },
   tracelog: { level: [1, 2, 3] },
-  emailserverprofile: { servertype: [0, 1, 3] },
+  // servertype: 0 Exchange Server, 1 Other (POP3/SMTP), 2 Exchange Server (Hybrid), 3 Exchange Online (Hybrid), 4 IMAP/SMTP.
+  emailserverprofile: { servertype: [0, 1, 2, 3, 4] },
   email: { correlationmethod: [0, 1, 2, 3, 4, 5, 6, 7], prioritycode: [0, 1, 2] },
+  // field_security_permission_type: 0 Not Allowed, 4 Allowed; canreadunmasked 0 Not Allowed, 1 One Record, 3 All Records.
+  fieldpermission: { canread: [0, 4], cancreate: [0, 4], canupdate: [0, 4], canreadunmasked: [0, 1, 3] },
+  lead: { leadsourcecode: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10] },
 }
 
 export function validateRow(table: TableDef, merged: Record<string, Primitive>): void {

@@ -29,6 +29,18 @@ export interface TableDef {
   changeTracking: boolean
   /** Read-only view over other tables (activitypointers = emails + appointments + tasks). */
   virtualOf?: readonly string[]
+  /**
+   * Columns that return false for both IsValidForCreate and IsValidForUpdate in the Dataverse table
+   * reference (besides createdon/modifiedon/versionnumber, which every table has): a write → 400.
+   */
+  readOnly?: readonly string[]
+  /**
+   * Platform columns read-only in Dataverse that the emulator accepts on **create only** (the server-side
+   * sync runtime plays the platform when it delivers an e-mail; see README "Read-only columns").
+   */
+  createOnly?: readonly string[]
+  /** Only readable through the Web API (intersect tables such as systemuserprofiles). */
+  apiReadOnly?: boolean
 }
 
 const common: Record<string, ColumnType> = {
@@ -54,8 +66,11 @@ const activityColumns: Record<string, ColumnType> = {
   activitytypecode: 'string',
 }
 
+/** Tables an activity's regardingobjectid may point at (Sales adds lead and opportunity). */
+export const REGARDING_TARGETS = ['account', 'contact', 'lead', 'opportunity'] as const
+
 const activityLookups: Record<string, LookupDef> = {
-  regardingobjectid: { targets: ['account', 'contact'] },
+  regardingobjectid: { targets: REGARDING_TARGETS },
   ownerid: { targets: ['systemuser'] },
   createdby: { targets: ['systemuser'] },
   modifiedby: { targets: ['systemuser'] },
@@ -146,8 +161,8 @@ export const TABLES: readonly TableDef[] = [
   },
   {
     // Server-side sync's email server profiles (which mail server a mailbox syncs with). `servertype`
-    // values are the emulator's choice (see README): 0 Exchange Server, 1 Other (POP3/IMAP + SMTP),
-    // 3 Exchange Online.
+    // (EmailServerProfile table reference): 0 Exchange Server, 1 Other (POP3/SMTP), 2 Exchange Server
+    // (Hybrid), 3 Exchange Online (Hybrid), 4 IMAP/SMTP.
     logicalName: 'emailserverprofile',
     entitySet: 'emailserverprofiles',
     primaryKey: 'emailserverprofileid',
@@ -264,6 +279,7 @@ export const TABLES: readonly TableDef[] = [
     lookups: { ...sysLookups, ownerid: { targets: ['systemuser'] }, parentcustomerid: { targets: ['account', 'contact'] } },
     states: { 0: [1], 1: [2] },
     defaultState: 0,
+    readOnly: ['fullname'],
     alternateKeys: { emailaddress1: ['emailaddress1'], concord_linkid: ['concord_linkid'] },
     indexed: ['emailaddress1', 'emailaddress2', 'emailaddress3', 'concord_linkid'],
     changeTracking: true,
@@ -299,8 +315,12 @@ export const TABLES: readonly TableDef[] = [
     },
     states: { 0: [1, 8], 1: [2, 3, 4, 6, 7], 2: [5] },
     defaultState: 0,
+    // email.md "Read-only columns/attributes": ActivityTypeCode, AttachmentCount, SentOn, SenderMailboxId,
+    // ScheduledDurationMinutes (not a column here), … ConversationIndex, CorrelationMethod, InReplyTo.
+    readOnly: ['activitytypecode', 'attachmentcount', 'senton', 'sendermailboxid'],
+    createOnly: ['inreplyto', 'conversationindex', 'correlationmethod'],
     alternateKeys: { messageid: ['messageid'], concord_linkid: ['concord_linkid'] },
-    indexed: ['messageid', 'concord_linkid'],
+    indexed: ['messageid', 'concord_linkid', 'conversationindex', 'trackingtoken'],
     partyCollection: 'email_activity_parties',
     changeTracking: true,
   },
@@ -325,6 +345,7 @@ export const TABLES: readonly TableDef[] = [
     lookups: { ...activityLookups },
     states: { 0: [1, 2], 1: [3], 2: [4], 3: [5, 6] },
     defaultState: 3,
+    readOnly: ['activitytypecode'],
     alternateKeys: { concord_linkid: ['concord_linkid'] },
     indexed: ['concord_linkid'],
     partyCollection: 'appointment_activity_parties',
@@ -342,6 +363,7 @@ export const TABLES: readonly TableDef[] = [
     lookups: { ...activityLookups },
     states: { 0: [2, 3, 4, 7], 1: [5], 2: [6] },
     defaultState: 0,
+    readOnly: ['activitytypecode'],
     alternateKeys: { concord_linkid: ['concord_linkid'] },
     indexed: ['concord_linkid'],
     changeTracking: true,
@@ -377,10 +399,148 @@ export const TABLES: readonly TableDef[] = [
       ispartydeleted: 'bool',
       versionnumber: 'int',
     },
-    lookups: { activityid: { targets: ['email', 'appointment', 'task'] }, partyid: { targets: ['systemuser', 'contact', 'account', 'queue'] } },
+    lookups: { activityid: { targets: ['email', 'appointment', 'task'] }, partyid: { targets: ['systemuser', 'contact', 'account', 'lead', 'queue'] } },
     alternateKeys: {},
     indexed: ['_activityid_value'],
     changeTracking: false,
+  },
+  {
+    // Sales: a prospect (lead.md). statecode 0 Open, 1 Qualified, 2 Disqualified; statuscode 1 New,
+    // 2 Contacted (0); 3 Qualified (1); 4 Lost, 5 Cannot Contact, 6 No Longer Interested, 7 Canceled (2).
+    logicalName: 'lead',
+    entitySet: 'leads',
+    primaryKey: 'leadid',
+    primaryName: 'fullname',
+    privilegeEntity: 'Lead',
+    objectTypeCode: 4,
+    ownership: 'user',
+    columns: {
+      ...common,
+      leadid: 'guid',
+      subject: 'string',
+      firstname: 'string',
+      middlename: 'string',
+      lastname: 'string',
+      fullname: 'string',
+      companyname: 'string',
+      jobtitle: 'string',
+      emailaddress1: 'string',
+      emailaddress2: 'string',
+      emailaddress3: 'string',
+      telephone1: 'string',
+      mobilephone: 'string',
+      websiteurl: 'string',
+      description: 'memo',
+      leadsourcecode: 'int',
+      statecode: 'int',
+      statuscode: 'int',
+    },
+    lookups: {
+      ...sysLookups,
+      ownerid: { targets: ['systemuser'] },
+      parentaccountid: { targets: ['account'] },
+      parentcontactid: { targets: ['contact'] },
+      customerid: { targets: ['account', 'contact'] },
+    },
+    states: { 0: [1, 2], 1: [3], 2: [4, 5, 6, 7] },
+    defaultState: 0,
+    readOnly: ['fullname'],
+    alternateKeys: {},
+    indexed: ['emailaddress1', 'emailaddress2', 'emailaddress3'],
+    changeTracking: true,
+  },
+  {
+    // Sales: a potential sale (opportunity.md). statecode 0 Open, 1 Won, 2 Lost; statuscode 1 In Progress,
+    // 2 On Hold (0); 3 Won (1); 4 Canceled, 5 Out-Sold (2). Won/Lost only through WinOpportunity/LoseOpportunity.
+    logicalName: 'opportunity',
+    entitySet: 'opportunities',
+    primaryKey: 'opportunityid',
+    primaryName: 'name',
+    privilegeEntity: 'Opportunity',
+    objectTypeCode: 3,
+    ownership: 'user',
+    columns: {
+      ...common,
+      opportunityid: 'guid',
+      name: 'string',
+      description: 'memo',
+      emailaddress: 'string',
+      estimatedvalue: 'decimal',
+      estimatedclosedate: 'datetime',
+      actualclosedate: 'datetime',
+      closeprobability: 'int',
+      statecode: 'int',
+      statuscode: 'int',
+    },
+    lookups: {
+      ...sysLookups,
+      ownerid: { targets: ['systemuser'] },
+      parentaccountid: { targets: ['account'] },
+      parentcontactid: { targets: ['contact'] },
+      customerid: { targets: ['account', 'contact'] },
+      originatingleadid: { targets: ['lead'] },
+    },
+    states: { 0: [1, 2], 1: [3], 2: [4, 5] },
+    defaultState: 0,
+    alternateKeys: {},
+    indexed: [],
+    changeTracking: true,
+  },
+  {
+    // Column security (field-security-entities): a profile groups field permissions and principals.
+    logicalName: 'fieldsecurityprofile',
+    entitySet: 'fieldsecurityprofiles',
+    primaryKey: 'fieldsecurityprofileid',
+    primaryName: 'name',
+    privilegeEntity: 'FieldSecurityProfile',
+    objectTypeCode: 1200,
+    ownership: 'org',
+    columns: { ...common, fieldsecurityprofileid: 'guid', name: 'string', description: 'memo' },
+    lookups: { ...sysLookups },
+    alternateKeys: {},
+    indexed: ['name'],
+    changeTracking: false,
+  },
+  {
+    // canread/cancreate/canupdate: global choice field_security_permission_type, 0 Not Allowed, 4 Allowed.
+    logicalName: 'fieldpermission',
+    entitySet: 'fieldpermissions',
+    primaryKey: 'fieldpermissionid',
+    primaryName: 'attributelogicalname',
+    privilegeEntity: 'FieldPermission',
+    objectTypeCode: 1201,
+    ownership: 'org',
+    columns: {
+      versionnumber: 'int',
+      fieldpermissionid: 'guid',
+      entityname: 'string',
+      attributelogicalname: 'string',
+      canread: 'int',
+      cancreate: 'int',
+      canupdate: 'int',
+      canreadunmasked: 'int',
+    },
+    lookups: { fieldsecurityprofileid: { targets: ['fieldsecurityprofile'] } },
+    alternateKeys: {},
+    indexed: ['_fieldsecurityprofileid_value'],
+    changeTracking: false,
+  },
+  {
+    // Intersect table of the systemuserprofiles_association many-to-many relationship (read-only; write
+    // through POST/DELETE …/systemuserprofiles_association/$ref).
+    logicalName: 'systemuserprofiles',
+    entitySet: 'systemuserprofilescollection',
+    primaryKey: 'systemuserprofileid',
+    primaryName: 'systemuserprofileid',
+    privilegeEntity: 'FieldSecurityProfile',
+    objectTypeCode: 1202,
+    ownership: 'org',
+    columns: { versionnumber: 'int', systemuserprofileid: 'guid', systemuserid: 'guid', fieldsecurityprofileid: 'guid' },
+    lookups: {},
+    alternateKeys: {},
+    indexed: ['systemuserid', 'fieldsecurityprofileid'],
+    changeTracking: false,
+    apiReadOnly: true,
   },
   {
     logicalName: 'queue',
@@ -471,8 +631,16 @@ export function tableByName(logicalName: string): TableDef {
   return t
 }
 
-/** Columns the client may not write (computed by the emulator). */
-export const READ_ONLY_COLUMNS = new Set(['createdon', 'modifiedon', 'versionnumber', 'fullname', 'regardingobjecttypecode', 'activitytypecode'])
+/** Columns no table lets a client write (IsValidForCreate and IsValidForUpdate false everywhere). */
+export const ALWAYS_READ_ONLY = new Set(['createdon', 'modifiedon', 'versionnumber'])
+/** Lookups filled by the platform (createdby, modifiedby): binding them is refused like a read-only column. */
+export const READ_ONLY_LOOKUPS = new Set(['createdby', 'modifiedby'])
+/** Writable in Dataverse but derived by the emulator from another value (accepted and recomputed). */
+export const DERIVED_COLUMNS = new Set(['regardingobjecttypecode'])
+
+export function isReadOnly(table: TableDef, column: string): boolean {
+  return ALWAYS_READ_ONLY.has(column) || READ_ONLY_LOOKUPS.has(column) || (table.readOnly?.includes(column) ?? false)
+}
 
 export interface NavTarget {
   column: string
@@ -505,11 +673,16 @@ export function navigation(table: TableDef): Map<string, NavTarget> {
   return m
 }
 
-/** Canonical navigation name used in $metadata. */
+/**
+ * Canonical navigation name used in $metadata: `regardingobjectid_<target>_<activity>` (email.md:
+ * regardingobjectid_account_email), other polymorphic lookups `<column>_<target>` (customerid_account,
+ * parentcustomerid_contact, partyid_lead), single-target lookups the column name.
+ */
 export function canonicalNavName(table: TableDef, column: string, target: string): string {
   const def = table.lookups[column]
   if (def && def.targets.length === 1) return column
-  return `${column}_${target}_${table.logicalName}`
+  if (column === 'regardingobjectid') return `${column}_${target}_${table.logicalName}`
+  return `${column}_${target}`
 }
 
 export const ORGANIZATION_ID = '6f1c3a2e-0000-4000-8000-00000000c0de'

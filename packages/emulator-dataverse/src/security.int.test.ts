@@ -154,6 +154,19 @@ describe('field (column) security', () => {
     const a = await asAlice.get(`systemusers(${alice.systemuserid})/Microsoft.Dynamics.CRM.RetrieveUserFieldPermissions()`)
     expect(a.json.FieldPermissions[0]).toMatchObject({ CanRead: true, CanUpdate: false })
   })
+
+  test('systemuserroles_association lists a user\'s roles with the System Administrator role template', async () => {
+    const appUser = (await app.get('WhoAmI')).json.UserId as string
+    const admin = await app.get(`systemusers(${appUser})/systemuserroles_association?$select=name,_roletemplateid_value`)
+    expect(admin.status).toBe(200)
+    expect(admin.json.value).toEqual([{ name: 'System Administrator', _roletemplateid_value: '627090ff-40a3-4053-8790-584edc5be201' }])
+    const basic = await app.get(`systemusers(${bob.systemuserid})/systemuserroles_association`)
+    expect(basic.json.value.length).toBeGreaterThan(0)
+    for (const r of basic.json.value) expect(r).toMatchObject({ roleid: expect.any(String), name: expect.any(String), _roletemplateid_value: null })
+    expect((await app.get(`systemusers(${bob.systemuserid})/systemuserroles_association?$select=nope`)).status).toBe(400)
+    expect((await app.get(`systemusers(${bob.systemuserid})/systemuserroles_association?$filter=name eq 'x'`)).status).toBe(400)
+    expect((await app.post(`systemusers(${bob.systemuserid})/systemuserroles_association`, {})).status).toBe(405)
+  })
 })
 
 describe('send email as user', () => {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { privilegeDenied, DataverseError } from './errors.js'
-import { ROOT_BUSINESS_UNIT_ID, TABLES, tableByName, type TableDef } from './schema.js'
+import { isReadOnly, ROOT_BUSINESS_UNIT_ID, TABLES, tableByName, type TableDef } from './schema.js'
 import type { Row, Store } from './store/store.js'
 
 export type Depth = 'Basic' | 'Local' | 'Deep' | 'Global'
@@ -14,6 +14,8 @@ export const SPECIAL_PRIVILEGES = ['prvSyncToOutlook', 'prvSendAsUser', 'prvActO
 export const SYSTEM_ADMINISTRATOR = 'System Administrator'
 export const BASIC_USER = 'Basic User'
 export const SYSADMIN_FIELD_PROFILE_ID = '572329c1-a042-4e22-be47-367c6374ea45'
+/** Role template of the built-in System Administrator role (the same in every Dataverse environment). */
+export const SYSTEM_ADMINISTRATOR_ROLE_TEMPLATE_ID = '627090ff-40a3-4053-8790-584edc5be201'
 
 export interface Role {
   roleid: string
@@ -27,13 +29,9 @@ export interface FieldPermission {
   canUpdate: boolean
 }
 
-export interface FieldSecurityProfile {
-  id: string
-  name: string
-  members: string[]
-  /** key: `${table}.${column}` */
-  permissions: Record<string, FieldPermission>
-}
+/** field_security_permission_type: 0 Not Allowed, 4 Allowed. */
+export const FIELD_ALLOWED = 4
+export const FIELD_NOT_ALLOWED = 0
 
 export type ShareAccess = 'Read' | 'Write' | 'Delete' | 'Append' | 'AppendTo' | 'Assign' | 'Share'
 
@@ -42,7 +40,8 @@ export interface SecuritySnapshot {
   userRoles: Array<[string, string[]]>
   shares: Array<[string, Array<[string, ShareAccess[]]>]>
   securedColumns: Array<[string, string[]]>
-  profiles: FieldSecurityProfile[]
+  /** Legacy (before profiles were rows of fieldsecurityprofiles / fieldpermissions); ignored on load. */
+  profiles?: unknown[]
 }
 
 export function guidFromName(name: string): string {
@@ -63,7 +62,7 @@ export function builtInRoles(): Role[] {
   const admin: Record<string, Depth> = {}
   for (const p of [...allTablePrivileges(), ...SPECIAL_PRIVILEGES]) admin[p] = 'Global'
   const basic: Record<string, Depth> = {}
-  for (const e of ['Contact', 'Account', 'Activity', 'Queue', 'UserQuery', 'Mailbox']) {
+  for (const e of ['Contact', 'Account', 'Lead', 'Opportunity', 'Activity', 'Queue', 'UserQuery', 'Mailbox']) {
     for (const a of ACCESS_RIGHTS) basic[`prv${a}${e}`] = 'Basic'
   }
   basic.prvReadUser = 'Global'
@@ -84,7 +83,6 @@ export class Security {
   userRoles = new Map<string, Set<string>>()
   shares = new Map<string, Map<string, Set<ShareAccess>>>()
   securedColumns = new Map<string, Set<string>>()
-  profiles = new Map<string, FieldSecurityProfile>()
 
   constructor(private readonly store: Store) {
     this.reset()
@@ -95,7 +93,6 @@ export class Security {
     this.userRoles.clear()
     this.shares.clear()
     this.securedColumns.clear()
-    this.profiles.clear()
     for (const r of builtInRoles()) this.roles.set(r.roleid, r)
   }
 
@@ -220,28 +217,74 @@ export class Security {
     }
   }
 
-  secure(table: string, column: string): void {
+  /** Whether IsSecured may be set on a column (CanBeSecuredForRead/Create/Update): not keys or platform columns. */
+  canBeSecured(table: TableDef, column: string): boolean {
+    return Object.hasOwn(table.columns, column) && column !== table.primaryKey && !isReadOnly(table, column) && !(table.createOnly?.includes(column) ?? false) && column !== 'statecode' && column !== 'statuscode'
+  }
+
+  /** Sets AttributeMetadata.IsSecured. Keeps the System Administrator profile's field permissions in step (it lists every secured column). */
+  setSecured(table: string, column: string, secured: boolean): void {
     const def = tableByName(table)
-    if (!Object.hasOwn(def.columns, column)) throw new DataverseError('BadRequest', 400, `Column ${table}.${column} does not exist.`)
+    if (!Object.hasOwn(def.columns, column)) throw new DataverseError('NotFound', 404, `Could not find attribute '${column}' on entity '${table}'.`)
+    if (secured && !this.canBeSecured(def, column)) throw new DataverseError('BadRequest', 400, `The attribute '${table}.${column}' cannot be secured (CanBeSecuredForRead, CanBeSecuredForCreate and CanBeSecuredForUpdate are false).`)
     let s = this.securedColumns.get(table)
     if (!s) this.securedColumns.set(table, (s = new Set()))
-    s.add(column)
+    const adminPermission = guidFromName(`fieldpermission:${SYSADMIN_FIELD_PROFILE_ID}:${table}.${column}`)
+    if (secured) {
+      s.add(column)
+      this.ensureSysAdminProfile()
+      if (!this.store.get('fieldpermission', adminPermission)) {
+        this.store.insert('fieldpermission', {
+          id: adminPermission,
+          values: { entityname: table, attributelogicalname: column, canread: FIELD_ALLOWED, cancreate: FIELD_ALLOWED, canupdate: FIELD_ALLOWED, canreadunmasked: 3 },
+          lookups: { fieldsecurityprofileid: { table: 'fieldsecurityprofile', id: SYSADMIN_FIELD_PROFILE_ID } },
+        })
+      }
+    } else {
+      s.delete(column)
+      if (this.store.get('fieldpermission', adminPermission)) this.store.delete('fieldpermission', adminPermission, Date.now())
+    }
+  }
+
+  /** Back-compat name of `setSecured(table, column, true)`. */
+  secure(table: string, column: string): void {
+    this.setSecured(table, column, true)
+  }
+
+  private ensureSysAdminProfile(): void {
+    if (this.store.get('fieldsecurityprofile', SYSADMIN_FIELD_PROFILE_ID)) return
+    this.store.insert('fieldsecurityprofile', {
+      id: SYSADMIN_FIELD_PROFILE_ID,
+      values: { name: 'System Administrator', description: 'Access to every secured column (maintained by the platform).' },
+      lookups: { createdby: null, modifiedby: null },
+    })
   }
 
   isSecured(table: string, column: string): boolean {
     return this.securedColumns.get(table)?.has(column) ?? false
   }
 
+  /** Field security profiles a user belongs to (systemuserprofiles_association). */
+  profilesOf(userId: string): string[] {
+    const t = this.store.table('systemuserprofiles')
+    return t.lookupIndex('systemuserid', userId).flatMap((id) => {
+      const v = t.rows.get(id)?.values.fieldsecurityprofileid
+      return typeof v === 'string' ? [v] : []
+    })
+  }
+
   fieldPermission(userId: string, table: string, column: string): FieldPermission {
     if (!this.isSecured(table, column) || this.isSysAdmin(userId)) return { canRead: true, canCreate: true, canUpdate: true }
     const out: FieldPermission = { canRead: false, canCreate: false, canUpdate: false }
-    for (const p of this.profiles.values()) {
-      if (!p.members.includes(userId)) continue
-      const perm = p.permissions[`${table}.${column}`]
-      if (!perm) continue
-      out.canRead ||= perm.canRead
-      out.canCreate ||= perm.canCreate
-      out.canUpdate ||= perm.canUpdate
+    const perms = this.store.table('fieldpermission')
+    for (const profile of this.profilesOf(userId)) {
+      for (const id of perms.lookupIndex('_fieldsecurityprofileid_value', profile)) {
+        const v = perms.rows.get(id)?.values
+        if (!v || String(v.entityname).toLowerCase() !== table || String(v.attributelogicalname).toLowerCase() !== column) continue
+        out.canRead ||= v.canread === FIELD_ALLOWED
+        out.canCreate ||= v.cancreate === FIELD_ALLOWED
+        out.canUpdate ||= v.canupdate === FIELD_ALLOWED
+      }
     }
     return out
   }
@@ -272,7 +315,6 @@ export class Security {
       userRoles: [...this.userRoles].map(([u, s]) => [u, [...s]]),
       shares: [...this.shares].map(([k, m]) => [k, [...m].map(([u, s]) => [u, [...s]] as [string, ShareAccess[]])]),
       securedColumns: [...this.securedColumns].map(([t, s]) => [t, [...s]]),
-      profiles: [...this.profiles.values()],
     }
   }
 
@@ -282,6 +324,5 @@ export class Security {
     for (const [u, ids] of s.userRoles) this.userRoles.set(u, new Set(ids))
     for (const [k, list] of s.shares) this.shares.set(k, new Map(list.map(([u, rights]) => [u, new Set(rights)])))
     for (const [t, cols] of s.securedColumns) this.securedColumns.set(t, new Set(cols))
-    for (const p of s.profiles) this.profiles.set(p.id, p)
   }
 }

@@ -27,6 +27,26 @@ test('mailbox option sets are validated (values outside the choices → 400 nami
   expect((await c.get(`mailboxes(${mb})?$select=incomingemailstatus,actstatus`)).json).toMatchObject({ incomingemailstatus: 2, actstatus: 0 })
 })
 
+test('emailserverprofile.servertype: 0 Exchange Server, 1 Other (POP3/SMTP), 2 Exchange Server (Hybrid), 3 Exchange Online (Hybrid), 4 IMAP/SMTP; others → 400', async () => {
+  for (const t of [0, 1, 2, 3, 4]) {
+    const id = idFrom(await c.post('emailserverprofiles', { name: `profile ${t}`, servertype: t }))
+    expect((await c.get(`emailserverprofiles(${id})?$select=servertype`)).json.servertype).toBe(t)
+  }
+  for (const bad of [5, -1]) {
+    const r = await c.post('emailserverprofiles', { name: 'bad', servertype: bad })
+    expect(r.status).toBe(400)
+    expect(r.json.error.message).toContain("'servertype'")
+  }
+})
+
+test('e-mails are found by conversationindex and trackingtoken', async () => {
+  const id = idFrom(await c.post('emails', { subject: 'Re: x', messageid: '<ci@x>', conversationindex: 'AQHZCONV', trackingtoken: 'CRM:0001777' }))
+  for (const f of ["conversationindex eq 'AQHZCONV'", "trackingtoken eq 'CRM:0001777'"]) {
+    const r = await c.get(`emails?$select=activityid&$filter=${encodeURIComponent(f)}`)
+    expect(r.json.value.map((e: { activityid: string }) => e.activityid)).toEqual([id])
+  }
+})
+
 test('tracelogs regarding a mailbox: level 1/2/3 only, tracecode 0..1e9, tracestatus readable back', async () => {
   const mb = alice.mailboxid as string
   const bind = { 'regardingobjectid_mailbox@odata.bind': `/mailboxes(${mb})` }

@@ -35,13 +35,14 @@ import {
   parseKey,
   parsePayload,
   partiesOf,
+  resolveReference,
   validateRow,
   writeParties,
   type KeySpec,
   type ParsedPayload,
 } from './records.js'
-import { ORGANIZATION_ID, ROOT_BUSINESS_UNIT_ID, TABLES_BY_SET, tableByName, type TableDef } from './schema.js'
-import { SPECIAL_PRIVILEGES, tablePrivilege, type ShareAccess } from './security.js'
+import { isReadOnly, ORGANIZATION_ID, ROOT_BUSINESS_UNIT_ID, TABLES_BY_NAME, TABLES_BY_SET, tableByName, type TableDef } from './schema.js'
+import { guidFromName, SPECIAL_PRIVILEGES, SYSADMIN_FIELD_PROFILE_ID, SYSTEM_ADMINISTRATOR, SYSTEM_ADMINISTRATOR_ROLE_TEMPLATE_ID, tablePrivilege, type ShareAccess } from './security.js'
 import type { LookupRef, Row } from './store/store.js'
 
 export interface ApiRequest {
@@ -63,6 +64,12 @@ export interface ApiResponse {
 }
 
 export const MAX_PAGE_SIZE = 5000
+/** The many-to-many relationship between fieldsecurityprofile and systemuser (column-level-security.md). */
+const PROFILE_ASSOCIATION = 'systemuserprofiles_association'
+/** The many-to-many relationship between systemuser and role (read-only here). */
+const ROLE_ASSOCIATION = 'systemuserroles_association'
+const ROLE_PROPERTIES = ['roleid', 'name', '_roletemplateid_value', '_businessunitid_value'] as const
+const OPPORTUNITY_CLOSED: Record<number, string> = { 1: 'won', 2: 'lost' }
 
 const json = (status: number, body: unknown, headers: Record<string, string> = {}): ApiResponse => ({ status, headers, body })
 
@@ -73,6 +80,13 @@ function parseBody(req: ApiRequest): unknown {
   } catch (err) {
     throw payloadInvalid(`The request body is not valid JSON: ${(err as Error).message}`, err)
   }
+}
+
+/** A JSON object body, or a 400 naming what was expected. */
+function objectBody(req: ApiRequest, what: string): Record<string, unknown> {
+  const b = parseBody(req)
+  if (typeof b !== 'object' || b === null || Array.isArray(b)) throw payloadInvalid(`${what}: the request body must be a JSON object.`)
+  return b as Record<string, unknown>
 }
 
 interface ParsedPath {
@@ -173,6 +187,11 @@ export class WebApi {
         UserId: caller.userId,
         OrganizationId: ORGANIZATION_ID,
       })
+    }
+    if (path.startsWith('EntityDefinitions')) return this.entityDefinitions(path, method, req, caller)
+    if (path === 'WinOpportunity' || path === 'LoseOpportunity') {
+      if (method !== 'POST') throw new DataverseError('MethodNotAllowed', 405, `${path} is an action; use POST.`)
+      return this.closeOpportunity(path, parseBody(req), caller)
     }
     if (path === 'GrantAccess' || path === 'ModifyAccess' || path === 'RevokeAccess') {
       if (method !== 'POST') throw new DataverseError('MethodNotAllowed', 405, `${path} is an action; use POST.`)
@@ -461,9 +480,16 @@ export class WebApi {
         AccessRights: this.principalAccess(row.id, req.query.get(`@${alias}`)),
       })
     }
+    if (table.logicalName === 'systemuser' && rest === ROLE_ASSOCIATION) {
+      if (method !== 'GET') throw new DataverseError('MethodNotAllowed', 405, `The HTTP method '${method}' is not allowed on '${ROLE_ASSOCIATION}' (roles are assigned through the control API).`)
+      return this.userRoles(row, req, caller)
+    }
     if (table.logicalName === 'email' && action === 'SendEmail') {
       if (method !== 'POST') throw new DataverseError('MethodNotAllowed', 405, 'SendEmail is an action; use POST.')
       return this.sendEmail(table, row, parseBody(req), caller)
+    }
+    if ((table.logicalName === 'fieldsecurityprofile' || table.logicalName === 'systemuser') && rest.startsWith(PROFILE_ASSOCIATION)) {
+      return this.profileAssociation(table, row, rest.slice(PROFILE_ASSOCIATION.length), method, req, caller)
     }
     const refMatch = /^([A-Za-z_][A-Za-z0-9_]*)\/\$ref$/.exec(rest)
     if (refMatch && method === 'DELETE') {
@@ -532,14 +558,14 @@ export class WebApi {
         throw new DataverseError(
           'AttributePrivilegeCreateIsMissing',
           403,
-          `AttributePrivilegeCreateIsMissing: the user (Id=${caller.userId}) does not have create permission on the secured attribute '${col}' of entity '${table.logicalName}'.`,
+          `The user does not have create permissions to a secured field. The requested operation could not be completed. (AttributePrivilegeCreateIsMissing: user ${caller.userId}, attribute '${col}' of entity '${table.logicalName}')`,
         )
       }
       if (mode === 'update' && !perm.canUpdate) {
         throw new DataverseError(
           'AttributePermissionUpdateIsMissingDuringUpdate',
           403,
-          `AttributePermissionUpdateIsMissingDuringUpdate: the user (Id=${caller.userId}) does not have update permission on the secured attribute '${col}' of entity '${table.logicalName}'.`,
+          `The user doesn't have AttributePrivilegeUpdate and not granted shared access for a secured attribute during update operation (AttributePermissionUpdateIsMissingDuringUpdate: user ${caller.userId}, attribute '${col}' of entity '${table.logicalName}')`,
         )
       }
     }
@@ -556,6 +582,7 @@ export class WebApi {
     this.checkFieldSecurity(table, p, caller, 'create')
     if (this.store.get(table.logicalName, id)) throw new DataverseError('DuplicateRecord', 412, 'A record with matching key values already exists.')
     applyComputed(this.ctx, table, p, null, caller)
+    this.checkPlatformRules(table, p, null)
     validateRow(table, p.values)
     checkAlternateKeys(this.ctx, table, id, p.values)
     const row = this.store.insert(table.logicalName, { id, values: p.values, lookups: p.lookups })
@@ -573,6 +600,7 @@ export class WebApi {
     if (p.id !== null && p.id !== row.id) throw payloadInvalid(`The ${table.primaryKey} in the body does not match the key in the URL.`)
     this.checkFieldSecurity(table, p, caller, 'update')
     applyComputed(this.ctx, table, p, row, caller)
+    this.checkPlatformRules(table, p, row)
     validateRow(table, { ...row.values, ...p.values })
     checkAlternateKeys(this.ctx, table, row.id, { ...row.values, ...p.values })
     const next = this.store.update(table.logicalName, row.id, p.values, p.lookups)
@@ -703,6 +731,11 @@ export class WebApi {
 
   deleteRow(table: TableDef, row: Row): void {
     const now = this.ctx.now()
+    if (table.logicalName === 'fieldsecurityprofile') {
+      if (row.id === SYSADMIN_FIELD_PROFILE_ID) throw new DataverseError('BadRequest', 400, 'The System Administrator field security profile cannot be deleted.')
+      for (const id of this.store.table('fieldpermission').lookupIndex('_fieldsecurityprofileid_value', row.id)) this.store.delete('fieldpermission', id, now)
+      for (const id of this.store.table('systemuserprofiles').lookupIndex('fieldsecurityprofileid', row.id)) this.store.delete('systemuserprofiles', id, now)
+    }
     if (table.partyCollection || table.logicalName === 'task') {
       for (const p of partiesOf(this.ctx, row.id)) this.store.delete('activityparty', p.id, now)
     }
@@ -753,6 +786,213 @@ export class WebApi {
     })
   }
 
+  /**
+   * Rules the platform enforces on top of the column definitions: an opportunity is closed (Won/Lost) only
+   * through WinOpportunity / LoseOpportunity (CannotUseOpportunitySetStateMessage); a field permission
+   * needs a secured column (AttributeNotSecured).
+   */
+  private checkPlatformRules(table: TableDef, p: ParsedPayload, existing: Row | null): void {
+    if (table.logicalName === 'opportunity' && !p.closing && 'statecode' in p.values) {
+      const state = p.values.statecode as number
+      const closed = OPPORTUNITY_CLOSED[state]
+      if (closed !== undefined && existing?.values.statecode !== state) {
+        const message = closed === 'won' ? 'won' : 'lose'
+        throw new DataverseError(
+          'CannotUseOpportunitySetStateMessage',
+          400,
+          `This message can not be used to set the state of opportunity to ${closed}. In order to set state of opportunity to ${closed}, use the ${message} message instead.`,
+        )
+      }
+    }
+    if (table.logicalName === 'fieldpermission') {
+      const merged = { ...(existing?.values ?? {}), ...p.values }
+      const profile = p.lookups.fieldsecurityprofileid !== undefined ? p.lookups.fieldsecurityprofileid : (existing?.lookups.fieldsecurityprofileid ?? null)
+      if (!profile) throw payloadInvalid("fieldpermission: 'fieldsecurityprofileid@odata.bind' is required.")
+      const entity = typeof merged.entityname === 'string' ? merged.entityname.toLowerCase() : ''
+      const column = typeof merged.attributelogicalname === 'string' ? merged.attributelogicalname.toLowerCase() : ''
+      const def = TABLES_BY_NAME.get(entity)
+      if (!def) throw payloadInvalid(`fieldpermission.entityname '${String(merged.entityname ?? '')}' is not a table.`)
+      if (!Object.hasOwn(def.columns, column)) throw payloadInvalid(`fieldpermission.attributelogicalname '${String(merged.attributelogicalname ?? '')}' is not a column of '${entity}'.`)
+      if (!this.security.isSecured(entity, column)) {
+        throw new DataverseError('AttributeNotSecured', 400, `One or more fields are not enabled for field level security. Field level security is not enabled until you publish the customizations. ('${entity}.${column}')`)
+      }
+      p.values.entityname = entity
+      p.values.attributelogicalname = column
+      for (const c of ['canread', 'cancreate', 'canupdate', 'canreadunmasked']) if (!existing && !(c in p.values)) p.values[c] = 0
+    }
+  }
+
+  /** WinOpportunity / LoseOpportunity: `{ OpportunityClose: { "opportunityid@odata.bind": "/opportunities(<id>)", subject? }, Status }`. */
+  private closeOpportunity(name: 'WinOpportunity' | 'LoseOpportunity', body: unknown, caller: Caller): ApiResponse {
+    const b = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>
+    const close = b.OpportunityClose as Record<string, unknown> | undefined
+    const bind = close?.['opportunityid@odata.bind']
+    if (typeof bind !== 'string') throw payloadInvalid(`${name}: OpportunityClose.opportunityid@odata.bind is required, e.g. "/opportunities(<id>)".`)
+    const ref = resolveReference(this.ctx, bind, 'opportunity', 'OpportunityClose.opportunityid@odata.bind')
+    const table = tableByName('opportunity')
+    const row = this.store.get('opportunity', ref.id) as Row
+    const won = name === 'WinOpportunity'
+    const allowed = won ? [3] : [4, 5]
+    const status = b.Status === undefined ? (allowed[0] as number) : b.Status
+    if (typeof status !== 'number' || !allowed.includes(status)) throw payloadInvalid(`${name}: Status must be one of ${allowed.join(', ')}, got ${JSON.stringify(b.Status)}.`)
+    if (row.values.statecode !== 0) throw new DataverseError('InvalidStateTransition', 400, `${name}: the opportunity is not open.`)
+    this.store.transaction(() => {
+      const p: ParsedPayload = { values: { statecode: won ? 1 : 2, statuscode: status, actualclosedate: isoNow(this.ctx) }, lookups: {}, parties: null, id: null, closing: true }
+      this.updateRow(table, row, p, caller)
+    })
+    return { status: 204, headers: {} }
+  }
+
+  /**
+   * GET `systemusers(<id>)/systemuserroles_association[?$select=…]`: the user's security roles as `role`
+   * rows (`roleid`, `name`, `_roletemplateid_value` — the System Administrator role template
+   * `627090ff-40a3-4053-8790-584edc5be201`, null for custom roles — and `_businessunitid_value`).
+   */
+  private userRoles(row: Row, req: ApiRequest, caller: Caller): ApiResponse {
+    if (row.id !== caller.userId) this.security.requireTable(caller.userId, tableByName('systemuser'), 'Read')
+    for (const k of req.query.keys()) if (k !== '$select') throw queryInvalid(`The query parameter ${k} is not supported on ${ROLE_ASSOCIATION}.`)
+    const raw = req.query.get('$select')
+    const select = raw === null ? [...ROLE_PROPERTIES] : raw.split(',').map((c) => c.trim())
+    for (const c of select) {
+      if (!(ROLE_PROPERTIES as readonly string[]).includes(c)) throw queryInvalid(`Could not find a property named '${c}' on type 'Microsoft.Dynamics.CRM.role'.`)
+    }
+    const value = this.security.rolesOf(row.id).map((r) => {
+      const all: Record<string, unknown> = {
+        roleid: r.roleid,
+        name: r.name,
+        _roletemplateid_value: r.name === SYSTEM_ADMINISTRATOR ? SYSTEM_ADMINISTRATOR_ROLE_TEMPLATE_ID : null,
+        _businessunitid_value: ROOT_BUSINESS_UNIT_ID,
+      }
+      return Object.fromEntries(select.map((c) => [c, all[c]]))
+    })
+    return json(200, { '@odata.context': `${this.ctx.apiBase}/$metadata#roles`, value })
+  }
+
+  /** GET/POST/DELETE `<profile|user>(<id>)/systemuserprofiles_association[(<other>)][/$ref]`. */
+  private profileAssociation(table: TableDef, row: Row, rest: string, method: string, req: ApiRequest, caller: Caller): ApiResponse {
+    const profileTable = tableByName('fieldsecurityprofile')
+    const other = table.logicalName === 'systemuser' ? profileTable : tableByName('systemuser')
+    const links = this.store.table('systemuserprofiles')
+    const pair = (otherId: string): { systemuserid: string; fieldsecurityprofileid: string } =>
+      table.logicalName === 'systemuser' ? { systemuserid: row.id, fieldsecurityprofileid: otherId } : { systemuserid: otherId, fieldsecurityprofileid: row.id }
+    const find = (otherId: string): string | undefined => {
+      const k = pair(otherId)
+      return links.lookupIndex('systemuserid', k.systemuserid).find((id) => links.rows.get(id)?.values.fieldsecurityprofileid === k.fieldsecurityprofileid)
+    }
+    const otherIdsOf = (): string[] => {
+      const col = table.logicalName === 'systemuser' ? 'systemuserid' : 'fieldsecurityprofileid'
+      const want = table.logicalName === 'systemuser' ? 'fieldsecurityprofileid' : 'systemuserid'
+      return links.lookupIndex(col, row.id).flatMap((id) => {
+        const v = links.rows.get(id)?.values[want]
+        return typeof v === 'string' ? [v] : []
+      })
+    }
+    const refOf = (raw: unknown, where: string): string => {
+      if (typeof raw !== 'string') throw payloadInvalid(`${where}: "@odata.id" must reference a ${other.logicalName}, e.g. "${other.entitySet}(<id>)".`)
+      const target = resolveReference(this.ctx, raw.replace(/^.*\/api\/data\/v9\.2\//, ''), other.logicalName, where)
+      return target.id
+    }
+    if (rest === '' && method === 'GET') {
+      this.security.requireTable(caller.userId, profileTable, 'Read')
+      const { match } = this.annotations(req)
+      const select = req.query.has('$select') ? parseSelect(other, req.query.get('$select') as string) : null
+      const canRead = this.security.readCheck(caller.userId, other.logicalName)
+      const value = otherIdsOf().flatMap((id) => {
+        const r = this.store.get(other.logicalName, id)
+        return r ? [projectRow(other, r, { select, annotations: match, canRead, displayName: this.displayName })] : []
+      })
+      return json(200, { '@odata.context': `${this.ctx.apiBase}/$metadata#${other.entitySet}`, value })
+    }
+    // Associate / disassociate: the caller needs write access to field security profiles.
+    this.security.requireTable(caller.userId, profileTable, 'Write')
+    if (rest === '/$ref' && method === 'POST') {
+      const body = objectBody(req, `${PROFILE_ASSOCIATION}/$ref`)
+      const otherId = refOf(body['@odata.id'], `${PROFILE_ASSOCIATION}/$ref`)
+      if (!find(otherId)) this.store.transaction(() => this.store.insert('systemuserprofiles', { id: randomUUID(), values: pair(otherId), lookups: {} }))
+      return { status: 204, headers: {} }
+    }
+    if (method === 'DELETE') {
+      let otherId: string
+      const keyed = /^\(([0-9a-fA-F-]{36})\)\/\$ref$/.exec(rest)
+      if (keyed) otherId = (keyed[1] as string).toLowerCase()
+      else if (rest === '/$ref' && req.query.has('$id')) otherId = refOf(req.query.get('$id'), `${PROFILE_ASSOCIATION}/$ref?$id`)
+      else throw badRequest(`Disassociate with DELETE ${PROFILE_ASSOCIATION}(<id>)/$ref or ${PROFILE_ASSOCIATION}/$ref?$id=<${other.entitySet}(<id>)>.`)
+      const link = find(otherId)
+      if (!link) throw new DataverseError('NotFound', 404, `The ${other.logicalName} ${otherId} is not associated through ${PROFILE_ASSOCIATION}.`)
+      this.store.transaction(() => this.store.delete('systemuserprofiles', link, this.ctx.now()))
+      return { status: 204, headers: {} }
+    }
+    throw new DataverseError('MethodNotAllowed', 405, `The HTTP method '${method}' is not allowed on '${PROFILE_ASSOCIATION}${rest}'.`)
+  }
+
+  /**
+   * Column definitions: `EntityDefinitions(LogicalName='<t>')/Attributes(LogicalName='<c>')` (GET, or PUT
+   * with `IsSecured`), `…/Attributes` (GET; `$filter=IsSecured eq true|false`), `…/Attributes(…)/<Property>`.
+   */
+  private entityDefinitions(path: string, method: string, req: ApiRequest, caller: Caller): ApiResponse {
+    let decoded: string
+    try {
+      decoded = decodeURIComponent(path)
+    } catch {
+      throw badRequest(`The request path '${path}' is not validly URL-encoded.`)
+    }
+    const m = /^EntityDefinitions\(LogicalName='([a-z_0-9]+)'\)(?:\/Attributes(?:\(LogicalName='([a-z_0-9]+)'\))?(?:\/([A-Za-z]+))?)?$/.exec(decoded)
+    if (!m || !decoded.includes('/Attributes')) throw new DataverseError('NotImplemented', 501, `Only EntityDefinitions(LogicalName='<table>')/Attributes[(LogicalName='<column>')] is implemented, not '${decoded}'.`)
+    const table = TABLES_BY_NAME.get(m[1] as string)
+    if (!table || table.virtualOf) throw new DataverseError('NotFound', 404, `Could not find an entity with LogicalName = '${m[1]}'.`)
+    const attribute = (col: string): Record<string, unknown> => {
+      const type = col === table.primaryKey ? 'guid' : (table.columns[col] as string)
+      const createOnly = table.createOnly?.includes(col) ?? false
+      const readOnly = isReadOnly(table, col)
+      const canSecure = this.security.canBeSecured(table, col)
+      return {
+        MetadataId: guidFromName(`attribute:${table.logicalName}.${col}`),
+        LogicalName: col,
+        EntityLogicalName: table.logicalName,
+        AttributeType: ATTRIBUTE_TYPE[type] ?? 'String',
+        IsPrimaryId: col === table.primaryKey,
+        IsPrimaryName: col === table.primaryName,
+        IsValidForRead: true,
+        IsValidForCreate: !readOnly,
+        IsValidForUpdate: !readOnly && !createOnly && col !== table.primaryKey,
+        IsSecured: this.security.isSecured(table.logicalName, col),
+        CanBeSecuredForRead: canSecure,
+        CanBeSecuredForCreate: canSecure,
+        CanBeSecuredForUpdate: canSecure,
+      }
+    }
+    const column = m[2]
+    if (column === undefined) {
+      if (method !== 'GET') throw new DataverseError('MethodNotAllowed', 405, `The HTTP method '${method}' is not allowed on Attributes.`)
+      let value = [table.primaryKey, ...Object.keys(table.columns).filter((c) => c !== table.primaryKey)].map(attribute)
+      const f = req.query.get('$filter')
+      if (f !== null) {
+        const fm = /^\s*IsSecured\s+eq\s+(true|false)\s*$/.exec(f)
+        if (!fm) throw queryInvalid(`Only $filter=IsSecured eq true|false is supported on Attributes, got '${f}'.`)
+        value = value.filter((a) => a.IsSecured === (fm[1] === 'true'))
+      }
+      return json(200, { '@odata.context': `${this.ctx.apiBase}/$metadata#EntityDefinitions('${table.logicalName}')/Attributes`, value: value.map((a) => selectProps(a, req.query.get('$select'))) })
+    }
+    if (column !== table.primaryKey && !Object.hasOwn(table.columns, column)) throw new DataverseError('NotFound', 404, `Could not find attribute '${column}' on entity '${table.logicalName}'.`)
+    if (method === 'PUT' || method === 'PATCH') {
+      if (m[3] !== undefined) throw new DataverseError('MethodNotAllowed', 405, `Update the whole column definition, not '${m[3]}'.`)
+      if (!this.security.isSysAdmin(caller.userId)) throw privilegeDenied(caller.userId, 'prvWriteAttribute', 'attribute')
+      const body = objectBody(req, 'The column definition')
+      if (body.LogicalName !== undefined && body.LogicalName !== column) throw payloadInvalid(`The LogicalName '${String(body.LogicalName)}' in the body does not match '${column}'.`)
+      if (typeof body.IsSecured !== 'boolean') throw payloadInvalid('The column definition needs IsSecured (Edm.Boolean); the emulator only updates IsSecured.')
+      this.store.transaction(() => this.security.setSecured(table.logicalName, column, body.IsSecured as boolean))
+      this.store.onChange?.()
+      return { status: 204, headers: {} }
+    }
+    if (method !== 'GET') throw new DataverseError('MethodNotAllowed', 405, `The HTTP method '${method}' is not allowed on a column definition.`)
+    const def = attribute(column)
+    if (m[3] !== undefined) {
+      if (!(m[3] in def)) throw new DataverseError('NotFound', 404, `Resource not found for the segment '${m[3]}'.`)
+      return json(200, { '@odata.context': `${this.ctx.apiBase}/$metadata#EntityDefinitions('${table.logicalName}')/Attributes('${column}')/${m[3]}`, value: def[m[3]] })
+    }
+    return json(200, { '@odata.context': `${this.ctx.apiBase}/$metadata#EntityDefinitions('${table.logicalName}')/Attributes/$entity`, ...selectProps(def, req.query.get('$select')) })
+  }
+
   private sharingAction(name: string, body: unknown, caller: Caller): ApiResponse {
     const b = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>
     const target = b.Target as Record<string, unknown> | undefined
@@ -796,6 +1036,18 @@ export class WebApi {
     this.store.onChange?.()
     return { status: 204, headers: {} }
   }
+}
+
+const ATTRIBUTE_TYPE: Record<string, string> = { string: 'String', memo: 'Memo', int: 'Integer', decimal: 'Decimal', bool: 'Boolean', datetime: 'DateTime', guid: 'Uniqueidentifier' }
+
+function selectProps(o: Record<string, unknown>, select: string | null): Record<string, unknown> {
+  if (select === null) return o
+  const out: Record<string, unknown> = {}
+  for (const k of select.split(',').map((x) => x.trim()).filter(Boolean)) {
+    if (!(k in o)) throw queryInvalid(`Could not find a property named '${k}' on type 'Microsoft.Dynamics.CRM.AttributeMetadata'.`)
+    out[k] = o[k]
+  }
+  return out
 }
 
 export { SPECIAL_PRIVILEGES }

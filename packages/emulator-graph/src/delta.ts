@@ -12,6 +12,8 @@ import { evaluate, objectResolver, parseFilter } from './odata/filter.js'
 import { parseExpand } from './odata/query.js'
 import { renderItem, renderRemoved } from './store/render.js'
 import type { Container, Item, LogEntry, Mailbox } from './store/types.js'
+import { expandShape, occurrenceId } from './store/recurrence.js'
+import { shapeOf, type Store } from './store/store.js'
 
 export type DeltaKind = Item['kind']
 
@@ -48,6 +50,8 @@ export interface TokenState {
   d?: string | undefined
   /** Rest id of `d` when it was emitted. */
   dr?: string | undefined
+  /** Position inside the outputs of the entry at `pos` (a series expands into several occurrences). */
+  sub?: number | undefined
 }
 
 export interface SyncStateRecord {
@@ -157,6 +161,8 @@ export interface PageInput {
   emptyPage: boolean
   /** `Prefer: outlook.timezone` of this request (event start/end are expressed in it). */
   timeZone?: { name: string; iana: string } | undefined
+  /** Expands series masters into occurrences (calendarView rounds). */
+  store: Pick<Store, 'seriesInstances' | 'occurrenceItem'>
 }
 
 export interface PageOutput {
@@ -167,7 +173,7 @@ export interface PageOutput {
 
 /** Starts a round from a deltatoken state (to === null) or a fresh initial state. */
 export function startRound(state: TokenState, mb: Mailbox, container: Container, visibleSeq: number = mb.seq): TokenState {
-  return { ...state, to: Math.max(state.from, visibleSeq), pos: lowerBound(container.log, state.from), n: 0 }
+  return { ...state, to: Math.max(state.from, visibleSeq), pos: lowerBound(container.log, state.from), sub: undefined, n: 0 }
 }
 
 /**
@@ -191,6 +197,8 @@ export class VisibilityLag {
   }
 }
 
+type Output = { type: 'item'; item: Item } | { type: 'removed'; id: string }
+
 export function runPage(input: PageInput): PageOutput {
   const { mb, container, state, pageSize, immutable } = input
   const q = state.q
@@ -200,9 +208,12 @@ export function runPage(input: PageInput): PageOutput {
   const we = q.we === undefined ? undefined : Date.parse(q.we)
   const inWindow = (it: Item): boolean =>
     ws === undefined || we === undefined || ((it.startMs ?? 0) < we && (it.endMs ?? 0) > ws) || (it.startMs === it.endMs && (it.startMs ?? 0) >= ws && (it.startMs ?? 0) < we)
+  const windowed = ws !== undefined && we !== undefined
 
   const filter = q.f === undefined ? undefined : parseFilter(q.f)
   const matches = (it: Item): boolean => filter === undefined || evaluate(filter, objectResolver(it.data))
+  const removedId = (key: string, restId: string): string => (immutable ? key : restId)
+  const occId = (masterKey: string, masterRest: string, occ: string): string => occurrenceId(removedId(masterKey, masterRest), occ)
 
   /** What an entry becomes in this round: an item, a removal, or nothing. */
   const classify = (e: LogEntry): 'item' | 'removed' | null => {
@@ -215,7 +226,7 @@ export function runPage(input: PageInput): PageOutput {
     let kind: 'item' | 'removed' = 'removed'
     if (!e.removed) {
       const it = mb.items.get(e.key)
-      if (it && it.containerId === container.id && inWindow(it)) {
+      if (it && it.containerId === container.id && (windowed && shapeOf(it) ? true : inWindow(it))) {
         if (!matches(it)) return null
         kind = 'item'
       }
@@ -230,13 +241,56 @@ export function runPage(input: PageInput): PageOutput {
     }
     return kind
   }
-  const expand = q.x === undefined ? undefined : parseExpand({ $expand: q.x })
-  const render = (e: { key: string; restId: string; removed: boolean }, kind: 'item' | 'removed'): Record<string, unknown> => {
+
+  /**
+   * The outputs of one log entry. Outside calendarView (or for events that are not and were not
+   * recurring) that is the item or its removal. In a calendarView round a series master stands for its
+   * occurrences and exceptions in the window (a series edit changes every one of them), plus removals
+   * of occurrences it no longer has; an entry about one occurrence gives that occurrence or its removal.
+   */
+  const outputsOf = (e: LogEntry): Output[] => {
+    if (e.occ !== undefined) {
+      if (!windowed) return []
+      if (container.lastEntry.get(`${e.key}|${e.occ}`) !== e.seq || (container.lastEntry.get(e.key) ?? 0) > e.seq) return []
+      const master = mb.items.get(e.key)
+      const occ = master && master.containerId === container.id ? input.store.occurrenceItem(master, e.occ) : undefined
+      if (occ && inWindow(occ)) return [{ type: 'item', item: occ }]
+      return state.init || (q.ct !== undefined && q.ct !== 'deleted') ? [] : [{ type: 'removed', id: occId(e.key, e.restId, e.occ) }]
+    }
+    const kind = classify(e)
+    if (kind === null) return []
     const it = mb.items.get(e.key)
-    if (kind === 'item' && it) return renderItem(it, { immutable, select: q.sel, withType: true, timeZone: input.timeZone, ...(expand ? { expandExt: expand.ext, extFilter: expand.extFilter, expandLinked: expand.linkedResources } : {}) })
-    // A removal names the id the client knew: the rest id the item had when it left this container.
-    return renderRemoved(q.k, immutable ? e.key : e.removed || !it ? e.restId : it.restId)
+    const pastShapes = e.removed ? (e.shapes ?? []) : (it?.pastShapes ?? [])
+    const master = kind === 'item' && it && windowed ? shapeOf(it) : undefined
+    if (!windowed || (!master && pastShapes.length === 0)) {
+      if (kind === 'item' && it) return [{ type: 'item', item: it }]
+      return [{ type: 'removed', id: immutable ? e.key : e.removed || !it ? e.restId : it.restId }]
+    }
+    const out: Output[] = []
+    const present = new Set<string>()
+    if (master && it) {
+      for (const occ of input.store.seriesInstances(it, ws as number, we as number)) {
+        out.push({ type: 'item', item: occ })
+        present.add(occ.occurrence?.key ?? '')
+      }
+    } else if (kind === 'item' && it) {
+      out.push({ type: 'item', item: it })
+    }
+    if (state.init || q.ct === 'created' || q.ct === 'updated') return out
+    const masterRest = e.removed || !it ? e.restId : it.restId
+    // The series' own id (the client may hold it from when it was a single event) and its former occurrences.
+    if (master || kind === 'removed') out.push({ type: 'removed', id: removedId(e.key, masterRest) })
+    const gone = new Set<string>(master && it ? (it.series?.cancelled ?? []) : [])
+    for (const shape of pastShapes) for (const inst of expandShape(shape, ws, we as number)) gone.add(inst.key)
+    for (const key of gone) if (!present.has(key)) out.push({ type: 'removed', id: occId(e.key, masterRest, key) })
+    return out
   }
+
+  const expand = q.x === undefined ? undefined : parseExpand({ $expand: q.x })
+  const renderOut = (o: Output): Record<string, unknown> =>
+    o.type === 'item'
+      ? renderItem(o.item, { immutable, select: q.sel, withType: true, timeZone: input.timeZone, ...(expand ? { expandExt: expand.ext, extFilter: expand.extFilter, expandLinked: expand.linkedResources } : {}) })
+      : renderRemoved(q.k, o.id)
 
   const value: Record<string, unknown>[] = []
   if (input.emptyPage) return { value, next: { ...state, to } }
@@ -244,9 +298,10 @@ export function runPage(input: PageInput): PageOutput {
   if (input.duplicates && state.d !== undefined) {
     const it = mb.items.get(state.d)
     const present = it !== undefined && it.containerId === container.id && inWindow(it)
-    value.push(render({ key: state.d, restId: state.dr ?? it?.restId ?? state.d, removed: !it }, present ? 'item' : 'removed'))
+    value.push(present ? renderOut({ type: 'item', item: it }) : renderRemoved(q.k, immutable ? state.d : (state.dr ?? it?.restId ?? state.d)))
   }
   let pos = state.pos
+  let sub = state.sub ?? 0
   let remaining = q.top === undefined ? Number.POSITIVE_INFINITY : q.top - state.n
   let lastKey: string | undefined
   let lastRest: string | undefined
@@ -254,25 +309,33 @@ export function runPage(input: PageInput): PageOutput {
   while (pos < log.length && emitted < pageSize && remaining > 0) {
     const e = log[pos] as LogEntry
     if (e.seq > to) break
+    const outs = outputsOf(e)
+    while (sub < outs.length && emitted < pageSize && remaining > 0) {
+      const o = outs[sub] as Output
+      value.push(renderOut(o))
+      sub++
+      emitted++
+      remaining--
+      // Duplicate-delivery mode repeats plain items only (an occurrence has no entry of its own).
+      if (e.occ === undefined && (o.type === 'removed' || !o.item.occurrence) && outs.length === 1) {
+        lastKey = e.key
+        lastRest = e.removed ? e.restId : (mb.items.get(e.key)?.restId ?? e.restId)
+      }
+    }
+    if (sub < outs.length) break
     pos++
-    const kind = classify(e)
-    if (kind === null) continue
-    value.push(render(e, kind))
-    lastKey = e.key
-    lastRest = e.removed ? e.restId : (mb.items.get(e.key)?.restId ?? e.restId)
-    emitted++
-    remaining--
+    sub = 0
   }
-  while (pos < log.length && (log[pos] as LogEntry).seq <= to && classify(log[pos] as LogEntry) === null) pos++
+  if (sub === 0) while (pos < log.length && (log[pos] as LogEntry).seq <= to && outputsOf(log[pos] as LogEntry).length === 0) pos++
   const more = pos < log.length && (log[pos] as LogEntry).seq <= to
   const d = input.duplicates ? (lastKey ?? state.d) : undefined
   const dr = input.duplicates ? (lastKey !== undefined ? lastRest : state.dr) : undefined
   if (more && (remaining > 0 || emitted > 0)) {
-    return { value, next: { ...state, to, pos, n: state.n + emitted, d, dr } }
+    return { value, next: { ...state, to, pos, sub: sub === 0 ? undefined : sub, n: state.n + emitted, d, dr } }
   }
   const from = more ? (log[pos] as LogEntry).seq - 1 : to
   return {
     value,
-    next: { ...state, from, to: null, pos: 0, n: 0, init: false, d: input.duplicates && d !== undefined ? d : undefined, dr },
+    next: { ...state, from, to: null, pos: 0, sub: undefined, n: 0, init: false, d: input.duplicates && d !== undefined ? d : undefined, dr },
   }
 }

@@ -80,6 +80,11 @@ export const AdaptiveOptionsSchema = z
     profilePeriodMs: posMs().default(24 * 60 * MIN).describe('Period of the diurnal profile (a day; a week also works)'),
     profileOriginMs: z.number().finite().default(0).describe('Virtual time at which a profile period starts (local midnight)'),
     profileDecay: z.number().gt(0).max(1).default(0.5).describe('Weight kept by a profile slot each time a new period reaches it'),
+    profileShrinkSlots: z
+      .number()
+      .min(0)
+      .default(2)
+      .describe('Each profile slot is shrunk toward the overall rate with the weight of this many mailbox-slots of exposure (more = flatter profile while little is observed)'),
     rebalanceMs: posMs().default(15 * MIN).describe('How often the √rate allocation is re-solved against the budget'),
     budgetHeadroom: z.number().gt(0).max(1).default(0.98).describe('Fraction of the budget the allocation plans to spend; above it, rate-driven polls slow down linearly to none at a full window'),
   })

@@ -18,12 +18,14 @@ export class DiurnalProfile {
   private readonly periodMs: number
   private readonly origin: number
   private readonly decay: number
+  private readonly shrinkSlots: number
 
-  constructor(opts: Pick<AdaptiveOptions, 'profileSlotMs' | 'profilePeriodMs' | 'profileOriginMs' | 'profileDecay'>) {
+  constructor(opts: Pick<AdaptiveOptions, 'profileSlotMs' | 'profilePeriodMs' | 'profileOriginMs' | 'profileDecay'> & { profileShrinkSlots?: number | undefined }) {
     this.slotMs = opts.profileSlotMs
     this.periodMs = opts.profilePeriodMs
     this.origin = opts.profileOriginMs
     this.decay = opts.profileDecay
+    this.shrinkSlots = opts.profileShrinkSlots ?? 2
     this.slots = Math.max(1, Math.round(this.periodMs / this.slotMs))
     this.c = new Float64Array(this.slots)
     this.e = new Float64Array(this.slots)
@@ -73,8 +75,8 @@ export class DiurnalProfile {
       return
     }
     const overall = cs / es
-    // shrink each slot toward the overall rate with the weight of 20 mailbox-slots of exposure
-    const s = 20 * this.slotMs
+    // shrink each slot toward the overall rate with the weight of `profileShrinkSlots` mailbox-slots of exposure
+    const s = this.shrinkSlots * this.slotMs
     let mean = 0
     for (let k = 0; k < this.slots; k++) {
       const r = ((this.c[k] as number) + overall * s) / ((this.e[k] as number) + s)

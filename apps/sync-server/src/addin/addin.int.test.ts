@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs'
 import { inflateSync } from 'node:zlib'
 import puppeteer, { type Browser, type Page } from 'puppeteer-core'
 import { afterAll, beforeAll, expect, test } from 'vitest'
+import { checkManifest } from '@concord/adapter-outlook/addin'
 import { RawClient } from '@concord/adapter-outlook/testing'
 import { type World, startWorld } from '../test/world.js'
 import { OFFICE_JS_URL, type StandInMessage, officeStandInScript } from './office-stand-in.js'
@@ -125,6 +126,8 @@ test('the pane and the manifest are served without the admin token; the rest of 
   expect(xml).toContain('xsi:type="MailApp"')
   expect(xml).toContain('<SourceLocation DefaultValue="https://crm-sync.contoso.test/addin/taskpane.html" />')
   expect(xml).not.toContain('{{origin}}')
+  // The manifest the server hands out passes the offline MailApp manifest check.
+  expect(checkManifest(xml)).toEqual([])
   const icon = Buffer.from(await (await fetch(`${w.server.adminUrl}/addin/icon-80.png`)).arrayBuffer())
   expect(pngFacts(icon)).toMatchObject({ width: 80, height: 80 })
   expect((await fetch(`${w.server.adminUrl}/addin/nothing.js`)).status).toBe(404)
@@ -233,13 +236,52 @@ test('headless Chromium: a refused token is reported and the pane asks again; Ad
   }
 })
 
+test('headless Chromium: the pane reconnects after the server drops its socket, and works again', async () => {
+  const problems: string[] = []
+  const page = await openPane(message(alice.email), alice.email, problems)
+  try {
+    await connect(page, await issueToken(alice.systemuserid), false)
+    await page.waitForSelector('body[data-connection="connected"] #tracking[data-state="untracked"]')
+    // Record what the pane shows at every change (the reconnecting state may last only half a second).
+    await page.evaluate(() => {
+      const seen: Array<{ connection?: string; status?: string | null; trackDisabled: boolean }> = []
+      ;(window as unknown as { seen: typeof seen }).seen = seen
+      new MutationObserver(() => seen.push({ connection: document.body.dataset.connection, status: document.getElementById('status')?.textContent, trackDisabled: (document.getElementById('track') as HTMLButtonElement).disabled })).observe(document.body, { attributes: true, subtree: true, childList: true, characterData: true })
+    })
+    const dropped = await w.api('POST', `/api/users/${alice.systemuserid}/clients/disconnect`)
+    expect(dropped.body.disconnected).toBeGreaterThanOrEqual(1)
+    // Real timers: the first retry comes within a second (1 s backoff with jitter).
+    await page.waitForFunction(() => document.body.dataset.connection === 'connected' && document.getElementById('status')?.textContent === 'Reconnected.')
+    const seen = await page.evaluate(() => (window as unknown as { seen: Array<{ connection?: string; status?: string | null; trackDisabled: boolean }> }).seen)
+    const reconnecting = seen.filter((s) => s.connection === 'reconnecting')
+    expect(reconnecting.length).toBeGreaterThan(0)
+    expect(reconnecting.some((s) => /^Connection lost\. Reconnecting in \d+ s \(attempt 1\)/.test(s.status ?? ''))).toBe(true)
+    expect(reconnecting.every((s) => s.trackDisabled)).toBe(true)
+    expect(await page.$eval('#track', (b) => (b as HTMLButtonElement).disabled)).toBe(false)
+    await page.click('#track')
+    await page.waitForSelector('#tracking[data-state="tracked"]')
+    expect(crmEmails()).toHaveLength(1)
+    await page.click('#stop-tracking')
+    await page.waitForSelector('#tracking[data-state="untracked"]')
+    await w.syncUntilQuiet(alice.mailboxid!)
+    expect(crmEmails()).toEqual([])
+    // The dropped socket is the only network failure the page saw (Chromium logs it as an error).
+    expect(problems.filter((p) => !/WebSocket/i.test(p))).toEqual([])
+  } finally {
+    await page.close()
+  }
+})
+
 test('over the socket: mailboxStatus without a CRM mailbox, itemInfo and search as the user, bad input named', async () => {
   const raw = await RawClient.connect(`${w.server.adminUrl.replace(/^http/, 'ws')}/client`)
   try {
-    raw.send({ type: 'hello', protocol: 1, token: await issueToken(w.users[2]!.systemuserid), clientId: 'carol-pane' })
+    raw.send({ type: 'hello', protocol: 1, token: await issueToken(w.users[2]!.systemuserid), clientId: 'carol-pane', syncItems: false })
     await raw.frame((f) => f.type === 'welcome')
     raw.send({ type: 'mailboxStatus', id: 'm1' })
-    expect(await raw.frame((f) => f.id === 'm1')).toEqual({ type: 'result', id: 'm1', result: { serverSideSync: false, reason: 'this user has no CRM mailbox' } })
+    expect(await raw.frame((f) => f.id === 'm1')).toEqual({ type: 'result', id: 'm1', result: { serverSideSync: false, reason: 'this user has no mailbox that the sync server knows' } })
+    // The server refuses the action itself, not only the pane's button.
+    raw.send({ type: 'addContact', id: 'a1', input: { sender: { address: 'nora@northwind.test' } } })
+    expect(await raw.frame((f) => f.id === 'a1')).toMatchObject({ type: 'error', code: 'mailbox_not_enabled' })
     raw.send({ type: 'itemInfo', id: 'i1', input: { internetMessageId: '<never-tracked@x.test>', addresses: ['DAN@fabrikam.test', 'nobody@x.test'] } })
     expect(await raw.frame((f) => f.id === 'i1')).toEqual({
       type: 'result',

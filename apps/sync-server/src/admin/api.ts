@@ -148,18 +148,12 @@ export async function buildAdminApi(server: SyncServer): Promise<FastifyInstance
   // Graph change notifications: the validation handshake, then clientState-checked bodies.
   app.post('/notifications/:id', async (req, reply) => {
     const { id } = parse(MailboxParams, req.params, 'params')
-    const subscriptions = server.workerOf(id)?.exchange?.subscriptions
-    if (!subscriptions) return reply.code(202).send()
-    let result
     try {
-      result = await subscriptions.handle(req.body)
+      await server.handleNotification(id, req.body)
     } catch (error) {
-      server.metrics.notifications.inc({ result: 'rejected' })
       if (error instanceof SyncError && error.code === 'Validation') throw new BadRequest('body', error.message)
       throw error
     }
-    if (result.rejected > 0) server.metrics.notifications.inc({ result: 'rejected' }, result.rejected)
-    if (result.changedKinds.length > 0 || result.pullRequested) server.notifyChange(id)
     return reply.code(202).send()
   })
 

@@ -18,9 +18,13 @@ let url: string
 const clients: TestClient[] = []
 
 beforeAll(async () => {
-  // No mailbox rows: these users sync from Outlook, not server-side (no mailbox worker interferes).
-  w = await startWorld({ users: NAMES.map((n) => ({ email: `${n}@contoso.test`, mailbox: 'none' as const })) })
+  // No mailbox rows: these users sync from Outlook, not server-side (no mailbox worker interferes). Except
+  // frank, who tracks from Outlook: tracking needs server-side sync, so his mailbox syncs email
+  // server-side and leaves appointments, contacts and tasks to his Outlook client (actdeliverymethod 0).
+  w = await startWorld({ start: false, users: NAMES.map((n) => ({ email: `${n}@contoso.test`, mailbox: n === 'frank' ? ('enabled' as const) : ('none' as const) })) })
   for (const [i, n] of NAMES.entries()) ids[n] = w.users[i]!.systemuserid
+  await dataverseApi(w.dv, 'PATCH', `mailboxes(${w.users[NAMES.indexOf('frank')]!.mailboxid})`, { actdeliverymethod: 0 })
+  await w.startServer()
   url = `${w.server.adminUrl.replace(/^http/, 'ws')}/client`
 })
 

@@ -5,6 +5,7 @@
  * scope (adapter-crm, impersonated) and the designated Outlook client.
  */
 import type { IncomingMessage } from 'node:http'
+import { hostname } from 'node:os'
 import type { Duplex } from 'node:stream'
 import { CrmAdapter, type OwnerMasks } from '@concord/adapter-crm'
 import { ClientSessionHost, DEFAULT_MAX_FRAME_BYTES, OutlookProtocolError, protocolCodeOf, type DesignatedClient, type SyncDriver, SyncPairDriver, type SyncSummary } from '@concord/adapter-outlook'
@@ -12,11 +13,14 @@ import { type ItemKind, type MergePolicyConfig, PolicyMerge, ReplicaStore, type 
 import type { FastifyInstance } from 'fastify'
 import { type WebSocket, WebSocketServer } from 'ws'
 import { z } from 'zod'
-import { ServerError } from '../errors.js'
+import { LeaseLostError, ServerError } from '../errors.js'
+import { InProcessLeases, type LeaseManager } from '../lease.js'
 import { engineLogger } from '../logging.js'
 import { pairContextOf } from '../mailbox/pair-context.js'
 import type { SyncServer } from '../server.js'
 import { crmRequestHandlers } from './handlers.js'
+import { ClientSyncPolicy } from './policy.js'
+import { UserLeases } from './user-leases.js'
 import { ClientTokenStore, LevelDesignationStore, LevelIntervalStore, hashToken } from './stores.js'
 
 export const ClientSyncOptionsSchema = z.strictObject({
@@ -42,6 +46,16 @@ export interface ClientSyncOptions extends Partial<ClientSyncSettings> {
   mergeConfig: () => MergePolicyConfig
   /** Fetch for the CRM (default global fetch). */
   crmFetch?: typeof fetch | undefined
+  /**
+   * Where the user's client-sync lease (`client-sync:<userId>`) is taken: the server's `LeaseManager`
+   * (Redis in a cluster). Designation writes and the client pair's store writes are fenced by it.
+   * Default: an in-process manager.
+   */
+  leases?: LeaseManager | undefined
+  /** Lease holder identity (default `hostname:pid`). */
+  holder?: string | undefined
+  /** Lease lifetime (default 60 s), renewed every third of it while held. */
+  leaseTtlMs?: number | undefined
 }
 
 /** systemuserid: a GUID. */
@@ -80,6 +94,12 @@ function crmKinds(kinds: readonly ItemKind[]): Array<'contact' | 'appointment' |
   return (['contact', 'appointment', 'task', 'email'] as const).filter((k) => kinds.includes(k))
 }
 
+/** Whether an error is (or was caused by) a fence refusing a write. */
+function leaseLost(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 10; e = e.cause, depth++) if (e instanceof LeaseLostError) return true
+  return false
+}
+
 /** Handle of the mounted client sync; closed with the admin API (fastify `preClose`). */
 export class ClientSync {
   readonly host: ClientSessionHost
@@ -87,6 +107,8 @@ export class ClientSync {
   readonly designations: LevelDesignationStore
   readonly intervals: LevelIntervalStore
   readonly settings: ClientSyncSettings
+  readonly policy: ClientSyncPolicy
+  readonly leases: UserLeases
   private readonly wss: WebSocketServer
   private readonly scopes = new Map<string, UserScope>()
   private readonly stores = new Map<string, Promise<ReplicaStore>>()
@@ -100,13 +122,15 @@ export class ClientSync {
     private readonly server: SyncServer,
     private readonly options: ClientSyncOptions,
   ) {
-    const { mergeConfig: _m, crmFetch: _f, ...rest } = options
+    const { mergeConfig: _m, crmFetch: _f, leases, holder, leaseTtlMs, ...rest } = options
     this.settings = parse(ClientSyncOptionsSchema, rest, 'clientSync')
     this.db = server.sublevel('client-sync')
-    this.tokens = new ClientTokenStore(this.db)
-    this.designations = new LevelDesignationStore(this.db)
-    this.intervals = new LevelIntervalStore(this.db)
     const log = server.log.child({ component: 'client-sync' })
+    this.leases = new UserLeases({ leases: leases ?? new InProcessLeases(), holder: holder ?? `${hostname()}:${process.pid}`, ttlMs: leaseTtlMs ?? 60_000, logger: engineLogger(log) })
+    this.policy = new ClientSyncPolicy((userId) => server.mailboxOfUser(userId))
+    this.tokens = new ClientTokenStore(this.db)
+    this.designations = new LevelDesignationStore(this.db, this.leases)
+    this.intervals = new LevelIntervalStore(this.db)
     this.host = new ClientSessionHost({
       authenticate: async (token) => {
         const info = await this.tokens.authenticate(token)
@@ -114,7 +138,8 @@ export class ClientSync {
       },
       designations: this.designations,
       intervals: this.intervals,
-      handlers: crmRequestHandlers((userId) => Promise.resolve(this.scope(userId).crm)),
+      handlers: crmRequestHandlers((userId) => Promise.resolve(this.scope(userId).crm), (userId) => this.policy.status(userId)),
+      authorize: (ctx, action) => this.policy.authorize(ctx, action),
       sync: this.driver(),
       maxFrameBytes: this.settings.maxFrameBytes,
       minIntervalMinutes: this.settings.minIntervalMinutes,
@@ -163,11 +188,17 @@ export class ClientSync {
     return scope.email
   }
 
-  /** The user's engine store, on a part of the client-sync sublevel of its own (apart from mailbox pairs). */
+  /**
+   * The user's engine store, on a part of the client-sync sublevel of its own (apart from mailbox pairs).
+   * Every write after opening checks the user's client-sync lease (`Fence.assertHeld`): a sync runs under it.
+   */
   private store(userId: string): Promise<ReplicaStore> {
     let store = this.stores.get(userId)
     if (!store) {
-      store = ReplicaStore.open(this.db.sublevel<string, string>(userPart(userId), { valueEncoding: 'utf8' }) as unknown as StoreDatabase)
+      const fence = this.leases.fence(userId)
+      let opening = true // opening writes only the store's format marker (idempotent)
+      store = ReplicaStore.open(this.db.sublevel<string, string>(userPart(userId), { valueEncoding: 'utf8' }) as unknown as StoreDatabase, { beforeWrite: () => opening || fence.assertHeld() })
+      void store.then(() => (opening = false), () => undefined)
       store.catch(() => this.stores.delete(userId))
       this.stores.set(userId, store)
     }
@@ -194,7 +225,12 @@ export class ClientSync {
             ...(this.server.config.deletionGuard ? { deletionGuard: this.server.config.deletionGuard } : {}),
           },
         })
-        const run = driver.sync(client, signal)
+        // The client pair's store is written only under the user's client-sync lease.
+        const run = this.leases.run(client.userId, () => driver.sync(client, signal)).catch((error: unknown) => {
+          // The lease lapsed mid-sync (the fence refused a write): retryable for the client, like another holder.
+          if (leaseLost(error)) throw new OutlookProtocolError('unavailable', `the client-sync lease of user ${client.userId} was lost during the sync; retry`, { cause: error })
+          throw error
+        })
         this.running.add(run)
         void run.catch(() => undefined).finally(() => this.running.delete(run))
         return run
@@ -273,10 +309,15 @@ export class ClientSync {
         summary = await this.syncUser(userId)
       } catch (error) {
         const code = error instanceof OutlookProtocolError ? error.code : undefined
-        return reply.code(code === 'unavailable' || code === 'not_designated' || code === 'fenced' ? 409 : 502).send({ error: 'SyncFailed', code: protocolCodeOf(error), message: (error as Error).message })
+        return reply.code(code === 'unavailable' || code === 'not_designated' || code === 'fenced' || code === 'sync_method_conflict' ? 409 : 502).send({ error: 'SyncFailed', code: protocolCodeOf(error), message: (error as Error).message })
       }
       if (!summary) return reply.code(409).send({ error: 'NotConnected', message: `the designated Outlook client of user ${userId} is not connected` })
       return { summary }
+    })
+    // Drops the user's client connections (1012 service restart): every client and pane reconnects with backoff.
+    app.post('/api/users/:userId/clients/disconnect', async (req) => {
+      const userId = parse(UserParams, req.params, 'params').userId.toLowerCase()
+      return { disconnected: this.host.disconnect(userId) }
     })
     app.get('/api/users/:userId/clients', async (req) => {
       const userId = parse(UserParams, req.params, 'params').userId.toLowerCase()

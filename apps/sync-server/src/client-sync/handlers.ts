@@ -4,7 +4,7 @@
  * decides what the user may read and write.
  */
 import { randomUUID } from 'node:crypto'
-import { type CrmAdapter, type CrmKind, MailboxDirectory, TABLES, extractTrackingToken, getAutoTrackOption, nativeIdOf, parseNativeId, setRegarding, shouldTrack, stopTracking, syncEligibility, trackItem, trackingLookups } from '@concord/adapter-crm'
+import { type CrmAdapter, type CrmKind, TABLES, extractTrackingToken, getAutoTrackOption, nativeIdOf, parseNativeId, setRegarding, shouldTrack, stopTracking, trackItem, trackingLookups } from '@concord/adapter-crm'
 import { type ClientRequestHandlers, type CrmRecord, type CrmRef, type MailboxStatusResult, OutlookProtocolError } from '@concord/adapter-outlook'
 import { type Fields, type ItemKind, type NativeId, SyncError, asConcordId, asOpId, parseFields } from '@concord/engine'
 import { z } from 'zod'
@@ -41,31 +41,11 @@ async function readable(crm: CrmAdapter, crmId: string): Promise<void> {
   if (!access.mayRead) throw new OutlookProtocolError('not_found', `no CRM record ${crmId} that this user may read`)
 }
 
-/** How the App for Outlook learns whether a user's mailbox is enabled for server-side sync. */
-export type MailboxStatusOf = (userId: string, crm: CrmAdapter) => Promise<MailboxStatusResult>
-
 /**
- * Default `MailboxStatusOf`: reads the user's CRM `mailboxes` row as the application user (users
- * seldom may read mailboxes) and applies server-side sync's eligibility rules to incoming e-mail.
+ * How the App for Outlook learns whether a user's mailbox is enabled for server-side sync. The sync
+ * server answers from its own mailbox state (`ClientSyncPolicy.status`), not from the CRM row.
  */
-export function crmMailboxStatus(fetchImpl?: typeof fetch): MailboxStatusOf {
-  const directories = new Map<string, MailboxDirectory>()
-  return async (userId, crm) => {
-    const o = crm.options
-    const key = `${o.orgUrl}|${o.clientId}`
-    let directory = directories.get(key)
-    if (!directory) directories.set(key, (directory = new MailboxDirectory({ orgUrl: o.orgUrl, tokenUrl: o.tokenUrl, clientId: o.clientId, clientSecret: o.clientSecret }, fetchImpl ? { fetch: fetchImpl } : {})))
-    const rows = (await directory.listMailboxes({ filter: `_regardingobjectid_value eq ${userId}` })).filter((r) => r.ownerId === userId.toLowerCase())
-    if (rows.length === 0) return { serverSideSync: false, reason: 'this user has no CRM mailbox' }
-    const reasons: string[] = []
-    for (const row of rows) {
-      const eligibility = syncEligibility(row, { requireApproval: false, exchangeOnlineProfile: false })
-      if (eligibility.incoming) return { serverSideSync: true }
-      reasons.push(...eligibility.reasons.filter((r) => r.startsWith('incoming:')))
-    }
-    return { serverSideSync: false, reason: reasons.join('; ').slice(0, 1900) }
-  }
-}
+export type MailboxStatusOf = (userId: string) => Promise<MailboxStatusResult>
 
 /** Display-name columns of the tables an address or a search can find. */
 const NAME_OF: Record<string, { set: string; key: string; name: string }> = {
@@ -88,9 +68,9 @@ async function nameOf(crm: CrmAdapter, table: string, id: string): Promise<strin
   return typeof name === 'string' ? name : undefined
 }
 
-export function crmRequestHandlers(crmOf: UserCrm, mailboxStatusOf: MailboxStatusOf = crmMailboxStatus()): ClientRequestHandlers {
+export function crmRequestHandlers(crmOf: UserCrm, mailboxStatusOf: MailboxStatusOf): ClientRequestHandlers {
   return {
-    mailboxStatus: async (ctx) => mailboxStatusOf(ctx.userId, await crmOf(ctx.userId)),
+    mailboxStatus: async (ctx) => mailboxStatusOf(ctx.userId),
 
     // The parties of an open e-mail as CRM records, and the CRM e-mail tracked for it (by message id).
     itemInfo: async (ctx, input) => {

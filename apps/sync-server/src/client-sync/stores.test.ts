@@ -1,10 +1,14 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { StoreDatabase } from '@concord/engine'
+import { type Fields, type PullPage, ReplicaStore, type StoreDatabase, asCursor, asNativeId, asReplicaId, asVersion } from '@concord/engine'
+import { sampleFields } from '@concord/engine/testing'
 import { ClassicLevel } from 'classic-level'
-import { afterEach, beforeEach, expect, test } from 'vitest'
+import { afterEach, beforeEach, expect, test, vi } from 'vitest'
+import { LeaseLostError } from '../errors.js'
+import { InProcessLeases } from '../lease.js'
 import { ClientTokenStore, LevelDesignationStore, LevelIntervalStore, hashToken } from './stores.js'
+import { UserLeases, clientSyncLeaseKey } from './user-leases.js'
 
 let dir: string
 let db: ClassicLevel<string, string>
@@ -67,4 +71,65 @@ test('an expired token no longer authenticates', async () => {
   expect(await tokens.authenticate(token)).toEqual(info)
   now = 1500
   expect(await tokens.authenticate(token)).toBeUndefined()
+})
+
+test('fenced designations: written only under the user’s lease; another holder → unavailable; a lapsed lease → LeaseLostError, nothing written', async () => {
+  let now = 1_000_000
+  const manager = new InProcessLeases(() => now)
+  const leases = new UserLeases({ leases: manager, holder: 'server-a', ttlMs: 60_000, now: () => now })
+  const store = new LevelDesignationStore(part(), leases)
+  expect(await store.designate('u1', 'laptop')).toEqual({ clientId: 'laptop', fencingToken: 1 })
+  // The lease is given back after each write; writes while this process holds it (a sync) share it.
+  expect(await manager.current(clientSyncLeaseKey('u1'))).toBeNull()
+  const acquire = vi.spyOn(manager, 'acquire')
+  const concurrent = await leases.run('u1', () => Promise.all(['a', 'b', 'c'].map((c) => store.designate('u1', c))))
+  expect(concurrent.map((d) => d.fencingToken)).toEqual([2, 3, 4])
+  expect(acquire).toHaveBeenCalledTimes(1)
+  expect(await manager.current(clientSyncLeaseKey('u1'))).toBeNull()
+
+  // Another server holds u1's lease: refused (retryable), the designation is unchanged.
+  const other = await manager.acquire(clientSyncLeaseKey('u1'), 'server-b', 60_000)
+  await expect(store.designate('u1', 'desktop')).rejects.toMatchObject({ code: 'unavailable', message: expect.stringContaining('server-b') })
+  expect(await store.current('u1')).toEqual({ clientId: 'c', fencingToken: 4 })
+  // A user without a designation connecting meanwhile cannot claim one; a designated user's claim is a read.
+  await expect(store.claimIfUnassigned('u1', 'desktop')).resolves.toEqual({ clientId: 'c', fencingToken: 4 })
+  await manager.release(other!)
+
+  // The lease lapses while a writer holds it (a long pause): its write is refused by the fence.
+  await expect(
+    leases.run('u1', async (fence) => {
+      now += 60_000
+      fence.assertHeld()
+    }),
+  ).rejects.toBeInstanceOf(LeaseLostError)
+  await expect(
+    leases.run('u1', async () => {
+      const write = store.designate('u1', 'late')
+      now += 120_000
+      return write
+    }),
+  ).rejects.toBeInstanceOf(LeaseLostError)
+  expect(await store.current('u1')).toEqual({ clientId: 'c', fencingToken: 4 })
+})
+
+test('the client pair’s engine store refuses writes outside the user’s lease', async () => {
+  let now = 1_000_000
+  const leases = new UserLeases({ leases: new InProcessLeases(() => now), holder: 'server-a', ttlMs: 60_000, now: () => now })
+  const fence = leases.fence('u1')
+  let opening = true
+  const store = await ReplicaStore.open(part().sublevel<string, string>('pair', { valueEncoding: 'utf8' }) as unknown as StoreDatabase, { beforeWrite: () => opening || fence.assertHeld() })
+  opening = false
+  const crm = asReplicaId('crm:u1')
+  const page = (n: number): PullPage => ({ changes: [{ type: 'upsert' as const, nativeId: asNativeId(`contacts(${n})`), kind: 'contact' as const, version: asVersion(`v${n}`), fields: sampleFields('contact', n) as Fields }], nextCursor: asCursor(`c${n}`), hasMore: false })
+  await expect(store.applyPulledPage(crm, page(1))).rejects.toBeInstanceOf(LeaseLostError)
+  await leases.run('u1', () => store.applyPulledPage(crm, page(1)))
+  expect(await store.getCursor(crm)).toBe('c1')
+  await expect(
+    leases.run('u1', async () => {
+      now += 61_000 // the lease lapsed during a long pause
+      await store.applyPulledPage(crm, page(2))
+    }),
+  ).rejects.toBeInstanceOf(LeaseLostError)
+  expect(await store.getCursor(crm)).toBe('c1')
+  expect(await store.headSeq(crm)).toBe(1)
 })

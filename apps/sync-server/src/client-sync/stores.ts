@@ -3,16 +3,19 @@
  * the designated sync client with its fencing token, and personal sync intervals. Every value is JSON,
  * parsed with zod on read (a corrupt value is an error naming the key).
  *
- * Atomicity: writes of one user are serialised in-process (`KeyedMutex`) and every change is one
- * LevelDB batch, which is enough for a single server process. A multi-process deployment (Redis) must
- * instead take the next fencing token with an atomic `INCR concord:fence:<userId>` and write the
- * designation in the same script (`EVAL`), so two processes can never hand out the same token.
+ * Atomicity: writes of one user are serialised in-process (`KeyedMutex`), every change is one LevelDB
+ * batch, and designation writes are fenced by the user's client-sync lease (`UserLeases`, through the
+ * server's `LeaseManager`), so with a shared LeaseManager (Redis) two processes never write one user's
+ * designation at once. A multi-process deployment whose state is not shared must in addition keep the
+ * designation itself in shared storage (e.g. an atomic `INCR concord:fence:<userId>` + write in one
+ * `EVAL`), so both processes read the same current designation.
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import type { Designation, DesignationStore, IntervalStore } from '@concord/adapter-outlook'
 import type { StoreDatabase } from '@concord/engine'
 import { z } from 'zod'
 import { ServerError } from '../errors.js'
+import type { UserLeases } from './user-leases.js'
 
 /** Serialises async work per key (one user's designation changes, token changes). */
 export class KeyedMutex {
@@ -48,28 +51,44 @@ const DesignationSchema = z.strictObject({ clientId: z.string().min(1), fencingT
 /** The highest fencing token ever given to the user, kept apart so tokens stay increasing. */
 const FenceSchema = z.number().int().nonnegative()
 
-/** `DesignationStore` on LevelDB: `d!<userId>` the designation, `f!<userId>` the last fencing token. */
+/**
+ * `DesignationStore` on LevelDB: `d!<userId>` the designation, `f!<userId>` the last fencing token.
+ * With `leases`, every write happens under the user's client-sync lease and checks its fence just
+ * before the batch (`LeaseLostError` when the lease was lost; `unavailable` when another server holds it).
+ */
 export class LevelDesignationStore implements DesignationStore {
   private readonly lock = new KeyedMutex()
 
-  constructor(private readonly db: StoreDatabase) {}
+  constructor(
+    private readonly db: StoreDatabase,
+    private readonly leases?: UserLeases | undefined,
+  ) {}
 
   current(userId: string): Promise<Designation | undefined> {
     return getJson(this.db, `d!${userId}`, DesignationSchema)
   }
 
   designate(userId: string, clientId: string): Promise<Designation> {
-    return this.lock.run(userId, () => this.write(userId, clientId))
+    return this.lock.run(userId, () => this.leased(userId, (assertHeld) => this.write(userId, clientId, assertHeld)))
   }
 
+  /** Callers queue in call order; only a user without a designation takes the lease to write one. */
   claimIfUnassigned(userId: string, clientId: string): Promise<Designation> {
-    return this.lock.run(userId, async () => (await this.current(userId)) ?? this.write(userId, clientId))
+    return this.lock.run(userId, async () => (await this.current(userId)) ?? this.leased(userId, (assertHeld) => this.write(userId, clientId, assertHeld)))
   }
 
-  /** Only under the user's lock. */
-  private async write(userId: string, clientId: string): Promise<Designation> {
+  /** Runs a write under the user's lease (shared with a sync running in this process), when fenced. */
+  private leased<T>(userId: string, fn: (assertHeld: () => void) => Promise<T>): Promise<T> {
+    const leases = this.leases
+    if (!leases) return fn(() => undefined)
+    return leases.run(userId, (fence) => fn(() => fence.assertHeld()))
+  }
+
+  /** Only under the user's lock (and lease). */
+  private async write(userId: string, clientId: string, assertHeld: () => void): Promise<Designation> {
     const last = (await getJson(this.db, `f!${userId}`, FenceSchema)) ?? 0
     const next: Designation = { clientId, fencingToken: last + 1 }
+    assertHeld()
     await this.db.batch([
       { type: 'put', key: `f!${userId}`, value: JSON.stringify(next.fencingToken) },
       { type: 'put', key: `d!${userId}`, value: JSON.stringify(next) },

@@ -107,8 +107,10 @@ export class CrmOrgFeed {
   private async confirmUnlisted(signal?: AbortSignal): Promise<void> {
     const { adapter, store } = this.options
     const unlisted = await store.unlistedAfterFullListing(this.replicaId)
-    if (!unlisted || unlisted.length === 0 || !adapter.confirmMissing) return
-    await store.recordConfirmedMissing(this.replicaId, await adapter.confirmMissing(unlisted, { signal }))
+    if (unlisted === undefined) return // no completed listing awaiting its check
+    // Recorded even when nothing is missing: an unconfirmed listing would be checked again at every refresh.
+    const gone = unlisted.length > 0 && adapter.confirmMissing ? await adapter.confirmMissing(unlisted, { signal }) : []
+    await store.recordConfirmedMissing(this.replicaId, gone)
   }
 
   private async announce(afterSeq: number): Promise<void> {

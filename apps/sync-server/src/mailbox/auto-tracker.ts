@@ -6,8 +6,9 @@
  * category in the mailbox, so the next cycle brings it to the CRM, where it is correlated (In-Reply-To,
  * tracking token, conversation, smart matching) like every tracked email.
  */
-import { type AutoTrackOption, correlateEmail, getAutoTrackOption, shouldTrack, trackingLookups } from '@concord/adapter-crm'
+import { type AutoTrackOption, type CrmAdapter, correlateEmail, extractTrackingToken, getAutoTrackOption, shouldTrack, trackingLookups } from '@concord/adapter-crm'
 import { type Fields, type LogEntry, type Logger, TRACKED_CATEGORY, asOpId } from '@concord/engine'
+import { z } from 'zod'
 import type { MailboxWorker } from './mailbox-worker.js'
 
 export interface AutoTrackStore {
@@ -82,12 +83,61 @@ export class AutoTracker {
    */
   async decidePage(worker: MailboxWorker, page: readonly Fields[], signal?: AbortSignal): Promise<boolean[]> {
     const option = await getAutoTrackOption(worker.crm, signal)
+    if (option === 'responsesToCrmEmail') return this.decideResponses(worker, page, signal)
     const out: boolean[] = []
     for (const f of page) {
       const header = candidateHeader(f)
       out.push(option !== 'none' && header !== undefined && (await this.decide(worker, f, option, signal)))
     }
     return out
+  }
+
+  /**
+   * "E-mail messages in response to CRM e-mail" for a whole page: the CRM e-mails the page's messages
+   * answer are looked up in a few batched queries (In-Reply-To → `messageid`, tracking token, conversation →
+   * `conversationindex`; the order and keys of correlation §5.9, smart matching off as for Exchange), not
+   * three queries per message. A message answering one tracked earlier in the same page counts too: it
+   * reaches the CRM in the same cycle.
+   */
+  private async decideResponses(worker: MailboxWorker, page: readonly Fields[], signal?: AbortSignal): Promise<boolean[]> {
+    const prefix = worker.crm.options.trackingTokenPrefix
+    const str = (v: unknown) => (typeof v === 'string' && v !== '' ? v : undefined)
+    const wanted = { messageid: new Set<string>(), trackingtoken: new Set<string>(), conversationindex: new Set<string>() }
+    for (const f of page) {
+      if (!candidateHeader(f)) continue
+      const inReplyTo = str(f.inReplyTo)
+      const token = extractTrackingToken(str(f.subject) ?? '', prefix)
+      const conversation = str(f.conversationId)
+      if (inReplyTo) wanted.messageid.add(inReplyTo)
+      if (token) wanted.trackingtoken.add(token)
+      if (conversation) wanted.conversationindex.add(conversation)
+    }
+    const found = {
+      messageid: await existingValues(worker.crm, 'messageid', wanted.messageid, signal),
+      trackingtoken: await existingValues(worker.crm, 'trackingtoken', wanted.trackingtoken, signal),
+      conversationindex: await existingValues(worker.crm, 'conversationindex', wanted.conversationindex, signal),
+    }
+    const trackedIds = new Set<string>()
+    const trackedConversations = new Set<string>()
+    return page.map((f) => {
+      if (!candidateHeader(f)) return false
+      const inReplyTo = str(f.inReplyTo)
+      const token = extractTrackingToken(str(f.subject) ?? '', prefix)
+      const conversation = str(f.conversationId)
+      const responds =
+        (inReplyTo !== undefined && (found.messageid.has(inReplyTo) || trackedIds.has(inReplyTo))) ||
+        (token !== null && found.trackingtoken.has(token)) ||
+        (conversation !== undefined && (found.conversationindex.has(conversation) || trackedConversations.has(conversation)))
+      const header = { sender: (f.from as { address: string }).address, recipients: [...addresses(f.to), ...addresses(f.cc)], subject: str(f.subject) ?? '' }
+      const decision = shouldTrack(header, 'responsesToCrmEmail', { senderRecordTypes: [], respondsToTrackedEmail: responds })
+      this.logger.debug({ mailboxId: worker.descriptor.mailboxId, track: decision.track, reason: decision.reason }, 'automatic tracking')
+      if (decision.track) {
+        const own = str(f.internetMessageId)
+        if (own) trackedIds.add(own)
+        if (conversation) trackedConversations.add(conversation)
+      }
+      return decision.track
+    })
   }
 
   private async linkedToCrm(worker: MailboxWorker, entry: LogEntry): Promise<boolean> {
@@ -118,4 +168,19 @@ export class AutoTracker {
     const rejected = res.rejected[0]
     if (rejected) throw rejected.error
   }
+}
+
+const ValuesPageSchema = z.object({ value: z.array(z.record(z.string(), z.unknown())) }).loose()
+const CHUNK = 20
+
+/** Which of `values` some CRM e-mail the owner can read has in `column` (batched `eq … or eq …` queries). */
+async function existingValues(crm: CrmAdapter, column: 'messageid' | 'trackingtoken' | 'conversationindex', values: ReadonlySet<string>, signal?: AbortSignal): Promise<Set<string>> {
+  const out = new Set<string>()
+  const list = [...values].filter((v) => v.length <= 1024)
+  for (let i = 0; i < list.length; i += CHUNK) {
+    const filter = list.slice(i, i + CHUNK).map((v) => `${column} eq '${v.replace(/'/g, "''")}'`).join(' or ')
+    const page = await crm.http.getJson(`emails?$select=${column}&$filter=${encodeURIComponent(filter)}`, ValuesPageSchema, { Prefer: 'odata.maxpagesize=500' }, signal)
+    for (const row of page.value) if (typeof row[column] === 'string') out.add(row[column])
+  }
+  return out
 }

@@ -1,7 +1,7 @@
 /** `MailboxDirectoryPort` over adapter-crm's `MailboxDirectory` (the `mailboxes` and `tracelogs` tables, as the application user). */
-import { ACT_DELIVERY, INCOMING_DELIVERY, MailboxDirectory, OUTGOING_DELIVERY, SERVER_TYPE, syncEligibility } from '@concord/adapter-crm'
+import { ACT_DELIVERY, INCOMING_DELIVERY, MailboxDirectory, OUTGOING_DELIVERY, syncEligibility } from '@concord/adapter-crm'
 import { AlertCodes, type MailboxAlert, type MailboxDirectoryPort, type MailboxRow, type TestStatus } from './directory.js'
-import type { RowProfile } from './profiles.js'
+import { type RowProfile, crmProfileTypeOf } from './profiles.js'
 
 export interface CrmDirectoryOptions {
   url: string
@@ -32,7 +32,7 @@ export class CrmMailboxDirectory implements MailboxDirectoryPort {
     const profiles = new Map<string, RowProfile>()
     if (mailboxes.some((r) => r.emailServerProfileId !== null)) {
       for (const p of await this.directory.listEmailServerProfiles()) {
-        const type = p.serverType === SERVER_TYPE.ExchangeServer || p.serverType === SERVER_TYPE.ExchangeOnline ? 'exchange' : p.serverType === SERVER_TYPE.Other ? 'other' : undefined
+        const type = crmProfileTypeOf(p.serverType)
         profiles.set(p.profileId, { id: p.profileId, name: p.name, ...(type ? { type } : {}) })
       }
     }

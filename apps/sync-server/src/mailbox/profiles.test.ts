@@ -1,6 +1,6 @@
 import { expect, test } from 'vitest'
 import type { EmailServerProfile, ServerConfig } from '../config.js'
-import { bindMailbox, mailServerOptionsOf } from './profiles.js'
+import { CrmServerTypes, bindMailbox, crmProfileTypeOf, mailServerOptionsOf } from './profiles.js'
 
 const imap: EmailServerProfile = {
   name: 'Contoso IMAP',
@@ -19,7 +19,7 @@ test('no CRM profile: Exchange over Graph, as before', () => {
 })
 
 test('the CRM profile name selects the configured profile (case-insensitive) and the mailbox credentials', () => {
-  const r = bindMailbox(config, { email: 'Ina@contoso.test', profile: { id: 'p1', name: 'contoso imap', type: 'other' } })
+  const r = bindMailbox(config, { email: 'Ina@contoso.test', profile: { id: 'p1', name: 'contoso imap', type: 'imap' } })
   expect(r).toMatchObject({ binding: { type: 'imap', profile: 'Contoso IMAP', credentials: { user: 'ina' } } })
   expect(bindMailbox(config, { email: 'x@contoso.test', profile: { id: 'p2', name: 'Exchange Online', type: 'exchange' } })).toEqual({ binding: { type: 'exchange', profile: 'Exchange Online' } })
 })
@@ -28,6 +28,16 @@ test('an unknown profile, a type mismatch or missing credentials: not eligible, 
   expect(bindMailbox(config, { email: 'ina@contoso.test', profile: { id: 'p', name: 'Gmail' } })).toEqual({ reason: expect.stringContaining('"Gmail" is not configured') })
   expect(bindMailbox(config, { email: 'ina@contoso.test', profile: { id: 'p', name: 'Contoso IMAP', type: 'exchange' } })).toEqual({ reason: expect.stringContaining('is an Exchange profile in the CRM but imap') })
   expect(bindMailbox(config, { email: 'bob@contoso.test', profile: { id: 'p', name: 'Contoso IMAP' } })).toEqual({ reason: expect.stringContaining('no credentials for bob@contoso.test') })
+  const pop3Config = { profiles: [{ ...imap, name: 'Contoso POP3', type: 'pop3' as const }] }
+  expect(bindMailbox(pop3Config, { email: 'ina@contoso.test', profile: { id: 'p', name: 'Contoso POP3', type: 'imap' } })).toEqual({ reason: expect.stringContaining('is an IMAP/SMTP profile in the CRM but pop3') })
+  expect(bindMailbox(config, { email: 'x@contoso.test', profile: { id: 'p', name: 'Exchange Online', type: 'pop3' } })).toEqual({ reason: expect.stringContaining('is an "Other (POP3/SMTP)" profile in the CRM but exchange') })
+})
+
+test('CRM servertype values (Dataverse emailserverprofile_servertype): 0/2/3 Exchange, 1 Other (POP3/SMTP, also IMAP), 4 IMAP/SMTP', () => {
+  expect([0, 1, 2, 3, 4, 5, null].map((v) => crmProfileTypeOf(v))).toEqual(['exchange', 'pop3', 'exchange', 'exchange', 'imap', undefined, undefined])
+  expect(CrmServerTypes).toEqual({ ExchangeServer: 0, OtherPop3Smtp: 1, ExchangeServerHybrid: 2, ExchangeOnlineHybrid: 3, ImapSmtp: 4 })
+  // "Other (POP3/SMTP)" predates IMAP/SMTP (4): an IMAP server configured under it is accepted.
+  expect(bindMailbox(config, { email: 'ina@contoso.test', profile: { id: 'p', name: 'Contoso IMAP', type: 'pop3' } })).toMatchObject({ binding: { type: 'imap' } })
 })
 
 test('adapter options: incoming login, SMTP with its own login, Message-IDs in the mailbox domain', () => {

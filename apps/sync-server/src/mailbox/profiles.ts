@@ -11,12 +11,43 @@ import type { MailboxRow } from './directory.js'
 export const ProfileTypes = ['exchange', 'imap', 'pop3'] as const
 export type ProfileType = (typeof ProfileTypes)[number]
 
+/**
+ * `emailserverprofile.servertype` (global choice `emailserverprofile_servertype`; MicrosoftDocs/powerapps-docs,
+ * reference/entities/emailserverprofile.md): 0 Exchange Server, 1 Other (POP3/SMTP), 2 Exchange Server
+ * (Hybrid), 3 Exchange Online (Hybrid), 4 IMAP/SMTP. Value 4 is newer than the others (the CRM 2016
+ * reference lists 0–3), so organisations set up before it keep IMAP servers under 1.
+ */
+export const CrmServerTypes = { ExchangeServer: 0, OtherPop3Smtp: 1, ExchangeServerHybrid: 2, ExchangeOnlineHybrid: 3, ImapSmtp: 4 } as const
+
+/** What a CRM profile's server type says about the server: Exchange, POP3/SMTP ("Other") or IMAP/SMTP. */
+export type CrmProfileType = 'exchange' | 'pop3' | 'imap'
+
+/** The kind of server a `servertype` value names; undefined for a value this version does not know. */
+export function crmProfileTypeOf(servertype: number | null | undefined): CrmProfileType | undefined {
+  switch (servertype) {
+    case CrmServerTypes.ExchangeServer:
+    case CrmServerTypes.ExchangeServerHybrid:
+    case CrmServerTypes.ExchangeOnlineHybrid:
+      return 'exchange'
+    case CrmServerTypes.OtherPop3Smtp:
+      return 'pop3'
+    case CrmServerTypes.ImapSmtp:
+      return 'imap'
+    default:
+      return undefined
+  }
+}
+
+/** Which configured profile types a CRM server type accepts ("Other (POP3/SMTP)" also IMAP, see above). */
+const ACCEPTS: Record<CrmProfileType, readonly ProfileType[]> = { exchange: ['exchange'], pop3: ['pop3', 'imap'], imap: ['imap'] }
+const CRM_LABEL: Record<CrmProfileType, string> = { exchange: 'an Exchange profile', pop3: 'an "Other (POP3/SMTP)" profile', imap: 'an IMAP/SMTP profile' }
+
 /** The profile a CRM mailbox row points at (`_emailserverprofile_value` and its name). */
 export interface RowProfile {
   id: string
   name: string
-  /** The CRM profile's server type (`servertype`): Exchange, or "Other" (POP3/IMAP + SMTP); absent when unknown. */
-  type?: 'exchange' | 'other' | undefined
+  /** What the CRM profile's `servertype` says (see `crmProfileTypeOf`); absent when unknown. */
+  type?: CrmProfileType | undefined
 }
 
 /** How one mailbox is synced. Holds resolved secrets: never log it. */
@@ -31,9 +62,8 @@ export function bindMailbox(config: Pick<ServerConfig, 'profiles'>, row: Pick<Ma
   const wanted = row.profile.name.toLowerCase()
   const server = config.profiles.find((p) => p.name.toLowerCase() === wanted)
   if (!server) return { reason: `email server profile "${row.profile.name}" is not configured in the sync server (config profiles[].name)` }
-  if (row.profile.type !== undefined && (row.profile.type === 'exchange') !== (server.type === 'exchange')) {
-    const crm = row.profile.type === 'exchange' ? 'an Exchange profile' : 'a POP3/IMAP + SMTP profile'
-    return { reason: `email server profile "${row.profile.name}" is ${crm} in the CRM but ${server.type} in the sync server config` }
+  if (row.profile.type !== undefined && !ACCEPTS[row.profile.type].includes(server.type)) {
+    return { reason: `email server profile "${row.profile.name}" is ${CRM_LABEL[row.profile.type]} in the CRM but ${server.type} in the sync server config` }
   }
   if (server.type === 'exchange') return { binding: { type: 'exchange', profile: server.name } }
   const credentials = server.mailboxes[row.email.toLowerCase()]

@@ -35,7 +35,10 @@ test('incoming mail with a sender is decided per page; outgoing and sender-less 
       asked.push([...page])
       return page.map((f) => f.subject === 'Track me')
     },
-    async (id) => void marked.push(id),
+    async (ids) => {
+      marked.push(...ids)
+      return new Map([[asNativeId('mid:<a@x>'), { version: asVersion('v-a-tracked'), categories: ['Tracked to Dynamics 365'] }]])
+    },
   )
   const page = await source.pull(null, { limit: 10 })
   expect(asked).toHaveLength(1)
@@ -48,6 +51,8 @@ test('incoming mail with a sender is decided per page; outgoing and sender-less 
     ['mid:<e@x>', 'delete'],
   ])
   expect(marked).toEqual(['mid:<a@x>'])
+  // The tracked message carries the keyword's new version and categories (the next round has nothing to report).
+  expect(page.changes[0]).toMatchObject({ version: 'v-a-tracked', fields: { subject: 'Track me', categories: ['Tracked to Dynamics 365'] } })
   expect(page.nextCursor).toBe('c1')
 })
 

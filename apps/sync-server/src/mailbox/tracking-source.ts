@@ -8,7 +8,7 @@
  * keep it (manual tracking is unsupported for POP3/SMTP, protocols.md §5.1). Only sender, recipients
  * and subject are looked at (the privacy rule of §5.8).
  */
-import { CursorExpiredError, type Cursor, type Fields, type NativeId, type PullOptions, type PullPage, type PushOp, type PushOptions, type PushResult, type ReplicaAdapter, type ReplicaId } from '@concord/engine'
+import { CursorExpiredError, type Cursor, type Fields, type NativeId, type PullOptions, type PullPage, type PushOp, type PushOptions, type PushResult, type ReplicaAdapter, type ReplicaId, type Version } from '@concord/engine'
 import { MailServerError, type MailServerAdapter } from '@concord/adapter-mailserver'
 
 export class AutoTrackingSource implements ReplicaAdapter {
@@ -17,8 +17,12 @@ export class AutoTrackingSource implements ReplicaAdapter {
   constructor(
     private readonly inner: MailServerAdapter,
     private readonly decide: (page: readonly Fields[], signal?: AbortSignal) => Promise<boolean[]>,
-    /** A message was decided "track" (IMAP: add the tracking keyword). A failure is reported, not thrown. */
-    private readonly onTracked?: (nativeId: NativeId) => Promise<void>,
+    /**
+     * The messages of a page decided "track" (IMAP: the tracking keyword is added to all of them at once,
+     * see `MailServerAdapter.trackPulled`); returns their new versions and categories, which the page then
+     * carries. A failure is reported by the callee (an empty map), never thrown.
+     */
+    private readonly onTracked?: (nativeIds: NativeId[]) => Promise<ReadonlyMap<NativeId, { version: Version; categories: string[] }>>,
   ) {
     this.replicaId = inner.replicaId
   }
@@ -41,12 +45,15 @@ export class AutoTrackingSource implements ReplicaAdapter {
       candidates.map((i) => (page.changes[i] as Extract<PullPage['changes'][number], { type: 'upsert' }>).fields),
       options.signal,
     )
+    const tracked = candidates.filter((_, n) => decisions[n] === true)
+    if (tracked.length === 0) return page
+    const marked = this.onTracked ? await this.onTracked(tracked.map((i) => page.changes[i]!.nativeId)) : undefined
     const changes = [...page.changes]
-    for (const [n, i] of candidates.entries()) {
+    for (const i of tracked) {
       const c = changes[i]
-      if (!decisions[n] || c?.type !== 'upsert') continue
-      changes[i] = { ...c, meta: { ...c.meta, tracked: true } }
-      await this.onTracked?.(c.nativeId)
+      if (c?.type !== 'upsert') continue
+      const m = marked?.get(c.nativeId)
+      changes[i] = m ? { ...c, version: m.version, fields: { ...c.fields, categories: m.categories }, meta: { ...c.meta, tracked: true } } : { ...c, meta: { ...c.meta, tracked: true } }
     }
     return { ...page, changes }
   }

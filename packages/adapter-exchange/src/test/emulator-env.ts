@@ -52,6 +52,8 @@ export async function startEmulatorEnv(options: GraphEmulatorOptions = {}): Prom
           clientSecret: 'test-secret',
           tokenUrl: em.tokenUrl,
           graphBaseUrl: em.url,
+          // To Do keeps only the instant of a task date: the samples' dates are in this zone, so they read back unchanged.
+          taskTimeZone: 'Europe/Berlin',
           ...overrides,
         },
         { fetch: trustedFetch, ...deps },
@@ -141,7 +143,7 @@ export function exchangeSampleFields(kind: ItemKind, n: number): Fields {
         description: `Call back about order ${n}`,
         status: n % 2 ? 'inProgress' : 'notStarted',
         priority: n % 3 === 0 ? 'high' : 'normal',
-        due: { dateTime: `${date}T17:00:00`, timeZone: 'UTC' },
+        due: { dateTime: `${date}T17:00:00`, timeZone: 'Europe/Berlin' },
         start: { dateTime: `${date}T08:00:00`, timeZone: 'Europe/Berlin' },
         categories: ['CRM'],
       }

@@ -28,8 +28,11 @@ export class PaneClient {
     readonly welcome: WelcomeMessage,
   ) {}
 
-  /** Opens the socket and completes the handshake; rejects with the server's error (e.g. `unauthorized`). */
-  static connect(url: string, token: string, clientId: string, WebSocketImpl: PaneSocketConstructor): Promise<PaneClient> {
+  /**
+   * Opens the socket and completes the handshake; rejects with the server's error (e.g. `unauthorized`).
+   * `onClose` is told when the connection closes after the handshake (not after `close()`).
+   */
+  static connect(url: string, token: string, clientId: string, WebSocketImpl: PaneSocketConstructor, onClose?: (code: number, reason: string) => void): Promise<PaneClient> {
     return new Promise((resolve, reject) => {
       const socket = new WebSocketImpl(url)
       const transport = browserTransport(socket)
@@ -55,12 +58,14 @@ export class PaneClient {
       })
       transport.onClose((code, reason) => {
         const error = new OutlookProtocolError('unavailable', `the connection to the sync server closed (${code}${reason ? `: ${reason}` : ''})`)
-        if (client) client.closedError = error
         peer.close(error)
-        if (!client) reject(error)
+        if (!client) return reject(error)
+        const closedByUs = client.closedError !== undefined
+        client.closedError = error
+        if (!closedByUs) onClose?.(code, reason)
       })
       socket.addEventListener('error', () => reject(new OutlookProtocolError('unavailable', `cannot reach the sync server at ${url}`)), { once: true })
-      socket.addEventListener('open', () => transport.send(JSON.stringify({ type: 'hello', protocol: PROTOCOL_VERSION, token, clientId, clientName: 'App for Outlook' })), { once: true })
+      socket.addEventListener('open', () => transport.send(JSON.stringify({ type: 'hello', protocol: PROTOCOL_VERSION, token, clientId, clientName: 'App for Outlook', syncItems: false })), { once: true })
     })
   }
 
@@ -75,6 +80,7 @@ export class PaneClient {
   }
 
   close(): void {
+    this.closedError ??= new OutlookProtocolError('unavailable', 'the pane closed the connection')
     this.socket.close(1000, 'pane closed')
   }
 }

@@ -122,8 +122,8 @@ function patch(kind: ItemKind, ref: ContainerRef): Handler {
     if (kind === 'task' && body['linkedResources'] !== undefined) {
       throw new GraphHttpError(400, 'RequestBodyRead', "Invalid request body: 'linkedResources' cannot be set with PATCH; use the linkedResources collection.")
     }
-    ctx.core.store.updateItem(mb, item, toWriteInput(kind, body))
-    return ok(renderOne(ctx, mb, item))
+    const updated = ctx.core.store.updateItem(mb, item, toWriteInput(kind, body))
+    return ok(renderOne(ctx, mb, updated))
   }
 }
 
@@ -167,9 +167,24 @@ function calendarView(ref: ContainerRef): Handler {
     const mb = mailboxOf(ctx)
     const c = ref(ctx, mb) ?? ctx.core.store.defaultContainer(mb, 'calendar')
     const w = readWindow(ctx)
-    const items = [...ofKind(mb, 'event', c)].filter((it) => (it.startMs ?? 0) < w.weMs && (it.endMs ?? 0) > w.wsMs)
+    const items: Item[] = []
+    for (const it of ofKind(mb, 'event', c)) {
+      // A series master is not listed itself: its occurrences and exceptions in the window are.
+      if (it.data['recurrence']) items.push(...ctx.core.store.seriesInstances(it, w.wsMs, w.weMs))
+      else if (((it.startMs ?? 0) < w.weMs && (it.endMs ?? 0) > w.wsMs) || (it.startMs === it.endMs && (it.startMs ?? 0) >= w.wsMs && (it.startMs ?? 0) < w.weMs)) items.push(it)
+    }
     items.sort((a, b) => (a.startMs ?? 0) - (b.startMs ?? 0))
     return listItems(ctx, items, `users('${mb.upn}')/calendarView`)
+  }
+}
+
+/** `GET …/events/{id}/instances?startDateTime=&endDateTime=`: occurrences and exceptions of a series master in the window. */
+function instances(ref: ContainerRef): Handler {
+  return (ctx) => {
+    const { mb, item } = find(ctx, 'event', ref)
+    const w = readWindow(ctx)
+    const list = item.data['recurrence'] && !item.occurrence ? ctx.core.store.seriesInstances(item, w.wsMs, w.weMs) : []
+    return listItems(ctx, list, `users('${mb.upn}')/events('${item.occurrence ? item.restId : ctx.immutable ? item.immutableId : item.restId}')/instances`)
   }
 }
 
@@ -248,7 +263,7 @@ function delta(kind: DeltaKind, ref: (ctx: Ctx, mb: Mailbox) => { c: Container; 
     const pageSize = pref !== undefined ? Math.min(pref, core.options.delta.maxPageSize) : core.options.delta.defaultPageSize
     const emptyPage = core.faults.emptyPages > 0
     if (emptyPage) core.faults.emptyPages--
-    const out = runPage({ mb, container, state, pageSize, immutable: ctx.immutable, duplicates: core.faults.duplicates, emptyPage, timeZone: ctx.prefer.timeZone })
+    const out = runPage({ mb, container, state, pageSize, store: core.store, immutable: ctx.immutable, duplicates: core.faults.duplicates, emptyPage, timeZone: ctx.prefer.timeZone })
     if (core.faults.shuffle) {
       for (let i = out.value.length - 1; i > 0; i--) {
         const j = Math.floor(Math.random() * (i + 1))
@@ -355,6 +370,9 @@ export function registerItemRoutes(r: Router<Handler>): void {
   r.add('GET', `${u}/events/delta`, () => {
     throw badRequest('events/delta is a beta-only API; use calendarView/delta with startDateTime and endDateTime.', 'invalidRequest')
   })
+  r.add('GET', `${u}/events/:id/instances`, instances(none))
+  r.add('GET', `${u}/calendar/events/:id/instances`, instances(wellKnown('event', 'calendar')))
+  r.add('GET', `${u}/calendars/:c/events/:id/instances`, instances(param('event', 'c')))
   crud(r, 'event', `${u}/events`, none)
   crud(r, 'event', `${u}/calendar/events`, wellKnown('event', 'calendar'))
   crud(r, 'event', `${u}/calendars/:c/events`, param('event', 'c'))

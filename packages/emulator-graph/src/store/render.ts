@@ -57,10 +57,19 @@ export function renderItem(item: Item, opts: RenderOptions): Record<string, unkn
   if (item.kind !== 'task') full['changeKey'] = item.changeKey
   if (item.kind === 'message' || item.kind === 'contact') full['parentFolderId'] = item.containerId
   Object.assign(full, item.data)
+  const tz = opts.timeZone ?? { name: 'UTC', iana: 'Etc/UTC' }
   if (item.kind === 'event' && item.startMs !== undefined && item.endMs !== undefined) {
-    const tz = opts.timeZone ?? { name: 'UTC', iana: 'Etc/UTC' }
     full['start'] = { dateTime: utcToZoned(item.startMs, tz.iana), timeZone: tz.name }
     full['end'] = { dateTime: utcToZoned(item.endMs, tz.iana), timeZone: tz.name }
+  }
+  if (item.occurrence) {
+    full['seriesMasterId'] = itemId(item.occurrence.master, opts.immutable)
+    full['originalStart'] = new Date(item.occurrence.originalStartMs).toISOString().replace(/\.000Z$/, 'Z')
+  }
+  if (item.kind === 'task' && item.times) {
+    for (const [k, ms] of Object.entries(item.times)) {
+      if (full[k] != null) full[k] = { dateTime: utcToZoned(ms, tz.iana), timeZone: tz.name }
+    }
   }
   if (opts.bodyText && item.kind !== 'contact') {
     const body = full['body'] as { contentType?: string; content?: string } | undefined

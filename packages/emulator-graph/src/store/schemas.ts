@@ -3,6 +3,7 @@
  * property is a 400 `RequestBodyRead`, as on the real service. Nested complex types are lenient.
  */
 import { z } from 'zod'
+import { recurrenceInputSchema } from './recurrence.js'
 
 const str = z.string()
 const nstr = z.string().nullable()
@@ -39,6 +40,7 @@ export const READ_ONLY = new Set([
   'type',
   'bodyLastModifiedDateTime',
   'occurrenceId',
+  'originalStart',
   'childFolderCount',
   'unreadItemCount',
   'totalItemCount',
@@ -101,7 +103,7 @@ export const eventSchema = z.strictObject({
   responseRequested: bool.optional(),
   allowNewTimeProposals: bool.optional(),
   hideAttendees: bool.optional(),
-  recurrence: z.looseObject({ pattern: z.looseObject({}), range: z.looseObject({}) }).nullable().optional(),
+  recurrence: recurrenceInputSchema.nullable().optional(),
   categories: categories.optional(),
   isOnlineMeeting: bool.optional(),
   onlineMeetingProvider: str.optional(),

@@ -7,9 +7,20 @@ import { newChangeKey, newContainerId, newGuid, newImmutableId, newRestId } from
 import type { Clock } from '../clock.js'
 import { normaliseExtId } from './ext-props.js'
 import { requireTimeZone, utcToZoned, zonedToUtc } from '../timezones.js'
+import {
+  expandShape,
+  instanceTimes,
+  isPatternKey,
+  normaliseRecurrence,
+  occurrenceId,
+  parseOccurrenceId,
+  recurrenceInputSchema,
+  type SeriesShape,
+} from './recurrence.js'
 import type {
   Category,
   ChangeEvent,
+  ExceptionRecord,
   Container,
   ContainerKind,
   ExtendedProperty,
@@ -87,6 +98,19 @@ function preview(body: unknown): string {
 }
 
 export type ChangeListener = (event: ChangeEvent) => void
+
+/** To Do task properties of type dateTimeTimeZone. */
+export const TASK_DATE_FIELDS = ['dueDateTime', 'reminderDateTime', 'startDateTime', 'completedDateTime'] as const
+
+/** How many earlier recurrence shapes an event remembers (delta reports their occurrences removed). */
+const MAX_PAST_SHAPES = 10
+
+/** The recurrence shape of a series master, or undefined for any other event. */
+export function shapeOf(item: Item): SeriesShape | undefined {
+  const rec = item.data['recurrence'] as SeriesShape['recurrence'] | null | undefined
+  if (item.kind !== 'event' || !rec || item.startMs === undefined || item.endMs === undefined) return undefined
+  return { recurrence: rec, startMs: item.startMs, endMs: item.endMs }
+}
 
 export class Store {
   readonly mailboxes = new Map<string, Mailbox>()
@@ -232,7 +256,12 @@ export class Store {
   findItem(mb: Mailbox, id: string, kind?: ItemKind): Item | undefined {
     const key = mb.restIndex.get(id) ?? id
     const item = mb.items.get(key)
-    if (!item) return undefined
+    if (!item) {
+      const occ = parseOccurrenceId(id)
+      if (!occ || (kind !== undefined && kind !== 'event')) return undefined
+      const master = this.findItem(mb, occ.masterId, 'event')
+      return master ? this.occurrenceItem(master, occ.key) : undefined
+    }
     if (kind !== undefined && item.kind !== kind) return undefined
     return item
   }
@@ -243,11 +272,13 @@ export class Store {
     return item
   }
 
-  private appendLog(mb: Mailbox, c: Container, item: Item, removed: boolean): number {
+  private appendLog(mb: Mailbox, c: Container, item: Item, removed: boolean, occ?: string, shapes?: SeriesShape[]): number {
     const seq = ++mb.seq
     const entry: LogEntry = { seq, key: item.immutableId, removed, restId: item.restId }
+    if (occ !== undefined) entry.occ = occ
+    if (shapes !== undefined && shapes.length > 0) entry.shapes = shapes
     c.log.push(entry)
-    c.lastEntry.set(item.immutableId, seq)
+    c.lastEntry.set(occ === undefined ? item.immutableId : `${item.immutableId}|${occ}`, seq)
     this.version++
     return seq
   }
@@ -280,6 +311,7 @@ export class Store {
   }
 
   updateItem(mb: Mailbox, item: Item, input: WriteInput): Item {
+    if (item.occurrence) return this.updateOccurrence(mb, item, input)
     if (
       item.kind === 'event' &&
       input.fields['transactionId'] !== undefined &&
@@ -288,7 +320,14 @@ export class Store {
     ) {
       throw new GraphHttpError(400, 'ErrorInvalidRequest', 'The transactionId of an event cannot be changed once set.')
     }
-    this.applyFields(mb, item, input, false)
+    // A write that fails validation half-way (bad recurrence, end before start) leaves the item as it was.
+    const backup = structuredClone({ data: item.data, ext: item.ext, linkedResources: item.linkedResources, startMs: item.startMs, endMs: item.endMs, series: item.series, pastShapes: item.pastShapes, times: item.times })
+    try {
+      this.applyFields(mb, item, input, false)
+    } catch (error) {
+      Object.assign(item, backup)
+      throw error
+    }
     item.changeKey = newChangeKey()
     item.lastModifiedDateTime = this.clock.iso()
     const c = mb.containers.get(item.containerId)
@@ -298,6 +337,7 @@ export class Store {
   }
 
   deleteItem(mb: Mailbox, item: Item): void {
+    if (item.occurrence) return this.cancelOccurrence(mb, item)
     const c = mb.containers.get(item.containerId)
     mb.items.delete(item.immutableId)
     mb.restIndex.delete(item.restId)
@@ -305,9 +345,119 @@ export class Store {
     if (typeof tx === 'string' && mb.transactionIds.get(tx) === item.immutableId) mb.transactionIds.delete(tx)
     if (c) {
       c.members.delete(item.immutableId)
-      this.appendLog(mb, c, item, true)
+      const shape = shapeOf(item)
+      this.appendLog(mb, c, item, true, undefined, [...(item.pastShapes ?? []), ...(shape ? [shape] : [])])
     }
     this.emit({ mailbox: mb, item, containerId: item.containerId, changeType: 'deleted', restId: item.restId })
+  }
+
+  // ---------- recurring series ----------
+
+  /**
+   * The instances of a series master whose time range overlaps [fromMs, toMs): occurrences and
+   * exceptions, without cancelled occurrences, sorted by start.
+   */
+  seriesInstances(master: Item, fromMs: number, toMs: number): Item[] {
+    const shape = shapeOf(master)
+    if (!shape) return []
+    const series = master.series ?? { exceptions: {}, cancelled: [] }
+    const cancelled = new Set(series.cancelled)
+    const overlaps = (s: number, e: number) => (s < toMs && e > fromMs) || (s === e && s >= fromMs && s < toMs)
+    const out: Item[] = []
+    for (const inst of expandShape(shape, undefined, toMs)) {
+      if (cancelled.has(inst.key) || series.exceptions[inst.key] !== undefined) continue
+      if (overlaps(inst.startMs, inst.endMs)) out.push(this.buildOccurrence(master, inst.key, inst.startMs, inst.endMs, inst.startMs, undefined))
+    }
+    for (const [key, ex] of Object.entries(series.exceptions)) {
+      if (cancelled.has(key) || !overlaps(ex.startMs, ex.endMs)) continue
+      out.push(this.buildOccurrence(master, key, ex.startMs, ex.endMs, instanceTimes(shape, key).startMs, ex))
+    }
+    return out.sort((a, b) => (a.startMs ?? 0) - (b.startMs ?? 0))
+  }
+
+  /** The transient item of the occurrence of `master` on date key `key`, or undefined (no such occurrence, or cancelled). */
+  occurrenceItem(master: Item, key: string): Item | undefined {
+    const shape = shapeOf(master)
+    if (!shape) return undefined
+    const series = master.series ?? { exceptions: {}, cancelled: [] }
+    if (series.cancelled.includes(key)) return undefined
+    const ex = series.exceptions[key]
+    if (!ex && !isPatternKey(shape, key)) return undefined
+    const t = instanceTimes(shape, key)
+    return this.buildOccurrence(master, key, ex?.startMs ?? t.startMs, ex?.endMs ?? t.endMs, t.startMs, ex)
+  }
+
+  private buildOccurrence(master: Item, key: string, startMs: number, endMs: number, originalStartMs: number, ex: ExceptionRecord | undefined): Item {
+    return {
+      kind: 'event',
+      immutableId: occurrenceId(master.immutableId, key),
+      restId: occurrenceId(master.restId, key),
+      containerId: master.containerId,
+      changeKey: ex?.changeKey ?? master.changeKey,
+      createdDateTime: ex?.createdDateTime ?? master.createdDateTime,
+      lastModifiedDateTime: ex?.lastModifiedDateTime ?? master.lastModifiedDateTime,
+      addedSeq: master.addedSeq,
+      data: { ...master.data, transactionId: null, ...(ex?.fields ?? {}), type: ex ? 'exception' : 'occurrence', recurrence: null },
+      ext: master.ext,
+      linkedResources: [],
+      startMs,
+      endMs,
+      occurrence: { master, key, originalStartMs },
+    }
+  }
+
+  /** PATCH of an occurrence: it becomes (or stays) an exception with its own change key. */
+  private updateOccurrence(mb: Mailbox, occ: Item, input: WriteInput): Item {
+    const { master, key } = occ.occurrence as NonNullable<Item['occurrence']>
+    const f = input.fields
+    if (f['recurrence'] !== undefined) {
+      throw new GraphHttpError(400, 'ErrorInvalidRecurrence', "Invalid recurrence: 'recurrence' can only be set on the series master, not on an occurrence.")
+    }
+    if (f['transactionId'] !== undefined) {
+      throw new GraphHttpError(400, 'ErrorInvalidRequest', 'The transactionId of an occurrence cannot be set.')
+    }
+    const series = (master.series ??= { exceptions: {}, cancelled: [] })
+    const now = this.clock.iso()
+    const ex: ExceptionRecord = series.exceptions[key] ?? {
+      changeKey: '',
+      createdDateTime: now,
+      lastModifiedDateTime: now,
+      fields: {},
+      startMs: occ.startMs ?? 0,
+      endMs: occ.endMs ?? 0,
+    }
+    for (const [k, v] of Object.entries(f)) if (v !== undefined) ex.fields[k] = v
+    if (f['body'] !== undefined) ex.fields['bodyPreview'] = preview(f['body'])
+    if (f['start'] !== undefined || f['end'] !== undefined) {
+      const tz = (v: unknown) => ((v as { timeZone?: string } | undefined)?.timeZone ?? 'UTC')
+      const start = f['start'] !== undefined ? parseDateTimeTz(f['start'], 'start') : { ms: ex.startMs, dateTime: '', timeZone: '' }
+      const end = f['end'] !== undefined ? parseDateTimeTz(f['end'], 'end') : { ms: ex.endMs, dateTime: '', timeZone: '' }
+      if (end.ms < start.ms) throw new GraphHttpError(400, 'ErrorInvalidRequest', "The 'end' of an event must not be before its 'start'.")
+      ex.startMs = start.ms
+      ex.endMs = end.ms
+      delete ex.fields['start']
+      delete ex.fields['end']
+      if (f['start'] !== undefined) ex.fields['originalStartTimeZone'] = tz(f['start'])
+      if (f['end'] !== undefined) ex.fields['originalEndTimeZone'] = tz(f['end'])
+    }
+    ex.changeKey = newChangeKey()
+    ex.lastModifiedDateTime = now
+    series.exceptions[key] = ex
+    const c = mb.containers.get(master.containerId)
+    if (c) this.appendLog(mb, c, master, false, key)
+    this.emit({ mailbox: mb, item: master, containerId: master.containerId, changeType: 'updated', restId: master.restId })
+    return this.occurrenceItem(master, key) as Item
+  }
+
+  /** DELETE of an occurrence: it is cancelled (left out of calendarView and instances; delta reports it removed). */
+  private cancelOccurrence(mb: Mailbox, occ: Item): void {
+    const { master, key } = occ.occurrence as NonNullable<Item['occurrence']>
+    const series = (master.series ??= { exceptions: {}, cancelled: [] })
+    if (!series.cancelled.includes(key)) series.cancelled.push(key)
+    delete series.exceptions[key]
+    const c = mb.containers.get(master.containerId)
+    if (c) this.appendLog(mb, c, master, true, key)
+    this.emit({ mailbox: mb, item: master, containerId: master.containerId, changeType: 'updated', restId: master.restId })
   }
 
   /** Moves an item to another container of the same kind; the rest id changes, the immutable id stays. */
@@ -438,8 +588,10 @@ export class Store {
 
   private applyFields(mb: Mailbox, item: Item, input: WriteInput, creating: boolean): void {
     const f = input.fields
+    const before = item.kind === 'event' && !creating ? shapeOf(item) : undefined
     for (const [k, v] of Object.entries(f)) {
       if (v === undefined || k === 'singleValueExtendedProperties' || k === 'linkedResources') continue
+      if (item.kind === 'event' && k === 'recurrence') continue
       item.data[k] = v
     }
     if (item.kind === 'message' || item.kind === 'event') {
@@ -460,7 +612,27 @@ export class Store {
       if (creating || f['end'] !== undefined) item.data['originalEndTimeZone'] = end.timeZone
       item.startMs = start.ms
       item.endMs = end.ms
-      if (f['recurrence'] !== undefined) item.data['type'] = f['recurrence'] ? 'seriesMaster' : 'singleInstance'
+      if (f['recurrence'] !== undefined) {
+        if (f['recurrence'] === null) {
+          item.data['recurrence'] = null
+          item.series = undefined
+        } else {
+          const parsed = recurrenceInputSchema.safeParse(f['recurrence'])
+          if (!parsed.success) {
+            const issue = parsed.error.issues[0]
+            throw new GraphHttpError(400, 'ErrorInvalidRecurrence', `Invalid recurrence: '${['recurrence', ...(issue?.path ?? [])].join('.')}' ${issue?.message ?? 'is invalid'}.`)
+          }
+          item.data['recurrence'] = normaliseRecurrence(parsed.data, start.timeZone)
+        }
+      }
+      item.data['type'] = item.data['recurrence'] ? 'seriesMaster' : 'singleInstance'
+      const after = shapeOf(item)
+      if (after) item.series ??= { exceptions: {}, cancelled: [] }
+      if (before && (!after || JSON.stringify(before) !== JSON.stringify(after))) {
+        // A new pattern or time of the series: Outlook drops its exceptions; delta reports the old occurrences removed.
+        item.pastShapes = [...(item.pastShapes ?? []), before].slice(-MAX_PAST_SHAPES)
+        if (after) item.series = { exceptions: {}, cancelled: [] }
+      }
     }
     if (item.kind === 'contact') {
       if (f['displayName'] === undefined && (f['givenName'] !== undefined || f['surname'] !== undefined)) {
@@ -473,6 +645,20 @@ export class Store {
       if (f['body'] !== undefined) item.data['bodyLastModifiedDateTime'] = this.clock.iso()
       if (f['status'] === 'completed' && f['completedDateTime'] === undefined) {
         item.data['completedDateTime'] = { dateTime: `${this.clock.iso().slice(0, 19)}.0000000`, timeZone: 'UTC' }
+        ;(item.times ??= {})['completedDateTime'] = Date.parse(this.clock.iso())
+      }
+      // dateTimeTimeZone fields keep their instant; reads express it in UTC or the Prefer: outlook.timezone zone.
+      for (const k of TASK_DATE_FIELDS) {
+        const v = f[k]
+        if (v === undefined) continue
+        if (v === null) {
+          item.data[k] = null
+          if (item.times) delete item.times[k]
+          continue
+        }
+        const p = parseDateTimeTz(v, k)
+        item.data[k] = { dateTime: p.dateTime, timeZone: p.timeZone }
+        ;(item.times ??= {})[k] = p.ms
       }
     }
     for (const p of input.ext ?? []) {

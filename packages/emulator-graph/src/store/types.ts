@@ -1,4 +1,5 @@
 import type { ItemKind } from './schemas.js'
+import type { SeriesShape } from './recurrence.js'
 
 export type { ItemKind }
 export type ContainerKind = 'mailFolder' | 'calendar' | 'contactFolder' | 'todoList'
@@ -11,6 +12,28 @@ export interface LogEntry {
   removed: boolean
   /** Rest id the item had when it was removed (clients that do not use immutable ids know it by this). */
   restId: string
+  /** Set when the entry is about one occurrence of a series (`key` is the master): its date key. */
+  occ?: string | undefined
+  /** Removal of a series master: the shapes its occurrences had (their removals are reported). */
+  shapes?: SeriesShape[] | undefined
+}
+
+/** A modified occurrence of a series (Graph `type: "exception"`), keyed by its original date. */
+export interface ExceptionRecord {
+  changeKey: string
+  createdDateTime: string
+  lastModifiedDateTime: string
+  /** Fields that differ from the master (as written to the occurrence). */
+  fields: Record<string, unknown>
+  startMs: number
+  endMs: number
+}
+
+export interface SeriesState {
+  /** Date key (yyyymmdd) → exception. */
+  exceptions: Record<string, ExceptionRecord>
+  /** Date keys of deleted (cancelled) occurrences. */
+  cancelled: string[]
 }
 
 export interface ExtendedProperty {
@@ -44,6 +67,14 @@ export interface Item {
   /** Event time range (epoch ms) for calendarView. */
   startMs?: number | undefined
   endMs?: number | undefined
+  /** Series master: exceptions and cancelled occurrences. */
+  series?: SeriesState | undefined
+  /** Earlier recurrence shapes of this event (newest last, bounded): their occurrences are reported removed by delta. */
+  pastShapes?: SeriesShape[] | undefined
+  /** Only on the transient item that stands for one occurrence of a series. */
+  occurrence?: { master: Item; key: string; originalStartMs: number } | undefined
+  /** To Do task dateTimeTimeZone fields → stored instant (epoch ms). */
+  times?: Record<string, number> | undefined
 }
 
 export interface Container {

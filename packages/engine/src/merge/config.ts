@@ -22,7 +22,7 @@ export const TEXT_FIELDS: Readonly<Record<ItemKind, readonly string[]>> = {
 /** Fields whose values are sets (`set-merge` is allowed on them). */
 export const SET_FIELDS: Readonly<Record<ItemKind, readonly string[]>> = {
   email: ['to', 'cc', 'bcc', 'categories'],
-  appointment: ['requiredAttendees', 'optionalAttendees', 'categories'],
+  appointment: ['requiredAttendees', 'optionalAttendees', 'resourceAttendees', 'categories'],
   contact: ['categories'],
   task: ['categories'],
 }
@@ -30,7 +30,7 @@ export const SET_FIELDS: Readonly<Record<ItemKind, readonly string[]>> = {
 /** A suggested per-field policy set: merge bodies/notes as text and attendees/categories as sets. */
 export const RECOMMENDED_POLICIES: Readonly<Record<ItemKind, Readonly<Record<string, ConflictPolicy>>>> = {
   email: { categories: 'set-merge' },
-  appointment: { body: 'text-merge', requiredAttendees: 'set-merge', optionalAttendees: 'set-merge', categories: 'set-merge' },
+  appointment: { body: 'text-merge', requiredAttendees: 'set-merge', optionalAttendees: 'set-merge', resourceAttendees: 'set-merge', categories: 'set-merge' },
   contact: { notes: 'text-merge', categories: 'set-merge' },
   task: { description: 'text-merge', categories: 'set-merge' },
 }

@@ -21,7 +21,8 @@ export type DirectionTable = Readonly<Record<string, Direction>>
  * - appointments: every documented pair is two-way; Appointment Time (start, end, all-day) is fixed
  *   two-way; categories are not synchronized;
  * - contacts: the legacy pairs are two-way; categories are not synchronized;
- * - tasks: subject, body, due, start, priority, status two-way; categories not synchronized;
+ * - tasks: subject, body, due, start, completion date (actualend), priority, status two-way; categories
+ *   and reminders not synchronized (§5.5 "Not synced: reminders");
  * - e-mail is not in the synchronized-fields table: a tracked e-mail flows mailbox → CRM (the mailbox
  *   holds the delivered message), Regarding is two-way, categories stay in the mailbox.
  */
@@ -51,6 +52,7 @@ export const DYNAMICS_DEFAULT_DIRECTIONS: Readonly<Record<ItemKind, DirectionTab
     organizer: 'both',
     requiredAttendees: 'both',
     optionalAttendees: 'both',
+    resourceAttendees: 'both',
     recurrence: 'both',
     isAllDay: 'both',
     showAs: 'both',
@@ -84,6 +86,8 @@ export const DYNAMICS_DEFAULT_DIRECTIONS: Readonly<Record<ItemKind, DirectionTab
     description: 'both',
     due: 'both',
     start: 'both',
+    reminder: 'none',
+    completedOn: 'both',
     status: 'both',
     priority: 'both',
     percentComplete: 'both',

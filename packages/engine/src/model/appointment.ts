@@ -12,12 +12,16 @@ export const RecurrenceSchema = z.strictObject({
     dayOfMonth: z.number().int().min(1).max(31).optional(),
     month: z.number().int().min(1).max(12).optional(),
     index: z.enum(['first', 'second', 'third', 'fourth', 'last']).optional(),
+    /** Weekly patterns: the day a week starts on (Graph's default is sunday). */
+    firstDayOfWeek: DayOfWeek.optional(),
   }),
   range: z.strictObject({
     type: z.enum(['endDate', 'noEnd', 'numbered']),
     startDate: DateOnlySchema,
     endDate: DateOnlySchema.optional(),
     numberOfOccurrences: z.number().int().min(1).max(999).optional(),
+    /** Zone the pattern is evaluated in (IANA or Windows name); absent = the zone of `start`. */
+    recurrenceTimeZone: z.string().min(1).max(64).optional(),
   }),
 })
 export type Recurrence = z.infer<typeof RecurrenceSchema>
@@ -31,6 +35,8 @@ export const AppointmentFieldsSchema = z.strictObject({
   organizer: field(AddressSchema),
   requiredAttendees: field(z.array(AddressSchema).max(1000)),
   optionalAttendees: field(z.array(AddressSchema).max(1000)),
+  /** Rooms and equipment (Graph attendee `type: "resource"`, Dataverse activity party mask 10). */
+  resourceAttendees: field(z.array(AddressSchema).max(1000)),
   recurrence: field(RecurrenceSchema),
   isAllDay: field(z.boolean()),
   showAs: field(z.enum(['free', 'tentative', 'busy', 'oof', 'workingElsewhere', 'unknown'])),

@@ -1,0 +1,113 @@
+import type { CycleReport } from '@concord/engine'
+import type { DueSync, Scheduler } from '@concord/scheduler'
+import { SimulatorError } from './errors.js'
+import { TimedHeap } from './heap.js'
+import { HOUR, MIN } from './workload.js'
+
+/**
+ * What one run plugs into the shared discrete-event loop ({@link drive}). The callbacks may be
+ * synchronous (the stub kernel: the loop then never awaits) or asynchronous (the real engine, wire mode).
+ */
+export interface DriverSpec<C> {
+  sched: Scheduler
+  policy: string
+  /** The run ends at this virtual time (completions in flight are still collected). */
+  endMs: number
+  /** Virtual time of the next workload event, `Infinity` when none is left. */
+  nextEventAt(): number
+  /** Applies the next workload event (its time is the current virtual time). */
+  applyEvent(): void | Promise<void>
+  /** Change notifications in flight (payload: mailbox index × 2, + 1 for the CRM side). */
+  notifications?: TimedHeap<number> | undefined
+  onNotification?: ((payload: number, now: number) => void) | undefined
+  /** Starts a due sync at `now`; `finish(at, payload)` queues its completion. */
+  dispatch(sync: DueSync, now: number, finish: (at: number, payload: C) => void): void | Promise<void>
+  /** A sync completes at `now`. */
+  complete(payload: C, now: number): void | Promise<void>
+  /** Called with every new virtual time. */
+  setNow(now: number): void
+  onProgress?: ((virtualMs: number) => void) | undefined
+}
+
+/**
+ * The event loop of every mode: wake at the earliest of the next completion, workload event,
+ * notification and scheduler wake-up (ties in that order), until `endMs`; then collect the syncs
+ * still in flight. Returns the virtual time it ended at.
+ */
+export async function drive<C>(spec: DriverSpec<C>): Promise<number> {
+  const { sched, endMs, notifications, onProgress } = spec
+  const completions = new TimedHeap<C>()
+  const finish = (at: number, payload: C) => completions.push(at, payload)
+  let now = 0
+  let lastProgress = 0
+  for (;;) {
+    const tW = spec.nextEventAt()
+    const tC = completions.peekTime()
+    const tN = notifications ? notifications.peekTime() : Infinity
+    const tS = sched.nextWakeAt() ?? Infinity
+    const t = Math.min(tW, tC, tN, tS)
+    if (t > endMs || t === Infinity) break
+    now = t
+    spec.setNow(t)
+    if (onProgress && now - lastProgress >= HOUR) {
+      lastProgress = now
+      onProgress(now)
+    }
+    if (tC === t) {
+      const done = spec.complete(completions.pop()!, t)
+      if (done) await done
+    } else if (tW === t) {
+      const applied = spec.applyEvent()
+      if (applied) await applied
+    } else if (tN === t) {
+      spec.onNotification!(notifications!.pop()!, t)
+    } else {
+      const due = sched.due(t)
+      if (due.length === 0 && (sched.nextWakeAt() ?? Infinity) <= t) throw new SimulatorError('Internal', `scheduler ${spec.policy} reports work due at ${t} but dispatches nothing`)
+      for (let i = 0; i < due.length; i++) {
+        const started = spec.dispatch(due[i]!, t, finish)
+        if (started) await started
+      }
+    }
+  }
+  while (completions.size > 0) {
+    now = Math.max(now, completions.peekTime())
+    spec.setNow(now)
+    const done = spec.complete(completions.pop()!, now)
+    if (done) await done
+  }
+  return now
+}
+
+/** Nothing throttled, deferred or rejected: the cycle pulled, merged and pushed everything. */
+export const isCleanCycle = (r: CycleReport | undefined): r is CycleReport => r !== undefined && r.throttledMs === undefined && !r.mergeDeferred && r.rejected.crm + r.rejected.mailbox === 0
+
+/** The cycle found and did nothing. */
+export const isQuietCycle = (r: CycleReport) => r.logged.crm + r.logged.mailbox + r.merged + r.pushed.crm + r.pushed.mailbox === 0 && !r.mergeDeferred
+
+/** The initial sync of a pair (before the run, not measured): cycles until quiet, at most 10. */
+export async function initialSync(runCycle: () => Promise<CycleReport>): Promise<void> {
+  for (let i = 0; i < 10; i++) if (isQuietCycle(await runCycle())) break
+}
+
+/**
+ * The end-of-run drain of one pair (not charged to the policy): cycles until a clean one is quiet,
+ * at most 20; `busy` says whether anything is still expected, `onClean` settles the reference
+ * after each clean cycle, `wait` advances virtual time between cycles.
+ */
+export async function drainPair(o: { runCycle: () => Promise<CycleReport>; busy: () => boolean; onClean: () => void | Promise<void>; wait: (ms: number) => void }): Promise<void> {
+  for (let i = 0; i < 20 && (i === 0 || o.busy()); i++) {
+    let r: CycleReport
+    try {
+      r = await o.runCycle()
+    } catch {
+      o.wait(MIN)
+      continue
+    }
+    if (isCleanCycle(r)) {
+      await o.onClean()
+      if (isQuietCycle(r)) break
+    }
+    o.wait(r.throttledMs ?? MIN)
+  }
+}
