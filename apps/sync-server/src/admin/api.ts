@@ -9,6 +9,7 @@ import { DirectionSchema, SyncError } from '@concord/engine'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import { ServerError } from '../errors.js'
+import type { ServerMetrics } from '../metrics.js'
 import type { SyncServer } from '../server.js'
 
 const MailboxParams = z.strictObject({ id: z.string().min(1).max(200) })
@@ -35,10 +36,28 @@ function parse<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
   throw new BadRequest(field, `${field}: ${issue.message}`)
 }
 
-function sameToken(given: string, expected: string): boolean {
+/** Constant-time comparison of a presented secret (bearer token, clientState) with the expected one. */
+export function sameToken(given: string, expected: string): boolean {
   const a = Buffer.from(given)
   const b = Buffer.from(expected)
   return a.length === b.length && timingSafeEqual(a, b)
+}
+
+/** Graph's subscription validation handshake: echo the token as text/plain before any body parsing. */
+export async function answerValidationHandshake(req: FastifyRequest, reply: FastifyReply, metrics: ServerMetrics): Promise<void> {
+  const validationToken = validationTokenOf(req.url)
+  if (validationToken === undefined) return
+  metrics.notifications.inc({ result: 'validation' })
+  await reply.code(200).header('Content-Type', 'text/plain').send(validationToken)
+}
+
+/** 401 unless the request carries the admin bearer token; true when it was refused. */
+export async function refuseWithoutAdminToken(req: FastifyRequest, reply: FastifyReply, token: string): Promise<boolean> {
+  const header = req.headers.authorization ?? ''
+  const given = header.startsWith('Bearer ') ? header.slice(7) : ''
+  if (given && sameToken(given, token)) return false
+  await reply.code(401).header('WWW-Authenticate', 'Bearer').send({ error: 'Unauthorized', message: 'a valid admin bearer token is required' })
+  return true
 }
 
 export async function buildAdminApi(server: SyncServer): Promise<FastifyInstance> {
@@ -49,20 +68,8 @@ export async function buildAdminApi(server: SyncServer): Promise<FastifyInstance
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
     const path = req.url.split('?')[0] ?? ''
     if (path === '/health' || path.startsWith('/addin/')) return // the App for Outlook authenticates per user over /client
-    if (path.startsWith('/notifications/')) {
-      // Graph's validation handshake: echo the token as text/plain before any body parsing.
-      const validationToken = validationTokenOf(req.url)
-      if (validationToken !== undefined) {
-        server.metrics.notifications.inc({ result: 'validation' })
-        await reply.code(200).header('Content-Type', 'text/plain').send(validationToken)
-      }
-      return
-    }
-    const header = req.headers.authorization ?? ''
-    const given = header.startsWith('Bearer ') ? header.slice(7) : ''
-    if (!given || !sameToken(given, token)) {
-      await reply.code(401).header('WWW-Authenticate', 'Bearer').send({ error: 'Unauthorized', message: 'a valid admin bearer token is required' })
-    }
+    if (path.startsWith('/notifications/')) return answerValidationHandshake(req, reply, server.metrics)
+    await refuseWithoutAdminToken(req, reply, token)
   })
 
   app.setErrorHandler(async (error: unknown, req, reply) => {

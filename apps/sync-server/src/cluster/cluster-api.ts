@@ -4,11 +4,10 @@
  * land on any instance (behind a load balancer): after the validation handshake and the clientState
  * check it is enqueued for the shard's owner.
  */
-import { timingSafeEqual } from 'node:crypto'
-import { validationTokenOf } from '@concord/adapter-exchange'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { Gauge } from 'prom-client'
 import { z } from 'zod'
+import { answerValidationHandshake, refuseWithoutAdminToken, sameToken } from '../admin/api.js'
 import { ServerError } from '../errors.js'
 import type { SyncServer } from '../server.js'
 import type { ClusterInstance } from './instance.js'
@@ -16,12 +15,6 @@ import type { ClusterInstance } from './instance.js'
 const MailboxParams = z.strictObject({ id: z.string().min(1).max(200) })
 /** Only what the edge needs; the owner's subscription manager validates the rest. */
 const NotificationBody = z.object({ value: z.array(z.object({ clientState: z.string().max(256).optional() }).loose()).min(1).max(1000) }).loose()
-
-function sameSecret(given: string, expected: string): boolean {
-  const a = Buffer.from(given)
-  const b = Buffer.from(expected)
-  return a.length === b.length && timingSafeEqual(a, b)
-}
 
 export async function buildClusterApi(instance: ClusterInstance): Promise<FastifyInstance> {
   const app = Fastify({ logger: false, bodyLimit: 1_048_576, forceCloseConnections: 'idle' })
@@ -33,17 +26,8 @@ export async function buildClusterApi(instance: ClusterInstance): Promise<Fastif
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
     const path = req.url.split('?')[0] ?? ''
     if (path === '/health') return
-    if (path.startsWith('/notifications/')) {
-      const validationToken = validationTokenOf(req.url)
-      if (validationToken !== undefined) {
-        instance.metrics.notifications.inc({ result: 'validation' })
-        await reply.code(200).header('Content-Type', 'text/plain').send(validationToken)
-      }
-      return
-    }
-    const header = req.headers.authorization ?? ''
-    const given = header.startsWith('Bearer ') ? header.slice(7) : ''
-    if (!given || !sameSecret(given, token)) await reply.code(401).header('WWW-Authenticate', 'Bearer').send({ error: 'Unauthorized', message: 'a valid admin bearer token is required' })
+    if (path.startsWith('/notifications/')) return answerValidationHandshake(req, reply, instance.metrics)
+    await refuseWithoutAdminToken(req, reply, token)
   })
 
   app.setErrorHandler(async (error: unknown, req, reply) => {
@@ -113,7 +97,7 @@ export async function buildClusterApi(instance: ClusterInstance): Promise<Fastif
       return reply.code(400).send({ error: 'BadRequest', message: 'not a change notification' })
     }
     const expected = instance.config.push.clientState
-    if (!expected || body.data.value.some((n) => n.clientState === undefined || !sameSecret(n.clientState, expected))) {
+    if (!expected || body.data.value.some((n) => n.clientState === undefined || !sameToken(n.clientState, expected))) {
       instance.metrics.notifications.inc({ result: 'rejected' })
       return reply.code(202).send() // Graph must not retry a notification we will never accept
     }

@@ -8,7 +8,7 @@
  * After each refresh, `onChanges` learns which users the new entries concern, so the server can sync
  * those mailboxes promptly (the CRM has no push).
  */
-import { CursorExpiredError, type LogEntry, type Logger, type ReplicaAdapter, type ReplicaStore, SyncError } from '@concord/engine'
+import { type LogEntry, type Logger, type ReplicaAdapter, type ReplicaStore, pullRound } from '@concord/engine'
 
 export interface OrgFeedOptions {
   /** The CRM adapter of the application user (organization-wide read), any kinds the server syncs. */
@@ -73,44 +73,10 @@ export class CrmOrgFeed {
   }
 
   private async pullRound(signal?: AbortSignal): Promise<void> {
-    const { adapter, store } = this.options
+    const { adapter, store, logger } = this.options
     const before = await store.headSeq(this.replicaId)
-    let cursor = await store.getCursor(this.replicaId)
-    let resynced = false
-    for (let pages = 0; pages < MAX_PAGES; pages++) {
-      signal?.throwIfAborted()
-      let page
-      try {
-        page = await adapter.pull(cursor, { limit: this.pageLimit, signal })
-      } catch (error) {
-        if (error instanceof CursorExpiredError && cursor !== null && !resynced) {
-          this.options.logger.warn({ replicaId: this.replicaId }, 'CRM change-tracking token expired; the feed re-lists the organization')
-          resynced = true
-          await store.resetCursor(this.replicaId)
-          cursor = null
-          continue
-        }
-        throw error
-      }
-      await store.applyPulledPage(this.replicaId, page)
-      cursor = page.nextCursor
-      if (!page.hasMore) {
-        await this.confirmUnlisted(signal)
-        await this.announce(before)
-        return
-      }
-    }
-    throw new SyncError('InvalidRemoteData', `the CRM returned more than ${MAX_PAGES} pages in one round`)
-  }
-
-  /** After a full listing, rows the feed knew that it did not list are deleted once the CRM confirms it. */
-  private async confirmUnlisted(signal?: AbortSignal): Promise<void> {
-    const { adapter, store } = this.options
-    const unlisted = await store.unlistedAfterFullListing(this.replicaId)
-    if (unlisted === undefined) return // no completed listing awaiting its check
-    // Recorded even when nothing is missing: an unconfirmed listing would be checked again at every refresh.
-    const gone = unlisted.length > 0 && adapter.confirmMissing ? await adapter.confirmMissing(unlisted, { signal }) : []
-    await store.recordConfirmedMissing(this.replicaId, gone)
+    await pullRound(store, adapter, { pageLimit: this.pageLimit, maxPages: MAX_PAGES, logger, signal, logContext: { component: 'crm-feed' } })
+    await this.announce(before)
   }
 
   private async announce(afterSeq: number): Promise<void> {

@@ -1,5 +1,5 @@
 import type { DeleteProvenance, PushOp, RecordMeta, ReplicaAdapter } from '../contract/replica-adapter.js'
-import { CursorExpiredError, SyncError, ThrottledError } from '../errors.js'
+import { SyncError, ThrottledError } from '../errors.js'
 import { type ConcordId, type NativeId, type OpId, type PairId, type ReplicaId, asOpId } from '../ids.js'
 import { type Logger, silentLogger } from '../logger.js'
 import type { Fields } from '../model/item.js'
@@ -10,6 +10,7 @@ import { stableHash } from '../util/hash.js'
 import type { MergeContext } from '../merge/context.js'
 import { type Hlc, compareHlc, decodeHlc, encodeHlc } from '../merge/hlc.js'
 import { jsonEqual } from '../util/canonical-json.js'
+import { pullRound } from './pull-round.js'
 import { CrmWinsMerge, type FieldDecision, type MergeDecision, type MergeInput, type MergeStrategy, type SideChange, type Side, Sides, otherSide } from './merge-strategy.js'
 import { DEFAULT_DELETION_THRESHOLD, type DeletionGuardThreshold, evaluateDeletionGuard } from '../merge/deletion-guard.js'
 
@@ -161,46 +162,10 @@ export class SyncPair {
 
   /** Pulls one side to the end of its round. A stale cursor turns into one full listing. */
   private async pullRound(side: Side, report: CycleReport, signal?: AbortSignal): Promise<void> {
-    const adapter = this.adapters[side]
-    let cursor = await this.store.getCursor(adapter.replicaId)
-    for (let pages = 0; pages < this.maxPages; pages++) {
-      signal?.throwIfAborted()
-      let page
-      try {
-        page = await adapter.pull(cursor, { limit: this.pageLimit, signal })
-      } catch (error) {
-        if (error instanceof CursorExpiredError && cursor !== null && !report.resynced.includes(side)) {
-          this.logger.warn({ replicaId: adapter.replicaId, side }, 'cursor expired; resyncing from a full listing')
-          report.resynced.push(side)
-          await this.store.resetCursor(adapter.replicaId)
-          cursor = null
-          continue
-        }
-        throw error
-      }
-      const result = await this.store.applyPulledPage(adapter.replicaId, page)
-      report.pulled[side] += page.changes.length
-      report.logged[side] += result.logged
-      cursor = page.nextCursor
-      if (!page.hasMore) {
-        report.logged[side] += await this.confirmUnlisted(side, signal)
-        return
-      }
-    }
-    throw new SyncError('InvalidRemoteData', `Replica ${adapter.replicaId} returned more than ${this.maxPages} pages in one round`)
-  }
-
-  /** After a full listing: records we knew that it did not contain are deleted only if the remote confirms. */
-  private async confirmUnlisted(side: Side, signal?: AbortSignal): Promise<number> {
-    const adapter = this.adapters[side]
-    const unlisted = await this.store.unlistedAfterFullListing(adapter.replicaId)
-    if (unlisted === undefined) return 0 // no completed listing awaiting its check
-    if (unlisted.length > 0 && !adapter.confirmMissing) {
-      this.logger.warn({ replicaId: adapter.replicaId, unlisted: unlisted.length }, 'records missing from a full listing; the adapter cannot confirm deletes, so they stay linked')
-    }
-    // A throttle here leaves the listing unconfirmed; the next round asks again.
-    const gone = unlisted.length > 0 && adapter.confirmMissing ? await adapter.confirmMissing(unlisted, { signal }) : []
-    return this.store.recordConfirmedMissing(adapter.replicaId, gone)
+    const r = await pullRound(this.store, this.adapters[side], { pageLimit: this.pageLimit, maxPages: this.maxPages, logger: this.logger, signal, logContext: { side } })
+    report.pulled[side] += r.pulled
+    report.logged[side] += r.logged
+    if (r.resynced) report.resynced.push(side)
   }
 
   private async hasBlockingOutbox(): Promise<boolean> {
