@@ -88,6 +88,8 @@ export interface MailboxSummary extends MailboxState {
 }
 
 const HOUR = 3_600_000
+/** The feed reads as the application user, whose rights rarely change: re-read them every few minutes, not every round. */
+const FEED_MASKS_MAX_AGE_MS = 5 * 60_000
 
 export class SyncServer {
   readonly config: ServerConfig
@@ -189,7 +191,7 @@ export class SyncServer {
     const crmFetch = this.options.crmFetch ?? globalThis.fetch.bind(globalThis)
     const appUser = await applicationUserId(c.crm, crmFetch)
     const adapter = new CrmAdapter(
-      { orgUrl: c.crm.url, tokenUrl: c.crm.tokenUrl, clientId: c.crm.clientId, clientSecret: c.crm.clientSecret, impersonate: { systemUserId: appUser }, kinds: (['contact', 'appointment', 'task', 'email'] as const).filter((k) => c.mailboxes.kinds.includes(k)) },
+      { orgUrl: c.crm.url, tokenUrl: c.crm.tokenUrl, clientId: c.crm.clientId, clientSecret: c.crm.clientSecret, impersonate: { systemUserId: appUser }, kinds: (['contact', 'appointment', 'task', 'email'] as const).filter((k) => c.mailboxes.kinds.includes(k)), masksMaxAgeMs: FEED_MASKS_MAX_AGE_MS },
       {
         replicaId: asReplicaId('crm-feed'),
         logger: engineLogger(this.log.child({ component: 'crm-feed' })),

@@ -154,12 +154,15 @@ export class CrmAdapter implements ReplicaAdapter {
   private readonly logger: Logger
   private userId: string | null = null
   private masks: OwnerMasks | null = null
+  private masksAt = -Infinity
+  private readonly now: () => number
   private readonly meta = new Map<NativeId, CrmRecordMeta>()
 
   constructor(options: CrmAdapterOptionsInput, deps: CrmAdapterDeps) {
     this.options = parseCrmAdapterOptions(options)
     this.replicaId = deps.replicaId
     this.logger = deps.logger ?? silentLogger
+    this.now = deps.now ?? Date.now
     const fetchFn = deps.fetch ?? globalThis.fetch.bind(globalThis)
     this.http = new WebApiClient(this.options, fetchFn, this.logger)
     this.appHttp = new WebApiClient({ ...this.options, impersonate: undefined }, fetchFn, this.logger)
@@ -193,7 +196,10 @@ export class CrmAdapter implements ReplicaAdapter {
       this.fieldSecurity.permissionsOf(id, { refresh: options.refresh, signal }),
     ])
     const masks = buildOwnerMasks(id, privileges, fields, this.options.contactAddresses)
-    if (id === (await this.ownerId(signal))) this.masks = masks
+    if (id === (await this.ownerId(signal))) {
+      this.masks = masks
+      this.masksAt = this.now()
+    }
     return masks
   }
 
@@ -233,7 +239,7 @@ export class CrmAdapter implements ReplicaAdapter {
       state = { ...state, full: false, pos: 0, links: Object.fromEntries(Object.entries(state.links).map(([k, l]) => [k, { delta: l.delta }])) }
       roundStart = true
     }
-    const masks = await this.currentMasks(roundStart, options.signal)
+    const masks = await this.currentMasks(roundStart && this.now() - this.masksAt >= this.options.masksMaxAgeMs, options.signal)
     if (!masks.maySync) {
       throw new SyncError('Forbidden', `User ${masks.userId} has no security role with the sync privilege (${'prvSyncToOutlook'}); nothing is synced for this mailbox`)
     }

@@ -162,3 +162,25 @@ test('a write the CRM refuses (permission revoked after the masks were read) is 
   expect(again.rejected).toEqual([])
   expect((await w.api('GET', `contacts(${listed.nativeId.slice(9, -1)})?$select=jobtitle,department`)).json).toMatchObject({ jobtitle: 'Old', department: 'Sales' })
 })
+
+test('masksMaxAgeMs: a frequent puller re-reads its privileges at a round start only once they are that old', async () => {
+  await w.createRemote('contact', { givenName: 'Ann', surname: 'Lee' }, w.alice)
+  const privilegeReads = () => sent.filter((r) => r.url.includes('RetrieveUserPrivileges')).length
+  const feed = new CrmAdapter(
+    { orgUrl: w.emu.url, tokenUrl: w.emu.tokenUrl, clientId: w.emu.clientId, clientSecret: w.emu.clientSecret, impersonate: { callerObjectId: w.alice.azureactivedirectoryobjectid }, kinds: ['contact'], masksMaxAgeMs: 60_000 },
+    { replicaId: w.adapter.replicaId, fetch: recordingFetch, now: () => clock },
+  )
+  const first = await pullAll(feed, null)
+  expect(privilegeReads()).toBe(1)
+  const second = await pullAll(feed, first.cursor)
+  await pullAll(feed, second.cursor)
+  expect(privilegeReads()).toBe(1) // two more rounds within the minute: the masks are reused
+  clock += 60_000
+  await pullAll(feed, second.cursor)
+  expect(privilegeReads()).toBe(2)
+  // The default (0) reads them at every round, as before.
+  const every = adapterOf(w.alice)
+  const r1 = await pullAll(every, null)
+  await pullAll(every, r1.cursor)
+  expect(privilegeReads()).toBe(4)
+})

@@ -32,6 +32,12 @@ export const CrmAdapterOptionsSchema = z.strictObject({
   smartMatchMinOverlap: z.number().int().min(1).max(50).default(2),
   /** How long a user's column permissions (field security profiles) are reused, in ms; 0 = read every time. */
   fieldSecurityCacheMs: z.number().int().min(0).max(86_400_000).default(300_000),
+  /**
+   * How old the owner's masks (privileges + column permissions) may be when a pull round starts before
+   * they are read again, in ms; 0 (default) = at every round. A feed that pulls every few seconds as a
+   * user whose rights rarely change (the application user) saves a request per round with a few minutes.
+   */
+  masksMaxAgeMs: z.number().int().min(0).max(86_400_000).default(0),
 })
 export type CrmAdapterOptionsInput = z.input<typeof CrmAdapterOptionsSchema>
 export type CrmAdapterOptions = z.output<typeof CrmAdapterOptionsSchema>
