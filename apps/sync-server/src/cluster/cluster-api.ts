@@ -51,6 +51,10 @@ export async function buildClusterApi(instance: ClusterInstance): Promise<Fastif
     const server = instance.serverOf(parsed.data.id)
     if (server) return { id: parsed.data.id, server }
     const owner = await instance.ownerOf(parsed.data.id)
+    if (owner.instanceId === instance.id) {
+      await reply.code(503).header('Retry-After', '1').send({ error: 'Starting', message: `shard ${owner.shard} of mailbox ${parsed.data.id} is starting on this instance; retry shortly` })
+      return undefined
+    }
     await reply.code(409).send({ error: 'NotOwner', owner, message: `mailbox ${parsed.data.id} is in shard ${owner.shard}, owned by ${owner.instanceId ?? 'no instance right now'}; ask that instance` })
     return undefined
   }
