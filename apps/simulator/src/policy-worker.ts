@@ -3,30 +3,21 @@
  * at a time, the child runs each with `runPolicy` and answers with progress messages and the
  * `PolicyRun`. Runs are independent and seeded, so where a run executes does not change its result.
  */
-import type { PolicyName } from '@concord/scheduler'
 import { type ConflictPolicyName, resolveConflictPolicy } from './conflict-policies.js'
 import type { FinalState, PolicyRun } from './policy-run.js'
-import { runPolicy } from './run.js'
+import { type RunOptions, runPolicy } from './run.js'
 import { type GeneratorOptions, type Workload, generateWorkload, trueRateFunction } from './workload.js'
 
+/** The run settings that are plain data, shared by in-process runs and worker tasks. */
+export type RunSettings = Pick<RunOptions, 'policy' | 'seed' | 'engine' | 'store' | 'notifications' | 'notificationLoss' | 'warmupMs' | 'drainMs' | 'budget' | 'requestLatencyMs' | 'scheduler'>
+
 /** Everything a run needs, as structured-cloneable data (functions are rebuilt in the child). */
-export interface WorkerTask {
+export interface WorkerTask extends RunSettings {
   /** A generated workload is regenerated in the child (deterministic); a loaded one is sent whole. */
   workload: { generate: GeneratorOptions; wire: boolean } | { events: Workload }
   mode: 'fast' | 'wire'
-  policy: PolicyName
   conflictPolicy: ConflictPolicyName
-  seed: number
-  engine: 'real' | 'stub'
-  store: 'leveldb' | 'memory'
-  notifications: boolean
-  notificationLoss: number
-  warmupMs: number
-  drainMs: number
-  budget?: { requestsPerWindow: number; windowMs: number } | undefined
   oracle: boolean
-  requestLatencyMs: number
-  scheduler?: Record<string, unknown> | undefined
   finalState: boolean
 }
 

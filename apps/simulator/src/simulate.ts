@@ -3,7 +3,7 @@ import { type ConflictPolicyName, resolveConflictPolicy } from './conflict-polic
 import { type ChildProcess, fork } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { SimulatorError, SimulatorErrorCodes } from './errors.js'
-import type { WorkerMessage, WorkerTask } from './policy-worker.js'
+import type { RunSettings, WorkerMessage, WorkerTask } from './policy-worker.js'
 import { type FinalState, type PolicyRun, WIRE_MAX_MAILBOXES, percentile, wireWorkload } from './policy-run.js'
 import { runPolicy } from './run.js'
 import { type Workload, DAY, MIN, generateWorkload, trueRateFunction } from './workload.js'
@@ -227,24 +227,27 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
       progress(label)
     }
     const runBudget = (policy === 'adaptive' || policy === 'oracle') && budget ? { requestsPerWindow: budget.requestsPerWindow, windowMs: budget.windowMs } : undefined
+    const settings: RunSettings = {
+      policy,
+      seed: config.seed,
+      engine: config.engine,
+      store: config.store,
+      notifications: config.notifications,
+      notificationLoss: config.notificationLoss,
+      warmupMs: config.warmupDays * DAY,
+      drainMs,
+      budget: runBudget,
+      requestLatencyMs: config.requestLatencyMs,
+      scheduler: hooks.scheduler,
+    }
     let run: PolicyRun
     if (runner) {
       const task: WorkerTask = {
+        ...settings,
         workload: hooks.workload ? { events: workload } : { generate: generatorOptions, wire: config.mode === 'wire' },
         mode: config.mode,
-        policy,
         conflictPolicy: cp.name,
-        seed: config.seed,
-        engine: config.engine,
-        store: config.store,
-        notifications: config.notifications,
-        notificationLoss: config.notificationLoss,
-        warmupMs: config.warmupDays * DAY,
-        drainMs,
-        budget: runBudget,
         oracle: policy === 'oracle',
-        requestLatencyMs: config.requestLatencyMs,
-        scheduler: hooks.scheduler,
         finalState: hooks.onFinalState !== undefined,
       }
       const result = await runner.run(task, onProgress)
@@ -253,22 +256,12 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
     } else {
       // wire mode loads the adapters and emulators only when asked for
       run = await (config.mode === 'wire' ? (await import('./wire.js')).runWirePolicy : runPolicy)({
-        policy,
+        ...settings,
         workload,
-        seed: config.seed,
-        engine: config.engine,
-        store: config.store,
-        notifications: config.notifications,
-        notificationLoss: config.notificationLoss,
-        warmupMs: config.warmupDays * DAY,
-        drainMs,
-        budget: runBudget,
         trueRate,
         merge: cp.merge,
         conflictRule: cp.rule,
         model: cp.model,
-        requestLatencyMs: config.requestLatencyMs,
-        scheduler: hooks.scheduler,
         onFinalState: hooks.onFinalState ? (state) => hooks.onFinalState!(label, state) : undefined,
         onProgress: hooks.onProgress ? onProgress : undefined,
       })
