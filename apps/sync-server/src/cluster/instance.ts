@@ -52,7 +52,6 @@ interface RunningShard {
   held: HeldShard
   server: SyncServer
   jobs: ShardJobs
-  since: number
 }
 
 export interface ShardView {
@@ -340,7 +339,7 @@ export class ClusterInstance {
       await store.close().catch(() => {})
       throw error
     }
-    return { shard, held, server, jobs, since: this.now() }
+    return { shard, held, server, jobs }
   }
 
   /** Stops a shard: `handoff` and `shutdown` flush and release; `lost` just stops (its writes would be refused). */

@@ -66,11 +66,6 @@ export class FencedShardStore extends MemoryLevel<string, string> {
     return store
   }
 
-  /** Number of keys the shard holds in Redis. */
-  static size(redis: ScriptedRedis, keys: ClusterKeys, leaseKey: string): Promise<number> {
-    return redis.hlen(keys.state(leaseKey))
-  }
-
   private async commit(puts: [string, string][], dels: string[]): Promise<void> {
     if (this.loading) return
     const fence = this.o.fence
