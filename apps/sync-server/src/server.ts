@@ -85,6 +85,11 @@ export interface MailboxSummary extends MailboxState {
   profile: { name: string | null; type: MailboxBinding['type'] } | null
   /** What this mailbox does not sync, and why (e.g. ACT on an imap/pop3 profile). */
   restrictions: string[]
+  /**
+   * The workloads the CRM mailbox row gives to server-side sync (enabled and delivery method server-side
+   * sync), tested or not; null when the row is not known. Outlook client sync leaves these to the server.
+   */
+  configured: MailboxRow['configured'] | null
 }
 
 const HOUR = 3_600_000
@@ -569,6 +574,7 @@ export class SyncServer {
       running: this.loop.isRunning(s.mailboxId),
       scheduler: view && { dueAt: view.dueAt, reason: view.reason, lastDispatchAt: view.lastDispatchAt, estimatedRatePerHour: view.estimatedRate === null ? null : view.estimatedRate * HOUR },
       ...profileSummaryOf(row, this.config),
+      configured: row ? { ...row.configured } : null,
     }
   }
 

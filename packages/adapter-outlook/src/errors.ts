@@ -46,6 +46,12 @@ export const ProtocolErrorCodes = [
    * server-side sync or the Outlook client, never both (`actdeliverymethod`, protocols.md §5.1–5.2).
    */
   'sync_method_conflict',
+  /**
+   * The client offered a change of a kind outside its sync scope (protocol 2: `welcome.syncKinds`,
+   * `syncScope`, `pull.kinds`), e.g. an e-mail while the user's incoming e-mail is delivered by
+   * server-side synchronization. Nothing of the page is applied; Track / Set Regarding still work.
+   */
+  'out_of_scope',
 ] as const
 export type ProtocolErrorCode = (typeof ProtocolErrorCodes)[number]
 
@@ -69,6 +75,8 @@ export class OutlookProtocolError extends Error {
 /** The protocol code for any error thrown on one side, to send it to the other side. */
 export function protocolCodeOf(error: unknown): ProtocolErrorCode {
   if (error instanceof OutlookProtocolError) return error.code
+  // A scope refusal keeps its own code through the engine (the sync fails with it, not with `forbidden`).
+  if (error instanceof SyncError && error.cause instanceof OutlookProtocolError && error.cause.code === 'out_of_scope') return 'out_of_scope'
   if (error instanceof SyncError) return protocolCodeForSyncCode(error.code)
   return 'internal'
 }
@@ -112,6 +120,7 @@ export function syncErrorOf(code: ProtocolErrorCode, message: string, cause?: un
     case 'mailbox_not_enabled':
     case 'profile_unsupported':
     case 'sync_method_conflict':
+    case 'out_of_scope':
       return new SyncError('Forbidden', message, {}, options)
     case 'not_found':
       return new SyncError('NotFound', message, {}, options)

@@ -180,7 +180,7 @@ describe('client side: frames from a server', () => {
       serverSocket = socket
       socket.on('message', (data) => {
         const frame = JSON.parse(String(data)) as Record<string, unknown>
-        if (frame.type === 'hello') socket.send(JSON.stringify({ type: 'welcome', protocol: 1, userId: 'alice', clientId: frame.clientId, designated: true, fencingToken: 5, intervalMinutes: 15, minIntervalMinutes: 5, maxFrameBytes: 4096 }))
+        if (frame.type === 'hello') socket.send(JSON.stringify({ type: 'welcome', protocol: PROTOCOL_VERSION, userId: 'alice', clientId: frame.clientId, designated: true, fencingToken: 5, intervalMinutes: 15, minIntervalMinutes: 5, maxFrameBytes: 4096 }))
         else frames.push(frame)
         for (const w of waiters.splice(0)) w()
       })

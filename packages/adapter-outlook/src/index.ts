@@ -16,6 +16,7 @@ export {
   type GuardedAction,
 } from './session-host.js'
 export { SyncPairDriver, type SyncPairDriverOptions } from './pair-driver.js'
+export { ScopedReplica, type ScopedReplicaOptions, type ScopedPullOptions, ALL_KINDS, normalizeKinds, sameKinds } from './scope.js'
 export { OutlookSyncClient, type OutlookSyncClientOptions, type ClientWebSocket, type ClientWebSocketConstructor, type CredentialStore, type Timers, type ClientEvent, type ClientState } from './sync-client.js'
 export { type FrameTransport, type NodeWebSocketLike, type BrowserWebSocketLike, wsTransport, browserTransport } from './transport.js'
 export type { CallOptions } from './rpc.js'

@@ -91,3 +91,39 @@ test('invalid fields are refused: a local edit throws, a pushed op is rejected, 
   expect(await replica.listItems()).toEqual([])
   expect(replica.headSeq).toBe(0)
 })
+
+test('a scoped pull (kinds) lists only those kinds, full or incremental, never as empty pages', async () => {
+  const replica = await openMemoryLocalReplica()
+  const contacts: string[] = []
+  for (let i = 0; i < 12; i++) {
+    await replica.createItem('email', sampleFields('email', i))
+    if (i % 4 === 0) contacts.push((await replica.createItem('contact', sampleFields('contact', i))).nativeId)
+  }
+  // Full listing, one item per page: only contacts, each page carries one.
+  const pages: string[][] = []
+  let cursor = null
+  for (let more = true; more; ) {
+    const page = await replica.pull(cursor, { limit: 1, kinds: ['contact'] })
+    pages.push(page.changes.map((c) => c.nativeId))
+    cursor = page.nextCursor
+    more = page.hasMore
+    expect(page.fullListing).toBe(true)
+  }
+  expect(pages.flat().sort()).toEqual([...contacts].sort())
+  expect(pages.every((p) => p.length === 1)).toBe(true)
+  // Incremental: an e-mail edit and a deleted e-mail are skipped, a contact edit is listed; the cursor moves past all of them.
+  const [email] = await replica.listItems('email')
+  await replica.updateItem(email!.nativeId, { subject: 'edited' })
+  await replica.deleteItem(email!.nativeId)
+  await replica.updateItem(contacts[1]!, { jobTitle: 'Buyer' })
+  for (let i = 0; i < 5; i++) await replica.createItem('email', sampleFields('email', 20 + i))
+  const page = await replica.pull(cursor, { limit: 1, kinds: ['contact'] })
+  expect(page.changes.map((c) => c.nativeId)).toEqual([contacts[1]])
+  expect(page.hasMore).toBe(true) // the e-mails written after it
+  const rest = await replica.pull(page.nextCursor, { limit: 10, kinds: ['contact'] })
+  expect(rest).toMatchObject({ changes: [], hasMore: false })
+  // Unscoped, the same log still has every kind.
+  const all = await pullAll(replica, null)
+  expect(new Set(all.changes.map((c) => (c.type === 'upsert' ? c.kind : 'delete')))).toEqual(new Set(['email', 'contact']))
+  await replica.close()
+})

@@ -235,9 +235,14 @@ export class OutlookLocalReplica implements ReplicaAdapter {
   // ReplicaAdapter (the server calls these over the socket)
   // -------------------------------------------------------------------------------------------
 
-  async pull(cursor: Cursor | null, options: PullOptions): Promise<PullPage> {
+  /**
+   * `kinds` (the sync scope, protocol 2) lists only items of those kinds: other kinds are skipped, as
+   * if they were not in the store (never reported deleted). The cursor still moves past them.
+   */
+  async pull(cursor: Cursor | null, options: PullOptions & { kinds?: readonly ItemKind[] | undefined }): Promise<PullPage> {
     await this.queue
     const limit = Math.max(1, Math.floor(options.limit))
+    const inScope = options.kinds === undefined ? () => true : ((set: ReadonlySet<ItemKind>) => (kind: ItemKind) => set.has(kind))(new Set(options.kinds))
     const state = this.state
     const position: CursorState = cursor === null ? { i: state.instance, e: state.epoch, full: true, at: state.seq, after: '' } : parseCursor(cursor)
     if (position.i !== state.instance || position.e !== state.epoch) throw new CursorExpiredError('The Outlook client cursor is from another epoch or another client database; a full resync is required')
@@ -247,7 +252,7 @@ export class OutlookLocalReplica implements ReplicaAdapter {
       let more = false
       for await (const [key, value] of this.db.iterator({ gt: itemKey(position.after), lt: 'i"' })) {
         const item = JSON.parse(value) as LocalItem
-        if (item.deleted) continue
+        if (item.deleted || !inScope(item.kind)) continue
         if (changes.length === limit) {
           more = true
           break
@@ -258,18 +263,35 @@ export class OutlookLocalReplica implements ReplicaAdapter {
       return { changes, hasMore: more, fullListing: true, nextCursor: more ? formatCursor({ i: position.i, e: position.e, full: true, at: position.at, after: last }) : formatCursor({ i: position.i, e: position.e, s: position.at }) }
     }
     await this.ack(position.s)
-    const ids: string[] = []
+    const changes: RemoteChange[] = []
+    const seen = new Set<string>()
     let nextSeq = position.s
-    for await (const [key, value] of this.db.iterator({ gt: logKey(position.s), lt: 'l"', limit })) {
-      nextSeq = Number(key.slice(2))
-      ids.push((JSON.parse(value) as LogRecord).n)
+    // Reads the log in batches until `limit` distinct in-scope items (or the end): out-of-scope entries never make empty pages.
+    for (let done = false; !done; ) {
+      const batch: Array<{ seq: number; id: string }> = []
+      for await (const [key, value] of this.db.iterator({ gt: logKey(nextSeq), lt: 'l"', limit })) batch.push({ seq: Number(key.slice(2)), id: (JSON.parse(value) as LogRecord).n })
+      if (batch.length === 0) break
+      const unique = [...new Set(batch.map((b) => b.id))].filter((id) => !seen.has(id))
+      const raws = await this.db.getMany(unique.map(itemKey))
+      const items = new Map<string, LocalItem>()
+      raws.forEach((raw, index) => {
+        if (raw === undefined) throw new SyncError('Storage', `change log names item ${unique[index]} that is not stored`)
+        items.set(unique[index]!, JSON.parse(raw) as LocalItem)
+      })
+      for (const entry of batch) {
+        nextSeq = entry.seq
+        const item = items.get(entry.id)
+        if (item && !seen.has(entry.id) && inScope(item.kind)) {
+          seen.add(entry.id)
+          changes.push(toChange(item))
+          if (changes.length >= limit) {
+            done = true
+            break
+          }
+        }
+      }
+      if (batch.length < limit) break
     }
-    const unique = [...new Set(ids)]
-    const items = await this.db.getMany(unique.map(itemKey))
-    const changes = items.map((raw, index) => {
-      if (raw === undefined) throw new SyncError('Storage', `change log names item ${unique[index]} that is not stored`)
-      return toChange(JSON.parse(raw) as LocalItem)
-    })
     return { changes, hasMore: nextSeq < this.state.seq, nextCursor: formatCursor({ i: position.i, e: position.e, s: nextSeq }) }
   }
 

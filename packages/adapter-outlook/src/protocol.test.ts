@@ -1,7 +1,7 @@
 import { CursorExpiredError, PreconditionFailedError, SyncError } from '@concord/engine'
 import { expect, test } from 'vitest'
 import { OutlookProtocolError, ProtocolErrorCodes, protocolCodeOf, syncErrorFromWire, syncErrorOf } from './errors.js'
-import { ClientMessageSchema, ServerMessageSchema, decodeFrame, encodeFrame } from './protocol.js'
+import { ClientMessageSchema, HandshakeReplySchema, PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS, ServerMessageSchema, decodeFrame, encodeFrame } from './protocol.js'
 
 test('decodeFrame names the offending field and keeps the request id', () => {
   const bad = decodeFrame(JSON.stringify({ type: 'setInterval', id: 'r1', minutes: 'soon' }), ClientMessageSchema)
@@ -36,4 +36,21 @@ test('error codes map both ways between the protocol and the engine', () => {
   expect(protocolCodeOf(new SyncError('NotFound', 'x'))).toBe('not_found')
   expect(protocolCodeOf(new Error('boom'))).toBe('internal')
   for (const code of ProtocolErrorCodes) expect(syncErrorOf(code, 'x')).toBeInstanceOf(SyncError)
+})
+
+test('protocol 2 sync scope: pull kinds, syncScope, welcome syncKinds are validated; out_of_scope survives the engine', () => {
+  expect(ServerMessageSchema.safeParse({ type: 'pull', id: 'a', fencingToken: 1, cursor: null, limit: 5, kinds: ['contact', 'task'] }).success).toBe(true)
+  expect(ServerMessageSchema.safeParse({ type: 'pull', id: 'a', fencingToken: 1, cursor: null, limit: 5, kinds: ['contact', 'contact'] }).success).toBe(false)
+  expect(ServerMessageSchema.safeParse({ type: 'pull', id: 'a', fencingToken: 1, cursor: null, limit: 5, kinds: ['fax'] }).success).toBe(false)
+  expect(ServerMessageSchema.safeParse({ type: 'syncScope', kinds: [] }).success).toBe(true)
+  expect(ServerMessageSchema.safeParse({ type: 'syncScope', kinds: ['email'], extra: true }).success).toBe(false)
+  const welcome = { type: 'welcome', protocol: 2, userId: 'u', clientId: 'c', designated: true, fencingToken: 1, intervalMinutes: 15, minIntervalMinutes: 5, maxFrameBytes: 1024 }
+  expect(HandshakeReplySchema.safeParse(welcome).success).toBe(true) // protocol 1: no syncKinds
+  expect(HandshakeReplySchema.safeParse({ ...welcome, syncKinds: ['appointment', 'contact', 'task'] }).success).toBe(true)
+  expect(HandshakeReplySchema.safeParse({ ...welcome, syncKinds: 'email' }).success).toBe(false)
+  expect(SUPPORTED_PROTOCOL_VERSIONS).toEqual([1, PROTOCOL_VERSION])
+  const refused = syncErrorOf('out_of_scope', 'x', new OutlookProtocolError('out_of_scope', 'x'))
+  expect(refused).toMatchObject({ code: 'Forbidden', retryable: false })
+  expect(protocolCodeOf(refused)).toBe('out_of_scope')
+  expect(protocolCodeOf(new SyncError('Forbidden', 'x'))).toBe('forbidden')
 })

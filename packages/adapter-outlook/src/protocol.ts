@@ -3,11 +3,19 @@ import { z } from 'zod'
 import { OutlookProtocolError, ProtocolErrorCodes } from './errors.js'
 
 /**
- * The client-sync protocol, version 1: JSON text frames over one WebSocket per Outlook client.
+ * The client-sync protocol, version 2: JSON text frames over one WebSocket per Outlook client.
  * Every frame is one object with a `type`. Requests carry an `id` (chosen by the sender, at most
  * 64 characters) and are answered by a `result` or an `error` with the same `id`. See README.md.
+ *
+ * Version 2 adds the sync scope: the item kinds the user's sync client syncs (the server syncs the
+ * others server-side, e.g. e-mail when incoming e-mail is delivered by server-side sync). It is in
+ * `welcome.syncKinds`, in every `pull` (`kinds`), and in a `syncScope` notification when it changes.
+ * A server still accepts version 1 clients (no scope on the wire; the server refuses what is out of
+ * scope, `out_of_scope`).
  */
-export const PROTOCOL_VERSION = 1
+export const PROTOCOL_VERSION = 2
+/** The versions a server accepts in `hello`; it answers `welcome` in the client's version. */
+export const SUPPORTED_PROTOCOL_VERSIONS: readonly number[] = [1, 2]
 /** Default maximum size of one frame, in bytes (UTF-8). Larger frames close the connection with 1009. */
 export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024
 /** WebSocket close codes this protocol uses. */
@@ -147,12 +155,28 @@ export const WelcomeSchema = z.strictObject({
   /** The admin-set minimum. */
   minIntervalMinutes: Minutes,
   maxFrameBytes: z.number().int().positive(),
+  /**
+   * Protocol 2: the item kinds this user's sync client syncs, decided by the server (the others are
+   * synced server-side, or not at all). Absent in protocol 1 (all kinds).
+   */
+  syncKinds: z.array(ItemKindSchema).max(ItemKindSchema.options.length).optional(),
 })
 export type WelcomeMessage = z.infer<typeof WelcomeSchema>
 
 const WireCursor = z.string().min(1).max(4096)
 
-export const PullRequestSchema = req('pull', { fencingToken: FencingToken, cursor: WireCursor.nullable(), limit: z.number().int().positive().max(10_000) })
+/** Item kinds of a sync scope (no repeats). */
+export const SyncKindsSchema = z
+  .array(ItemKindSchema)
+  .max(ItemKindSchema.options.length)
+  .refine((kinds) => new Set(kinds).size === kinds.length, 'kinds must not repeat')
+export const PullRequestSchema = req('pull', {
+  fencingToken: FencingToken,
+  cursor: WireCursor.nullable(),
+  limit: z.number().int().positive().max(10_000),
+  /** Protocol 2: list only changes of these kinds (absent: every kind). Other kinds are not deletions. */
+  kinds: SyncKindsSchema.optional(),
+})
 export const PushOpSchema = z.discriminatedUnion('type', [
   z.strictObject({ opId: z.string().min(1).max(256), type: z.literal('create'), concordId: z.string().min(1).max(128), kind: ItemKindSchema, fields: WireFields }),
   z.strictObject({ opId: z.string().min(1).max(256), type: z.literal('update'), concordId: z.string().min(1).max(128), kind: ItemKindSchema, nativeId: z.string().min(1).max(256), fields: WireFields, ifMatch: z.string().max(256).optional() }),
@@ -162,12 +186,15 @@ export const PushRequestSchema = req('push', { fencingToken: FencingToken, ops: 
 export const ConfirmMissingRequestSchema = req('confirmMissing', { fencingToken: FencingToken, nativeIds: z.array(z.string().min(1).max(256)).max(10_000) })
 export const DesignationSchema = z.strictObject({ type: z.literal('designation'), designated: z.boolean(), fencingToken: FencingToken.nullable() })
 export type DesignationMessage = z.infer<typeof DesignationSchema>
+/** Protocol 2 notification: the user's sync scope changed (the next `pull` asks for these kinds). */
+export const SyncScopeSchema = z.strictObject({ type: z.literal('syncScope'), kinds: SyncKindsSchema })
+export type SyncScopeMessage = z.infer<typeof SyncScopeSchema>
 
 export const ServerRequestSchema = z.discriminatedUnion('type', [PullRequestSchema, PushRequestSchema, ConfirmMissingRequestSchema])
 export type ServerRequest = z.infer<typeof ServerRequestSchema>
 
 /** Everything a server may send after `welcome`. */
-export const ServerMessageSchema = z.discriminatedUnion('type', [PullRequestSchema, PushRequestSchema, ConfirmMissingRequestSchema, DesignationSchema, ResultSchema, ErrorMessageSchema])
+export const ServerMessageSchema = z.discriminatedUnion('type', [PullRequestSchema, PushRequestSchema, ConfirmMissingRequestSchema, DesignationSchema, SyncScopeSchema, ResultSchema, ErrorMessageSchema])
 export type ServerMessage = z.infer<typeof ServerMessageSchema>
 /** The first server frame: `welcome`, or an `error` before a clean close. */
 export const HandshakeReplySchema = z.discriminatedUnion('type', [WelcomeSchema, ErrorMessageSchema])

@@ -1,7 +1,6 @@
 import {
   type Cursor,
   type NativeId,
-  type PullOptions,
   type PullPage,
   type PushOp,
   type PushOptions,
@@ -21,6 +20,7 @@ import {
 import { OutlookProtocolError, syncErrorFromWire, syncErrorOf } from './errors.js'
 import { ConfirmMissingResultSchema, PullResultSchema, PushResultSchema, parseResult } from './protocol.js'
 import type { CallOptions } from './rpc.js'
+import { type ScopedPullOptions, normalizeKinds } from './scope.js'
 
 /** How the server reaches one connected Outlook client (a `ClientSession` implements it). */
 export interface ClientChannel {
@@ -35,6 +35,11 @@ export interface RemoteClientReplicaOptions {
   channel: ClientChannel
   /** Per-request timeout; a timeout is a retryable `Transient` engine error. Default 30 s. */
   timeoutMs?: number | undefined
+  /**
+   * Whether the client understands `pull.kinds` (protocol 2). A protocol 1 client is never sent a scope;
+   * the `ScopedReplica` around this replica refuses what it sends outside the scope. Default true.
+   */
+  sendKinds?: boolean | undefined
 }
 
 /**
@@ -48,15 +53,19 @@ export class RemoteClientReplica implements ReplicaAdapter {
   readonly replicaId: ReplicaId
   private readonly channel: ClientChannel
   private readonly timeoutMs: number
+  private readonly sendKinds: boolean
 
   constructor(options: RemoteClientReplicaOptions) {
     this.replicaId = options.replicaId
     this.channel = options.channel
     this.timeoutMs = options.timeoutMs ?? 30_000
+    this.sendKinds = options.sendKinds ?? true
   }
 
-  async pull(cursor: Cursor | null, options: PullOptions): Promise<PullPage> {
-    const raw = await this.call('pull', { cursor, limit: Math.max(1, Math.floor(options.limit)) }, options.signal)
+  /** `options.kinds` (the sync scope, `ScopedPullOptions`) is sent to a protocol 2 client as `pull.kinds`. */
+  async pull(cursor: Cursor | null, options: ScopedPullOptions): Promise<PullPage> {
+    const kinds = this.sendKinds && options.kinds !== undefined ? { kinds: normalizeKinds(options.kinds) } : {}
+    const raw = await this.call('pull', { cursor, limit: Math.max(1, Math.floor(options.limit)), ...kinds }, options.signal)
     const page = wrap(() => parseResult(PullResultSchema, raw, 'pull'))
     const changes: RemoteChange[] = page.changes.map((change, index) => {
       if (change.type === 'delete') return { type: 'delete', nativeId: asNativeId(change.nativeId), provenance: change.provenance }

@@ -22,7 +22,7 @@ import {
   type SearchInput,
   type SearchResult,
   SearchResultSchema,
-  PROTOCOL_VERSION,
+  SUPPORTED_PROTOCOL_VERSIONS,
   type SetRegardingInput,
   SetRegardingResultSchema,
   type ShouldTrackInput,
@@ -41,6 +41,7 @@ import {
   describeIssues,
 } from './protocol.js'
 import { RemoteClientReplica, outlookReplicaId } from './remote-replica.js'
+import { ALL_KINDS, normalizeKinds, sameKinds } from './scope.js'
 import { type CallOptions, RpcPeer } from './rpc.js'
 import { type FrameTransport, type NodeWebSocketLike, wsTransport } from './transport.js'
 import { z } from 'zod'
@@ -98,6 +99,8 @@ export interface DesignatedClient {
   clientId: string
   fencingToken: number
   replica: RemoteClientReplica
+  /** The sync scope of this sync: the kinds the client pair syncs (`ClientSessionHostOptions.syncScope`). */
+  kinds: readonly ItemKind[]
 }
 
 /**
@@ -135,6 +138,13 @@ export interface ClientSessionHostOptions {
    * request's `error`. A refused automatic designation leaves the client undesignated. Default: allow all.
    */
   authorize?: ((ctx: RequestContext, action: GuardedAction) => Promise<void>) | undefined
+  /**
+   * The sync scope: the item kinds the user's Outlook sync client syncs (the server syncs the others
+   * server-side, e.g. e-mail when the user's incoming e-mail is delivered by server-side sync). Asked at
+   * every `hello` (protocol 2: `welcome.syncKinds`) and before every sync, so a change applies at the
+   * next sync (protocol 2 sessions get a `syncScope` notification). Default: every kind.
+   */
+  syncScope?: ((userId: string) => Promise<readonly ItemKind[]>) | undefined
   logger?: Logger | undefined
 }
 
@@ -154,11 +164,17 @@ export interface SessionInfo {
   clientName?: string | undefined
   designated: boolean
   fencingToken: number | null
+  /** The connection's protocol version. */
+  protocol: number
+  /** The user's sync scope as this session last recorded it (welcome for protocol 2, then every sync); absent before the first. */
+  syncKinds?: readonly ItemKind[] | undefined
 }
 
 class ClientSession implements SessionInfo {
   designated = false
   fencingToken: number | null = null
+  /** The scope of this session's user as last recorded (at welcome for protocol 2, then at every sync); what a protocol 2 client was told. */
+  scope: readonly ItemKind[] | undefined
   readonly peer: RpcPeer
   readonly replica: RemoteClientReplica
   readonly abort = new AbortController()
@@ -176,12 +192,15 @@ class ClientSession implements SessionInfo {
     private readonly designations: DesignationStore,
     /** False: the App for Outlook (never designated). */
     readonly syncItems: boolean,
+    /** The protocol version of this connection (its `hello`). */
+    readonly protocol: number,
   ) {
     this.setDesignation(designation)
     this.peer = new RpcPeer(transport, maxFrameBytes, 's')
     this.replica = new RemoteClientReplica({
       replicaId: outlookReplicaId(userId, clientId),
       timeoutMs: rpcTimeoutMs,
+      sendKinds: protocol >= 2,
       channel: {
         call: (type: 'pull' | 'push' | 'confirmMissing', body: object, options: CallOptions) => this.peer.call(type, body, options),
         fencingToken: () => this.checkFence(),
@@ -204,7 +223,7 @@ class ClientSession implements SessionInfo {
   }
 
   get info(): SessionInfo {
-    return { userId: this.userId, clientId: this.clientId, clientName: this.clientName, designated: this.designated, fencingToken: this.fencingToken }
+    return { userId: this.userId, clientId: this.clientId, clientName: this.clientName, designated: this.designated, fencingToken: this.fencingToken, protocol: this.protocol, ...(this.scope === undefined ? {} : { syncKinds: [...this.scope] }) }
   }
 }
 
@@ -303,7 +322,7 @@ export class ClientSessionHost {
     const decoded = decodeFrame(text, HelloSchema)
     if (!decoded.ok) return this.refuse(transport, 'bad_request', `expected hello: ${decoded.error.message}`, CloseCodes.policy)
     const hello = decoded.message
-    if (hello.protocol !== PROTOCOL_VERSION) return this.refuse(transport, 'unsupported_version', `protocol ${hello.protocol} is not supported; this server speaks ${PROTOCOL_VERSION}`, CloseCodes.policy)
+    if (!SUPPORTED_PROTOCOL_VERSIONS.includes(hello.protocol)) return this.refuse(transport, 'unsupported_version', `protocol ${hello.protocol} is not supported; this server speaks ${SUPPORTED_PROTOCOL_VERSIONS.join(' and ')}`, CloseCodes.policy)
     let user: AuthenticatedUser | null
     try {
       user = await this.options.authenticate(hello.token)
@@ -316,8 +335,10 @@ export class ClientSessionHost {
     const designation = syncItems ? await this.initialDesignation(user.userId, hello.clientId) : await this.options.designations.current(user.userId)
     const stored = await this.intervals.get(user.userId)
     const intervalMinutes = Math.max(stored ?? this.defaultIntervalMinutes, this.minIntervalMinutes)
+    const syncKinds = hello.protocol >= 2 ? await this.scopeOf(user.userId) : undefined
     if (isClosed()) return undefined
-    const session = new ClientSession(transport, user.userId, hello.clientId, hello.clientName, designation, this.maxFrameBytes, this.rpcTimeoutMs, this.options.designations, syncItems)
+    const session = new ClientSession(transport, user.userId, hello.clientId, hello.clientName, designation, this.maxFrameBytes, this.rpcTimeoutMs, this.options.designations, syncItems, hello.protocol)
+    session.scope = syncKinds
     // A reconnect of the same client replaces its older connection.
     for (const other of this.sessions.get(user.userId) ?? []) if (other.clientId === hello.clientId) other.transport.close(CloseCodes.normal, 'replaced by a newer connection')
     let set = this.sessions.get(user.userId)
@@ -325,7 +346,18 @@ export class ClientSessionHost {
     set.add(session)
     transport.send(
       encodeFrame(
-        { type: 'welcome', protocol: PROTOCOL_VERSION, userId: user.userId, clientId: hello.clientId, designated: session.designated, fencingToken: session.fencingToken, intervalMinutes, minIntervalMinutes: this.minIntervalMinutes, maxFrameBytes: this.maxFrameBytes },
+        {
+          type: 'welcome',
+          protocol: hello.protocol,
+          userId: user.userId,
+          clientId: hello.clientId,
+          designated: session.designated,
+          fencingToken: session.fencingToken,
+          intervalMinutes,
+          minIntervalMinutes: this.minIntervalMinutes,
+          maxFrameBytes: this.maxFrameBytes,
+          ...(syncKinds === undefined ? {} : { syncKinds }),
+        },
         this.maxFrameBytes,
       ),
     )
@@ -466,9 +498,32 @@ export class ClientSessionHost {
     await this.options.authorize?.(this.context(session), 'syncNow')
     return this.withUserLock(session.userId, async () => {
       const token = await session.checkFence()
-      const summary = await this.options.sync.sync({ userId: session.userId, clientId: session.clientId, fencingToken: token, replica: session.replica }, session.abort.signal)
+      // The scope is decided again for every sync: a change (e.g. the mailbox now gets e-mail server-side) applies now.
+      const kinds = await this.scopeOf(session.userId)
+      this.announceScope(session.userId, kinds)
+      const summary = await this.options.sync.sync({ userId: session.userId, clientId: session.clientId, fencingToken: token, replica: session.replica, kinds }, session.abort.signal)
       return handlerResult(SyncSummarySchema, summary, 'sync driver')
     })
+  }
+
+  /** The user's sync scope now (`syncScope`), in canonical order; every kind without the option. */
+  private async scopeOf(userId: string): Promise<ItemKind[]> {
+    if (!this.options.syncScope) return [...ALL_KINDS]
+    const kinds = await this.options.syncScope(userId)
+    const parsed = z.array(z.enum(ALL_KINDS as readonly [ItemKind, ...ItemKind[]])).safeParse(kinds)
+    if (!parsed.success) throw new OutlookProtocolError('internal', describeIssues(parsed.error, 'the syncScope option returned an invalid scope'))
+    return normalizeKinds(parsed.data)
+  }
+
+  /** Records the scope on the user's sessions; tells the protocol 2 ones whose last known scope differs (`syncScope`). */
+  private announceScope(userId: string, kinds: readonly ItemKind[]): void {
+    for (const s of this.sessions.get(userId) ?? []) {
+      if (s.closed || (s.scope !== undefined && sameKinds(s.scope, kinds))) continue
+      s.scope = kinds
+      if (s.protocol < 2) continue // a protocol 1 client has no scope on the wire (it was told none at welcome)
+      s.transport.send(encodeFrame({ type: 'syncScope', kinds }, this.maxFrameBytes))
+      this.logger.info({ userId, clientId: s.clientId, kinds }, 'outlook client sync scope changed')
+    }
   }
 
   /** One sync at a time per user, across all of the user's sessions. */
@@ -485,7 +540,7 @@ export class ClientSessionHost {
 
   /** The user's designated client, when it is connected (for server-initiated syncs). */
   designatedClient(userId: string): DesignatedClient | undefined {
-    for (const s of this.sessions.get(userId) ?? []) if (s.designated && s.fencingToken !== null && !s.closed) return { userId, clientId: s.clientId, fencingToken: s.fencingToken, replica: s.replica }
+    for (const s of this.sessions.get(userId) ?? []) if (s.designated && s.fencingToken !== null && !s.closed) return { userId, clientId: s.clientId, fencingToken: s.fencingToken, replica: s.replica, kinds: s.scope ?? ALL_KINDS }
     return undefined
   }
 

@@ -24,6 +24,7 @@ import {
   parseResult,
 } from './protocol.js'
 import { outlookReplicaId } from './remote-replica.js'
+import { ALL_KINDS } from './scope.js'
 import { RpcPeer } from './rpc.js'
 import { type FrameTransport, browserTransport } from './transport.js'
 
@@ -56,6 +57,8 @@ export type ClientEvent =
   | { type: 'connected'; welcome: WelcomeMessage }
   | { type: 'disconnected'; code: number; reason: string }
   | { type: 'designation'; designated: boolean; fencingToken: number | null }
+  /** The server changed the sync scope (`syncScope`): the kinds this client syncs from the next sync on. */
+  | { type: 'scope'; kinds: readonly ItemKind[] }
   | { type: 'synced'; summary: SyncSummary }
   | { type: 'error'; error: Error }
 
@@ -124,6 +127,12 @@ export class OutlookSyncClient {
   designated = false
   fencingToken: number | null = null
   intervalMinutes = 15
+  /**
+   * The kinds this client syncs, as the server last said (`welcome.syncKinds`, `syncScope`): the others
+   * are synced server-side (e.g. e-mail when incoming e-mail is delivered by server-side sync) and are
+   * never offered in a pull; tracking them with `track` still works. Every kind until told otherwise.
+   */
+  syncKinds: readonly ItemKind[] = ALL_KINDS
 
   constructor(options: OutlookSyncClientOptions) {
     const parsed = OptionsSchema.safeParse({ url: options.url, clientId: options.clientId, clientName: options.clientName, requestTimeoutMs: options.requestTimeoutMs, maxFrameBytes: options.maxFrameBytes, backoff: options.backoff })
@@ -306,6 +315,7 @@ export class OutlookSyncClient {
     this.designated = welcome.designated
     this.fencingToken = welcome.fencingToken
     this.intervalMinutes = Math.max(welcome.intervalMinutes, welcome.minIntervalMinutes)
+    this.syncKinds = welcome.syncKinds ?? ALL_KINDS
     if (this.options.credentialStore && this.options.token !== undefined) {
       try {
         await this.options.credentialStore.save(token)
@@ -362,6 +372,10 @@ export class OutlookSyncClient {
         this.schedule()
         this.emit({ type: 'designation', designated: message.designated, fencingToken: message.fencingToken })
         return
+      case 'syncScope':
+        this.syncKinds = message.kinds
+        this.emit({ type: 'scope', kinds: message.kinds })
+        return
       case 'pull':
       case 'push':
       case 'confirmMissing': {
@@ -369,7 +383,7 @@ export class OutlookSyncClient {
         if (fence) return peer.replyError(message.id, fence.code, fence.message)
         const work =
           message.type === 'pull'
-            ? this.servePull(message.cursor, message.limit)
+            ? this.servePull(message.cursor, message.limit, message.kinds)
             : message.type === 'push'
               ? this.servePush(message.ops)
               : this.options.replica.confirmMissing(message.nativeIds.map(asNativeId)).then((missing) => ({ missing }))
@@ -391,11 +405,11 @@ export class OutlookSyncClient {
     return undefined
   }
 
-  /** Serves a pull; halves the page until its answer fits in one frame. */
-  private async servePull(cursor: string | null, limit: number): Promise<unknown> {
+  /** Serves a pull (only `kinds`, the scope the server asks for); halves the page until its answer fits in one frame. */
+  private async servePull(cursor: string | null, limit: number, kinds: readonly ItemKind[] | undefined): Promise<unknown> {
     const max = this.welcome?.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES
     for (let size = limit; ; size = Math.ceil(size / 2)) {
-      const page = await this.options.replica.pull(cursor === null ? null : asCursor(cursor), { limit: size })
+      const page = await this.options.replica.pull(cursor === null ? null : asCursor(cursor), { limit: size, kinds })
       const wire = { changes: page.changes, nextCursor: page.nextCursor, hasMore: page.hasMore, ...(page.fullListing === undefined ? {} : { fullListing: page.fullListing }) }
       try {
         encodeFrame({ type: 'result', id: 's0000000000', result: wire }, max)

@@ -81,7 +81,10 @@ const MASKS_TTL_MS = 5 * 60_000
 
 /** Per-user CRM scope: the impersonated adapter, the owner's masks (cached a few minutes) and e-mail. */
 interface UserScope {
+  /** Every configured kind: what client requests (Track, lookups…) act on. */
   crm: CrmAdapter
+  /** The client pair's CRM side: only the kinds of the current sync scope (its cursor is made for them). */
+  pairCrm?: { kinds: string; crm: CrmAdapter }
   masks?: { value: OwnerMasks; at: number }
   email?: string
 }
@@ -140,6 +143,7 @@ export class ClientSync {
       intervals: this.intervals,
       handlers: crmRequestHandlers((userId) => Promise.resolve(this.scope(userId).crm), (userId) => this.policy.status(userId)),
       authorize: (ctx, action) => this.policy.authorize(ctx, action),
+      syncScope: (userId) => this.policy.syncKinds(userId, server.config.mailboxes.kinds),
       sync: this.driver(),
       maxFrameBytes: this.settings.maxFrameBytes,
       minIntervalMinutes: this.settings.minIntervalMinutes,
@@ -154,15 +158,31 @@ export class ClientSync {
   /** The user's impersonated CRM adapter (replica `crm:<userId>`, like the user's mailbox worker). */
   scope(userId: string): UserScope {
     let scope = this.scopes.get(userId)
-    if (!scope) {
-      const c = this.server.config.crm
-      const crm = new CrmAdapter(
-        { orgUrl: c.url, tokenUrl: c.tokenUrl, clientId: c.clientId, clientSecret: c.clientSecret, impersonate: { systemUserId: userId }, kinds: crmKinds(this.server.config.mailboxes.kinds) },
-        { replicaId: asReplicaId(`crm:${userId}`), logger: engineLogger(this.server.log.child({ component: 'client-sync', userId })), fetch: this.options.crmFetch ?? globalThis.fetch.bind(globalThis) },
-      )
-      this.scopes.set(userId, (scope = { crm }))
-    }
+    if (!scope) this.scopes.set(userId, (scope = { crm: this.newCrm(userId, this.server.config.mailboxes.kinds) }))
     return scope
+  }
+
+  private newCrm(userId: string, kinds: readonly ItemKind[]): CrmAdapter {
+    const c = this.server.config.crm
+    return new CrmAdapter(
+      { orgUrl: c.url, tokenUrl: c.tokenUrl, clientId: c.clientId, clientSecret: c.clientSecret, impersonate: { systemUserId: userId }, kinds: crmKinds(kinds) },
+      { replicaId: asReplicaId(`crm:${userId}`), logger: engineLogger(this.server.log.child({ component: 'client-sync', userId })), fetch: this.options.crmFetch ?? globalThis.fetch.bind(globalThis) },
+    )
+  }
+
+  /**
+   * The client pair's CRM side for a sync scope: an adapter that reads only the scope's tables (e-mail is
+   * not even fetched while it is synced server-side). A scope change changes its tables, so its cursor
+   * expires and the CRM side is listed once in full; records of a kind that left are not deleted
+   * (`ScopedReplica` never confirms them missing).
+   */
+  private pairCrm(userId: string, kinds: readonly ItemKind[]): CrmAdapter {
+    const scope = this.scope(userId)
+    const tables = crmKinds(kinds)
+    if (tables.length === 0 || tables.length === crmKinds(this.server.config.mailboxes.kinds).length) return scope.crm // nothing or everything: ScopedReplica drops the rest
+    const key = tables.join(',')
+    if (scope.pairCrm?.kinds !== key) scope.pairCrm = { kinds: key, crm: this.newCrm(userId, tables) }
+    return scope.pairCrm.crm
   }
 
   private async masksOf(scope: UserScope): Promise<OwnerMasks> {
@@ -212,7 +232,7 @@ export class ClientSync {
         if (this.closed) return Promise.reject(new OutlookProtocolError('unavailable', 'the sync server is shutting down'))
         const driver = new SyncPairDriver({
           store: (userId) => this.store(userId),
-          crm: (userId) => this.scope(userId).crm,
+          crm: (userId, kinds) => this.pairCrm(userId, kinds),
           context: async (userId) => {
             const scope = this.scope(userId)
             const masks = await this.masksOf(scope)

@@ -196,6 +196,7 @@ test('ACT synced server-side: no Outlook sync client (refused, not two pairs); a
   // eve (email only server-side): her first client is the sync client and gets her contacts.
   const eve = await connect('eve', 'eve-laptop')
   expect(eve.client.designated).toBe(true)
+  expect(eve.client.syncKinds).toEqual(['appointment', 'contact', 'task']) // her e-mail is server-side sync's
   await eve.client.syncNow()
   expect(await localContacts(eve)).toEqual(['Eli'])
 
@@ -219,6 +220,7 @@ test('ACT synced server-side: no Outlook sync client (refused, not two pairs); a
   // A POP3 mailbox syncs email only: its Outlook client syncs appointments, contacts and tasks.
   const pia = await connect('pia', 'pia-laptop')
   expect(pia.client.designated).toBe(true)
+  expect(pia.client.syncKinds).toEqual(['appointment', 'contact', 'task'])
   await pia.client.syncNow()
   expect(await localContacts(pia)).toEqual(['Dan', 'Nora']) // Nora: added from the pane above
 })

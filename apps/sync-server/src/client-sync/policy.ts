@@ -12,8 +12,15 @@
  *   contacts and tasks", §5.1): while the mailbox syncs any of them server-side, designating an Outlook
  *   sync client and syncing one are refused with `sync_method_conflict`. Email-only mailboxes
  *   (POP3/IMAP profiles, or ACT not enabled) leave ACT to the Outlook client.
+ * - The Outlook sync client syncs only the kinds the server does not (`syncKinds`, the client pair's
+ *   sync scope): no e-mail while the user's incoming e-mail is delivered by server-side sync (the CRM
+ *   row has incoming e-mail enabled with delivery method server-side sync, tested or not — while it is
+ *   pending or failing, e-mail waits for server-side sync; it never falls back to the Outlook client), so
+ *   one message is never tracked by two paths (duplicates, §5.1, §5.8). Track and Set Regarding from
+ *   Outlook are requests the server executes, not client sync: they still work.
  */
-import { type GuardedAction, type MailboxStatusResult, OutlookProtocolError, type RequestContext } from '@concord/adapter-outlook'
+import { ALL_KINDS, type GuardedAction, type MailboxStatusResult, OutlookProtocolError, type RequestContext } from '@concord/adapter-outlook'
+import type { ItemKind } from '@concord/engine'
 import type { MailboxSummary } from '../server.js'
 
 /** Reads the server's view of a user's mailbox. */
@@ -27,7 +34,7 @@ export const MANUAL_TRACKING: ReadonlySet<GuardedAction> = new Set(['track', 'se
 export const OUTLOOK_ITEM_SYNC: ReadonlySet<GuardedAction> = new Set(['designate', 'syncNow'])
 
 export const POP3_TRACKING_REASON = 'manual tracking (Track, Set Regarding, Stop tracking) is not supported for mailboxes with a POP3/SMTP email server profile'
-const ACT_KINDS = new Set(['appointment', 'contact', 'task'])
+const ACT_KINDS: ReadonlySet<ItemKind> = new Set(['appointment', 'contact', 'task'])
 
 /** Why the mailbox is not enabled for server-side sync, or undefined when it is. */
 function notEnabledReason(mailbox: MailboxSummary | undefined): string | undefined {
@@ -37,9 +44,22 @@ function notEnabledReason(mailbox: MailboxSummary | undefined): string | undefin
 }
 
 /** The appointments, contacts and tasks the enabled mailbox syncs server-side. */
-function serverSideActKinds(mailbox: MailboxSummary | undefined): string[] {
+function serverSideActKinds(mailbox: MailboxSummary | undefined): ItemKind[] {
   if (mailbox?.state !== 'enabled') return []
   return mailbox.kinds.filter((k) => ACT_KINDS.has(k))
+}
+
+/** Whether the user's incoming e-mail is delivered by server-side sync (so never by the Outlook client). */
+function emailServerSide(mailbox: MailboxSummary | undefined): boolean {
+  if (!mailbox) return false
+  return mailbox.configured?.incoming === true || (mailbox.state === 'enabled' && mailbox.kinds.includes('email'))
+}
+
+/** The kinds the server syncs (or leaves to server-side sync) for the user: never the Outlook client's. */
+export function serverSideKinds(mailbox: MailboxSummary | undefined): ItemKind[] {
+  const kinds = new Set<ItemKind>(serverSideActKinds(mailbox))
+  if (emailServerSide(mailbox)) kinds.add('email')
+  return ALL_KINDS.filter((k) => kinds.has(k))
 }
 
 export class ClientSyncPolicy {
@@ -53,6 +73,15 @@ export class ClientSyncPolicy {
     if (notEnabled !== undefined) return { serverSideSync: false, reason: notEnabled.slice(0, 2000), ...(profile ? { profile } : {}) }
     if (profile === 'pop3') return { serverSideSync: true, profile, manualTracking: false, reason: POP3_TRACKING_REASON }
     return { serverSideSync: true, ...(profile ? { profile } : {}), manualTracking: true }
+  }
+
+  /**
+   * `ClientSessionHostOptions.syncScope`: of the kinds the server syncs at all (`mailboxes.kinds`), those
+   * the user's Outlook sync client syncs — all but the ones synced server-side for the user.
+   */
+  async syncKinds(userId: string, configured: readonly ItemKind[]): Promise<ItemKind[]> {
+    const serverSide = new Set(serverSideKinds(await this.mailboxOf(userId)))
+    return ALL_KINDS.filter((k) => configured.includes(k) && !serverSide.has(k))
   }
 
   /** `ClientSessionHostOptions.authorize`: throws the refusal, or returns when the action is allowed. */

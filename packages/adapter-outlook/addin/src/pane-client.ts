@@ -1,6 +1,6 @@
 /**
  * The task pane's connection to the sync server: one browser WebSocket to `/client` speaking
- * protocol v1 (hello → welcome, then client requests). It never syncs items (server-side sync does);
+ * the client-sync protocol (`PROTOCOL_VERSION`: hello → welcome, then client requests). It never syncs items (server-side sync does);
  * it only asks the tracking requests and the App for Outlook's `mailboxStatus` / `itemInfo` / `search`.
  */
 import { OutlookProtocolError } from '../../src/errors.js'
