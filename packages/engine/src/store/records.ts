@@ -130,3 +130,113 @@ export interface ExplainRecord {
   at: number
   fields: Record<string, unknown>
 }
+
+/** The sides of a stored field decision whose value is the decision's `value` (left out when stored). */
+const SAME_AS_VALUE = '='
+const isPlainObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v)
+/** Compares the small members a record's decisions may share: primitives, and flat arrays or objects of them (the `=` list, versions, access). */
+function sameMember(a: unknown, b: unknown): boolean {
+  if (a === b) return true
+  if (a === null || b === null || typeof a !== 'object' || typeof b !== 'object') return false
+  if (Array.isArray(a) || Array.isArray(b)) {
+    if (!Array.isArray(a) || !Array.isArray(b) || a.length !== b.length) return false
+    for (let i = 0; i < a.length; i++) if (a[i] !== b[i] || (a[i] !== null && typeof a[i] === 'object')) return false
+    return true
+  }
+  const x = a as Record<string, unknown>
+  const y = b as Record<string, unknown>
+  const keys = Object.keys(x)
+  if (keys.length !== Object.keys(y).length) return false
+  for (const k of keys) if (x[k] !== y[k] || (x[k] !== null && typeof x[k] === 'object')) return false
+  return true
+}
+
+/**
+ * An explain record as stored. Each field decision leaves out its `field` (the key says it) and the
+ * side values that are the decided value itself (listed under `=`); members every decision of the
+ * record has with the same value (typically outcome, rule, `=`, versions) are stored once, under
+ * `common`. Most decisions take one side's value, so each value is stored once instead of two or three
+ * times. `decodeExplain` restores the record exactly.
+ */
+export function encodeExplain(record: ExplainRecord): string {
+  const fields: Record<string, unknown> = {}
+  const decisions: Array<Record<string, unknown>> = []
+  for (const name in record.fields) {
+    const decision = record.fields[name]
+    if (!isPlainObject(decision)) {
+      fields[name] = decision
+      continue
+    }
+    const value = decision.value
+    const stored: Record<string, unknown> = {}
+    let same: string[] | undefined
+    for (const key in decision) {
+      const member = decision[key]
+      if (key === 'field' || member === undefined) continue
+      if (member === value && key !== 'value' && (key === 'base' || key === 'crm' || key === 'mailbox')) (same ??= []).push(key)
+      else stored[key] = member
+    }
+    if (same) stored[SAME_AS_VALUE] = same
+    fields[name] = stored
+    decisions.push(stored)
+  }
+  let common: Record<string, unknown> | undefined
+  if (decisions.length > 1) {
+    const first = decisions[0]!
+    for (const key in first) {
+      if (key === 'value' || key === 'base' || key === 'crm' || key === 'mailbox') continue
+      const member = first[key]
+      let shared = true
+      for (let i = 1; i < decisions.length && shared; i++) shared = sameMember(decisions[i]![key], member)
+      if (shared) (common ??= {})[key] = member
+    }
+  }
+  if (!common) return JSON.stringify({ at: record.at, fields })
+  const hoisted = common
+  const slim = (d: Record<string, unknown>) => {
+    const out: Record<string, unknown> = {}
+    for (const key in d) if (!(key in hoisted)) out[key] = d[key]
+    return out
+  }
+  for (const name in fields) if (isPlainObject(fields[name])) fields[name] = slim(fields[name])
+  return JSON.stringify({ at: record.at, common: hoisted, fields })
+}
+
+/** Reads a stored explain record (either form: encoded, or full decisions as older stores wrote them). */
+export function decodeExplain(raw: string): ExplainRecord {
+  const stored = JSON.parse(raw) as ExplainRecord & { common?: Record<string, unknown> }
+  const fields: Record<string, unknown> = {}
+  for (const [name, decision] of Object.entries(stored.fields)) {
+    if (!isPlainObject(decision)) {
+      fields[name] = decision
+      continue
+    }
+    const d: Record<string, unknown> = { field: name, ...stored.common, ...decision }
+    const same = d[SAME_AS_VALUE]
+    if (Array.isArray(same)) {
+      for (const side of same) if (typeof side === 'string') d[side] = d.value
+      delete d[SAME_AS_VALUE]
+    }
+    fields[name] = d
+  }
+  return { at: stored.at, fields }
+}
+
+/**
+ * An outbox entry as stored. A create or an update usually agrees exactly the fields it writes: then
+ * `agreed` is left out and `agreedAsOp` says to read it from the op (each value stored once).
+ */
+export function encodeOutboxEntry(entry: OutboxEntry): string {
+  const op = entry.op
+  if (op.type === 'delete' || entry.agreed !== op.fields) return JSON.stringify(entry)
+  const { agreed: _agreed, ...rest } = entry
+  return JSON.stringify({ ...rest, agreedAsOp: true })
+}
+
+/** Reads a stored outbox entry (either form). */
+export function decodeOutboxEntry(raw: string): OutboxEntry {
+  const stored = JSON.parse(raw) as OutboxEntry & { agreedAsOp?: boolean }
+  if (!stored.agreedAsOp) return stored
+  const { agreedAsOp: _flag, ...entry } = stored
+  return { ...entry, agreed: entry.op.type === 'delete' ? {} : { ...entry.op.fields } }
+}

@@ -221,3 +221,45 @@ describe('ReplicaStore caches', () => {
     expect(await store.readLog(outReplica, 0)).toEqual(await fresh.readLog(outReplica, 0))
   })
 })
+
+describe('ReplicaStore under group commit', () => {
+  test('writes are visible through the store at once and reach the database on flush, in one batch', async () => {
+    let batches = 0
+    const { store, db } = await openMemoryStore({ groupCommit: true, beforeWrite: () => void batches++ })
+    await store.applyPulledPage(crm, page([upsert('a', '1', { givenName: 'Ann' })], 'cur-1'))
+    await store.applyPulledPage(crm, page([upsert('b', '1', { givenName: 'Bo' })], 'cur-2'))
+    expect((await store.getSnapshot(crm, n('b')))?.version).toBe('1')
+    expect(await store.getCursor(crm)).toBe('cur-2')
+    expect(await db.get(`v1!r!crm!cursor`)).toBeUndefined()
+    const before = batches
+    await store.flush()
+    expect(batches).toBe(before + 1)
+    expect(await db.get(`v1!r!crm!cursor`)).toBe('cur-2')
+    await store.flush() // nothing pending: no batch
+    expect(batches).toBe(before + 1)
+  })
+
+  test('a read that needs the database lands the pending writes first', async () => {
+    const { store } = await openMemoryStore({ groupCommit: true })
+    await store.applyPulledPage(crm, page([upsert('a', '1', { givenName: 'Ann' }), upsert('b', '1', { givenName: 'Bo' })], 'cur-1'))
+    expect((await store.listSnapshots(crm)).map((s) => s.nativeId)).toEqual(['a', 'b'])
+    const fresh = await ReplicaStore.open((await openMemoryStore()).db)
+    expect(await fresh.headSeq(crm)).toBe(0) // another database: nothing leaked
+  })
+
+  test('a failed flush refuses further use instead of serving what may not be stored', async () => {
+    let fail = false
+    const { store } = await openMemoryStore({
+      groupCommit: true,
+      beforeWrite: () => {
+        if (fail) throw new Error('disk full')
+      },
+    })
+    await store.applyPulledPage(crm, page([upsert('a', '1', { givenName: 'Ann' })], 'cur-1'))
+    fail = true
+    await expect(store.flush()).rejects.toThrow('disk full')
+    await expect(store.getSnapshot(crm, n('a'))).rejects.toThrow('disk full')
+    await expect(store.getCursor(crm)).rejects.toThrow('disk full')
+    await expect(store.applyPulledPage(crm, page([upsert('b', '1', { givenName: 'Bo' })], 'cur-2'))).rejects.toThrow('disk full')
+  })
+})

@@ -4,7 +4,7 @@ import { SyncError } from '../errors.js'
 import { type ConcordId, type Cursor, type NativeId, type PairId, type ReplicaId, asCursor, concordIdFor } from '../ids.js'
 import { hashFields } from '../model/item.js'
 import { assertKeyPart, keys, prefixEnd } from './keys.js'
-import { withAgreedFields } from './records.js'
+import { decodeExplain, decodeOutboxEntry, encodeExplain, encodeOutboxEntry, withAgreedFields } from './records.js'
 import type { BaseRecord, ConflictListRecord, ExplainRecord, LinkRecord, LogEntry, OutboxEntry, QuarantineRecord, Snapshot, TombstoneRecord } from './records.js'
 
 /** Any `abstract-level` database with string keys and values: classic-level, memory-level, browser-level. */
@@ -28,6 +28,16 @@ export interface ReplicaStoreOptions {
    * what the database holds; hot reads then cost no database round trip. Default 100,000; 0 disables.
    */
   cacheEntries?: number | undefined
+  /**
+   * Group commit: writes are applied to the store's caches at once and reach the database together,
+   * in one batch, when `flush()` is called, when a read needs the database, or every
+   * `GROUP_COMMIT_MAX_OPS` operations. Callers must `flush()` before any effect outside the store that
+   * depends on what they wrote (`SyncPair` flushes before every push: the outbox is on disk before a
+   * remote sees the write). A crash loses the unflushed tail as a whole — the state of an earlier
+   * moment, which every replay path already handles. A failed flush closes the store to further use.
+   * Readers of `db` itself must `flush()` first. Default false: every write is its own batch.
+   */
+  groupCommit?: boolean | undefined
 }
 
 export interface PageApplyResult {
@@ -39,6 +49,8 @@ export interface PageApplyResult {
 }
 
 const STORE_FORMAT = 1
+/** Under group commit, pending operations that force a flush. */
+const GROUP_COMMIT_MAX_OPS = 8192
 /** Log entries kept in memory per replica (the unmerged tail a cycle reads back right after pulling). */
 const LOG_TAIL_MAX = 1024
 const SEP = '!'
@@ -57,6 +69,14 @@ function outboxPrefixOf(key: string): string | undefined {
   if (a < 0 || !key.startsWith(`out${SEP}`, a + 1)) return undefined
   const b = key.indexOf(SEP, a + 5) // after the target replica id
   return b < 0 ? undefined : key.slice(0, b + 1)
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value)
+    for (const member of Object.values(value)) deepFreeze(member)
+  }
+  return value
 }
 
 /** Progress of a replica's full listings: which one is current, whether it ended, whether its gaps were checked. */
@@ -87,8 +107,11 @@ export class ReplicaStore {
   /** Raw values of point keys as the database holds them; null = known absent. Bounded (oldest out). */
   private readonly cache = new Map<string, string | null>()
   private readonly cacheLimit: number
-  /** Whole outboxes (prefix → key → raw entry), once listed: kept current by every write. */
-  private readonly outboxes = new Map<string, Map<string, string>>()
+  /**
+   * Whole outboxes (prefix → key → raw entry, and the entry decoded and frozen once it was listed),
+   * once listed: kept current by every write. A cycle lists its outboxes several times.
+   */
+  private readonly outboxes = new Map<string, Map<string, { raw: string; entry?: OutboxEntry }>>()
   /** The newest log entries of each replica (raw), contiguous up to the head. */
   private readonly tails = new Map<ReplicaId, { first: number; raws: string[] }>()
   /**
@@ -103,6 +126,11 @@ export class ReplicaStore {
    * one this store wrote, so a key outside this set is absent without asking the database.
    */
   private known: Set<string> | undefined
+  private readonly groupCommit: boolean
+  /** Group commit: operations applied to the caches, not yet in the database (in write order). */
+  private pending: BatchOp[] = []
+  /** Set when a group-commit flush failed: the caches may disagree with the database. */
+  private failure: Error | undefined
 
   private constructor(
     readonly db: StoreDatabase,
@@ -112,6 +140,7 @@ export class ReplicaStore {
     this.now = options.now ?? Date.now
     this.beforeWrite = options.beforeWrite
     this.cacheLimit = options.cacheEntries ?? 100_000
+    this.groupCommit = options.groupCommit ?? false
   }
 
   /** Opens (and if new, initialises) a store on `db`. Rejects a store written by an unknown format. */
@@ -130,44 +159,80 @@ export class ReplicaStore {
   }
 
   async close(): Promise<void> {
-    if (this.lazyCursors.size > 0 && this.db.status === 'open') {
+    if ((this.lazyCursors.size > 0 || this.pending.length > 0) && this.db.status === 'open' && !this.failure) {
       try {
         await this.write([])
+        await this.flush()
       } catch {
         // Best effort by design: a lazy cursor only saves replaying pages that changed nothing (see
         // `lazyCursors`); a refused write (e.g. a lease lost before shutdown) must not keep the database open.
         this.lazyCursors.clear()
+        this.pending = []
       }
     }
     await this.db.close()
   }
 
+  /** Under group commit: writes every pending operation in one batch. Otherwise a no-op. */
+  async flush(): Promise<void> {
+    if (this.failure) throw this.failure
+    if (this.pending.length === 0) return
+    const ops = this.pending
+    this.pending = []
+    try {
+      await this.commit(ops)
+    } catch (error) {
+      // What the caches say may be neither the old nor the new database state: refuse further use.
+      this.failure = error instanceof Error ? error : new Error(String(error))
+      for (const cache of [this.cache, this.outboxes, this.heads, this.cursors, this.tails, this.lazyCursors]) cache.clear()
+      this.listingsSettled.clear()
+      this.known = undefined
+      throw error
+    }
+  }
+
+  /** Before a read that goes to the database: pending group-commit writes land first. */
+  private async settle(): Promise<void> {
+    if (this.failure) throw this.failure
+    if (this.pending.length > 0) await this.flush()
+  }
+
+  private async commit(ops: BatchOp[]): Promise<void> {
+    this.beforeWrite?.(ops.length)
+    this.epoch++
+    // `sync` is classic-level's fsync flag; other backends ignore it. Options are passed only when
+    // needed: abstract-level copies them into every operation, which costs ~5x on large batches.
+    if (this.durable) await this.db.batch(ops, { sync: true } as AbstractBatchOptions<string, string>)
+    else await this.db.batch(ops)
+    this.epoch++
+  }
+
   private async write(ops: BatchOp[]): Promise<void> {
+    if (this.failure) throw this.failure
     if (this.lazyCursors.size > 0) {
       // the explicit ops come last, so they win over a lazy cursor of the same key
       const lazy: BatchOp[] = [...this.lazyCursors].map(([replicaId, cursor]) => ({ type: 'put', key: keys.cursor(replicaId), value: cursor }))
       ops = [...lazy, ...ops]
     }
     if (ops.length === 0) return
-    this.beforeWrite?.(ops.length)
     const lazyWritten = this.lazyCursors.size > 0 ? new Map(this.lazyCursors) : undefined
-    this.epoch++
-    try {
-      // `sync` is classic-level's fsync flag; other backends ignore it. Options are passed only when
-      // needed: abstract-level copies them into every operation, which costs ~5x on large batches.
-      if (this.durable) await this.db.batch(ops, { sync: true } as AbstractBatchOptions<string, string>)
-      else await this.db.batch(ops)
-    } catch (error) {
-      // Unknown whether the batch landed: forget what it touched.
-      for (const op of ops) {
-        this.cache.delete(op.key)
-        if (op.type === 'put') this.known?.add(op.key) // may have landed
-        const prefix = outboxPrefixOf(op.key)
-        if (prefix !== undefined) this.outboxes.delete(prefix)
+    if (this.groupCommit) {
+      this.epoch++ // a database read in flight may predate these writes: it must not fill the cache
+      for (const op of ops) this.pending.push(op)
+    } else {
+      try {
+        await this.commit(ops)
+      } catch (error) {
+        // Unknown whether the batch landed: forget what it touched.
+        for (const op of ops) {
+          this.cache.delete(op.key)
+          if (op.type === 'put') this.known?.add(op.key) // may have landed
+          const prefix = outboxPrefixOf(op.key)
+          if (prefix !== undefined) this.outboxes.delete(prefix)
+        }
+        throw error
       }
-      throw error
     }
-    this.epoch++
     if (lazyWritten) for (const [replicaId, cursor] of lazyWritten) if (this.lazyCursors.get(replicaId) === cursor) this.lazyCursors.delete(replicaId)
     for (const op of ops) {
       const key = op.key
@@ -182,13 +247,15 @@ export class ReplicaStore {
       const outbox = prefix === undefined ? undefined : this.outboxes.get(prefix)
       if (outbox) {
         if (value === null) outbox.delete(key)
-        else outbox.set(key, value)
+        else outbox.set(key, { raw: value })
       }
     }
+    if (this.pending.length >= GROUP_COMMIT_MAX_OPS) await this.flush()
   }
 
   private remember(key: string, value: string | null): void {
     if (this.cacheLimit <= 0) return
+    this.cache.delete(key) // re-inserted at the end: eviction takes the least recently written or read-in first
     this.cache.set(key, value)
     if (this.cache.size > this.cacheLimit) {
       // Drop the oldest eighth in one pass: evicting one entry per insert would rescan the Map's
@@ -212,6 +279,7 @@ export class ReplicaStore {
       else if (known === undefined || known.has(keyList[i]!)) (missing ??= []).push(i)
     }
     if (missing) {
+      await this.settle()
       const epoch = this.epoch
       const raw = await this.db.getMany(missing.map((i) => keyList[i]!))
       const fill = epoch === this.epoch
@@ -233,13 +301,14 @@ export class ReplicaStore {
 
   /** Puts of outbox entries, for a batch. */
   private outboxPuts(pairId: PairId, entries: readonly OutboxEntry[]): BatchOp[] {
-    return entries.map((entry) => ({ type: 'put' as const, key: keys.outbox(pairId, entry.target, entry.op.concordId), value: JSON.stringify(entry) }))
+    return entries.map((entry) => ({ type: 'put' as const, key: keys.outbox(pairId, entry.target, entry.op.concordId), value: encodeOutboxEntry(entry) }))
   }
 
   private async getJson<T>(key: string): Promise<T | undefined> {
     let raw: string | null | undefined = this.cache.get(key)
     if (raw === undefined && this.known && !this.known.has(key)) return undefined
     if (raw === undefined) {
+      await this.settle()
       const epoch = this.epoch
       raw = await this.db.get(key)
       if (epoch === this.epoch) this.remember(key, raw ?? null)
@@ -252,6 +321,7 @@ export class ReplicaStore {
   async getCursor(replicaId: ReplicaId): Promise<Cursor | null> {
     const cached = this.cursors.get(replicaId)
     if (cached !== undefined) return cached
+    await this.settle()
     const raw = await this.db.get(keys.cursor(replicaId))
     const cursor = raw === undefined ? null : asCursor(raw)
     this.cursors.set(replicaId, cursor)
@@ -269,6 +339,7 @@ export class ReplicaStore {
   async headSeq(replicaId: ReplicaId): Promise<number> {
     const cached = this.heads.get(replicaId)
     if (cached !== undefined) return cached
+    await this.settle()
     const raw = await this.db.get(keys.logHead(replicaId))
     const head = raw === undefined ? 0 : Number(raw)
     this.heads.set(replicaId, head)
@@ -495,6 +566,7 @@ export class ReplicaStore {
       for (let i = Math.max(0, afterSeq + 1 - tail.first); i < end; i++) out.push(JSON.parse(tail.raws[i]!) as LogEntry)
       return out
     }
+    await this.settle()
     const iterator = this.db.values({ gt: keys.log(replicaId, afterSeq), lt: prefixEnd(keys.logPrefix(replicaId)), limit: Number.isFinite(limit) ? limit : -1 })
     try {
       for (;;) {
@@ -513,6 +585,7 @@ export class ReplicaStore {
    * is kept, so sequence numbers never repeat.
    */
   async compactLog(replicaId: ReplicaId, uptoSeq: number): Promise<void> {
+    await this.settle()
     this.beforeWrite?.(1)
     this.tails.delete(replicaId)
     await this.db.clear({ gte: keys.logPrefix(replicaId), lte: keys.log(replicaId, uptoSeq) })
@@ -540,6 +613,7 @@ export class ReplicaStore {
   async listSnapshots(replicaId: ReplicaId): Promise<Array<{ nativeId: NativeId; snapshot: Snapshot }>> {
     const prefix = keys.snapshotPrefix(replicaId)
     const out: Array<{ nativeId: NativeId; snapshot: Snapshot }> = []
+    await this.settle()
     for await (const [key, value] of this.db.iterator({ gte: prefix, lt: prefixEnd(prefix) })) {
       const snapshot = JSON.parse(value) as Snapshot
       if (!snapshot.deleted) out.push({ nativeId: String(key).slice(prefix.length) as NativeId, snapshot })
@@ -560,6 +634,7 @@ export class ReplicaStore {
   async listBases(pairId: PairId): Promise<Array<{ concordId: ConcordId; base: BaseRecord }>> {
     const prefix = keys.basePrefix(pairId)
     const out: Array<{ concordId: ConcordId; base: BaseRecord }> = []
+    await this.settle()
     for await (const [key, value] of this.db.iterator({ gte: prefix, lt: prefixEnd(prefix) })) {
       out.push({ concordId: String(key).slice(prefix.length) as ConcordId, base: JSON.parse(value) as BaseRecord })
     }
@@ -567,29 +642,33 @@ export class ReplicaStore {
   }
 
   async getWatermark(pairId: PairId, replicaId: ReplicaId): Promise<number> {
+    await this.settle()
     const raw = await this.db.get(keys.watermark(pairId, replicaId))
     return raw === undefined ? 0 : Number(raw)
   }
 
   async getOutboxEntry(pairId: PairId, target: ReplicaId, concordId: ConcordId): Promise<OutboxEntry | undefined> {
-    return this.getJson<OutboxEntry>(keys.outbox(pairId, target, concordId))
+    const [raw] = await this.getManyRaw([keys.outbox(pairId, target, concordId)])
+    return raw === undefined ? undefined : decodeOutboxEntry(raw)
   }
 
   async listOutbox(pairId: PairId, target: ReplicaId): Promise<OutboxEntry[]> {
     const prefix = keys.outboxPrefix(pairId, target)
     let outbox = this.outboxes.get(prefix)
     if (!outbox) {
+      await this.settle()
       const epoch = this.epoch
-      const loaded = new Map<string, string>()
-      for await (const [key, value] of this.db.iterator({ gte: prefix, lt: prefixEnd(prefix) })) loaded.set(String(key), value)
-      if (epoch !== this.epoch || this.cacheLimit <= 0) return [...loaded.values()].map((raw) => JSON.parse(raw) as OutboxEntry)
+      const loaded = new Map<string, { raw: string; entry?: OutboxEntry }>()
+      for await (const [key, value] of this.db.iterator({ gte: prefix, lt: prefixEnd(prefix) })) loaded.set(String(key), { raw: value })
+      if (epoch !== this.epoch || this.cacheLimit <= 0) return [...loaded.values()].map(({ raw }) => decodeOutboxEntry(raw))
       outbox = loaded
       this.outboxes.set(prefix, outbox)
     }
     if (outbox.size === 0) return []
     // key order, as the database lists them
     const sorted = outbox.size === 1 ? [...outbox] : [...outbox].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
-    return sorted.map(([, raw]) => JSON.parse(raw) as OutboxEntry)
+    // Shared between calls, so frozen: a caller that changes an entry must copy it (as every writer does).
+    return sorted.map(([, slot]) => (slot.entry ??= deepFreeze(decodeOutboxEntry(slot.raw))))
   }
 
   /**
@@ -618,7 +697,7 @@ export class ReplicaStore {
     const ops: BatchOp[] = []
     for (const record of plan.quarantine ?? []) ops.push({ type: 'put', key: keys.quarantine(pairId, record.id), value: JSON.stringify(record) })
     for (const record of plan.conflicts ?? []) ops.push({ type: 'put', key: keys.conflict(pairId, record.concordId), value: JSON.stringify(record) })
-    for (const { concordId, record } of plan.explain ?? []) ops.push({ type: 'put', key: keys.explain(pairId, concordId), value: JSON.stringify(record) })
+    for (const { concordId, record } of plan.explain ?? []) ops.push({ type: 'put', key: keys.explain(pairId, concordId), value: encodeExplain(record) })
     for (const { target, concordId } of plan.retire ?? []) ops.push({ type: 'del', key: keys.outbox(pairId, target, concordId) })
     ops.push(...this.outboxPuts(pairId, plan.outbox))
     for (const { concordId, base } of plan.bases) {
@@ -654,6 +733,7 @@ export class ReplicaStore {
       ops.push({ type: 'del', key: keys.outbox(pairId, target, op.concordId) })
       const link: LinkRecord = links[i] ?? { kind: op.kind, natives: {} }
       const base = bases[i]
+      let linkUnchanged = false
       if (op.type === 'delete') {
         const nativeId = op.nativeId ?? link.natives[target]
         delete link.natives[target]
@@ -674,6 +754,7 @@ export class ReplicaStore {
           const old = await this.getSnapshot(target, previous)
           if (old) ops.push({ type: 'put', key: keys.snapshot(target, previous), value: JSON.stringify({ ...old, deleted: true }) })
         }
+        if (links[i] !== undefined && previous === nativeId) linkUnchanged = true
         link.natives[target] = nativeId
         const next = withAgreedFields(base, op.kind, entry.agreed)
         if (applied.version !== undefined) next.versions[target] = applied.version
@@ -684,7 +765,7 @@ export class ReplicaStore {
           ops.push({ type: 'put', key: keys.snapshot(target, nativeId), value: JSON.stringify(snapshot) })
         }
       }
-      ops.push({ type: 'put', key: keys.link(op.concordId), value: JSON.stringify(link) })
+      if (!linkUnchanged) ops.push({ type: 'put', key: keys.link(op.concordId), value: JSON.stringify(link) })
     }
     await this.write(ops)
   }
@@ -743,24 +824,28 @@ export class ReplicaStore {
     await this.write(ops)
   }
 
-  getExplainMany(pairId: PairId, concordIds: readonly ConcordId[]): Promise<Array<ExplainRecord | undefined>> {
-    return this.getManyJson<ExplainRecord>(concordIds.map((c) => keys.explain(pairId, c)))
+  async getExplainMany(pairId: PairId, concordIds: readonly ConcordId[]): Promise<Array<ExplainRecord | undefined>> {
+    if (concordIds.length === 0) return []
+    const raw = await this.getManyRaw(concordIds.map((c) => keys.explain(pairId, c)))
+    return raw.map((r) => (r === undefined ? undefined : decodeExplain(r)))
   }
 
-  getExplain(pairId: PairId, concordId: ConcordId): Promise<ExplainRecord | undefined> {
-    return this.getJson<ExplainRecord>(keys.explain(pairId, concordId))
+  async getExplain(pairId: PairId, concordId: ConcordId): Promise<ExplainRecord | undefined> {
+    return (await this.getExplainMany(pairId, [concordId]))[0]
   }
 
   /** Number of items the pair has agreed on (its linked items): the denominator of the deletion guard. */
   async countBases(pairId: PairId): Promise<number> {
     const prefix = keys.basePrefix(pairId)
     let n = 0
+    await this.settle()
     for await (const _ of this.db.keys({ gte: prefix, lt: prefixEnd(prefix) })) n++
     return n
   }
 
   private async listJson<T>(prefix: string): Promise<T[]> {
     const out: T[] = []
+    await this.settle()
     for await (const value of this.db.values({ gte: prefix, lt: prefixEnd(prefix) })) out.push(JSON.parse(value) as T)
     return out
   }
@@ -773,6 +858,6 @@ export class ReplicaStore {
     const key = keys.outbox(entry.pairId, entry.target, entry.op.concordId)
     const lastError = { code: error.code, message: error.message }
     const next: OutboxEntry = disposition === 'remerge' ? { ...entry, remerge: true, lastError } : { ...entry, attempts: entry.attempts + 1, lastError }
-    await this.write([{ type: 'put', key, value: JSON.stringify(next) }])
+    await this.write([{ type: 'put', key, value: encodeOutboxEntry(next) }])
   }
 }

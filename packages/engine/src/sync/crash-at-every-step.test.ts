@@ -117,6 +117,21 @@ describe('crash at every step', () => {
     }
   })
 
+  test('under group commit (writes reach storage together, before every push), a crash before any batch ends in the crash-free state', async () => {
+    const store = { groupCommit: true }
+    const reference = await runWithCrash(scenario, memoryDb(), { store })
+    const expected = finalState(reference.world)
+    const unbatched = await runWithCrash(scenario, memoryDb())
+    expect(expected).toEqual(finalState(unbatched.world))
+    expect(reference.writes).toBeLessThan(unbatched.writes) // fewer, larger batches
+    for (let k = 1; k <= reference.writes; k++) {
+      const run = await runWithCrash(scenario, memoryDb(), { crashAtWrite: k, store })
+      expect(run.crashed, `crash at batch ${k} happened`).toBe(true)
+      expect((await checkConvergence(run.world)).problems, `crash at batch ${k}`).toEqual([])
+      expect(finalState(run.world), `crash at batch ${k}: final state`).toEqual(expected)
+    }
+  })
+
   describe('on LevelDB (classic-level), really closing and reopening the database', () => {
     const dirs: string[] = []
     afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })))

@@ -504,6 +504,7 @@ export class SyncPair {
         signal?.throwIfAborted()
         const chunk = pending.slice(i, i + this.pageLimit)
         const byOp = new Map<OpId, OutboxEntry>(chunk.map((entry) => [entry.op.opId, entry]))
+        await this.store.flush() // under group commit: the outbox is on disk before the remote sees a write
         const result = await adapter.push(
           chunk.map((entry) => entry.op),
           { signal },

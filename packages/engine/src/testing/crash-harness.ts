@@ -1,4 +1,4 @@
-import type { ReplicaStore, StoreDatabase } from '../store/replica-store.js'
+import type { ReplicaStore, ReplicaStoreOptions, StoreDatabase } from '../store/replica-store.js'
 import { ReplicaStore as Store } from '../store/replica-store.js'
 import type { MemoryRemote } from './memory-replica.js'
 import { type TwoReplicaWorld, type WorldOptions, createTwoReplicaWorld, syncUntilQuiet } from './world.js'
@@ -30,7 +30,12 @@ export interface CrashRunResult {
 export async function runWithCrash(
   scenario: CrashScenario,
   openDb: () => Promise<StoreDatabase>,
-  options: { crashAtWrite?: number | undefined; world?: Omit<WorldOptions, 'store' | 'remotes'> | undefined } = {},
+  options: {
+    crashAtWrite?: number | undefined
+    world?: Omit<WorldOptions, 'store' | 'remotes'> | undefined
+    /** Store options (e.g. `groupCommit`); a crash then hits the batch that would have been written. */
+    store?: Omit<ReplicaStoreOptions, 'beforeWrite'> | undefined
+  } = {},
 ): Promise<CrashRunResult> {
   let writes = 0
   let crashed = false
@@ -45,7 +50,7 @@ export async function runWithCrash(
   let store: ReplicaStore
   for (;;) {
     try {
-      store = await Store.open(db, { beforeWrite })
+      store = await Store.open(db, { ...options.store, beforeWrite })
       break
     } catch (error) {
       if (!(error instanceof SimulatedCrash)) throw error // a crash while initialising a new store
@@ -58,7 +63,7 @@ export async function runWithCrash(
     // Close and reopen the database: only what was durably written survives.
     await db.close()
     db = await openDb()
-    store = await Store.open(db, { beforeWrite }) // an existing store needs no write to open
+    store = await Store.open(db, { ...options.store, beforeWrite }) // an existing store needs no write to open
     world = createTwoReplicaWorld({ ...options.world, store, remotes })
   }
 

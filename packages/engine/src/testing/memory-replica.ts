@@ -3,6 +3,7 @@ import { CursorExpiredError, PreconditionFailedError, SyncError, ThrottledError 
 import { type ConcordId, type Cursor, type NativeId, type OpId, type ReplicaId, type Version, asCursor, asNativeId, asVersion } from '../ids.js'
 import type { Fields, ItemKind } from '../model/item.js'
 import { seededRandom } from '../util/random.js'
+import { cloneJson } from '../util/canonical-json.js'
 
 interface RemoteRecord {
   nativeId: NativeId
@@ -64,14 +65,14 @@ export class MemoryRemote {
 
   create(kind: ItemKind, fields: Fields, concordId?: ConcordId, meta?: RecordMeta): NativeId {
     const nativeId = asNativeId(`${this.name}-${this.nextId++}`)
-    this.records.set(nativeId, { nativeId, kind, fields: structuredClone(fields), version: this.newVersion(), concordId, modifiedAt: this.clock(), deleted: false, meta })
+    this.records.set(nativeId, { nativeId, kind, fields: cloneJson(fields), version: this.newVersion(), concordId, modifiedAt: this.clock(), deleted: false, meta })
     this.bump(nativeId)
     return nativeId
   }
 
   update(nativeId: NativeId, patch: Fields): Version {
     const record = this.live(nativeId)
-    record.fields = { ...record.fields, ...structuredClone(patch) }
+    record.fields = { ...record.fields, ...cloneJson(patch) }
     record.version = this.newVersion()
     record.modifiedAt = this.clock()
     this.bump(nativeId)
@@ -144,13 +145,13 @@ export class MemoryRemote {
       case 'create': {
         const existing = this.findByConcordId(op.concordId)
         if (existing) {
-          applied = { opId: op.opId, nativeId: existing.nativeId, version: existing.version, fields: structuredClone(existing.fields) }
+          applied = { opId: op.opId, nativeId: existing.nativeId, version: existing.version, fields: cloneJson(existing.fields) }
           break
         }
         const nativeId = this.create(op.kind, op.fields, op.concordId)
         this.pushWrites++
         const record = this.live(nativeId)
-        applied = { opId: op.opId, nativeId, version: record.version, fields: structuredClone(record.fields) }
+        applied = { opId: op.opId, nativeId, version: record.version, fields: cloneJson(record.fields) }
         break
       }
       case 'update': {
@@ -159,7 +160,7 @@ export class MemoryRemote {
         if (op.ifMatch !== undefined && op.ifMatch !== record.version) throw new PreconditionFailedError()
         this.update(op.nativeId, op.fields)
         this.pushWrites++
-        applied = { opId: op.opId, nativeId: op.nativeId, version: record.version, fields: structuredClone(record.fields) }
+        applied = { opId: op.opId, nativeId: op.nativeId, version: record.version, fields: cloneJson(record.fields) }
         break
       }
       case 'delete': {
@@ -284,7 +285,7 @@ export class MemoryReplicaAdapter implements ReplicaAdapter {
   private toChange(nativeId: NativeId): RemoteChange {
     const record = this.remote.records.get(nativeId)!
     if (record.deleted) return { type: 'delete', nativeId, provenance: record.deleteProvenance ?? 'user-deleted' }
-    return { type: 'upsert', nativeId, kind: record.kind, version: record.version, fields: structuredClone(record.fields), concordId: record.concordId, modifiedAt: record.modifiedAt, meta: record.meta }
+    return { type: 'upsert', nativeId, kind: record.kind, version: record.version, fields: cloneJson(record.fields), concordId: record.concordId, modifiedAt: record.modifiedAt, meta: record.meta }
   }
 
   async confirmMissing(nativeIds: readonly NativeId[]): Promise<NativeId[]> {

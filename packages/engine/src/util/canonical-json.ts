@@ -29,9 +29,40 @@ export function canonicalJson(value: unknown): string {
   return out + '}'
 }
 
-/** Deep equality of JSON values (key order ignored). */
+/**
+ * Deep equality of JSON values (key order ignored; an `undefined` member equals a missing one, as in
+ * `canonicalJson`). Compares structurally, without serialising (hot path: merges and checks compare
+ * every field they touch).
+ */
 export function jsonEqual(a: unknown, b: unknown): boolean {
   if (a === b) return true
   if (a === null || b === null || typeof a !== 'object' || typeof b !== 'object') return false
-  return canonicalJson(a) === canonicalJson(b)
+  const arrayA = Array.isArray(a)
+  if (arrayA !== Array.isArray(b)) return false
+  if (arrayA) {
+    const x = a as unknown[]
+    const y = b as unknown[]
+    if (x.length !== y.length) return false
+    for (let i = 0; i < x.length; i++) if (!jsonEqual(x[i] === undefined ? null : x[i], y[i] === undefined ? null : y[i])) return false
+    return true
+  }
+  const x = a as Record<string, unknown>
+  const y = b as Record<string, unknown>
+  let defined = 0
+  for (const k in x) {
+    if (!Object.prototype.hasOwnProperty.call(x, k) || x[k] === undefined) continue
+    defined++
+    if (!Object.prototype.hasOwnProperty.call(y, k) || !jsonEqual(x[k], y[k])) return false
+  }
+  for (const k in y) if (Object.prototype.hasOwnProperty.call(y, k) && y[k] !== undefined) defined--
+  return defined === 0
+}
+
+/** A deep copy of a JSON value (plain objects, arrays, primitives): much cheaper than `structuredClone`. */
+export function cloneJson<T>(value: T): T {
+  if (value === null || typeof value !== 'object') return value
+  if (Array.isArray(value)) return value.map((v: unknown) => cloneJson(v)) as T
+  const out: Record<string, unknown> = {}
+  for (const k in value) if (Object.prototype.hasOwnProperty.call(value, k)) out[k] = cloneJson((value as Record<string, unknown>)[k])
+  return out as T
 }

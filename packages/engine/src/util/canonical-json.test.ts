@@ -1,0 +1,30 @@
+import fc from 'fast-check'
+import { describe, expect, it } from 'vitest'
+import { canonicalJson, cloneJson, jsonEqual } from './canonical-json.js'
+
+describe('jsonEqual', () => {
+  it('agrees with comparing canonical JSON for JSON values', () => {
+    const value = fc.jsonValue({ maxDepth: 3 })
+    fc.assert(fc.property(value, value, (a, b) => jsonEqual(a, b) === (canonicalJson(a) === canonicalJson(b))))
+    fc.assert(fc.property(value, (a) => jsonEqual(a, JSON.parse(JSON.stringify(a)) as unknown)))
+  })
+
+  it('ignores key order and undefined members, and tells arrays from objects', () => {
+    expect(jsonEqual({ a: 1, b: [1, { c: 'x' }] }, { b: [1, { c: 'x' }], a: 1 })).toBe(true)
+    expect(jsonEqual({ a: 1, b: undefined }, { a: 1 })).toBe(true)
+    expect(jsonEqual({ a: 1 }, { a: 1, b: 2 })).toBe(false)
+    expect(jsonEqual([], {})).toBe(false)
+    expect(jsonEqual([1, 2], [2, 1])).toBe(false)
+    expect(jsonEqual('1', 1)).toBe(false)
+  })
+})
+
+describe('cloneJson', () => {
+  it('copies deeply', () => {
+    fc.assert(fc.property(fc.jsonValue({ maxDepth: 3 }), (a) => canonicalJson(cloneJson(a)) === canonicalJson(a)))
+    const original = { to: [{ address: 'a@b.test' }], n: 1 }
+    const copy = cloneJson(original)
+    copy.to[0]!.address = 'changed'
+    expect(original.to[0]!.address).toBe('a@b.test')
+  })
+})
