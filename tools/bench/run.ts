@@ -25,6 +25,7 @@ const benches: BenchModule[] = [
   { file: 'packages/adapter-mailserver/bench/mailserver-bench.ts', exportName: 'runMailserverBench', what: 'adapter-mailserver pulling a 10,000-message mailbox from Dovecot over IMAP' },
   { file: 'apps/sync-server/bench/server-bench.ts', exportName: 'runServerBench', what: 'the sync server: 100 mailboxes against both emulators, and notification-to-CRM latency' },
   { file: 'apps/sync-server/bench/cluster-bench.ts', exportName: 'runClusterBench', what: 'cluster mode: 1 vs 3 instances on Redis, failover after kill -9' },
+  { file: 'apps/simulator/bench/sim-bench.ts', exportName: 'runSimulatorBench', what: 'the simulator CLI: the default scenario, notifications with 10 % loss, stub engine at 10,000 mailboxes, real engine at 500' },
 ]
 
 const only = process.argv.slice(2).filter((a) => !a.startsWith('-'))

@@ -58,3 +58,33 @@ test('lost updates are measured against the reference model: a merge that disagr
   expect(wrong.lostUpdates).toBeGreaterThan(0)
   expect(wrong.converged).toBe(false)
 })
+
+test('a warm-up trains the scheduler without engine cycles, then the engine syncs it once and the measured day runs on it', async () => {
+  const workload = generateWorkload({ mailboxes: 2, days: 2, seed: 8 })
+  const common = {
+    policy: 'adaptive' as const,
+    workload,
+    seed: 8,
+    engine: 'real' as const,
+    store: 'memory' as const,
+    notifications: false,
+    notificationLoss: 0,
+    drainMs: HOUR,
+    trueRate: trueRateFunction(workload),
+    merge: () => new CrmWinsMerge(),
+    conflictRule: (crm: { value: unknown }) => crm.value,
+    requestLatencyMs: 120,
+  }
+  const warmed = await runPolicy({ ...common, warmupMs: 24 * HOUR })
+  const cold = await runPolicy({ ...common, warmupMs: 0 })
+  expect({ lost: warmed.lostUpdates, dups: warmed.duplicates, converged: warmed.converged, problems: warmed.problems }).toEqual({ lost: 0, dups: 0, converged: true, problems: [] })
+  // only the second day is measured, and every change of it was applied
+  const secondDay = workload.events.filter((e) => !e.initial && e.t >= 24 * HOUR).length
+  expect(warmed.measuredChanges).toBeGreaterThan(0)
+  expect(warmed.measuredChanges).toBeLessThanOrEqual(secondDay)
+  expect(warmed.unresolved).toBe(0)
+  // the scheduler ran through the warm-up: its modelled requests are charged like real ones
+  expect(warmed.callsPerHour.slice(0, 24).reduce((a, b) => a + b, 0)).toBeGreaterThan(0)
+  // the cold run measures from the start: it sees the first day's changes too
+  expect(cold.measuredChanges).toBeGreaterThan(warmed.measuredChanges)
+})

@@ -77,6 +77,9 @@ interface Box {
   crmAdapter: SimAdapter
   mbxAdapter: SimAdapter
   pair: SyncPair
+  /** Warm-up: changes applied since the last warm-up sync (all, and of them on the CRM side). */
+  warmChanges: number
+  warmCrmChanges: number
 }
 
 interface Completion {
@@ -110,6 +113,8 @@ export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
   let skippedEvents = 0
   let notificationsSent = 0
   let notificationsDropped = 0
+  /** Requests of the warm-up's modelled syncs (no engine ran them). */
+  const warmupCalls = { graph: 0, crm: 0 }
 
   const sched: Scheduler = createScheduler({
     ...options.scheduler,
@@ -120,11 +125,14 @@ export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
   })
 
   let store: ReplicaStore
+  // Group commit: one batch per cycle that pushes (see ReplicaStore). The read cache holds a run's
+  // hot records (a few thousand keys per mailbox-day), so cycles rarely wait for the database.
+  const storeOptions = { now: clock, groupCommit: true, cacheEntries: Math.max(100_000, 4_000 * workload.mailboxes.length) }
   let dir: string | undefined
   if (options.store === 'leveldb') {
     dir = await mkdtemp(join(tmpdir(), 'concord-sim-'))
-    store = (await openLevelStore(dir, { now: clock })).store
-  } else store = (await openMemoryStore({ now: clock })).store
+    store = (await openLevelStore(dir, storeOptions)).store
+  } else store = (await openMemoryStore(storeOptions)).store
   const crmReplica = (box: Box) => asReplicaId(`crm-${box.id}`)
   const mbxReplica = (box: Box) => asReplicaId(`mbx-${box.id}`)
 
@@ -148,7 +156,7 @@ export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
         for (const f of decision.fields) if (f.outcome.startsWith('conflict') || f.outcome === 'merged') conflicts++
       },
     })
-    boxes.set(id, { id, index, items: new Map(), dirty: new Set(), pending: [], crmPending: 0, stalenessSum: 0, measured: 0, changes: 0, crm, mbx, crmAdapter, mbxAdapter, pair })
+    boxes.set(id, { id, index, items: new Map(), dirty: new Set(), pending: [], crmPending: 0, stalenessSum: 0, measured: 0, changes: 0, crm, mbx, crmAdapter, mbxAdapter, pair, warmChanges: 0, warmCrmChanges: 0 })
   }
 
   const remoteOf = (box: Box, side: WorkloadSide) => (side === 'crm' ? box.crm : box.mbx)
@@ -183,6 +191,8 @@ export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
     box.dirty.add(e.item)
     if (e.initial) return
     box.changes++
+    box.warmChanges++
+    if (e.side === 'crm') box.warmCrmChanges++
     box.pending.push({ t: now, item: e.item, side: e.side, op: e.op, fields: e.fields ? Object.keys(e.fields) : [], measured: now >= options.warmupMs && now < workload.durationMs })
     if (options.notifications) notify(box, e.side)
   }
@@ -269,20 +279,72 @@ export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
   }
 
   const boxList = [...boxes.values()]
+  const onNotification = (v: number, t: number) => {
+    const box = boxList[v >> 1]!
+    if (v & 1) sched.setPendingCrmWrites(box.id, ++box.crmPending, t)
+    else sched.recordNotification(box.id, t)
+  }
+  const eventsBefore = (end: number) => () => (ei < workload.events.length && workload.events[ei]!.t < end ? workload.events[ei]!.t : Infinity)
+
+  if (options.warmupMs > 0) {
+    // Warm-up (not measured): the workload goes to both remotes and the scheduler learns from it, with
+    // the stub engine's request model (one delta call per side, a page per 50 changes, a push per side
+    // with writes) instead of engine cycles; then the engine syncs everything once, uncharged, like
+    // the initial data. Only the measured day pays for the real engine.
+    await drive<{ box: Box; changes: number; requests: number }>({
+      sched,
+      policy: options.policy,
+      endMs: options.warmupMs,
+      onProgress: options.onProgress,
+      setNow: (t) => void (now = t),
+      nextEventAt: eventsBefore(options.warmupMs),
+      applyEvent: () => apply(workload.events[ei++]!),
+      notifications,
+      onNotification,
+      dispatch: (d, t, finish) => {
+        const box = boxes.get(d.mailboxId)!
+        cycles++
+        const crm = box.warmCrmChanges
+        const mbx = box.warmChanges - crm
+        const graph = 1 + Math.floor(mbx / 50) + (crm > 0 ? 1 : 0)
+        const dataverse = 1 + Math.floor(crm / 50) + (mbx > 0 ? 1 : 0)
+        warmupCalls.graph += graph
+        warmupCalls.crm += dataverse
+        callsPerHour[Math.min(hours - 1, Math.floor(t / HOUR))]! += graph + dataverse
+        finish(t + Math.max(1, (graph + dataverse) * options.requestLatencyMs), { box, changes: box.warmChanges, requests: graph + dataverse })
+        box.warmChanges = 0
+        box.warmCrmChanges = 0
+      },
+      complete: ({ box, changes, requests }, t) => {
+        if (box.crmPending > 0) {
+          box.crmPending = 0
+          sched.setPendingCrmWrites(box.id, 0, t)
+        }
+        sched.recordPoll(box.id, { at: t, changes, requests })
+      },
+    })
+    const uncharged = { conflicts, referenceConflicts }
+    for (const box of boxList) {
+      const calls = { crm: box.crmAdapter.calls, mbx: box.mbxAdapter.calls }
+      await initialSync(() => box.pair.runCycle())
+      box.crmAdapter.calls = calls.crm
+      box.mbxAdapter.calls = calls.mbx
+      settleReference(box)
+      box.pending = box.pending.filter((p) => !propagated(box, p))
+    }
+    ;({ conflicts, referenceConflicts } = uncharged)
+  }
+
   await drive<{ c: Completion; syncedAt: number }>({
     sched,
     policy: options.policy,
     endMs,
     onProgress: options.onProgress,
     setNow: (t) => void (now = t),
-    nextEventAt: () => (ei < workload.events.length ? workload.events[ei]!.t : Infinity),
+    nextEventAt: eventsBefore(Infinity),
     applyEvent: () => apply(workload.events[ei++]!),
     notifications,
-    onNotification: (v, t) => {
-      const box = boxList[v >> 1]!
-      if (v & 1) sched.setPendingCrmWrites(box.id, ++box.crmPending, t)
-      else sched.recordNotification(box.id, t)
-    },
+    onNotification,
     dispatch: async (d, t, finish) => {
       const c = await runCycle(boxes.get(d.mailboxId)!)
       callsPerHour[Math.min(hours - 1, Math.floor(t / HOUR))]! += c.requests
@@ -363,8 +425,8 @@ export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
   await store.close()
   if (dir) await rm(dir, { recursive: true, force: true })
 
-  let graphCalls = 0
-  let crmCalls = 0
+  let graphCalls = warmupCalls.graph
+  let crmCalls = warmupCalls.crm
   let tokenRefreshes = 0
   let throttled = 0
   for (const box of boxes.values()) {
