@@ -111,3 +111,32 @@ export async function drainPair(o: { runCycle: () => Promise<CycleReport>; busy:
     o.wait(r.throttledMs ?? MIN)
   }
 }
+
+/** What one measured sync cycle did, as the scheduler and the staleness check need it. */
+export interface CycleOutcome {
+  /** Records logged on either side. */
+  changes: number
+  /** Requests the cycle made (the adapters' call counters before and after). */
+  requests: number
+  throttledMs?: number | undefined
+  error: boolean
+  /** See {@link isCleanCycle}. */
+  clean: boolean
+}
+
+/**
+ * Runs one cycle of a pair under a policy: counts its requests, turns a failure into `error` (and a
+ * line for `problems`) instead of ending the run, and says whether it was clean.
+ */
+export async function measureCycle(runCycle: () => Promise<CycleReport>, calls: () => number, onProblem: (text: string) => void): Promise<CycleOutcome> {
+  const before = calls()
+  let report: CycleReport | undefined
+  let error = false
+  try {
+    report = await runCycle()
+  } catch (err) {
+    error = true
+    onProblem(`cycle failed: ${(err as Error).message}`)
+  }
+  return { changes: report ? report.logged.crm + report.logged.mailbox : 0, requests: calls() - before, throttledMs: report?.throttledMs, error, clean: isCleanCycle(report) }
+}

@@ -1,10 +1,10 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { type ConcordId, type CycleReport, type MergeStrategy, type NativeId, type ReplicaStore, SyncPair, asPairId, asReplicaId, concordIdFor, jsonEqual, openMemoryStore } from '@concord/engine'
+import { type ConcordId, type MergeStrategy, type NativeId, type ReplicaStore, SyncPair, asPairId, asReplicaId, concordIdFor, jsonEqual, openMemoryStore } from '@concord/engine'
 import { openLevelStore } from '@concord/engine/node'
 import { type PolicyName, type Scheduler, createScheduler } from '@concord/scheduler'
-import { drainPair, drive, initialSync, isCleanCycle } from './driver.js'
+import { type CycleOutcome, drainPair, drive, initialSync, measureCycle } from './driver.js'
 import { TimedHeap } from './heap.js'
 import { type ConflictRule, type MergeModel, type ModelItem, modelCreate, modelWrite, settleModel } from './reference-model.js'
 import { mixSeed, mulberry32, normal } from './rng.js'
@@ -82,14 +82,8 @@ interface Box {
   warmCrmChanges: number
 }
 
-interface Completion {
+interface Completion extends CycleOutcome {
   box: Box
-  changes: number
-  requests: number
-  throttledMs?: number | undefined
-  error: boolean
-  /** Pulled, merged and pushed everything (no throttle, no deferred merge, no rejected push). */
-  clean: boolean
 }
 
 const SIDES: readonly WorkloadSide[] = ['crm', 'mailbox']
@@ -231,19 +225,9 @@ export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
 
   const runCycle = async (box: Box): Promise<Completion> => {
     cycles++
-    const before = box.crmAdapter.calls + box.mbxAdapter.calls
-    let report: CycleReport | undefined
-    let error = false
-    try {
-      report = await box.pair.runCycle()
-    } catch (err) {
-      error = true
-      if (problems.length < 20) problems.push(`${box.id}: cycle failed: ${(err as Error).message}`)
-    }
-    const requests = box.crmAdapter.calls + box.mbxAdapter.calls - before
-    const clean = isCleanCycle(report)
-    if (clean) settleReference(box)
-    return { box, changes: report ? report.logged.crm + report.logged.mailbox : 0, requests, throttledMs: report?.throttledMs, error, clean }
+    const outcome = await measureCycle(() => box.pair.runCycle(), () => box.crmAdapter.calls + box.mbxAdapter.calls, (text) => problems.length < 20 && problems.push(`${box.id}: ${text}`))
+    if (outcome.clean) settleReference(box)
+    return { box, ...outcome }
   }
 
   const complete = (c: Completion, at: number, syncedAt: number) => {

@@ -12,11 +12,11 @@ import { CrmAdapter, TABLES, fieldsToPayload, nativeIdOf, parseNativeId } from '
 import { ExchangeAdapter, createTrustedFetch, encodeNativeId, toGraph } from '@concord/adapter-exchange'
 import { type DataverseEmulator, startDataverseEmulator } from '@concord/emulator-dataverse'
 import { startGraphEmulator } from '@concord/emulator-graph'
-import { type ConcordId, type Cursor, type CycleReport, type Fields, type NativeId, type ReplicaAdapter, type ReplicaStore, type RemoteUpsert, SyncPair, asPairId, asReplicaId, concordIdFor, jsonEqual, openMemoryStore } from '@concord/engine'
+import { type ConcordId, type Cursor, type Fields, type NativeId, type ReplicaAdapter, type ReplicaStore, type RemoteUpsert, SyncPair, asPairId, asReplicaId, concordIdFor, jsonEqual, openMemoryStore } from '@concord/engine'
 import { openLevelStore } from '@concord/engine/node'
 import { type Scheduler, createScheduler } from '@concord/scheduler'
 import { SimulatorError } from './errors.js'
-import { drainPair, drive, initialSync, isCleanCycle } from './driver.js'
+import { type CycleOutcome, drainPair, drive, initialSync, measureCycle } from './driver.js'
 import { mixSeed, mulberry32 } from './rng.js'
 import type { RunOptions } from './run.js'
 import { type FinalState, type PolicyRun, WIRE_FIELDS, WIRE_KINDS, WIRE_MAX_MAILBOXES, assemblePolicyRun, canonicalRecords, wireWorkload } from './policy-run.js'
@@ -261,7 +261,9 @@ export async function runWirePolicy(options: RunOptions & { onFinalState?: ((sta
       sched.addMailbox(box.id, 0, { requestsPerSync: 2 })
     }
 
-    interface Completion { box: Box; changes: number; requests: number; throttledMs?: number | undefined; error: boolean; clean: boolean }
+    interface Completion extends CycleOutcome {
+      box: Box
+    }
     const complete = async (c: Completion, at: number, syncedAt: number) => {
       const box = c.box
       if (c.clean && box.pending.length > 0) {
@@ -293,20 +295,10 @@ export async function runWirePolicy(options: RunOptions & { onFinalState?: ((sta
       dispatch: async (d, t, finish) => {
         const box = boxes.get(d.mailboxId)!
         cycles++
-        const before = calls(box)
-        let report: CycleReport | undefined
-        let error = false
-        try {
-          report = await box.pair.runCycle()
-        } catch (err) {
-          error = true
-          if (problems.length < 20) problems.push(`${box.id}: cycle failed: ${(err as Error).message}`)
-        }
-        const requests = calls(box) - before
-        const clean = isCleanCycle(report)
-        if (clean) settleReference(box)
-        callsPerHour[Math.min(hours - 1, Math.floor(t / HOUR))]! += requests
-        finish(t + Math.max(1, requests * options.requestLatencyMs), { c: { box, changes: report ? report.logged.crm + report.logged.mailbox : 0, requests, throttledMs: report?.throttledMs, error, clean }, syncedAt: t })
+        const outcome = await measureCycle(() => box.pair.runCycle(), () => calls(box), (text) => problems.length < 20 && problems.push(`${box.id}: ${text}`))
+        if (outcome.clean) settleReference(box)
+        callsPerHour[Math.min(hours - 1, Math.floor(t / HOUR))]! += outcome.requests
+        finish(t + Math.max(1, outcome.requests * options.requestLatencyMs), { c: { box, ...outcome }, syncedAt: t })
       },
       complete: ({ c, syncedAt }, t) => complete(c, t, syncedAt),
     })
