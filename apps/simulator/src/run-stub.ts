@@ -1,6 +1,5 @@
 import { type Scheduler, createScheduler } from '@concord/scheduler'
-import { drive } from './driver.js'
-import { TimedHeap } from './heap.js'
+import { SimulatorError } from './errors.js'
 import { type PolicyRun, assemblePolicyRun } from './policy-run.js'
 import type { RunOptions } from './run.js'
 import { mixSeed, mulberry32, normal } from './rng.js'
@@ -23,6 +22,78 @@ interface Compiled {
 }
 
 const compiledCache = new WeakMap<Workload, Compiled>()
+
+/**
+ * A binary min-heap of (time, int payload) in typed arrays; ties pop in insertion order (a sequence number),
+ * exactly like `TimedHeap`, so the stub loop makes the same choices as `drive` without an object per entry.
+ */
+class IntTimedHeap {
+  private t = new Float64Array(1024)
+  private s = new Float64Array(1024)
+  private v = new Int32Array(1024)
+  private seq = 0
+  size = 0
+
+  peekTime(): number {
+    return this.size > 0 ? this.t[0]! : Infinity
+  }
+
+  push(time: number, value: number): void {
+    if (this.size === this.t.length) {
+      const grow = <A extends Float64Array | Int32Array>(a: A, b: A): A => (b.set(a), b)
+      this.t = grow(this.t, new Float64Array(this.size * 2))
+      this.s = grow(this.s, new Float64Array(this.size * 2))
+      this.v = grow(this.v, new Int32Array(this.size * 2))
+    }
+    const t = this.t
+    const s = this.s
+    const v = this.v
+    const q = this.seq++
+    let i = this.size++
+    while (i > 0) {
+      const p = (i - 1) >> 1
+      const pt = t[p]!
+      if (pt < time || (pt === time && s[p]! < q)) break
+      t[i] = pt
+      s[i] = s[p]!
+      v[i] = v[p]!
+      i = p
+    }
+    t[i] = time
+    s[i] = q
+    v[i] = value
+  }
+
+  /** Remove the earliest entry and return its payload (the heap must not be empty). */
+  pop(): number {
+    const t = this.t
+    const s = this.s
+    const v = this.v
+    const top = v[0]!
+    const n = --this.size
+    if (n === 0) return top
+    const lt = t[n]!
+    const ls = s[n]!
+    const lv = v[n]!
+    let i = 0
+    for (;;) {
+      const l = 2 * i + 1
+      if (l >= n) break
+      let c = l
+      const r = l + 1
+      if (r < n && (t[r]! < t[l]! || (t[r] === t[l] && s[r]! < s[l]!))) c = r
+      if (lt < t[c]! || (lt === t[c] && ls < s[c]!)) break
+      t[i] = t[c]!
+      s[i] = s[c]!
+      v[i] = v[c]!
+      i = c
+    }
+    t[i] = lt
+    s[i] = ls
+    v[i] = lv
+    return top
+  }
+}
 
 function compile(workload: Workload): Compiled {
   let c = compiledCache.get(workload)
@@ -78,6 +149,7 @@ export async function runStubPolicy(options: RunOptions): Promise<PolicyRun> {
   const loss = options.notificationLoss
 
   const sched: Scheduler = createScheduler({
+    explainCapacity: 0, // nobody reads the explanation log of a stub run (unless a test asks for it)
     ...options.scheduler,
     policy: options.policy,
     ...(options.budget ? { budget: options.budget } : {}),
@@ -96,7 +168,9 @@ export async function runStubPolicy(options: RunOptions): Promise<PolicyRun> {
   const cycleChanges = new Int32Array(m)
   const cycleRequests = new Int32Array(m)
   const cycleAt = new Float64Array(m)
-  const notify = new TimedHeap<number>() // mailbox index × 2 + (1 if CRM)
+  const notify = new IntTimedHeap() // mailbox index × 2 + (1 if CRM)
+  const completions = new IntTimedHeap() // mailbox index
+  const slotOf = new Int32Array(m)
 
   const complete = (b: number, at: number) => {
     // a mailbox's changes are in time order: everything up to the sync time is now on both sides
@@ -126,69 +200,90 @@ export async function runStubPolicy(options: RunOptions): Promise<PolicyRun> {
     pendingCrm[b] = pendingCrm[b]! - c
     if (crmWrites[b]! > 0) {
       crmWrites[b] = 0
-      sched.setPendingCrmWrites(ids[b]!, 0, at)
+      sched.setPendingCrmWritesSlot(slotOf[b]!, 0, at)
     }
-    sched.recordPoll(ids[b]!, { at, changes: cycleChanges[b]!, requests: cycleRequests[b]! })
+    sched.recordPollSlot(slotOf[b]!, at, cycleChanges[b]!, cycleRequests[b]!)
   }
 
   let ei = 0
   const nEvents = time.length
   while (ei < nEvents && workload.events[ei]!.initial) ei++ // initial data: synced before the run, not measured
-  const bySlot: number[] = []
+  const bySlot = new Int32Array(m)
   for (let b = 0; b < m; b++) {
     sched.addMailbox(ids[b]!, 0, { requestsPerSync: 2 })
-    bySlot[sched.slotOf(ids[b]!)] = b
+    slotOf[b] = sched.slotOf(ids[b]!)
+    bySlot[slotOf[b]!] = b
   }
 
   const graphLimit = 50
-  await drive<number>({
-    sched,
-    policy: options.policy,
-    endMs,
-    onProgress: options.onProgress,
-    setNow: (t) => void (now = t),
-    nextEventAt: () => (ei < nEvents ? time[ei]! : Infinity),
-    applyEvent: () => {
-      const b = boxOf[ei]!
-      const crm = crmOf[ei]!
-      ei++
-      if (b < 0) return
-      changes[b]!++
-      pending[b]!++
-      pendingCrm[b] = pendingCrm[b]! + crm
-      if (notifications) {
-        if (rng() < loss) notificationsDropped++
-        else {
-          // Graph: mostly under a minute, never over 3 minutes (performance.md §3b)
-          notify.push(now + Math.min(3 * MIN, 15_000 * Math.exp(0.9 * normal(rng))), b * 2 + crm)
-          notificationsSent++
-        }
+  const applyEvent = () => {
+    const b = boxOf[ei]!
+    const crm = crmOf[ei]!
+    ei++
+    if (b < 0) return
+    changes[b]!++
+    pending[b]!++
+    pendingCrm[b] = pendingCrm[b]! + crm
+    if (notifications) {
+      if (rng() < loss) notificationsDropped++
+      else {
+        // Graph: mostly under a minute, never over 3 minutes (performance.md §3b)
+        notify.push(now + Math.min(3 * MIN, 15_000 * Math.exp(0.9 * normal(rng))), b * 2 + crm)
+        notificationsSent++
       }
-    },
-    notifications: notify,
-    onNotification: (v, t) => {
+    }
+  }
+  const dispatch = (b: number, t: number) => {
+    cycles++
+    const all = pending[b]!
+    const crm = pendingCrm[b]!
+    const mbx = all - crm
+    const graph = 1 + Math.floor(mbx / graphLimit) + (crm > 0 ? 1 : 0)
+    const dataverse = 1 + Math.floor(crm / graphLimit) + (mbx > 0 ? 1 : 0)
+    graphCalls += graph
+    crmCalls += dataverse
+    cycleChanges[b] = all
+    cycleRequests[b] = graph + dataverse
+    cycleAt[b] = t
+    callsPerHour[Math.min(hours - 1, Math.floor(t / HOUR))]! += graph + dataverse
+    completions.push(t + Math.max(1, (graph + dataverse) * latency), b)
+  }
+
+  // The event loop of `drive` (driver.ts), inlined over typed arrays and slot calls: wake at the earliest of
+  // the next completion, workload event, notification and scheduler wake-up (ties in that order) until endMs,
+  // then collect the syncs still in flight. Same order of calls, so the same decisions.
+  const onProgress = options.onProgress
+  const due = new Int32Array(Math.max(1, m))
+  let lastProgress = 0
+  for (;;) {
+    const tW = ei < nEvents ? time[ei]! : Infinity
+    const tC = completions.peekTime()
+    const tN = notify.peekTime()
+    const tS = sched.nextWakeAt() ?? Infinity
+    const t = Math.min(tW, tC, tN, tS)
+    if (t > endMs || t === Infinity) break
+    now = t
+    if (onProgress && now - lastProgress >= HOUR) {
+      lastProgress = now
+      onProgress(now)
+    }
+    if (tC === t) complete(completions.pop(), t)
+    else if (tW === t) applyEvent()
+    else if (tN === t) {
+      const v = notify.pop()
       const b = v >> 1
-      if (v & 1) sched.setPendingCrmWrites(ids[b]!, ++crmWrites[b]!, t)
-      else sched.recordNotification(ids[b]!, t)
-    },
-    dispatch: (d, t, finish) => {
-      const b = bySlot[d.slot]!
-      cycles++
-      const all = pending[b]!
-      const crm = pendingCrm[b]!
-      const mbx = all - crm
-      const graph = 1 + Math.floor(mbx / graphLimit) + (crm > 0 ? 1 : 0)
-      const dataverse = 1 + Math.floor(crm / graphLimit) + (mbx > 0 ? 1 : 0)
-      graphCalls += graph
-      crmCalls += dataverse
-      cycleChanges[b] = all
-      cycleRequests[b] = graph + dataverse
-      cycleAt[b] = t
-      callsPerHour[Math.min(hours - 1, Math.floor(t / HOUR))]! += graph + dataverse
-      finish(t + Math.max(1, (graph + dataverse) * latency), b)
-    },
-    complete,
-  })
+      if (v & 1) sched.setPendingCrmWritesSlot(slotOf[b]!, ++crmWrites[b]!, t)
+      else sched.recordNotificationSlot(slotOf[b]!, t)
+    } else {
+      const n = sched.dueSlots(t, due)
+      if (n === 0 && (sched.nextWakeAt() ?? Infinity) <= t) throw new SimulatorError('Internal', `scheduler ${options.policy} reports work due at ${t} but dispatches nothing`)
+      for (let i = 0; i < n; i++) dispatch(bySlot[due[i]!]!, t)
+    }
+  }
+  while (completions.size > 0) {
+    now = Math.max(now, completions.peekTime())
+    complete(completions.pop(), now)
+  }
 
   let unresolved = 0
   for (let b = 0; b < m; b++) {

@@ -86,6 +86,12 @@ export const AdaptiveOptionsSchema = z
       .default(2)
       .describe('Each profile slot is shrunk toward the overall rate with the weight of this many mailbox-slots of exposure (more = flatter profile while little is observed)'),
     rebalanceMs: posMs().default(15 * MIN).describe('How often the √rate allocation is re-solved against the budget'),
+    floorReserveMs: posMs()
+      .default(12 * MIN)
+      .describe('Syncs before their max-interval deadline leave the floor\'s cost for this long free in the budget window (for the whole rest of the first window)'),
+    notificationCoverMs: posMs()
+      .default(3 * MIN)
+      .describe('With notifications: a lost change is also found by the sync of the next notified change if that comes within this time, so polls go where changes are lost and not soon covered'),
     budgetHeadroom: z.number().gt(0).max(1).default(0.98).describe('Fraction of the budget the allocation plans to spend; above it, rate-driven polls slow down linearly to none at a full window'),
   })
   .prefault({})

@@ -141,6 +141,28 @@ export function effectiveRate(s: RateState, opts: AdaptiveOptions): number {
 }
 
 /**
+ * Scratch arrays reused by every solve: a solve allocates no large typed array (those are external memory, and
+ * allocating a few per plan made the GC re-mark the whole heap of a simulation holding a large workload).
+ * Solves are synchronous, so one set of scratch arrays serves all schedulers of the process.
+ */
+const scratchF: Float64Array[] = []
+const scratchI: Int32Array[] = []
+let usedF = 0
+let usedI = 0
+function scratchFloat(len: number): Float64Array {
+  let a = scratchF[usedF]
+  if (!a || a.length < len) scratchF[usedF] = a = new Float64Array(len)
+  usedF++
+  return a.length === len ? a : a.subarray(0, len)
+}
+function scratchInt(len: number): Int32Array {
+  let a = scratchI[usedI]
+  if (!a || a.length < len) scratchI[usedI] = a = new Int32Array(len)
+  usedI++
+  return a.length === len ? a : a.subarray(0, len)
+}
+
+/**
  * Solve the √-rate allocation under a budget (water-filling with a floor and a ceiling).
  * Given, for each time slot j of the planning horizon (length `durs[j]` ms), the per-mailbox weights
  * `w[j][i]` = √(λᵢ(tⱼ)/costᵢ) (times the slot's optional `scale`) and costs `cost[i]` (requests per sync), find the scale y such that
@@ -160,6 +182,8 @@ export function solveSqrtAllocation(
   hi: number,
   hint?: number,
 ): number {
+  usedF = 0
+  usedI = 0
   // per distinct weights array (slots may share one with different scales): weights sorted with prefix sums of cost and cost·w, so spend(y) costs O(log n) per slot
   const cache = new Map<Float64Array, { ws: Float64Array; pc: Float64Array; pcw: Float64Array }>()
   // every mailbox costing the same (the usual case): a plain numeric sort of the weights suffices
@@ -171,9 +195,13 @@ export function solveSqrtAllocation(
     const n = weights.length
     if (uniformCost !== undefined && n === cost.length) {
       const c = uniformCost
-      const ws = Float64Array.from(weights).sort()
-      const pc = new Float64Array(n + 1)
-      const pcw = new Float64Array(n + 1)
+      const ws = scratchFloat(n)
+      ws.set(weights)
+      ws.sort()
+      const pc = scratchFloat(n + 1)
+      const pcw = scratchFloat(n + 1)
+      pc[0] = 0
+      pcw[0] = 0
       for (let r = 0; r < n; r++) {
         pc[r + 1] = (pc[r] as number) + c
         pcw[r + 1] = (pcw[r] as number) + c * (ws[r] as number)
@@ -182,12 +210,14 @@ export function solveSqrtAllocation(
       cache.set(weights, out)
       return out
     }
-    const idx = new Int32Array(n)
+    const idx = scratchInt(n)
     for (let i = 0; i < n; i++) idx[i] = i
     idx.sort((a, b) => (weights[a] as number) - (weights[b] as number))
-    const ws = new Float64Array(n)
-    const pc = new Float64Array(n + 1)
-    const pcw = new Float64Array(n + 1)
+    const ws = scratchFloat(n)
+    const pc = scratchFloat(n + 1)
+    const pcw = scratchFloat(n + 1)
+    pc[0] = 0
+    pcw[0] = 0
     for (let r = 0; r < n; r++) {
       const i = idx[r] as number
       const w = weights[i] as number

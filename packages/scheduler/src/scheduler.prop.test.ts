@@ -40,6 +40,8 @@ interface Trace {
   maxInFlightPerMailbox: number
   maxRequestsInFlightPerMailbox: number
   maxCrmInFlight: number
+  /** requests of max-interval syncs dispatched over a full budget window (stats().budgetOverrun) */
+  budgetOverrun: number
 }
 
 /** A discrete-event driver: syncs take `durationMs`, outcomes cycle through the scenario's list. */
@@ -53,7 +55,7 @@ function run(sc: Scenario, config: SchedulerConfigInput): Trace {
   for (const [m, at, n] of sc.pending) if (m < ids.length) events.push({ at, order: 1, apply: () => s.setPendingCrmWrites(ids[m] as string, n, at) })
   const inFlight = new Map<string, number>()
   const reqInFlight = new Map<string, number>()
-  const trace: Trace = { dispatches: [], maxInFlightPerMailbox: 0, maxRequestsInFlightPerMailbox: 0, maxCrmInFlight: 0 }
+  const trace: Trace = { dispatches: [], maxInFlightPerMailbox: 0, maxRequestsInFlightPerMailbox: 0, maxCrmInFlight: 0, budgetOverrun: 0 }
   let k = 0
   for (;;) {
     events.sort((a, b) => a.at - b.at || a.order - b.order)
@@ -85,6 +87,7 @@ function run(sc: Scenario, config: SchedulerConfigInput): Trace {
       })
     }
   }
+  trace.budgetOverrun = s.stats().budgetOverrun
   return trace
 }
 
@@ -113,6 +116,7 @@ test('adaptive: no mailbox waits more than 12 min, ≤ 4 requests in flight per 
       expect(trace.maxInFlightPerMailbox).toBeLessThanOrEqual(1)
       expect(trace.maxRequestsInFlightPerMailbox).toBeLessThanOrEqual(4)
       expect(maxInWindow(trace.dispatches, budget.windowMs)).toBeLessThanOrEqual(budget.requestsPerWindow)
+      expect(trace.budgetOverrun).toBe(0) // a budget that covers the floor is never exceeded
       sc.mailboxes.forEach((_, i) => {
         const times = trace.dispatches.filter((d) => d.id === `m${i}`).map((d) => d.at)
         expect(times.length).toBeGreaterThan(0)
@@ -137,7 +141,11 @@ test('any policy under tight limits: global budget, per-mailbox window and CRM c
         limits: { mailbox: mailboxLimit, crm: { concurrency: 2 } },
         ...(policy === 'oracle' ? { oracle: { rate: (_id: string, t: number) => (1 + Math.sin(t / 3_600_000)) / MIN } } : {}),
       })
-      expect(maxInWindow(trace.dispatches, budget.windowMs)).toBeLessThanOrEqual(budget.requestsPerWindow)
+      // adaptive/oracle: only syncs at their 12-minute deadline may go over a budget too small for the floor
+      // (counted in stats().budgetOverrun); every other sync and every other policy stays within it
+      const floor = policy === 'adaptive' || policy === 'oracle'
+      expect(maxInWindow(trace.dispatches, budget.windowMs)).toBeLessThanOrEqual(budget.requestsPerWindow + (floor ? trace.budgetOverrun : 0))
+      if (!floor) expect(trace.budgetOverrun).toBe(0)
       for (let i = 0; i < sc.mailboxes.length; i++) {
         expect(maxInWindow(trace.dispatches.filter((d) => d.id === `m${i}`), mailboxLimit.windowMs)).toBeLessThanOrEqual(mailboxLimit.requestsPerWindow)
       }

@@ -264,3 +264,148 @@ test('bad input gives clear errors and leaves the state intact', () => {
   s.removeMailbox('alice')
   expect(() => s.explain('alice')).toThrow(expect.objectContaining({ code: 'UnknownMailbox' }))
 })
+
+test('the 12-minute floor holds without a budget, even when syncs cost more than they reserve', () => {
+  // no budget: the default is 288 syncs per mailbox per day; each sync reserves 2 requests but makes 5 (pages,
+  // pushes), so the requests of the floor alone (120 syncs a day) exceed 288 × 2 — the floor still wins
+  const s = createScheduler({ policy: 'adaptive', random: mulberry32(7) })
+  for (let i = 0; i < 10; i++) s.addMailbox(`m${i}`, 0, { requestsPerSync: 2 })
+  expect(s.stats().budget?.limit).toBe(10 * 288 * 2)
+  const seen = new Map<string, number[]>()
+  let t = s.nextWakeAt()
+  while (t !== null && t <= 2 * DAY) {
+    for (const d of s.due(t)) {
+      seen.set(d.mailboxId, [...(seen.get(d.mailboxId) ?? []), t])
+      s.recordPoll(d.mailboxId, { at: t, changes: 3, requests: 5 })
+    }
+    t = s.nextWakeAt()
+  }
+  for (const [, times] of seen) expect(Math.max(...gaps(times))).toBeLessThanOrEqual(12 * MIN + 1)
+  expect(s.stats().maxIntervalViolations).toBe(0)
+  expect(s.stats().budgetOverrun).toBeGreaterThan(0) // the floor went over the (too small) budget, and says so
+})
+
+test('notification syncs in the first hours cannot starve the floor later in the budget window', () => {
+  // a budget that covers the floor with little to spare; a storm of notifications in the first 8 hours used to
+  // spend the whole first window, so the floor stopped for the rest of the day (max staleness 44 min)
+  const budget = { perMailboxRequestsPerWindow: 160, windowMs: DAY }
+  const s = createScheduler({ policy: 'adaptive', budget, random: mulberry32(9) })
+  const ids = ['a', 'b', 'c', 'd']
+  for (const id of ids) s.addMailbox(id, 0)
+  const dispatches: Array<{ id: string; at: number }> = []
+  let nextNote = 0
+  let t = 0
+  while (t <= 2 * DAY) {
+    const wake = s.nextWakeAt() ?? Infinity
+    if (nextNote <= wake && nextNote < 8 * 60 * MIN) {
+      for (const id of ids) s.recordNotification(id, nextNote)
+      t = nextNote
+      nextNote += 20 * S
+      continue
+    }
+    t = wake
+    if (t > 2 * DAY) break
+    for (const d of s.due(t)) {
+      dispatches.push({ id: d.mailboxId, at: t })
+      s.recordPoll(d.mailboxId, { at: t, changes: 1 })
+    }
+  }
+  for (const id of ids) {
+    const times = dispatches.filter((d) => d.id === id).map((d) => d.at)
+    expect(Math.max(...gaps(times))).toBeLessThanOrEqual(12 * MIN + 1)
+  }
+  expect(s.stats().maxIntervalViolations).toBe(0)
+  // the reserve kept room for the floor: at most one floor round was dispatched over the (conservatively counted,
+  // whole-bucket) window, and the exact windows below never exceed the budget
+  expect(s.stats().budgetOverrun).toBeLessThanOrEqual(ids.length)
+  // no window of a day holds more than the budget
+  const limit = 160 * ids.length
+  for (const d of dispatches) expect(dispatches.filter((x) => x.at > d.at - DAY && x.at <= d.at).length).toBeLessThanOrEqual(limit)
+  expect(s.stats().byReason.notification ?? 0).toBeGreaterThan(0)
+})
+
+test('with notifications, polls go where changes are lost: fewer polls when notifications announce every change', () => {
+  // one mailbox changing every 2 minutes; its notifications arrive for every change (loss 0) or for 70 % (loss 0.3)
+  const pollsWithLoss = (loss: number) => {
+    const s = createScheduler({ policy: 'adaptive', budget: { requestsPerWindow: 2000, windowMs: DAY }, random: mulberry32(3) })
+    s.addMailbox('busy', 0)
+    s.addMailbox('quiet', 0)
+    const rnd = mulberry32(5)
+    let pending = 0
+    let nextChange = 2 * MIN
+    let t = 0
+    while (t <= 2 * DAY) {
+      const wake = s.nextWakeAt() ?? Infinity
+      if (nextChange <= wake) {
+        t = nextChange
+        pending++
+        if (rnd() >= loss) s.recordNotification('busy', t)
+        nextChange += 2 * MIN
+        continue
+      }
+      t = wake
+      for (const d of s.due(t)) {
+        const n = d.mailboxId === 'busy' ? pending : 0
+        if (d.mailboxId === 'busy') pending = 0
+        s.recordPoll(d.mailboxId, { at: t, changes: n })
+      }
+    }
+    const by = s.stats().byReason
+    return (by['rate-allocation'] ?? 0) + (by['max-interval'] ?? 0) + (by['min-interval'] ?? 0)
+  }
+  const none = pollsWithLoss(0)
+  const some = pollsWithLoss(0.3)
+  expect(some).toBeGreaterThan(none) // lost notifications → more safety-net polls
+  expect(none).toBeGreaterThan(0) // …and polls never stop (the floor)
+})
+
+test('slot calls (dueSlots, recordPollSlot, recordNotificationSlot, setPendingCrmWritesSlot) make the same decisions as the id calls', () => {
+  const make = () => {
+    const s = createScheduler({ policy: 'adaptive', random: mulberry32(4) })
+    for (let i = 0; i < 5; i++) s.addMailbox(`m${i}`, 0)
+    return s
+  }
+  const a = make()
+  const b = make()
+  const log: string[][] = [[], []]
+  const buf = new Int32Array(5)
+  const ids = ['m0', 'm1', 'm2', 'm3', 'm4']
+  for (let step = 0; step < 400; step++) {
+    const t = Math.min(a.nextWakeAt() ?? Infinity, (step + 1) * 37 * S)
+    if (step % 7 === 0) {
+      a.recordNotification('m1', t)
+      b.recordNotificationSlot(b.slotOf('m1'), t)
+      a.setPendingCrmWrites('m2', step, t)
+      b.setPendingCrmWritesSlot(b.slotOf('m2'), step, t)
+    }
+    for (const d of a.due(t)) {
+      log[0]!.push(`${t} ${d.mailboxId}`)
+      a.recordPoll(d.mailboxId, { at: t, changes: step % 3, requests: 2 })
+    }
+    const n = b.dueSlots(t, buf)
+    for (let i = 0; i < n; i++) {
+      log[1]!.push(`${t} ${ids[buf[i]!]}`)
+      b.recordPollSlot(buf[i]!, t, step % 3, 2)
+    }
+  }
+  expect(log[1]).toEqual(log[0])
+  expect(log[0]!.length).toBeGreaterThan(20)
+  expect(() => b.recordPollSlot(99, 1e9, 0, 1)).toThrow(expect.objectContaining({ code: 'UnknownMailbox' }))
+})
+
+test('the floor leaves time for the sync itself: a change is applied within 12 minutes', () => {
+  const s = createScheduler({ policy: 'adaptive', random: mulberry32(2) })
+  s.addMailbox('slow', 0, { firstSyncAt: 0 })
+  const starts: number[] = []
+  let t = s.nextWakeAt()
+  while (t !== null && t <= 6 * 60 * MIN) {
+    for (const d of s.due(t)) {
+      starts.push(t)
+      s.recordPoll(d.mailboxId, { at: t + 20 * S, changes: 0 }) // every sync takes 20 s
+    }
+    t = s.nextWakeAt()
+  }
+  // a change just after a sync started is picked up by the next sync, which ends 20 s after it starts
+  for (const g of gaps(starts)) expect(g + 20 * S).toBeLessThanOrEqual(12 * MIN + 1)
+  expect(s.stats().maxIntervalViolations).toBe(0)
+})

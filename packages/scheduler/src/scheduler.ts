@@ -58,6 +58,8 @@ export interface SchedulerStats {
   maxGapMs: number
   /** adaptive/oracle: how often the √-rate allocation was re-solved. */
   plans: number
+  /** adaptive/oracle: requests of max-interval syncs dispatched although the budget window was full (the floor wins; 0 when the budget covers the floor). */
+  budgetOverrun: number
   /** The global budget window, if a budget is configured. */
   budget: { limit: number; windowMs: number; usedInWindow: number } | null
   /** adaptive/oracle: the current allocation scale (polls/ms per √(changes/ms)); null before the first plan. */
@@ -95,14 +97,25 @@ export interface Scheduler {
    * Due syncs held back by a limit are re-queued for when the limit frees (see `explain`).
    */
   due(now: number, maxCount?: number): DueSync[]
+  /**
+   * {@link due} for hot loops, allocation-free: starts the same syncs (at most `out.length`), writes their slots to
+   * `out` best first and returns how many; `slotOf`/`DueSync.slot` map mailboxes to slots.
+   */
+  dueSlots(now: number, out: Int32Array): number
   /** Earliest time something is due (`null` if nothing is queued). A driver sleeps until min(this, next completion). */
   nextWakeAt(): number | null
   /** Report the end of a sync (dispatched by `due`, or external such as a manual "sync now"). */
   recordPoll(id: string, result: PollResult): void
+  /** {@link recordPoll} of a successful sync by slot, allocation-free: `changes` found, `requests` made (charged beyond the reservation). */
+  recordPollSlot(slot: number, at: number, changes: number, requests: number): void
   /** A change notification for the mailbox arrived at `at` (adaptive/oracle sync within `debounceMs`). */
   recordNotification(id: string, at: number): void
+  /** {@link recordNotification} by slot. */
+  recordNotificationSlot(slot: number, at: number): void
   /** The CRM has `count` writes waiting for this mailbox (an increase triggers a prompt, prioritised sync). */
   setPendingCrmWrites(id: string, count: number, at: number): void
+  /** {@link setPendingCrmWrites} by slot. */
+  setPendingCrmWritesSlot(slot: number, count: number, at: number): void
   /** The bounded explanation log of the mailbox, oldest first. */
   explain(id: string): ExplainEntry[]
   /** A snapshot of one mailbox's scheduling state. */
@@ -124,6 +137,10 @@ class Mailbox implements RateState {
   inFlight = false
   waiting = false
   dispatchedAt = 0
+  /** when the sync in flight was due */
+  dueWas = 0
+  /** longest sync seen (ms, capped): the floor starts the next sync this much before 12 minutes are up, so a change is applied within them */
+  maxDur = 0
   reservedReq = 0
   reservedCrm = 0
   lastDispatchAt = Number.NaN
@@ -218,6 +235,10 @@ class SchedulerImpl implements Scheduler {
   private readonly freeHandles: number[] = []
   private waitingForSlot: Mailbox[] = []
   private readonly candidates: Mailbox[] = []
+  private readonly planArrays: Float64Array[] = []
+  /** reused outputs of dispatchDue / dueSlots */
+  private readonly started: Mailbox[] = []
+  private readonly compareFn = (a: Mailbox, b: Mailbox): number => this.compare(a, b)
   private readonly budgetWin: SlidingWindow | null
   private readonly unplannedWin: SlidingWindow | null
   private readonly plannedWin: SlidingWindow | null
@@ -237,6 +258,13 @@ class SchedulerImpl implements Scheduler {
   private lastPlanAt = -Infinity
   private startedAt = Number.NaN
   private planBudget = 0
+  /** notifications (and pending-write increases) and changes found by syncs, decayed per plan → {@link loss} */
+  private notesSum = 0
+  private changesSum = 0
+  /** estimated share of changes no notification announces (1: notifications off) */
+  private loss = 1
+  /** requests reserved at dispatch (counters.requests adds the extras reported later) */
+  private reservedTotal = 0
   private readonly counters = {
     dispatched: 0,
     completed: 0,
@@ -247,6 +275,7 @@ class SchedulerImpl implements Scheduler {
     maxIntervalViolations: 0,
     maxGapMs: 0,
     plans: 0,
+    budgetOverrun: 0,
   }
   private readonly byReason = new Float64Array(SyncReasons.length)
   private readonly deferred = { budget: 0, mailboxRate: 0, crmRate: 0, concurrency: 0 }
@@ -267,8 +296,9 @@ class SchedulerImpl implements Scheduler {
     this.log = new ExplainLog(config.explainCapacity, 1024)
     let budget = config.budget
     if (!budget && (this.kind === 'adaptive' || this.kind === 'oracle')) {
-      // default allocation budget: the call count of fixed:5 over a day
+      // default allocation budget: what fixed:5 reserves over a day, 288 syncs per mailbox (× its requestsPerSync)
       budget = { perMailboxRequestsPerWindow: 288, windowMs: 24 * 60 * MIN }
+      this.budgetPerSync = true
     }
     this.budgetWin = budget ? new SlidingWindow(budget.requestsPerWindow ?? 0, budget.windowMs, 240) : null
     this.unplannedWin = budget ? new SlidingWindow(Infinity, budget.windowMs, 240) : null
@@ -284,6 +314,8 @@ class SchedulerImpl implements Scheduler {
     this.hi = 1 / config.minIntervalMs
   }
   private readonly perMailboxBudget: number | null
+  /** the default budget counts syncs (× requestsPerSync), not requests */
+  private budgetPerSync = false
 
   // ---------------------------------------------------------------- mailboxes
 
@@ -348,17 +380,39 @@ class SchedulerImpl implements Scheduler {
   due(now: number, maxCount = Infinity): DueSync[] {
     this.advance(now, 'now')
     if (!(maxCount >= 0)) throw new SchedulerError('InvalidInput', `maxCount must be >= 0 (got ${maxCount})`)
+    const n = this.dispatchDue(now, maxCount)
+    const out: DueSync[] = []
+    for (let i = 0; i < n; i++) {
+      const mb = this.started[i] as Mailbox
+      out.push({ mailboxId: mb.id, at: mb.dueWas, reason: SyncReasons[mb.reason] as SyncReason, requests: mb.reservedReq, slot: mb.h })
+    }
+    return out
+  }
+
+  dueSlots(now: number, out: Int32Array): number {
+    this.advance(now, 'now')
+    const n = this.dispatchDue(now, out.length)
+    const started = this.started
+    for (let i = 0; i < n; i++) out[i] = (started[i] as Mailbox).h
+    return n
+  }
+
+  /**
+   * Start what is due at `now` (at most `maxCount`), best first; the started mailboxes are `started[0..n)`. The
+   * work arrays are reused and never shrunk (setting an array's length reallocates its backing store).
+   */
+  private dispatchDue(now: number, maxCount: number): number {
     this.maybePlan(now)
     const candidates = this.candidates
-    candidates.length = 0
-    while (this.heap.size > 0 && this.heap.peekKey() <= now) {
-      const mb = this.byHandle[this.heap.pop()] as Mailbox
-      candidates.push(mb)
-    }
-    if (candidates.length > 1) candidates.sort((a, b) => this.compare(a, b))
-    const out: DueSync[] = []
-    for (const mb of candidates) {
-      if (out.length >= maxCount) {
+    let nc = 0
+    const heap = this.heap
+    while (heap.size > 0 && heap.peekKey() <= now) candidates[nc++] = this.byHandle[heap.pop()] as Mailbox
+    if (nc > 1) this.sortCandidates(nc)
+    const out = this.started
+    let no = 0
+    for (let ci = 0; ci < nc; ci++) {
+      const mb = candidates[ci] as Mailbox
+      if (no >= maxCount) {
         this.heap.set(mb.h, mb.dueAt)
         continue
       }
@@ -369,17 +423,29 @@ class SchedulerImpl implements Scheduler {
         this.defer(mb, windowNextFit(mb, now, req, this.mbLimit, this.mbBucketMs), R['limit-mailbox-rate'], now)
         continue
       }
-      // syncs that are not yet at their max-interval deadline leave one sync per mailbox of budget free,
-      // so the deadline syncs still fit when notifications or retries ate the rest
+      // The budget never holds back a sync at its max-interval deadline (adaptive/oracle: the floor wins; fixed/sss
+      // have no floor). Every other sync leaves the floor's share of the budget free (floorReserve), so the deadline
+      // syncs still fit when notifications, retries or a cold start ate the rest.
       const bw = this.budgetWin
-      const critical = bw === null || Number.isNaN(mb.lastDispatchAt) || now >= mb.lastDispatchAt + this.maxIntervalMs - 1
-      const reserve = critical ? 0 : Math.min(this.costSum, Math.floor((bw as SlidingWindow).limit / 4))
-      if (bw !== null && bw.count(now) + req > bw.limit - reserve) {
-        this.deferred.budget++
-        // spread the retries over one bucket so a held-back cohort does not stay synchronised
-        const free = bw.nextFitAt(now, req + reserve) + (this.random() * bw.windowMs) / 240
-        this.defer(mb, critical ? free : Math.min(free, mb.lastDispatchAt + this.maxIntervalMs), R['limit-budget'], now)
-        continue
+      if (bw !== null) {
+        const floor = this.reacts()
+        const critical = floor && (Number.isNaN(mb.lastDispatchAt) || now >= mb.lastDispatchAt + this.maxIntervalMs - mb.maxDur - 1)
+        const used = bw.count(now)
+        if (critical) {
+          if (used + req > bw.limit) this.counters.budgetOverrun += req
+        } else {
+          // with notifications, planned polls also leave (1 − budgetHeadroom) of the budget to notification and
+          // pending-write syncs (otherwise polls planned to use the whole budget would hold them back)
+          const reserve = floor ? this.floorReserve(now) : 0
+          const cap = floor && this.loss < 1 && this.isPlanned(mb.reason) ? (bw.limit - reserve) * this.config.adaptive.budgetHeadroom : bw.limit - reserve
+          if (used + req > cap) {
+            this.deferred.budget++
+            // spread the retries over one bucket so a held-back cohort does not stay synchronised
+            const free = bw.nextFitAt(now, Math.min(bw.limit, req + bw.limit - cap)) + (this.random() * bw.windowMs) / 240
+            this.defer(mb, floor && !Number.isNaN(mb.lastDispatchAt) ? Math.min(free, mb.lastDispatchAt + this.maxIntervalMs - mb.maxDur) : free, R['limit-budget'], now)
+            continue
+          }
+        }
       }
       if (crm > 0 && !this.crmWin.fits(now, crm)) {
         this.deferred.crmRate++
@@ -394,6 +460,7 @@ class SchedulerImpl implements Scheduler {
         continue
       }
       // dispatch
+      this.reservedTotal += req
       mb.w0 += req
       this.budgetWin?.add(now, req)
       if (crm > 0) this.crmWin.add(now, crm)
@@ -415,10 +482,30 @@ class SchedulerImpl implements Scheduler {
       this.counters.requests += req
       this.byReason[mb.reason] = (this.byReason[mb.reason] as number) + 1
       this.log.write(mb.h, now, E.dispatched, mb.reason, Number.NaN, req)
-      out.push({ mailboxId: mb.id, at: mb.dueAt, reason: SyncReasons[mb.reason] as SyncReason, requests: req, slot: mb.h })
+      mb.dueWas = mb.dueAt
+      out[no++] = mb
       mb.dueAt = Infinity
     }
-    return out
+    return no
+  }
+
+  /** Sort candidates[0..n) best first (insertion sort for the usual handful, the built-in sort beyond). */
+  private sortCandidates(n: number): void {
+    const c = this.candidates
+    if (n > 16) {
+      const sorted = c.slice(0, n).sort(this.compareFn)
+      for (let i = 0; i < n; i++) c[i] = sorted[i] as Mailbox
+      return
+    }
+    for (let i = 1; i < n; i++) {
+      const x = c[i] as Mailbox
+      let j = i - 1
+      while (j >= 0 && this.compare(c[j] as Mailbox, x) > 0) {
+        c[j + 1] = c[j] as Mailbox
+        j--
+      }
+      c[j + 1] = x
+    }
   }
 
   nextWakeAt(): number | null {
@@ -431,33 +518,45 @@ class SchedulerImpl implements Scheduler {
     const mb = this.get(id)
     checkPollResult(result)
     const r = result
-    const changes = r.changes ?? 0
-    this.advance(r.at, 'result.at')
+    this.poll(mb, r.at, r.changes ?? 0, r.requests, r.crmRequests, r.throttled === true, r.retryAfterMs, r.error === true)
+  }
+
+  recordPollSlot(slot: number, at: number, changes: number, requests: number): void {
+    const mb = this.atSlot(slot)
+    if (badCount(changes)) throw new SchedulerError('InvalidInput', `changes must be an integer >= 0 (got ${String(changes)})`)
+    if (badCount(requests)) throw new SchedulerError('InvalidInput', `requests must be an integer >= 0 (got ${String(requests)})`)
+    this.poll(mb, at, changes, requests, undefined, false, undefined, false)
+  }
+
+  private poll(mb: Mailbox, at: number, changes: number, requests: number | undefined, crmRequests: number | undefined, throttled: boolean, retryAfterMs: number | undefined, error: boolean): void {
+    this.advance(at, 'result.at')
     let startAt: number
     if (mb.inFlight) {
-      if (r.at < mb.dispatchedAt) throw new SchedulerError('InvalidInput', `result.at ${r.at} is before the sync was dispatched (${mb.dispatchedAt})`)
+      if (at < mb.dispatchedAt) throw new SchedulerError('InvalidInput', `result.at ${at} is before the sync was dispatched (${mb.dispatchedAt})`)
       startAt = mb.dispatchedAt
-      const extra = (r.requests ?? mb.reservedReq) - mb.reservedReq
-      if (extra > 0) this.charge(mb, r.at, extra)
-      const extraCrm = (r.crmRequests ?? mb.reservedCrm) - mb.reservedCrm
-      if (extraCrm > 0) this.crmWin.add(r.at, extraCrm)
+      // a sync that took long shortens the floor interval by as much (capped: a stuck sync cannot make it a hot loop)
+      if (at - startAt > mb.maxDur) mb.maxDur = Math.min(at - startAt, this.maxIntervalMs / 4)
+      const extra = (requests ?? mb.reservedReq) - mb.reservedReq
+      if (extra > 0) this.charge(mb, at, extra)
+      const extraCrm = (crmRequests ?? mb.reservedCrm) - mb.reservedCrm
+      if (extraCrm > 0) this.crmWin.add(at, extraCrm)
       this.release(mb)
     } else {
       // a sync the scheduler did not dispatch (manual "sync now", another process)
-      startAt = r.at
-      const req = r.requests ?? mb.req
-      if (req > 0) this.charge(mb, r.at, req)
-      if (r.crmRequests) this.crmWin.add(r.at, r.crmRequests)
+      startAt = at
+      const req = requests ?? mb.req
+      if (req > 0) this.charge(mb, at, req)
+      if (crmRequests) this.crmWin.add(at, crmRequests)
       if (mb.waiting) {
         mb.waiting = false
         this.waitingForSlot = this.waitingForSlot.filter((m) => m !== mb)
       }
-      this.log.write(mb.h, r.at, E.dispatched, R['external-sync'], Number.NaN, req)
-      mb.lastDispatchAt = r.at
+      this.log.write(mb.h, at, E.dispatched, R['external-sync'], Number.NaN, req)
+      mb.lastDispatchAt = at
     }
     this.counters.completed++
 
-    if (r.throttled === true) {
+    if (throttled) {
       this.counters.throttled++
       mb.throttles++
       let delay: number
@@ -466,58 +565,67 @@ class SchedulerImpl implements Scheduler {
       // `jitter`, wins when it is longer — and a repeated Retry-After: 0 cannot turn into a hot loop
       const base = Math.min(this.config.maxBackoffMs, this.config.throttleBackoffMs * 2 ** Math.min(30, mb.throttles - 1))
       const backoff = base * (0.5 + 0.5 * this.random())
-      if (r.retryAfterMs !== undefined) {
-        const ra = r.retryAfterMs * (1 + this.config.jitter * this.random())
+      if (retryAfterMs !== undefined) {
+        const ra = retryAfterMs * (1 + this.config.jitter * this.random())
         delay = mb.throttles > 1 ? Math.max(ra, backoff) : ra
         reason = R['retry-after']
       } else {
         delay = backoff
         reason = R['throttle-backoff']
       }
-      mb.blockedUntil = r.at + delay
-      this.log.write(mb.h, r.at, E.throttled, reason, mb.blockedUntil, delay)
-      this.schedule(mb, mb.blockedUntil, reason, r.at)
-      this.releaseWaiting(r.at)
+      mb.blockedUntil = at + delay
+      this.log.write(mb.h, at, E.throttled, reason, mb.blockedUntil, delay)
+      this.schedule(mb, mb.blockedUntil, reason, at)
+      this.releaseWaiting(at)
       return
     }
     mb.throttles = 0
-    if (r.error === true) {
+    if (error) {
       this.counters.errors++
       mb.errors++
       const delay =
         this.kind === 'sss'
           ? this.config.sss.errorRetryMs
           : Math.min(this.config.maxIntervalMs, this.config.errorBackoffMs * 2 ** Math.min(30, mb.errors - 1)) * (0.5 + 0.5 * this.random())
-      let next = r.at + delay
+      let next = at + delay
       // the max-interval promise holds through errors (only Retry-After may override it)
-      if (this.reacts()) next = Math.max(r.at, Math.min(next, startAt + this.config.maxIntervalMs))
-      this.log.write(mb.h, r.at, E.failed, R['error-backoff'], next, delay)
-      this.schedule(mb, next, R['error-backoff'], r.at)
-      this.releaseWaiting(r.at)
+      if (this.reacts()) next = Math.max(at, Math.min(next, startAt + this.config.maxIntervalMs - mb.maxDur))
+      this.log.write(mb.h, at, E.failed, R['error-backoff'], next, delay)
+      this.schedule(mb, next, R['error-backoff'], at)
+      this.releaseWaiting(at)
       return
     }
     mb.errors = 0
-    this.log.write(mb.h, r.at, E.completed, -1, Number.NaN, changes)
+    this.changesSum += changes
+    this.log.write(mb.h, at, E.completed, -1, Number.NaN, changes)
     this.observe(mb, startAt, changes)
 
-    let next = this.policyNext(mb, startAt, r.at, changes)
+    let next = this.policyNext(mb, startAt, at, changes)
     let reason = this.nextReason
     if (mb.followUpAt !== Infinity) {
-      const t = Math.max(mb.followUpAt + this.config.debounceMs, r.at)
+      const t = Math.max(mb.followUpAt + this.config.debounceMs, at)
       if (t < next) {
         next = t
         reason = mb.followUpReason
       }
       mb.followUpAt = Infinity
     }
-    this.schedule(mb, Math.max(next, r.at), reason, r.at)
-    this.releaseWaiting(r.at)
+    this.schedule(mb, Math.max(next, at), reason, at)
+    this.releaseWaiting(at)
   }
 
   recordNotification(id: string, at: number): void {
-    const mb = this.get(id)
+    this.notify(this.get(id), at)
+  }
+
+  recordNotificationSlot(slot: number, at: number): void {
+    this.notify(this.atSlot(slot), at)
+  }
+
+  private notify(mb: Mailbox, at: number): void {
     this.advance(at, 'at')
     this.counters.notifications++
+    this.notesSum++
     if (!this.reacts()) {
       this.log.write(mb.h, at, E.ignored, R.notification, Number.NaN, Number.NaN)
       return
@@ -527,12 +635,20 @@ class SchedulerImpl implements Scheduler {
   }
 
   setPendingCrmWrites(id: string, count: number, at: number): void {
-    const mb = this.get(id)
+    this.pendingWrites(this.get(id), count, at)
+  }
+
+  setPendingCrmWritesSlot(slot: number, count: number, at: number): void {
+    this.pendingWrites(this.atSlot(slot), count, at)
+  }
+
+  private pendingWrites(mb: Mailbox, count: number, at: number): void {
     if (!Number.isInteger(count) || count < 0) throw new SchedulerError('InvalidInput', `count must be an integer >= 0 (got ${count})`)
     this.advance(at, 'at')
     const prev = mb.pendingCrm
     mb.pendingCrm = count
     this.log.write(mb.h, at, E['pending-writes'], R['pending-crm-writes'], Number.NaN, count)
+    if (count > prev) this.notesSum += count - prev
     if (count > prev && this.reacts()) this.prompt(mb, at, R['pending-crm-writes'])
   }
 
@@ -615,20 +731,21 @@ class SchedulerImpl implements Scheduler {
         let y = this.kind === 'adaptive' && this.wSum > 0 && this.planWSum > 0 ? ((this.y ?? 0) * this.planWSum) / this.wSum : (this.y ?? 0)
         // governor: once the budget window is fuller than planned, slow rate-driven polls down (to the
         // max-interval floor at a full window) instead of running into the hard limit
+        // (of the budget that rate-driven polls may use: the floor's reserve stays free)
         const win = this.budgetWin as SlidingWindow
-        const fill = win.count(end) / win.limit
         const head = this.config.adaptive.budgetHeadroom
+        const fill = win.count(end) / Math.max(1, (win.limit - this.floorReserve(end)) * (this.loss < 1 ? head : 1))
         if (fill > head) y *= Math.max(0, (1 - fill) / (1 - head))
         const f = w * y
         let reason = this.kind === 'adaptive' ? R['rate-allocation'] : R['oracle-allocation']
         let interval: number
         if (f <= this.lo) {
-          interval = this.config.maxIntervalMs
+          interval = this.config.maxIntervalMs - mb.maxDur
           reason = R['max-interval']
         } else if (f >= this.hi) {
           interval = this.config.minIntervalMs
           reason = R['min-interval']
-        } else interval = 1 / f
+        } else interval = Math.min(1 / f, this.config.maxIntervalMs - mb.maxDur)
         this.nextReason = reason
         return startAt + interval
       }
@@ -640,9 +757,29 @@ class SchedulerImpl implements Scheduler {
     const cost = mb.req
     if (this.kind === 'oracle') {
       const lam = (this.config.oracle as NonNullable<SchedulerConfig['oracle']>).rate(mb.id, t)
-      return lam > 0 ? Math.sqrt(lam / cost) : 0
+      return lam > 0 ? Math.sqrt(this.uncovered(lam) / cost) : 0
     }
+    if (this.loss < 1) return Math.sqrt(this.uncovered(mb.wt * mb.wt * cost * this.profile.at(t)) / cost)
     return mb.wt * Math.sqrt(this.profile.at(t))
+  }
+
+  /**
+   * The part of a change rate λ that polls have to find: with notifications, a change is announced unless its
+   * notification is lost (share p, estimated), and a lost change is also found by the sync of the next notified
+   * change if that comes within `notificationCoverMs`: u = p·λ·e^{−(1−p)·λ·cover}. Without notifications p = 1, u = λ.
+   */
+  private uncovered(lam: number): number {
+    const p = this.loss
+    return p >= 1 ? lam : p * lam * Math.exp(-(1 - p) * lam * this.config.adaptive.notificationCoverMs)
+  }
+
+  /** Share of changes no notification announced (1 until notifications were seen): 1 − notifications / changes found. */
+  private updateLoss(): void {
+    if (this.notesSum === 0 || this.changesSum < 20 ) this.loss = 1
+    else this.loss = Math.min(1, Math.max(0.01, 1 - this.notesSum / this.changesSum))
+    // forget slowly (each plan), so a subscription that stops working shows within hours
+    this.notesSum *= 0.97
+    this.changesSum *= 0.97
   }
 
   private observe(mb: Mailbox, startAt: number, changes: number): void {
@@ -682,9 +819,11 @@ class SchedulerImpl implements Scheduler {
     // whole window's budget on top of what the first hours already used).
     if (Number.isNaN(this.startedAt)) this.startedAt = now
     const cold = now < this.startedAt + win.windowMs
+    // (what rate-driven polls may use: the floor's steady reserve stays free, as in the governor)
+    const limit = win.limit - (this.costSum * this.config.adaptive.floorReserveMs) / this.maxIntervalMs
     const budgetNow = cold
-      ? Math.max(0, win.limit * this.config.adaptive.budgetHeadroom - win.count(now)) / (1 + rho)
-      : (win.limit * this.config.adaptive.budgetHeadroom) / (1 + rho)
+      ? Math.max(0, limit * this.config.adaptive.budgetHeadroom - win.count(now)) / (1 + rho)
+      : (limit * this.config.adaptive.budgetHeadroom) / (1 + rho)
     if (!this.planDirty && now < this.nextPlanAt) {
       // re-plan early (at most once a minute) when estimates or the unplanned share moved
       if (now < this.lastPlanAt + MIN) return
@@ -696,17 +835,19 @@ class SchedulerImpl implements Scheduler {
     this.counters.plans++
     const horizon = cold ? Math.max(MIN, this.startedAt + win.windowMs - now) : win.windowMs
     const n = this.byHandle.length
-    const cost = new Float64Array(n)
+    const cost = this.planArray(0, n)
     for (let h = 0; h < n; h++) cost[h] = this.byHandle[h]?.req ?? 0
     const budget = budgetNow
     this.planBudget = budget
     const slots: Array<{ dur: number; weights: Float64Array; scale?: number }> = []
+    this.updateLoss()
     if (this.kind === 'adaptive') {
       this.profile.recompute()
-      const weights = new Float64Array(n)
+      const weights = this.planArray(1, n)
       let sum = 0
       for (let h = 0; h < n; h++) {
         const mb = this.byHandle[h]
+        weights[h] = 0
         if (!mb) continue
         // re-derive (also re-syncs the running sum against float drift)
         mb.wt = Math.sqrt(effectiveRate(mb, this.config.adaptive) / mb.req)
@@ -718,19 +859,31 @@ class SchedulerImpl implements Scheduler {
       const slotMs = this.config.adaptive.profileSlotMs
       for (let t = now; t < now + horizon; t += slotMs) {
         const dur = Math.min(slotMs, now + horizon - t)
-        slots.push({ dur, weights, scale: Math.sqrt(this.profile.at(t + dur / 2)) })
+        if (this.loss >= 1) slots.push({ dur, weights, scale: Math.sqrt(this.profile.at(t + dur / 2)) })
+        else {
+          // with notifications the weight is not proportional to √g: one weights array per slot
+          const ws = this.planArray(2 + slots.length, n)
+          for (let h = 0; h < n; h++) {
+            const mb = this.byHandle[h]
+            ws[h] = mb ? this.weight(mb, t + dur / 2) : 0
+          }
+          slots.push({ dur, weights: ws })
+        }
       }
       this.nextPlanAt = now + this.config.adaptive.rebalanceMs
     } else {
       const oracle = this.config.oracle as NonNullable<SchedulerConfig['oracle']>
+      const mids: number[] = []
       for (let t = now; t < now + horizon; t += oracle.sampleMs) {
         const dur = Math.min(oracle.sampleMs, now + horizon - t)
-        const weights = new Float64Array(n)
-        for (let h = 0; h < n; h++) {
-          const mb = this.byHandle[h]
-          if (mb) weights[h] = this.weight(mb, t + dur / 2)
-        }
-        slots.push({ dur, weights })
+        mids.push(t + dur / 2)
+        slots.push({ dur, weights: this.planArray(2 + slots.length, n).fill(0) })
+      }
+      // mailbox by mailbox (the rate function sees one mailbox's times in a row: cheap for a per-mailbox lookup)
+      for (let h = 0; h < n; h++) {
+        const mb = this.byHandle[h]
+        if (!mb) continue
+        for (let j = 0; j < slots.length; j++) (slots[j] as { weights: Float64Array }).weights[h] = this.weight(mb, mids[j] as number)
       }
       this.nextPlanAt = now + Math.min(horizon, this.config.adaptive.rebalanceMs * 4)
     }
@@ -739,6 +892,28 @@ class SchedulerImpl implements Scheduler {
   }
 
   // ---------------------------------------------------------------- helpers
+
+  /**
+   * The k-th work array of the planner, length n, reused across plans (large typed arrays are external memory;
+   * allocating them per plan made the GC re-mark the whole heap of a simulation holding a large workload).
+   */
+  private planArray(k: number, n: number): Float64Array {
+    let a = this.planArrays[k]
+    if (!a || a.length < n) this.planArrays[k] = a = new Float64Array(Math.max(n, 64))
+    return a.length === n ? a : a.subarray(0, n)
+  }
+
+  /**
+   * Budget that syncs before their max-interval deadline must leave free: what the floor costs (every mailbox once
+   * per maxIntervalMs, with the observed ratio of charged to reserved requests) until the window frees up again —
+   * for the rest of the first window (nothing expires before it ends), afterwards for `floorReserveMs`.
+   */
+  private floorReserve(now: number): number {
+    const win = this.budgetWin as SlidingWindow
+    const horizon = Math.max(this.config.adaptive.floorReserveMs, Number.isNaN(this.startedAt) ? win.windowMs : this.startedAt + win.windowMs - now)
+    const overhead = this.reservedTotal > 0 ? Math.max(1, this.counters.requests / this.reservedTotal) : 1
+    return Math.min(win.limit, (this.costSum * overhead * horizon) / this.maxIntervalMs)
+  }
 
   private reacts(): boolean {
     return this.kind === 'adaptive' || this.kind === 'oracle'
@@ -821,7 +996,7 @@ class SchedulerImpl implements Scheduler {
   }
 
   private updateBudgetLimit(): void {
-    if (this.budgetWin && this.perMailboxBudget !== null) this.budgetWin.limit = Math.floor(this.perMailboxBudget * this.byId.size)
+    if (this.budgetWin && this.perMailboxBudget !== null) this.budgetWin.limit = Math.floor(this.perMailboxBudget * (this.budgetPerSync ? this.costSum : this.byId.size))
   }
 
   private advance(t: number, field: string): void {
@@ -832,6 +1007,12 @@ class SchedulerImpl implements Scheduler {
 
   private checkId(id: string): void {
     if (typeof id !== 'string' || id.length === 0) throw new SchedulerError('InvalidInput', `mailbox id must be a non-empty string (got ${JSON.stringify(id)})`)
+  }
+
+  private atSlot(slot: number): Mailbox {
+    const mb = this.byHandle[slot]
+    if (!mb) throw new SchedulerError('UnknownMailbox', `No mailbox in slot ${String(slot)}`)
+    return mb
   }
 
   private get(id: string): Mailbox {
