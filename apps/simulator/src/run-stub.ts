@@ -119,6 +119,13 @@ function compile(workload: Workload): Compiled {
   return c
 }
 
+/** Changes per delta page in the stub's request model. */
+const STUB_PAGE = 50
+/** The stub's Graph requests for a sync that finds `mbx` mailbox and `crm` CRM changes: a delta call, a page per 50, a push when the CRM side changed. */
+export const stubGraphRequests = (mbx: number, crm: number): number => 1 + Math.floor(mbx / STUB_PAGE) + (crm > 0 ? 1 : 0)
+/** The stub's Dataverse requests for the same sync. */
+export const stubCrmRequests = (mbx: number, crm: number): number => 1 + Math.floor(crm / STUB_PAGE) + (mbx > 0 ? 1 : 0)
+
 /**
  * The stub engine: the scheduler kernel and the change bookkeeping only — one delta call per side
  * plus a page per 50 changes and a push per side with writes; every change is on both sides when
@@ -215,7 +222,6 @@ export async function runStubPolicy(options: RunOptions): Promise<PolicyRun> {
     bySlot[slotOf[b]!] = b
   }
 
-  const graphLimit = 50
   const applyEvent = () => {
     const b = boxOf[ei]!
     const crm = crmOf[ei]!
@@ -238,8 +244,8 @@ export async function runStubPolicy(options: RunOptions): Promise<PolicyRun> {
     const all = pending[b]!
     const crm = pendingCrm[b]!
     const mbx = all - crm
-    const graph = 1 + Math.floor(mbx / graphLimit) + (crm > 0 ? 1 : 0)
-    const dataverse = 1 + Math.floor(crm / graphLimit) + (mbx > 0 ? 1 : 0)
+    const graph = stubGraphRequests(mbx, crm)
+    const dataverse = stubCrmRequests(mbx, crm)
     graphCalls += graph
     crmCalls += dataverse
     cycleChanges[b] = all

@@ -10,7 +10,7 @@ import { type ConflictRule, type MergeModel, type ModelItem, modelCreate, modelW
 import { mixSeed, mulberry32, normal } from './rng.js'
 import { DATAVERSE_LIMIT, GRAPH_LIMIT, type ServiceLimit, SimAdapter, SimRemote } from './sim-remote.js'
 import { type FinalState, type PolicyRun, assemblePolicyRun, canonicalRecords } from './policy-run.js'
-import { runStubPolicy } from './run-stub.js'
+import { runStubPolicy, stubCrmRequests, stubGraphRequests } from './run-stub.js'
 import { type Workload, type WorkloadEvent, type WorkloadSide, HOUR, MIN, SIM_EPOCH } from './workload.js'
 
 /** How a conflict policy resolves a field both sides changed between two syncs (the reference model). */
@@ -290,8 +290,8 @@ export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
         cycles++
         const crm = box.warmCrmChanges
         const mbx = box.warmChanges - crm
-        const graph = 1 + Math.floor(mbx / 50) + (crm > 0 ? 1 : 0)
-        const dataverse = 1 + Math.floor(crm / 50) + (mbx > 0 ? 1 : 0)
+        const graph = stubGraphRequests(mbx, crm)
+        const dataverse = stubCrmRequests(mbx, crm)
         warmupCalls.graph += graph
         warmupCalls.crm += dataverse
         callsPerHour[Math.min(hours - 1, Math.floor(t / HOUR))]! += graph + dataverse
