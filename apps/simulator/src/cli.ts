@@ -22,7 +22,7 @@ const defaultIo: CliIo = { stdout: (t) => process.stdout.write(t), stderr: (t) =
 function program(io: CliIo): Command {
   return new Command('concord-simulate')
     .description('Discrete-event simulation of Concord syncing CRM ⇄ mailboxes in virtual time; compares scheduling policies.')
-    .option('--mailboxes <n>', 'number of mailboxes (generator)', '20')
+    .option('--mailboxes <n>', 'number of mailboxes (generator)', '100')
     .option('--days <n>', 'measured days', '1')
     .option('--warmup-days <n>', 'simulated days before the measured ones, so learning policies warm up (default 1 with the generator, 0 with --trace)')
     .option('--seed <n>', 'seed of every random draw', '1')
