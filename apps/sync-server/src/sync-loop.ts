@@ -4,6 +4,7 @@
  * only occupies its own slot; the others keep going. `stop()` stops dispatching, signals running syncs to
  * end at their next atomic step, and waits for them.
  */
+import { setMaxListeners } from 'node:events'
 import type { Logger } from '@concord/engine'
 import { type DueSync, type PollResult, type Scheduler, type SchedulerConfigInput, createScheduler } from '@concord/scheduler'
 
@@ -33,6 +34,10 @@ export class SyncLoop {
   private stopped = false
 
   constructor(private readonly options: SyncLoopOptions) {
+    // Every running sync hands this stop signal down, and each of its in-flight requests holds one abort
+    // listener on it until the request settles (adapter-crm's linkedSignal): with many mailboxes syncing at
+    // once that is more than Node's default warning threshold of 10, without any leak.
+    setMaxListeners(1000, this.abort.signal)
     this.now = options.now ?? Date.now
     this.scheduler = createScheduler({ staggerInitial: false, ...options.scheduler })
   }
