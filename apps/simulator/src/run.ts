@@ -230,6 +230,13 @@ export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
     return { box, ...outcome }
   }
 
+  /** A sync pushed the CRM writes the scheduler was told about. */
+  const crmWritesDone = (box: Box, at: number) => {
+    if (box.crmPending === 0) return
+    box.crmPending = 0
+    sched.setPendingCrmWrites(box.id, 0, at)
+  }
+
   const complete = (c: Completion, at: number, syncedAt: number) => {
     const box = c.box
     const keep: Pending[] = []
@@ -244,10 +251,7 @@ export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
       } else keep.push(p)
     }
     box.pending = keep
-    if (box.crmPending > 0 && c.clean) {
-      box.crmPending = 0
-      sched.setPendingCrmWrites(box.id, 0, at)
-    }
+    if (c.clean) crmWritesDone(box, at)
     sched.recordPoll(box.id, { at, changes: c.changes, requests: c.requests, throttled: c.throttledMs !== undefined, ...(c.throttledMs !== undefined ? { retryAfterMs: c.throttledMs } : {}), error: c.error })
   }
 
@@ -300,10 +304,7 @@ export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
         box.warmCrmChanges = 0
       },
       complete: ({ box, changes, requests }, t) => {
-        if (box.crmPending > 0) {
-          box.crmPending = 0
-          sched.setPendingCrmWrites(box.id, 0, t)
-        }
+        crmWritesDone(box, t)
         sched.recordPoll(box.id, { at: t, changes, requests })
       },
     })

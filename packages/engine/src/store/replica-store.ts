@@ -104,7 +104,7 @@ export class ReplicaStore {
    */
   private readonly cursors = new Map<ReplicaId, Cursor | null>()
   private readonly listingsSettled = new Set<ReplicaId>()
-  /** Raw values of point keys as the database holds them; null = known absent. Bounded (oldest out). */
+  /** Raw values of point keys as the database holds them; null = known absent. Bounded (least recently written or read in goes first). */
   private readonly cache = new Map<string, string | null>()
   private readonly cacheLimit: number
   /**
@@ -173,7 +173,10 @@ export class ReplicaStore {
     await this.db.close()
   }
 
-  /** Under group commit: writes every pending operation in one batch. Otherwise a no-op. */
+  /**
+   * Under group commit: writes every pending operation in one batch (otherwise a no-op). Every read that
+   * goes to the database calls it first, so it sees what the caches already show.
+   */
   async flush(): Promise<void> {
     if (this.failure) throw this.failure
     if (this.pending.length === 0) return
@@ -189,12 +192,6 @@ export class ReplicaStore {
       this.known = undefined
       throw error
     }
-  }
-
-  /** Before a read that goes to the database: pending group-commit writes land first. */
-  private async settle(): Promise<void> {
-    if (this.failure) throw this.failure
-    if (this.pending.length > 0) await this.flush()
   }
 
   private async commit(ops: BatchOp[]): Promise<void> {
@@ -279,7 +276,7 @@ export class ReplicaStore {
       else if (known === undefined || known.has(keyList[i]!)) (missing ??= []).push(i)
     }
     if (missing) {
-      await this.settle()
+      await this.flush()
       const epoch = this.epoch
       const raw = await this.db.getMany(missing.map((i) => keyList[i]!))
       const fill = epoch === this.epoch
@@ -304,16 +301,13 @@ export class ReplicaStore {
     return entries.map((entry) => ({ type: 'put' as const, key: keys.outbox(pairId, entry.target, entry.op.concordId), value: encodeOutboxEntry(entry) }))
   }
 
+  private async getRaw(key: string): Promise<string | undefined> {
+    return (await this.getManyRaw([key]))[0]
+  }
+
   private async getJson<T>(key: string): Promise<T | undefined> {
-    let raw: string | null | undefined = this.cache.get(key)
-    if (raw === undefined && this.known && !this.known.has(key)) return undefined
-    if (raw === undefined) {
-      await this.settle()
-      const epoch = this.epoch
-      raw = await this.db.get(key)
-      if (epoch === this.epoch) this.remember(key, raw ?? null)
-    }
-    return raw === undefined || raw === null ? undefined : (JSON.parse(raw) as T)
+    const raw = await this.getRaw(key)
+    return raw === undefined ? undefined : (JSON.parse(raw) as T)
   }
 
   // ── cursors and log ────────────────────────────────────────────────────────────────────────
@@ -321,7 +315,7 @@ export class ReplicaStore {
   async getCursor(replicaId: ReplicaId): Promise<Cursor | null> {
     const cached = this.cursors.get(replicaId)
     if (cached !== undefined) return cached
-    await this.settle()
+    await this.flush()
     const raw = await this.db.get(keys.cursor(replicaId))
     const cursor = raw === undefined ? null : asCursor(raw)
     this.cursors.set(replicaId, cursor)
@@ -339,7 +333,7 @@ export class ReplicaStore {
   async headSeq(replicaId: ReplicaId): Promise<number> {
     const cached = this.heads.get(replicaId)
     if (cached !== undefined) return cached
-    await this.settle()
+    await this.flush()
     const raw = await this.db.get(keys.logHead(replicaId))
     const head = raw === undefined ? 0 : Number(raw)
     this.heads.set(replicaId, head)
@@ -566,7 +560,7 @@ export class ReplicaStore {
       for (let i = Math.max(0, afterSeq + 1 - tail.first); i < end; i++) out.push(JSON.parse(tail.raws[i]!) as LogEntry)
       return out
     }
-    await this.settle()
+    await this.flush()
     const iterator = this.db.values({ gt: keys.log(replicaId, afterSeq), lt: prefixEnd(keys.logPrefix(replicaId)), limit: Number.isFinite(limit) ? limit : -1 })
     try {
       for (;;) {
@@ -585,7 +579,7 @@ export class ReplicaStore {
    * is kept, so sequence numbers never repeat.
    */
   async compactLog(replicaId: ReplicaId, uptoSeq: number): Promise<void> {
-    await this.settle()
+    await this.flush()
     this.beforeWrite?.(1)
     this.tails.delete(replicaId)
     await this.db.clear({ gte: keys.logPrefix(replicaId), lte: keys.log(replicaId, uptoSeq) })
@@ -613,7 +607,7 @@ export class ReplicaStore {
   async listSnapshots(replicaId: ReplicaId): Promise<Array<{ nativeId: NativeId; snapshot: Snapshot }>> {
     const prefix = keys.snapshotPrefix(replicaId)
     const out: Array<{ nativeId: NativeId; snapshot: Snapshot }> = []
-    await this.settle()
+    await this.flush()
     for await (const [key, value] of this.db.iterator({ gte: prefix, lt: prefixEnd(prefix) })) {
       const snapshot = JSON.parse(value) as Snapshot
       if (!snapshot.deleted) out.push({ nativeId: String(key).slice(prefix.length) as NativeId, snapshot })
@@ -634,7 +628,7 @@ export class ReplicaStore {
   async listBases(pairId: PairId): Promise<Array<{ concordId: ConcordId; base: BaseRecord }>> {
     const prefix = keys.basePrefix(pairId)
     const out: Array<{ concordId: ConcordId; base: BaseRecord }> = []
-    await this.settle()
+    await this.flush()
     for await (const [key, value] of this.db.iterator({ gte: prefix, lt: prefixEnd(prefix) })) {
       out.push({ concordId: String(key).slice(prefix.length) as ConcordId, base: JSON.parse(value) as BaseRecord })
     }
@@ -642,13 +636,13 @@ export class ReplicaStore {
   }
 
   async getWatermark(pairId: PairId, replicaId: ReplicaId): Promise<number> {
-    await this.settle()
+    await this.flush()
     const raw = await this.db.get(keys.watermark(pairId, replicaId))
     return raw === undefined ? 0 : Number(raw)
   }
 
   async getOutboxEntry(pairId: PairId, target: ReplicaId, concordId: ConcordId): Promise<OutboxEntry | undefined> {
-    const [raw] = await this.getManyRaw([keys.outbox(pairId, target, concordId)])
+    const raw = await this.getRaw(keys.outbox(pairId, target, concordId))
     return raw === undefined ? undefined : decodeOutboxEntry(raw)
   }
 
@@ -656,7 +650,7 @@ export class ReplicaStore {
     const prefix = keys.outboxPrefix(pairId, target)
     let outbox = this.outboxes.get(prefix)
     if (!outbox) {
-      await this.settle()
+      await this.flush()
       const epoch = this.epoch
       const loaded = new Map<string, { raw: string; entry?: OutboxEntry }>()
       for await (const [key, value] of this.db.iterator({ gte: prefix, lt: prefixEnd(prefix) })) loaded.set(String(key), { raw: value })
@@ -838,14 +832,14 @@ export class ReplicaStore {
   async countBases(pairId: PairId): Promise<number> {
     const prefix = keys.basePrefix(pairId)
     let n = 0
-    await this.settle()
+    await this.flush()
     for await (const _ of this.db.keys({ gte: prefix, lt: prefixEnd(prefix) })) n++
     return n
   }
 
   private async listJson<T>(prefix: string): Promise<T[]> {
     const out: T[] = []
-    await this.settle()
+    await this.flush()
     for await (const value of this.db.values({ gte: prefix, lt: prefixEnd(prefix) })) out.push(JSON.parse(value) as T)
     return out
   }
