@@ -1,4 +1,4 @@
-import type { CycleReport } from '@concord/engine'
+import type { CycleOptions, CycleReport } from '@concord/engine'
 import type { DueSync, Scheduler } from '@concord/scheduler'
 import { SimulatorError } from './errors.js'
 import { TimedHeap } from './heap.js'
@@ -79,6 +79,10 @@ export async function drive<C>(spec: DriverSpec<C>): Promise<number> {
   return now
 }
 
+/** The cycle options of a dispatched sync: both sides, or only the mailbox side when the scheduler says the CRM side is not due. */
+export const cycleOptions = (pullCrm: boolean): CycleOptions => (pullCrm ? {} : MAILBOX_ONLY)
+const MAILBOX_ONLY: CycleOptions = { pull: ['mailbox'] }
+
 /** Nothing throttled, deferred or rejected: the cycle pulled, merged and pushed everything. */
 export const isCleanCycle = (r: CycleReport | undefined): r is CycleReport => r !== undefined && r.throttledMs === undefined && !r.mergeDeferred && r.rejected.crm + r.rejected.mailbox === 0
 
@@ -116,6 +120,10 @@ export async function drainPair(o: { runCycle: () => Promise<CycleReport>; busy:
 export interface CycleOutcome {
   /** Records logged on either side. */
   changes: number
+  /** Of them, those logged on the CRM side. */
+  crmChanges: number
+  /** Whether the cycle pulled the CRM side (see `CycleOptions.pull`; false only when it failed or was not asked to and did not have to). */
+  crmPulled: boolean
   /** Requests the cycle made (the adapters' call counters before and after). */
   requests: number
   throttledMs?: number | undefined
@@ -138,5 +146,5 @@ export async function measureCycle(runCycle: () => Promise<CycleReport>, calls: 
     error = true
     onProblem(`cycle failed: ${(err as Error).message}`)
   }
-  return { changes: report ? report.logged.crm + report.logged.mailbox : 0, requests: calls() - before, throttledMs: report?.throttledMs, error, clean: isCleanCycle(report) }
+  return { changes: report ? report.logged.crm + report.logged.mailbox : 0, crmChanges: report?.logged.crm ?? 0, crmPulled: report?.pulledSides.includes('crm') ?? false, requests: calls() - before, throttledMs: report?.throttledMs, error, clean: isCleanCycle(report) }
 }

@@ -47,6 +47,7 @@ export async function runTask(task: WorkerTask, onProgress?: (virtualMs: number)
     drainMs: task.drainMs,
     budget: task.budget,
     trueRate: task.oracle ? trueRateFunction(workload) : () => 0,
+    trueCrmRate: task.oracle ? trueRateFunction(workload, 'crm') : () => 0,
     merge: cp.merge,
     conflictRule: cp.rule,
     model: cp.model,

@@ -25,12 +25,14 @@ export interface ReferenceItem {
  * Folds the writes since the last clean sync into each dirty item's expected state, the way the
  * engine's three-way merge should: a side changed a field only if its value now differs from the
  * base; an edit beats a concurrent delete; both changed → `conflictRule`. Returns the conflicts seen.
+ * After a clean cycle that did not pull the CRM side, items with CRM-side writes stay dirty (see {@link settleModel}).
  */
-export function settleReference(items: ReadonlyMap<string, ReferenceItem>, dirty: Set<string>, conflictRule: ConflictRule): number {
+export function settleReference(items: ReadonlyMap<string, ReferenceItem>, dirty: Set<string>, conflictRule: ConflictRule, crmPulled = true): number {
   let conflicts = 0
   for (const key of dirty) {
     const item = items.get(key)!
     const u = item.unsynced
+    if (!crmPulled && (u.crm.size > 0 || u.deletedBy === 'crm' || (u.created && item.origin === 'crm'))) continue
     if (u.deletedBy !== undefined) {
       const other = u.deletedBy === 'crm' ? u.mailbox : u.crm
       if (other.size === 0 && !(u.created && u.deletedBy !== item.origin)) item.expected = { deleted: true, fields: {} }
@@ -51,8 +53,8 @@ export function settleReference(items: ReadonlyMap<string, ReferenceItem>, dirty
       }
     }
     item.unsynced = { crm: new Map(), mailbox: new Map(), created: false }
+    dirty.delete(key)
   }
-  dirty.clear()
   return conflicts
 }
 
@@ -140,12 +142,20 @@ const flowsTo = (side: WorkloadSide, direction: Direction) => (side === 'mailbox
  * should: deletes (an edit beats a concurrent delete), creation on the other side (when the item
  * flows there: tracking, directions), then per field a side changed it if its value differs from the
  * base; one-way and `none` fields stay local; both changed differently → `rule`. Returns the conflicts.
+ *
+ * After a clean cycle that did not pull the CRM side (`crmPulled` false), items with CRM-side changes
+ * stay dirty: the engine has not seen them, and had the mailbox side changed such an item too, its
+ * If-Match push would have been refused and the cycle would not be clean.
  */
-export function settleModel(items: ReadonlyMap<string, ModelItem>, dirty: Set<string>, model: MergeModel): number {
+export function settleModel(items: ReadonlyMap<string, ModelItem>, dirty: Set<string>, model: MergeModel, crmPulled = true): number {
   let conflicts = 0
   for (const key of dirty) {
     const item = items.get(key)
-    if (!item || item.deleted) continue
+    if (!item || item.deleted) {
+      dirty.delete(key)
+      continue
+    }
+    if (!crmPulled && (item.touched.crm || item.deletedBy === 'crm' || (!item.linked && item.origin === 'crm'))) continue
     const { kind } = item
     if (item.deletedBy !== undefined) {
       const deleted = item.deletedBy
@@ -220,7 +230,7 @@ export function settleModel(items: ReadonlyMap<string, ModelItem>, dirty: Set<st
     }
     item.touched = { crm: false, mailbox: false }
     item.deletedBy = undefined
+    dirty.delete(key)
   }
-  dirty.clear()
   return conflicts
 }

@@ -17,6 +17,7 @@ const options = (policy: PolicyName, notifications: boolean): RunOptions => ({
   drainMs: 30 * MIN,
   budget: policy === 'adaptive' || policy === 'oracle' ? { requestsPerWindow: 40 * 600, windowMs: DAY } : undefined,
   trueRate: trueRateFunction(workload),
+  trueCrmRate: trueRateFunction(workload, 'crm'),
   merge: () => new CrmWinsMerge(),
   conflictRule: (crm) => crm.value,
   requestLatencyMs: 120,
@@ -41,7 +42,7 @@ test('the stub loop accounts for every sync, request, change and notification', 
     const run = await runPolicy(options(policy, notifications))
     const st = run.schedulerStats
     const label = `${policy} notifications ${notifications}`
-    // every dispatched sync completed and was reported back; each one's requests (≥ the reservation of 2) were charged
+    // every dispatched sync completed and was reported back; each one's requests (≥ its reservation) were charged
     expect({ label, dispatched: st.dispatched, completed: st.completed }).toEqual({ label, dispatched: run.cycles, completed: run.cycles })
     expect({ label, charged: run.schedulerRequests }).toEqual({ label, charged: run.apiCalls })
     expect({ label, hourly: run.callsPerHour.reduce((x, y) => x + y, 0) }).toEqual({ label, hourly: run.apiCalls })
@@ -57,5 +58,17 @@ test('the stub loop accounts for every sync, request, change and notification', 
       expect({ label, violations: st.maxIntervalViolations }).toEqual({ label, violations: 0 })
       expect(Math.max(...run.staleness)).toBeLessThanOrEqual(12 * 60 + 5)
     }
+  }
+})
+
+const mean = (xs: Float64Array) => xs.reduce((a, b) => a + b, 0) / xs.length
+
+test('adaptive and oracle pull the CRM side on its own schedule: far fewer Dataverse calls per Graph call than fixed:5, and fresher', async () => {
+  const fixed = await runPolicy(options('fixed:5', false))
+  expect(fixed.crmCalls).toBeGreaterThan(0.9 * fixed.graphCalls) // every sync queries the CRM side
+  for (const policy of ['adaptive', 'oracle'] as const) {
+    const run = await runPolicy(options(policy, false))
+    expect({ policy, ratio: run.crmCalls / run.graphCalls < 0.75 }).toEqual({ policy, ratio: true })
+    expect({ policy, fresher: mean(run.staleness) < 0.6 * mean(fixed.staleness) }).toEqual({ policy, fresher: true })
   }
 })

@@ -7,9 +7,10 @@ import { type Workload, HOUR, MIN } from './workload.js'
 
 /**
  * A workload flattened for the stub driver, once per workload (every policy shares it): event times,
- * mailbox indexes and sides in typed arrays, and per event the index of the same mailbox's next
- * event, so each mailbox's changes form a linked list in event order — a mailbox's unsynced changes
- * are the stretch of its list from `head` on, and the hot loop never touches the event objects.
+ * mailbox indexes and sides in typed arrays, and per event the index of the next event of the same
+ * mailbox and side, so each side of a mailbox forms a linked list in event order — a side's unsynced
+ * changes are the stretch of its list from `head` on, and the hot loop never touches the event objects.
+ * Lists are indexed by `mailbox × 2 + (1 if CRM)`.
  */
 interface Compiled {
   time: Float64Array
@@ -17,7 +18,7 @@ interface Compiled {
   box: Int32Array
   crm: Uint8Array
   next: Int32Array
-  /** First (non-initial) event of each mailbox, -1 when none. */
+  /** First (non-initial) event of each mailbox side, -1 when none. */
   first: Int32Array
 }
 
@@ -102,8 +103,8 @@ function compile(workload: Workload): Compiled {
   const m = workload.mailboxes.length
   const index = new Map<string, number>()
   workload.mailboxes.forEach((id, i) => index.set(id, i))
-  c = { time: new Float64Array(n), box: new Int32Array(n), crm: new Uint8Array(n), next: new Int32Array(n).fill(-1), first: new Int32Array(m).fill(-1) }
-  const last = new Int32Array(m).fill(-1)
+  c = { time: new Float64Array(n), box: new Int32Array(n), crm: new Uint8Array(n), next: new Int32Array(n).fill(-1), first: new Int32Array(2 * m).fill(-1) }
+  const last = new Int32Array(2 * m).fill(-1)
   for (let i = 0; i < n; i++) {
     const e = workload.events[i]!
     const b = e.initial ? -1 : (index.get(e.mailbox) ?? -1)
@@ -111,9 +112,10 @@ function compile(workload: Workload): Compiled {
     c.box[i] = b
     c.crm[i] = e.side === 'crm' ? 1 : 0
     if (b < 0) continue
-    if (last[b]! < 0) c.first[b] = i
-    else c.next[last[b]!] = i
-    last[b] = i
+    const list = 2 * b + c.crm[i]!
+    if (last[list]! < 0) c.first[list] = i
+    else c.next[last[list]!] = i
+    last[list] = i
   }
   compiledCache.set(workload, c)
   return c
@@ -123,8 +125,14 @@ function compile(workload: Workload): Compiled {
 const STUB_PAGE = 50
 /** The stub's Graph requests for a sync that finds `mbx` mailbox and `crm` CRM changes: a delta call, a page per 50, a push when the CRM side changed. */
 export const stubGraphRequests = (mbx: number, crm: number): number => 1 + Math.floor(mbx / STUB_PAGE) + (crm > 0 ? 1 : 0)
-/** The stub's Dataverse requests for the same sync. */
-export const stubCrmRequests = (mbx: number, crm: number): number => 1 + Math.floor(crm / STUB_PAGE) + (mbx > 0 ? 1 : 0)
+/** The stub's Dataverse requests for the same sync: a change-tracking call and a page per 50 when it pulls the CRM side, a push when the mailbox side changed. */
+export const stubCrmRequests = (mbx: number, crm: number, pullsCrm = true): number => (pullsCrm ? 1 + Math.floor(crm / STUB_PAGE) : 0) + (mbx > 0 ? 1 : 0)
+
+/**
+ * What every mode tells the scheduler about a mailbox's syncs: one delta call for the mailbox side and one
+ * change-tracking query for the CRM side, which adaptive and oracle pull on its own schedule.
+ */
+export const STUB_MAILBOX_INFO = { requestsPerSync: 2, crmPullRequests: 1 } as const
 
 /**
  * The stub engine: the scheduler kernel and the change bookkeeping only — one delta call per side
@@ -160,34 +168,33 @@ export async function runStubPolicy(options: RunOptions): Promise<PolicyRun> {
     ...options.scheduler,
     policy: options.policy,
     ...(options.budget ? { budget: options.budget } : {}),
-    ...(options.policy === 'oracle' ? { oracle: { rate: options.trueRate } } : {}),
+    ...(options.policy === 'oracle' ? { oracle: { rate: options.trueRate, crmRate: options.trueCrmRate } } : {}),
     random: mulberry32(mixSeed(options.seed, 0xabc)),
   })
 
-  // per-mailbox state, by mailbox index
-  const head = compile(workload).first.slice() // first unsynced change (a linked list through `next`)
-  const pending = new Int32Array(m) // applied, not yet synced
-  const pendingCrm = new Int32Array(m)
+  // per-mailbox state, by mailbox index; per side by mailbox × 2 + (1 if CRM)
+  const head = compile(workload).first.slice() // first unsynced change of each side (a linked list through `next`)
+  const pending = new Int32Array(2 * m) // applied, not yet synced
   const crmWrites = new Int32Array(m) // pending CRM writes the scheduler was told about
   const changes = new Int32Array(m)
   const measured = new Int32Array(m)
   const stalenessSum = new Float64Array(m)
   const cycleChanges = new Int32Array(m)
+  const cycleCrmChanges = new Int32Array(m)
+  const cyclePullsCrm = new Uint8Array(m)
   const cycleRequests = new Int32Array(m)
   const cycleAt = new Float64Array(m)
   const notify = new IntTimedHeap() // mailbox index × 2 + (1 if CRM)
   const completions = new IntTimedHeap() // mailbox index
   const slotOf = new Int32Array(m)
 
-  const complete = (b: number, at: number) => {
-    // a mailbox's changes are in time order: everything up to the sync time is now on both sides
+  /** Everything of one side of mailbox `b` up to its sync's start is now on both sides. */
+  const syncList = (b: number, list: number, at: number) => {
     const cutoff = cycleAt[b]!
-    let k = head[b]!
+    let k = head[list]!
     let n = 0
-    let c = 0
-    while (k >= 0 && n < pending[b]! && time[k]! <= cutoff) {
+    while (k >= 0 && n < pending[list]! && time[k]! <= cutoff) {
       const t = time[k]!
-      c += crmOf[k]!
       if (t >= warmupMs && t < durationMs) {
         const s = (at - t) / 1000
         if (nStale === staleness.length) {
@@ -202,14 +209,18 @@ export async function runStubPolicy(options: RunOptions): Promise<PolicyRun> {
       n++
       k = next[k]!
     }
-    head[b] = k
-    pending[b] = pending[b]! - n
-    pendingCrm[b] = pendingCrm[b]! - c
-    if (crmWrites[b]! > 0) {
+    head[list] = k
+    pending[list] = pending[list]! - n
+  }
+  const complete = (b: number, at: number) => {
+    // a side's changes are in time order: what the sync pulled up to its start is now on both sides
+    syncList(b, 2 * b, at)
+    if (cyclePullsCrm[b]) syncList(b, 2 * b + 1, at)
+    if (crmWrites[b]! > 0 && cyclePullsCrm[b]) {
       crmWrites[b] = 0
       sched.setPendingCrmWritesSlot(slotOf[b]!, 0, at)
     }
-    sched.recordPollSlot(slotOf[b]!, at, cycleChanges[b]!, cycleRequests[b]!)
+    sched.recordPollSlot(slotOf[b]!, at, cycleChanges[b]!, cycleRequests[b]!, cycleCrmChanges[b]!)
   }
 
   let ei = 0
@@ -217,7 +228,7 @@ export async function runStubPolicy(options: RunOptions): Promise<PolicyRun> {
   while (ei < nEvents && workload.events[ei]!.initial) ei++ // initial data: synced before the run, not measured
   const bySlot = new Int32Array(m)
   for (let b = 0; b < m; b++) {
-    sched.addMailbox(ids[b]!, 0, { requestsPerSync: 2 })
+    sched.addMailbox(ids[b]!, 0, STUB_MAILBOX_INFO)
     slotOf[b] = sched.slotOf(ids[b]!)
     bySlot[slotOf[b]!] = b
   }
@@ -228,8 +239,7 @@ export async function runStubPolicy(options: RunOptions): Promise<PolicyRun> {
     ei++
     if (b < 0) return
     changes[b]!++
-    pending[b]!++
-    pendingCrm[b] = pendingCrm[b]! + crm
+    pending[2 * b + crm]!++
     if (notifications) {
       if (rng() < loss) notificationsDropped++
       else {
@@ -241,14 +251,16 @@ export async function runStubPolicy(options: RunOptions): Promise<PolicyRun> {
   }
   const dispatch = (b: number, t: number) => {
     cycles++
-    const all = pending[b]!
-    const crm = pendingCrm[b]!
-    const mbx = all - crm
+    const pullsCrm = sched.pullsCrm(slotOf[b]!)
+    const mbx = pending[2 * b]!
+    const crm = pullsCrm ? pending[2 * b + 1]! : 0
     const graph = stubGraphRequests(mbx, crm)
-    const dataverse = stubCrmRequests(mbx, crm)
+    const dataverse = stubCrmRequests(mbx, crm, pullsCrm)
     graphCalls += graph
     crmCalls += dataverse
-    cycleChanges[b] = all
+    cycleChanges[b] = mbx + crm
+    cycleCrmChanges[b] = crm
+    cyclePullsCrm[b] = pullsCrm ? 1 : 0
     cycleRequests[b] = graph + dataverse
     cycleAt[b] = t
     callsPerHour[Math.min(hours - 1, Math.floor(t / HOUR))]! += graph + dataverse
@@ -292,12 +304,12 @@ export async function runStubPolicy(options: RunOptions): Promise<PolicyRun> {
   }
 
   let unresolved = 0
-  for (let b = 0; b < m; b++) {
-    for (let k = head[b]!, n = 0; k >= 0 && n < pending[b]!; k = next[k]!, n++) if (time[k]! >= warmupMs && time[k]! < durationMs) unresolved++
+  for (let list = 0; list < 2 * m; list++) {
+    for (let k = head[list]!, n = 0; k >= 0 && n < pending[list]!; k = next[k]!, n++) if (time[k]! >= warmupMs && time[k]! < durationMs) unresolved++
   }
   return assemblePolicyRun({
     sched,
-    boxes: ids.map((id, b) => ({ id, changes: changes[b]!, measured: measured[b]!, stalenessSum: stalenessSum[b]!, pendingCount: pending[b]! })),
+    boxes: ids.map((id, b) => ({ id, changes: changes[b]!, measured: measured[b]!, stalenessSum: stalenessSum[b]!, pendingCount: pending[2 * b]! + pending[2 * b + 1]! })),
     graphCalls,
     crmCalls,
     tokenRefreshes: 0,

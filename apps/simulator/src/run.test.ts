@@ -16,6 +16,7 @@ test('a tight Graph limit throttles (429 + Retry-After) and the pair still conve
     warmupMs: 0,
     drainMs: HOUR,
     trueRate: trueRateFunction(workload),
+    trueCrmRate: trueRateFunction(workload, 'crm'),
     merge: () => new CrmWinsMerge(),
     conflictRule: (crm) => crm.value,
     requestLatencyMs: 120,
@@ -45,6 +46,7 @@ test('lost updates are measured against the reference model: a merge that disagr
     warmupMs: 0,
     drainMs: HOUR,
     trueRate: trueRateFunction(workload),
+    trueCrmRate: trueRateFunction(workload, 'crm'),
     merge: exchangeWins.merge,
     conflictRule: exchangeWins.rule,
     requestLatencyMs: 120,
@@ -71,6 +73,7 @@ test('a warm-up trains the scheduler without engine cycles, then the engine sync
     notificationLoss: 0,
     drainMs: HOUR,
     trueRate: trueRateFunction(workload),
+    trueCrmRate: trueRateFunction(workload, 'crm'),
     merge: () => new CrmWinsMerge(),
     conflictRule: (crm: { value: unknown }) => crm.value,
     requestLatencyMs: 120,
@@ -87,4 +90,35 @@ test('a warm-up trains the scheduler without engine cycles, then the engine sync
   expect(warmed.callsPerHour.slice(0, 24).reduce((a, b) => a + b, 0)).toBeGreaterThan(0)
   // the cold run measures from the start: it sees the first day's changes too
   expect(cold.measuredChanges).toBeGreaterThan(warmed.measuredChanges)
+})
+
+test('syncs that leave the CRM side for later lose nothing: concurrent same-field edits under adaptive and every conflict policy', async () => {
+  const { resolveConflictPolicy } = await import('./conflict-policies.js')
+  // every mailbox-side contact/task edit draws a CRM-side edit of the same field, and the CRM side is busy too
+  const workload = generateWorkload({ mailboxes: 3, days: 1, seed: 11, conflictReaction: 1, contactEditsPerDay: 40, taskEditsPerDay: 20, crmEditsPerDay: 40 })
+  for (const name of ['crm-wins', 'exchange-wins', 'lww'] as const) {
+    const policy = resolveConflictPolicy(name)
+    const run = await runPolicy({
+      policy: 'adaptive',
+      workload,
+      seed: 11,
+      engine: 'real',
+      store: 'memory',
+      notifications: false,
+      notificationLoss: 0,
+      warmupMs: 0,
+      drainMs: HOUR,
+      trueRate: trueRateFunction(workload),
+      trueCrmRate: trueRateFunction(workload, 'crm'),
+      merge: policy.merge,
+      conflictRule: policy.rule,
+      model: policy.model,
+      requestLatencyMs: 120,
+    })
+    expect({ name, lost: run.lostUpdates, dups: run.duplicates, converged: run.converged, problems: run.problems }).toEqual({ name, lost: 0, dups: 0, converged: true, problems: [] })
+    // most syncs left the CRM side out, and the conflicts still happened and were settled
+    expect(run.crmCalls).toBeLessThan(0.8 * run.graphCalls)
+    expect(run.referenceConflicts).toBeGreaterThan(0)
+    expect({ name, engine: run.conflicts }).toEqual({ name, engine: run.referenceConflicts })
+  }
 })

@@ -4,13 +4,13 @@ import { join } from 'node:path'
 import { type ConcordId, type MergeStrategy, type NativeId, type ReplicaStore, SyncPair, asPairId, asReplicaId, concordIdFor, jsonEqual, openMemoryStore } from '@concord/engine'
 import { openLevelStore } from '@concord/engine/node'
 import { type PolicyName, type Scheduler, createScheduler } from '@concord/scheduler'
-import { type CycleOutcome, drainPair, drive, initialSync, measureCycle } from './driver.js'
+import { type CycleOutcome, cycleOptions, drainPair, drive, initialSync, measureCycle } from './driver.js'
 import { TimedHeap } from './heap.js'
 import { type ConflictRule, type MergeModel, type ModelItem, modelCreate, modelWrite, settleModel } from './reference-model.js'
 import { mixSeed, mulberry32, normal } from './rng.js'
 import { DATAVERSE_LIMIT, GRAPH_LIMIT, type ServiceLimit, SimAdapter, SimRemote } from './sim-remote.js'
 import { type FinalState, type PolicyRun, assemblePolicyRun, canonicalRecords } from './policy-run.js'
-import { runStubPolicy, stubCrmRequests, stubGraphRequests } from './run-stub.js'
+import { STUB_MAILBOX_INFO, runStubPolicy, stubCrmRequests, stubGraphRequests } from './run-stub.js'
 import { type Workload, type WorkloadEvent, type WorkloadSide, HOUR, MIN, SIM_EPOCH } from './workload.js'
 
 /** How a conflict policy resolves a field both sides changed between two syncs (the reference model). */
@@ -30,6 +30,8 @@ export interface RunOptions {
   drainMs: number
   budget?: { requestsPerWindow: number; windowMs: number } | undefined
   trueRate: (mailboxId: string, t: number) => number
+  /** The true CRM-side rate (part of `trueRate`), for the oracle's schedule of CRM pulls. */
+  trueCrmRate: (mailboxId: string, t: number) => number
   merge: () => MergeStrategy
   conflictRule: ConflictRule
   /** The reference model of the merge under test (default: every field two-way, no tracking, `conflictRule`). */
@@ -114,7 +116,7 @@ export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
     ...options.scheduler,
     policy: options.policy,
     ...(options.budget ? { budget: options.budget } : {}),
-    ...(options.policy === 'oracle' ? { oracle: { rate: options.trueRate } } : {}),
+    ...(options.policy === 'oracle' ? { oracle: { rate: options.trueRate, crmRate: options.trueCrmRate } } : {}),
     random: mulberry32(mixSeed(options.seed, 0xabc)),
   })
 
@@ -201,8 +203,8 @@ export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
     }
   }
 
-  const settleReference = (box: Box) => {
-    referenceConflicts += settleModel(box.items, box.dirty, model)
+  const settleReference = (box: Box, crmPulled = true) => {
+    referenceConflicts += settleModel(box.items, box.dirty, model, crmPulled)
   }
 
   /** True when both sides show what the reference model expects of the change's item (present or gone, and the change's fields). */
@@ -223,10 +225,10 @@ export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
     return true
   }
 
-  const runCycle = async (box: Box): Promise<Completion> => {
+  const runCycle = async (box: Box, pullCrm: boolean): Promise<Completion> => {
     cycles++
-    const outcome = await measureCycle(() => box.pair.runCycle(), () => box.crmAdapter.calls + box.mbxAdapter.calls, (text) => problems.length < 20 && problems.push(`${box.id}: ${text}`))
-    if (outcome.clean) settleReference(box)
+    const outcome = await measureCycle(() => box.pair.runCycle(undefined, cycleOptions(pullCrm)), () => box.crmAdapter.calls + box.mbxAdapter.calls, (text) => problems.length < 20 && problems.push(`${box.id}: ${text}`))
+    if (outcome.clean) settleReference(box, outcome.crmPulled)
     return { box, ...outcome }
   }
 
@@ -251,8 +253,8 @@ export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
       } else keep.push(p)
     }
     box.pending = keep
-    if (c.clean) crmWritesDone(box, at)
-    sched.recordPoll(box.id, { at, changes: c.changes, requests: c.requests, throttled: c.throttledMs !== undefined, ...(c.throttledMs !== undefined ? { retryAfterMs: c.throttledMs } : {}), error: c.error })
+    if (c.clean && c.crmPulled) crmWritesDone(box, at)
+    sched.recordPoll(box.id, { at, changes: c.changes, crmChanges: c.crmChanges, crmPulled: c.crmPulled, requests: c.requests, throttled: c.throttledMs !== undefined, ...(c.throttledMs !== undefined ? { retryAfterMs: c.throttledMs } : {}), error: c.error })
   }
 
   // initial data and the initial sync (not measured, not charged to the policy)
@@ -263,7 +265,7 @@ export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
     box.crmAdapter.calls = 0
     box.mbxAdapter.calls = 0
     settleReference(box)
-    sched.addMailbox(box.id, 0, { requestsPerSync: 2 })
+    sched.addMailbox(box.id, 0, STUB_MAILBOX_INFO)
   }
 
   const boxList = [...boxes.values()]
@@ -279,7 +281,7 @@ export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
     // the stub engine's request model (one delta call per side, a page per 50 changes, a push per side
     // with writes) instead of engine cycles; then the engine syncs everything once, uncharged, like
     // the initial data. Only the measured day pays for the real engine.
-    await drive<{ box: Box; changes: number; requests: number }>({
+    await drive<{ box: Box; changes: number; crmChanges: number; pullCrm: boolean; requests: number }>({
       sched,
       policy: options.policy,
       endMs: options.warmupMs,
@@ -292,20 +294,20 @@ export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
       dispatch: (d, t, finish) => {
         const box = boxes.get(d.mailboxId)!
         cycles++
-        const crm = box.warmCrmChanges
-        const mbx = box.warmChanges - crm
+        const crm = d.pullCrm ? box.warmCrmChanges : 0
+        const mbx = box.warmChanges - box.warmCrmChanges
         const graph = stubGraphRequests(mbx, crm)
-        const dataverse = stubCrmRequests(mbx, crm)
+        const dataverse = stubCrmRequests(mbx, crm, d.pullCrm)
         warmupCalls.graph += graph
         warmupCalls.crm += dataverse
         callsPerHour[Math.min(hours - 1, Math.floor(t / HOUR))]! += graph + dataverse
-        finish(t + Math.max(1, (graph + dataverse) * options.requestLatencyMs), { box, changes: box.warmChanges, requests: graph + dataverse })
-        box.warmChanges = 0
-        box.warmCrmChanges = 0
+        finish(t + Math.max(1, (graph + dataverse) * options.requestLatencyMs), { box, changes: mbx + crm, crmChanges: crm, pullCrm: d.pullCrm, requests: graph + dataverse })
+        box.warmChanges -= mbx + crm
+        box.warmCrmChanges -= crm
       },
-      complete: ({ box, changes, requests }, t) => {
-        crmWritesDone(box, t)
-        sched.recordPoll(box.id, { at: t, changes, requests })
+      complete: ({ box, changes, crmChanges, pullCrm, requests }, t) => {
+        if (pullCrm) crmWritesDone(box, t)
+        sched.recordPoll(box.id, { at: t, changes, crmChanges, requests })
       },
     })
     const uncharged = { conflicts, referenceConflicts }
@@ -331,7 +333,7 @@ export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
     notifications,
     onNotification,
     dispatch: async (d, t, finish) => {
-      const c = await runCycle(boxes.get(d.mailboxId)!)
+      const c = await runCycle(boxes.get(d.mailboxId)!, d.pullCrm)
       callsPerHour[Math.min(hours - 1, Math.floor(t / HOUR))]! += c.requests
       finish(t + Math.max(1, c.requests * options.requestLatencyMs), { c, syncedAt: t })
     },

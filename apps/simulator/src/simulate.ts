@@ -206,7 +206,9 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
   const generatorOptions = { mailboxes: config.mailboxes, days: config.days + config.warmupDays, seed: config.seed, withFields: config.engine !== 'stub' }
   const generated = hooks.workload ?? generateWorkload(generatorOptions)
   const workload = config.mode === 'wire' ? wireWorkload(generated) : generated
-  const trueRate = config.policies.includes('oracle') || config.budgetFrom === 'oracle' ? trueRateFunction(workload) : () => 0
+  const oracle = config.policies.includes('oracle') || config.budgetFrom === 'oracle'
+  const trueRate = oracle ? trueRateFunction(workload) : () => 0
+  const trueCrmRate = oracle ? trueRateFunction(workload, 'crm') : () => 0
   const drainMs = 30 * MIN
   const simMs = workload.durationMs + drainMs
   const order: PolicyName[] = [config.budgetFrom, ...config.policies.filter((p) => p !== config.budgetFrom)]
@@ -259,6 +261,7 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
         ...settings,
         workload,
         trueRate,
+        trueCrmRate,
         merge: cp.merge,
         conflictRule: cp.rule,
         model: cp.model,

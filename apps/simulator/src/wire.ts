@@ -16,7 +16,8 @@ import { type ConcordId, type Cursor, type Fields, type NativeId, type ReplicaAd
 import { openLevelStore } from '@concord/engine/node'
 import { type Scheduler, createScheduler } from '@concord/scheduler'
 import { SimulatorError } from './errors.js'
-import { type CycleOutcome, drainPair, drive, initialSync, measureCycle } from './driver.js'
+import { type CycleOutcome, cycleOptions, drainPair, drive, initialSync, measureCycle } from './driver.js'
+import { STUB_MAILBOX_INFO } from './run-stub.js'
 import { mixSeed, mulberry32 } from './rng.js'
 import type { RunOptions } from './run.js'
 import { type FinalState, type PolicyRun, WIRE_FIELDS, WIRE_KINDS, WIRE_MAX_MAILBOXES, assemblePolicyRun, canonicalRecords, wireWorkload } from './policy-run.js'
@@ -125,7 +126,7 @@ export async function runWirePolicy(options: RunOptions & { onFinalState?: ((sta
     ...options.scheduler,
     policy: options.policy,
     ...(options.budget ? { budget: options.budget } : {}),
-    ...(options.policy === 'oracle' ? { oracle: { rate: options.trueRate } } : {}),
+    ...(options.policy === 'oracle' ? { oracle: { rate: options.trueRate, crmRate: options.trueCrmRate } } : {}),
     random: mulberry32(mixSeed(options.seed, 0xabc)),
   })
 
@@ -234,8 +235,8 @@ export async function runWirePolicy(options: RunOptions & { onFinalState?: ((sta
       box.pending.push({ t: now, item: e.item, fields: e.fields ? Object.keys(e.fields) : [], measured: now >= options.warmupMs && now < workload.durationMs })
     }
 
-    const settleReference = (box: Box) => {
-      referenceConflicts += foldIntoReference(box.items, box.dirty, options.conflictRule)
+    const settleReference = (box: Box, crmPulled = true) => {
+      referenceConflicts += foldIntoReference(box.items, box.dirty, options.conflictRule, crmPulled)
     }
 
     const propagated = (box: Box, p: Pending, v: Record<WorkloadSide, Map<NativeId, RemoteUpsert>>): boolean => {
@@ -258,7 +259,7 @@ export async function runWirePolicy(options: RunOptions & { onFinalState?: ((sta
       box.crmCount.calls = 0
       box.mbxCount.calls = 0
       settleReference(box)
-      sched.addMailbox(box.id, 0, { requestsPerSync: 2 })
+      sched.addMailbox(box.id, 0, STUB_MAILBOX_INFO)
     }
 
     interface Completion extends CycleOutcome {
@@ -281,7 +282,7 @@ export async function runWirePolicy(options: RunOptions & { onFinalState?: ((sta
         }
         box.pending = keep
       }
-      sched.recordPoll(box.id, { at, changes: c.changes, requests: c.requests, throttled: c.throttledMs !== undefined, ...(c.throttledMs !== undefined ? { retryAfterMs: c.throttledMs } : {}), error: c.error })
+      sched.recordPoll(box.id, { at, changes: c.changes, crmChanges: c.crmChanges, crmPulled: c.crmPulled, requests: c.requests, throttled: c.throttledMs !== undefined, ...(c.throttledMs !== undefined ? { retryAfterMs: c.throttledMs } : {}), error: c.error })
     }
 
     await drive<{ c: Completion; syncedAt: number }>({
@@ -295,8 +296,8 @@ export async function runWirePolicy(options: RunOptions & { onFinalState?: ((sta
       dispatch: async (d, t, finish) => {
         const box = boxes.get(d.mailboxId)!
         cycles++
-        const outcome = await measureCycle(() => box.pair.runCycle(), () => calls(box), (text) => problems.length < 20 && problems.push(`${box.id}: ${text}`))
-        if (outcome.clean) settleReference(box)
+        const outcome = await measureCycle(() => box.pair.runCycle(undefined, cycleOptions(d.pullCrm)), () => calls(box), (text) => problems.length < 20 && problems.push(`${box.id}: ${text}`))
+        if (outcome.clean) settleReference(box, outcome.crmPulled)
         callsPerHour[Math.min(hours - 1, Math.floor(t / HOUR))]! += outcome.requests
         finish(t + Math.max(1, outcome.requests * options.requestLatencyMs), { c: { box, ...outcome }, syncedAt: t })
       },

@@ -259,13 +259,13 @@ export function sortEvents(events: WorkloadEvent[]): void {
   for (let i = 0; i < n; i++) events[i] = copy[order[i]!]!
 }
 
-/** The true change rate per mailbox in hourly bins (what the oracle policy knows): changes per ms. */
-export function trueRateFunction(workload: Workload): (mailboxId: string, t: number) => number {
+/** The true change rate per mailbox (of one side, when given) in hourly bins (what the oracle policy knows): changes per ms. */
+export function trueRateFunction(workload: Workload, side?: WorkloadSide): (mailboxId: string, t: number) => number {
   const bins = Math.max(1, Math.ceil(workload.durationMs / HOUR))
   const counts = new Map<string, Float64Array>()
   for (const id of workload.mailboxes) counts.set(id, new Float64Array(bins))
   for (const e of workload.events) {
-    if (e.initial) continue
+    if (e.initial || (side !== undefined && e.side !== side)) continue
     const b = Math.min(bins - 1, Math.floor(e.t / HOUR))
     const arr = counts.get(e.mailbox)
     if (arr) arr[b] = (arr[b] ?? 0) + 1

@@ -92,6 +92,11 @@ export const AdaptiveOptionsSchema = z
     notificationCoverMs: posMs()
       .default(3 * MIN)
       .describe('With notifications: a lost change is also found by the sync of the next notified change if that comes within this time, so polls go where changes are lost and not soon covered'),
+    crmPriorChangesPerDay: z
+      .number()
+      .positive()
+      .default(6)
+      .describe('Prior mean CRM-side change rate of a new mailbox (changes/day), for mailboxes whose syncs pull the CRM side on its own schedule (crmPullRequests > 0)'),
     budgetHeadroom: z.number().gt(0).max(1).default(0.98).describe('Fraction of the budget the allocation plans to spend; above it, rate-driven polls slow down linearly to none at a full window'),
   })
   .prefault({})
@@ -106,6 +111,10 @@ export const OracleOptionsSchema = z.object({
   rate: z
     .custom<TrueRateFn>((v) => typeof v === 'function', { message: 'oracle.rate must be a function (mailboxId, t) => changes per ms' })
     .describe('The true rate function (changes per ms)'),
+  crmRate: z
+    .custom<TrueRateFn>((v) => typeof v === 'function', { message: 'oracle.crmRate must be a function (mailboxId, t) => changes per ms' })
+    .optional()
+    .describe('The true CRM-side rate (part of `rate`); with it, the oracle pulls the CRM side of mailboxes with crmPullRequests > 0 on its own schedule'),
   sampleMs: posMs().default(15 * MIN).describe('Sampling step used to integrate the true rate over the budget window'),
 })
 /** See {@link OracleOptionsSchema}. */
@@ -146,6 +155,14 @@ export const MailboxInfoSchema = z
   .object({
     requestsPerSync: z.number().int().positive().default(1).describe('Graph requests one sync of this mailbox costs (e.g. one delta call per folder)'),
     parallelRequests: z.number().int().positive().default(1).describe('Graph requests a sync runs in parallel (≤ limits.mailbox.concurrency)'),
+    crmPullRequests: z
+      .number()
+      .int()
+      .min(0)
+      .default(0)
+      .describe(
+        'Requests of requestsPerSync that pull the CRM side. With > 0, adaptive/oracle pull the CRM side only when it is due (its own √-rate allocation from the CRM-side change rate, new pending CRM writes, the max interval); other syncs cost requestsPerSync − crmPullRequests (see DueSync.pullCrm)',
+      ),
     crmRequestsPerSync: z.number().int().min(0).default(0).describe('Dataverse requests reserved per sync (actuals beyond it are charged on recordPoll)'),
     crmParallelRequests: z.number().int().min(0).default(1).describe('Dataverse concurrent requests a sync holds while in flight'),
     firstSyncAt: z.number().finite().optional().describe('Virtual time of the first sync (default: staggered from `at`)'),
@@ -162,6 +179,8 @@ export const PollResultSchema = z.object({
   changes: z.number().int().min(0).default(0).describe('Changes the sync found'),
   requests: z.number().int().min(0).optional().describe('Graph requests actually made (default: the reservation)'),
   crmRequests: z.number().int().min(0).optional().describe('Dataverse requests actually made (default: the reservation)'),
+  crmChanges: z.number().int().min(0).optional().describe('Of `changes`, those found on the CRM side (default 0)'),
+  crmPulled: z.boolean().optional().describe('Whether the sync pulled the CRM side (default: as dispatched, DueSync.pullCrm; a cycle may pull it although not asked)'),
   throttled: z.boolean().default(false).describe('The sync was throttled (429/503)'),
   retryAfterMs: z.number().finite().min(0).optional().describe('Retry-After in ms, if the response carried one'),
   error: z.boolean().default(false).describe('The sync failed for another (transient) reason'),

@@ -43,7 +43,7 @@ test('fixed cadence counts from the start of a sync, even when the sync is slow'
   expect(s.due(0).map((d) => d.reason)).toEqual(['initial'])
   s.recordPoll('alice', { at: 40 * S, changes: 3 })
   expect(s.nextWakeAt()).toBe(5 * MIN)
-  expect(s.due(5 * MIN)).toEqual([{ mailboxId: 'alice', at: 5 * MIN, reason: 'fixed-interval', requests: 1, slot: 0 }])
+  expect(s.due(5 * MIN)).toEqual([{ mailboxId: 'alice', at: 5 * MIN, reason: 'fixed-interval', requests: 1, pullCrm: true, slot: 0 }])
 })
 
 test('sss: 5 min typical, 2 min when busy, 12 min once idle, computed when the cycle ends', () => {
@@ -145,7 +145,7 @@ test('a change notification is synced after the debounce, and bursts coalesce', 
   s.recordNotification('alice', 102 * S)
   expect(s.nextWakeAt()).toBe(103 * S)
   expect(s.due(102.5 * S)).toEqual([])
-  expect(s.due(103 * S)).toEqual([{ mailboxId: 'alice', at: 103 * S, reason: 'notification', requests: 1, slot: 0 }])
+  expect(s.due(103 * S)).toEqual([{ mailboxId: 'alice', at: 103 * S, reason: 'notification', requests: 1, pullCrm: true, slot: 0 }])
   // a notification while the sync is in flight → a follow-up sync right after it ends
   s.recordNotification('alice', 104 * S)
   s.recordPoll('alice', { at: 110 * S, changes: 1 })
@@ -408,4 +408,41 @@ test('the floor leaves time for the sync itself: a change is applied within 12 m
   // a change just after a sync started is picked up by the next sync, which ends 20 s after it starts
   for (const g of gaps(starts)) expect(g + 20 * S).toBeLessThanOrEqual(12 * MIN + 1)
   expect(s.stats().maxIntervalViolations).toBe(0)
+})
+
+test('the CRM side of a split mailbox is pulled on its own schedule: by its change rate, on pending writes, at least every 12 minutes', () => {
+  const s = createScheduler({ policy: 'adaptive', random: mulberry32(3) })
+  // one delta call for the mailbox, one change-tracking query for the CRM side
+  for (const id of ['quiet-crm', 'busy-crm']) s.addMailbox(id, 0, { requestsPerSync: 2, crmPullRequests: 1 })
+  expect(() => s.addMailbox('bad', 0, { requestsPerSync: 1, crmPullRequests: 1 })).toThrow(/crmPullRequests 1 must be less than requestsPerSync 1/)
+  const last = new Map<string, { sync: number; crm: number }>()
+  const syncs = new Map<string, number>()
+  const crmPulls = new Map<string, number[]>()
+  let t = s.nextWakeAt()
+  while (t !== null && t <= 2 * DAY) {
+    for (const d of s.due(t)) {
+      const prev = last.get(d.mailboxId) ?? { sync: 0, crm: 0 }
+      expect(d.requests).toBe(d.pullCrm ? 2 : 1)
+      // the mailbox side changes once a minute in both; the CRM side of busy-crm too, of quiet-crm never
+      const mailboxChanges = Math.floor((t - prev.sync) / MIN)
+      const crmChanges = d.pullCrm && d.mailboxId === 'busy-crm' ? Math.floor((t - prev.crm) / MIN) : 0
+      s.recordPoll(d.mailboxId, { at: t, changes: mailboxChanges + crmChanges, crmChanges })
+      last.set(d.mailboxId, { sync: t, crm: d.pullCrm ? t : prev.crm })
+      syncs.set(d.mailboxId, (syncs.get(d.mailboxId) ?? 0) + 1)
+      if (d.pullCrm) crmPulls.set(d.mailboxId, [...(crmPulls.get(d.mailboxId) ?? []), t])
+    }
+    t = s.nextWakeAt()
+  }
+  const quiet = crmPulls.get('quiet-crm') ?? []
+  const busy = crmPulls.get('busy-crm') ?? []
+  for (const pulls of [quiet, busy]) expect(Math.max(...gaps(pulls))).toBeLessThanOrEqual(12 * MIN + 1)
+  // the quiet CRM side is pulled at about the floor's pace, far less often than its mailbox side is synced
+  expect(quiet.length).toBeLessThan(0.5 * syncs.get('quiet-crm')!)
+  expect(busy.length).toBeGreaterThan(1.5 * quiet.length)
+  // new pending CRM writes bring a CRM pull within the debounce
+  s.setPendingCrmWrites('quiet-crm', 1, t!)
+  const next = s.nextWakeAt()!
+  expect(next).toBeLessThanOrEqual(t! + 3 * S)
+  expect(s.due(next).find((d) => d.mailboxId === 'quiet-crm')?.pullCrm).toBe(true)
+  expect(s.mailbox('busy-crm').crmPullDueAt).not.toBeNull()
 })

@@ -8,6 +8,7 @@ import {
   type PollResult,
   type SchedulerConfig,
   type SchedulerConfigInput,
+  type TrueRateFn,
 } from './config.js'
 import { SchedulerError } from './errors.js'
 import { ExplainEvents, ExplainLog, SyncReasons, type ExplainEntry, type ExplainEvent, type SyncReason } from './explain-log.js'
@@ -28,6 +29,8 @@ export interface DueSync {
   reason: SyncReason
   /** Graph requests reserved for it (report actuals in `recordPoll`). */
   requests: number
+  /** Whether it pulls the CRM side (always, unless the mailbox has `crmPullRequests` > 0 and its CRM side is not due). */
+  pullCrm: boolean
   /**
    * Dense index of the mailbox (0 ≤ slot < number of mailboxes ever live at once; reused after
    * `removeMailbox`), so a driver can keep per-mailbox state in arrays instead of a Map.
@@ -75,8 +78,10 @@ export interface MailboxView {
   reason: SyncReason
   lastDispatchAt: number | null
   pendingCrmWrites: number
-  /** adaptive: estimated change rate now (changes per ms); null for other policies. */
+  /** adaptive: estimated change rate now (changes per ms; the mailbox side when the CRM side is pulled on its own schedule); null for other policies. */
   estimatedRate: number | null
+  /** When the CRM side is next due to be pulled; null when every sync pulls it. */
+  crmPullDueAt: number | null
 }
 
 /** The scheduler: decides when to sync which mailbox. All times are virtual milliseconds. */
@@ -106,8 +111,13 @@ export interface Scheduler {
   nextWakeAt(): number | null
   /** Report the end of a sync (dispatched by `due`, or external such as a manual "sync now"). */
   recordPoll(id: string, result: PollResult): void
-  /** {@link recordPoll} of a successful sync by slot, allocation-free: `changes` found, `requests` made (charged beyond the reservation). */
-  recordPollSlot(slot: number, at: number, changes: number, requests: number): void
+  /**
+   * {@link recordPoll} of a successful sync by slot, allocation-free: `changes` found (`crmChanges` of them on the
+   * CRM side), `requests` made (charged beyond the reservation).
+   */
+  recordPollSlot(slot: number, at: number, changes: number, requests: number, crmChanges?: number): void
+  /** Whether the sync in flight in `slot` pulls the CRM side (see {@link DueSync.pullCrm}). */
+  pullsCrm(slot: number): boolean
   /** A change notification for the mailbox arrived at `at` (adaptive/oracle sync within `debounceMs`). */
   recordNotification(id: string, at: number): void
   /** {@link recordNotification} by slot. */
@@ -154,6 +164,18 @@ class Mailbox implements RateState {
   idleStreak = 0
   /** adaptive: √(effective level / cost) as last folded into the scheduler's weight sum */
   wt = 0
+  /** the CRM side is pulled on its own schedule (crmPullRequests > 0 under adaptive/oracle) */
+  split = false
+  /** requests of a sync that does not pull the CRM side (req when not split) */
+  gReq: number
+  /** whether the sync in flight pulls the CRM side */
+  pullsCrm = true
+  /** start of the last sync that pulled the CRM side, and when the CRM side is next due */
+  lastCrmAt = Number.NaN
+  crmDueAt = -Infinity
+  /** adaptive, split: the CRM side's change-rate estimate and √(level / crmPull) */
+  readonly crm: RateState = { aL: 0, bL: 0, aS: 0, bS: 0 }
+  wc = 0
   // rate estimate (RateState)
   aL = 0
   bL = 0
@@ -167,6 +189,7 @@ class Mailbox implements RateState {
   // costs, copied from the info
   readonly req: number
   readonly crmReq: number
+  readonly crmPull: number
   readonly par: number
   readonly crmPar: number
   constructor(
@@ -175,6 +198,8 @@ class Mailbox implements RateState {
     info: MailboxInfo,
   ) {
     this.req = info.requestsPerSync
+    this.gReq = info.requestsPerSync
+    this.crmPull = info.crmPullRequests
     this.crmReq = info.crmRequestsPerSync
     this.par = info.parallelRequests
     this.crmPar = info.crmParallelRequests
@@ -287,6 +312,12 @@ class SchedulerImpl implements Scheduler {
   private readonly crmConcurrency: number
   /** reason chosen by the last policyNext call (avoids allocating a tuple per sync) */
   private nextReason = 0
+  /** adaptive/oracle: the allocation scale used by the last policyNext call (the CRM side's interval uses it too) */
+  private scale = 0
+  /** mailboxes whose CRM side is pulled on its own schedule (the plan then has a CRM item per mailbox) */
+  private splitCount = 0
+  /** the adaptive options with the CRM side's prior */
+  private readonly crmOpts: SchedulerConfig['adaptive']
 
   constructor(readonly config: SchedulerConfig) {
     const p = config.policy
@@ -312,6 +343,7 @@ class SchedulerImpl implements Scheduler {
     this.crmConcurrency = config.limits.crm.concurrency
     this.lo = 1 / config.maxIntervalMs
     this.hi = 1 / config.minIntervalMs
+    this.crmOpts = { ...config.adaptive, priorChangesPerDay: config.adaptive.crmPriorChangesPerDay }
   }
   private readonly perMailboxBudget: number | null
   /** the default budget counts syncs (× requestsPerSync), not requests */
@@ -336,11 +368,25 @@ class SchedulerImpl implements Scheduler {
         `mailbox info for ${JSON.stringify(id)}: crmParallelRequests ${parsed.crmParallelRequests} exceeds limits.crm.concurrency ${this.config.limits.crm.concurrency}`,
       )
     }
+    if (parsed.crmPullRequests >= parsed.requestsPerSync) {
+      throw new SchedulerError(
+        'InvalidInput',
+        `mailbox info for ${JSON.stringify(id)}: crmPullRequests ${parsed.crmPullRequests} must be less than requestsPerSync ${parsed.requestsPerSync} (a sync always pulls the mailbox side)`,
+      )
+    }
     const h = this.freeHandles.pop() ?? this.byHandle.length
     const mb = new Mailbox(id as MailboxId, h, parsed)
     this.byId.set(id, mb)
     this.byHandle[h] = mb
-    if (this.kind === 'adaptive') this.setWeight(mb)
+    if (mb.crmPull > 0 && (this.kind === 'adaptive' || (this.kind === 'oracle' && this.config.oracle?.crmRate !== undefined))) {
+      mb.split = true
+      mb.gReq = mb.req - mb.crmPull
+      this.splitCount++
+    }
+    if (this.kind === 'adaptive') {
+      this.setWeight(mb)
+      if (mb.split) this.setCrmWeight(mb)
+    }
     this.costSum += mb.req
     this.log.reset(h)
     this.updateBudgetLimit()
@@ -358,7 +404,8 @@ class SchedulerImpl implements Scheduler {
     if (mb.inFlight) this.release(mb)
     if (mb.waiting) this.waitingForSlot = this.waitingForSlot.filter((m) => m !== mb)
     this.heap.delete(mb.h)
-    this.wSum -= mb.req * mb.wt
+    this.wSum -= mb.gReq * mb.wt + mb.crmPull * mb.wc
+    if (mb.split) this.splitCount--
     this.costSum -= mb.req
     this.byId.delete(id)
     this.byHandle[mb.h] = undefined
@@ -384,7 +431,7 @@ class SchedulerImpl implements Scheduler {
     const out: DueSync[] = []
     for (let i = 0; i < n; i++) {
       const mb = this.started[i] as Mailbox
-      out.push({ mailboxId: mb.id, at: mb.dueWas, reason: SyncReasons[mb.reason] as SyncReason, requests: mb.reservedReq, slot: mb.h })
+      out.push({ mailboxId: mb.id, at: mb.dueWas, reason: SyncReasons[mb.reason] as SyncReason, requests: mb.reservedReq, pullCrm: mb.pullsCrm, slot: mb.h })
     }
     return out
   }
@@ -416,7 +463,8 @@ class SchedulerImpl implements Scheduler {
         this.heap.set(mb.h, mb.dueAt)
         continue
       }
-      const req = mb.req
+      const pullCrm = this.pullsCrmNow(mb, now)
+      const req = pullCrm ? mb.req : mb.gReq
       const crm = mb.crmReq
       if (windowCount(mb, now, this.mbBucketMs) + req > this.mbLimit) {
         this.deferred.mailboxRate++
@@ -471,6 +519,7 @@ class SchedulerImpl implements Scheduler {
       mb.inFlight = true
       mb.reservedReq = req
       mb.reservedCrm = crm
+      mb.pullsCrm = pullCrm
       mb.dispatchedAt = now
       if (!Number.isNaN(mb.lastDispatchAt)) {
         const gap = now - mb.lastDispatchAt
@@ -518,17 +567,25 @@ class SchedulerImpl implements Scheduler {
     const mb = this.get(id)
     checkPollResult(result)
     const r = result
-    this.poll(mb, r.at, r.changes ?? 0, r.requests, r.crmRequests, r.throttled === true, r.retryAfterMs, r.error === true)
+    const changes = r.changes ?? 0
+    const crmChanges = r.crmChanges ?? 0
+    if (crmChanges > changes) throw new SchedulerError('InvalidInput', `result.crmChanges ${crmChanges} exceeds result.changes ${changes}`)
+    this.poll(mb, r.at, changes, crmChanges, r.crmPulled ?? (mb.inFlight ? mb.pullsCrm : true), r.requests, r.crmRequests, r.throttled === true, r.retryAfterMs, r.error === true)
   }
 
-  recordPollSlot(slot: number, at: number, changes: number, requests: number): void {
+  recordPollSlot(slot: number, at: number, changes: number, requests: number, crmChanges = 0): void {
     const mb = this.atSlot(slot)
     if (badCount(changes)) throw new SchedulerError('InvalidInput', `changes must be an integer >= 0 (got ${String(changes)})`)
     if (badCount(requests)) throw new SchedulerError('InvalidInput', `requests must be an integer >= 0 (got ${String(requests)})`)
-    this.poll(mb, at, changes, requests, undefined, false, undefined, false)
+    if (badCount(crmChanges) || crmChanges > changes) throw new SchedulerError('InvalidInput', `crmChanges must be an integer in [0, changes] (got ${String(crmChanges)})`)
+    this.poll(mb, at, changes, crmChanges, mb.inFlight ? mb.pullsCrm : true, requests, undefined, false, undefined, false)
   }
 
-  private poll(mb: Mailbox, at: number, changes: number, requests: number | undefined, crmRequests: number | undefined, throttled: boolean, retryAfterMs: number | undefined, error: boolean): void {
+  pullsCrm(slot: number): boolean {
+    return this.atSlot(slot).pullsCrm
+  }
+
+  private poll(mb: Mailbox, at: number, changes: number, crmChanges: number, crmPulled: boolean, requests: number | undefined, crmRequests: number | undefined, throttled: boolean, retryAfterMs: number | undefined, error: boolean): void {
     this.advance(at, 'result.at')
     let startAt: number
     if (mb.inFlight) {
@@ -598,10 +655,21 @@ class SchedulerImpl implements Scheduler {
     mb.errors = 0
     this.changesSum += changes
     this.log.write(mb.h, at, E.completed, -1, Number.NaN, changes)
-    this.observe(mb, startAt, changes)
+    this.observe(mb, startAt, mb.split ? changes - crmChanges : changes)
+    if (crmPulled) {
+      if (mb.split && this.kind === 'adaptive') this.observeCrm(mb, startAt, crmChanges)
+      mb.lastCrmAt = startAt
+    }
 
     let next = this.policyNext(mb, startAt, at, changes)
     let reason = this.nextReason
+    if (mb.split) {
+      const crmNext = this.crmNext(mb, at)
+      if (crmNext < next) {
+        next = crmNext
+        reason = this.nextReason
+      }
+    }
     if (mb.followUpAt !== Infinity) {
       const t = Math.max(mb.followUpAt + this.config.debounceMs, at)
       if (t < next) {
@@ -668,6 +736,7 @@ class SchedulerImpl implements Scheduler {
       lastDispatchAt: Number.isNaN(mb.lastDispatchAt) ? null : mb.lastDispatchAt,
       pendingCrmWrites: mb.pendingCrm,
       estimatedRate: this.kind === 'adaptive' ? effectiveRate(mb, this.config.adaptive) * this.profile.at(Math.max(this.now, 0)) : null,
+      crmPullDueAt: mb.split ? Math.max(mb.crmDueAt, Number.isNaN(mb.lastCrmAt) ? -Infinity : mb.lastCrmAt) : null,
     }
   }
 
@@ -726,41 +795,82 @@ class SchedulerImpl implements Scheduler {
       case 'adaptive':
       case 'oracle': {
         this.maybePlan(end)
-        const w = this.weight(mb, end)
-        // between plans, keep the total spend constant when estimates move: rescale by the weight sum
-        let y = this.kind === 'adaptive' && this.wSum > 0 && this.planWSum > 0 ? ((this.y ?? 0) * this.planWSum) / this.wSum : (this.y ?? 0)
-        // governor: once the budget window is fuller than planned, slow rate-driven polls down (to the
-        // max-interval floor at a full window) instead of running into the hard limit
-        // (of the budget that rate-driven polls may use: the floor's reserve stays free)
-        const win = this.budgetWin as SlidingWindow
-        const head = this.config.adaptive.budgetHeadroom
-        const fill = win.count(end) / Math.max(1, (win.limit - this.floorReserve(end)) * (this.loss < 1 ? head : 1))
-        if (fill > head) y *= Math.max(0, (1 - fill) / (1 - head))
-        const f = w * y
-        let reason = this.kind === 'adaptive' ? R['rate-allocation'] : R['oracle-allocation']
-        let interval: number
-        if (f <= this.lo) {
-          interval = this.config.maxIntervalMs - mb.maxDur
-          reason = R['max-interval']
-        } else if (f >= this.hi) {
-          interval = this.config.minIntervalMs
-          reason = R['min-interval']
-        } else interval = Math.min(1 / f, this.config.maxIntervalMs - mb.maxDur)
-        this.nextReason = reason
-        return startAt + interval
+        this.scale = this.scaleNow(end)
+        return startAt + this.intervalOf(mb, this.weight(mb, end) * this.scale)
       }
     }
   }
 
-  /** √(λ(t)/cost) of a mailbox: estimated (adaptive) or true (oracle). */
+  /**
+   * The allocation scale y now (polls per ms per unit weight): the plan's, rescaled between plans to keep the total
+   * spend constant when estimates move, and slowed by the governor once the budget window is fuller than planned.
+   */
+  private scaleNow(end: number): number {
+    let y = this.kind === 'adaptive' && this.wSum > 0 && this.planWSum > 0 ? ((this.y ?? 0) * this.planWSum) / this.wSum : (this.y ?? 0)
+    // governor: once the budget window is fuller than planned, slow rate-driven polls down (to the
+    // max-interval floor at a full window) instead of running into the hard limit
+    // (of the budget that rate-driven polls may use: the floor's reserve stays free)
+    const win = this.budgetWin as SlidingWindow
+    const head = this.config.adaptive.budgetHeadroom
+    const fill = win.count(end) / Math.max(1, (win.limit - this.floorReserve(end)) * (this.loss < 1 ? head : 1))
+    if (fill > head) y *= Math.max(0, (1 - fill) / (1 - head))
+    return y
+  }
+
+  /** The poll interval for poll rate `f` (clamped to the floor and the ceiling); sets `nextReason`. */
+  private intervalOf(mb: Mailbox, f: number): number {
+    if (f <= this.lo) {
+      this.nextReason = R['max-interval']
+      return this.config.maxIntervalMs - mb.maxDur
+    }
+    this.nextReason = this.kind === 'adaptive' ? R['rate-allocation'] : R['oracle-allocation']
+    if (f >= this.hi) {
+      this.nextReason = R['min-interval']
+      return this.config.minIntervalMs
+    }
+    return Math.min(1 / f, this.config.maxIntervalMs - mb.maxDur)
+  }
+
+  /** When the CRM side of a split mailbox is next due (its own √-rate interval from its last pull); sets `nextReason`. */
+  private crmNext(mb: Mailbox, end: number): number {
+    const interval = this.intervalOf(mb, this.crmWeight(mb, end) * this.scale)
+    mb.crmDueAt = Number.isNaN(mb.lastCrmAt) ? end : mb.lastCrmAt + interval
+    return mb.crmDueAt
+  }
+
+  /**
+   * Whether a sync of `mb` starting now pulls the CRM side: always unless split; for a split mailbox when CRM writes
+   * are pending, before its first CRM pull, or when the CRM side is due before about the middle of the coming
+   * interval (so a CRM pull rides on a mailbox sync instead of costing a sync of its own shortly after).
+   */
+  private pullsCrmNow(mb: Mailbox, now: number): boolean {
+    if (!mb.split || mb.pendingCrm > 0 || Number.isNaN(mb.lastCrmAt) || mb.reason === R.initial) return true
+    const gap = Number.isNaN(mb.lastDispatchAt) ? 0 : now - mb.lastDispatchAt
+    return now + gap / 2 >= mb.crmDueAt
+  }
+
+  /** √(λ(t)/cost) of a mailbox (its mailbox side when split): estimated (adaptive) or true (oracle). */
   private weight(mb: Mailbox, t: number): number {
-    const cost = mb.req
+    const cost = mb.gReq
     if (this.kind === 'oracle') {
-      const lam = (this.config.oracle as NonNullable<SchedulerConfig['oracle']>).rate(mb.id, t)
+      const oracle = this.config.oracle as NonNullable<SchedulerConfig['oracle']>
+      const lam = mb.split ? oracle.rate(mb.id, t) - (oracle.crmRate as TrueRateFn)(mb.id, t) : oracle.rate(mb.id, t)
       return lam > 0 ? Math.sqrt(this.uncovered(lam) / cost) : 0
     }
     if (this.loss < 1) return Math.sqrt(this.uncovered(mb.wt * mb.wt * cost * this.profile.at(t)) / cost)
     return mb.wt * Math.sqrt(this.profile.at(t))
+  }
+
+  /** √(λ(t)/cost) of a split mailbox's CRM side (0 when not split). */
+  private crmWeight(mb: Mailbox, t: number): number {
+    if (!mb.split) return 0
+    const cost = mb.crmPull
+    if (this.kind === 'oracle') {
+      const lam = (this.config.oracle?.crmRate as TrueRateFn)(mb.id, t)
+      return lam > 0 ? Math.sqrt(this.uncovered(lam) / cost) : 0
+    }
+    if (this.loss < 1) return Math.sqrt(this.uncovered(mb.wc * mb.wc * cost * this.profile.at(t)) / cost)
+    return mb.wc * Math.sqrt(this.profile.at(t))
   }
 
   /**
@@ -798,9 +908,23 @@ class SchedulerImpl implements Scheduler {
   }
 
   private setWeight(mb: Mailbox): void {
-    const w = Math.sqrt(effectiveRate(mb, this.config.adaptive) / mb.req)
-    this.wSum += mb.req * (w - mb.wt)
+    const w = Math.sqrt(effectiveRate(mb, this.config.adaptive) / mb.gReq)
+    this.wSum += mb.gReq * (w - mb.wt)
     mb.wt = w
+  }
+
+  /** adaptive, split: the CRM side's changes found by a sync that pulled it, over the time since the last such sync. */
+  private observeCrm(mb: Mailbox, startAt: number, changes: number): void {
+    const dt = startAt - mb.lastCrmAt
+    if (Number.isNaN(dt) || dt < 0 || (dt === 0 && changes === 0)) return
+    observeRate(mb.crm, changes, dt, this.profile.at(startAt - dt / 2), this.crmOpts)
+    this.setCrmWeight(mb)
+  }
+
+  private setCrmWeight(mb: Mailbox): void {
+    const w = Math.sqrt(effectiveRate(mb.crm, this.crmOpts) / mb.crmPull)
+    this.wSum += mb.crmPull * (w - mb.wc)
+    mb.wc = w
   }
 
   /** Re-solve the √-rate allocation against the budget (adaptive: every rebalanceMs; oracle: every budget window). */
@@ -834,25 +958,37 @@ class SchedulerImpl implements Scheduler {
     this.lastPlanAt = now
     this.counters.plans++
     const horizon = cold ? Math.max(MIN, this.startedAt + win.windowMs - now) : win.windowMs
+    // one item per mailbox (its mailbox side when split), then one per CRM side when any mailbox is split
     const n = this.byHandle.length
-    const cost = this.planArray(0, n)
-    for (let h = 0; h < n; h++) cost[h] = this.byHandle[h]?.req ?? 0
+    const items = this.splitCount > 0 ? 2 * n : n
+    const cost = this.planArray(0, items)
+    for (let h = 0; h < n; h++) {
+      const mb = this.byHandle[h]
+      cost[h] = mb?.gReq ?? 0
+      if (items > n) cost[n + h] = mb?.split ? mb.crmPull : 0
+    }
     const budget = budgetNow
     this.planBudget = budget
     const slots: Array<{ dur: number; weights: Float64Array; scale?: number }> = []
     this.updateLoss()
     if (this.kind === 'adaptive') {
       this.profile.recompute()
-      const weights = this.planArray(1, n)
+      const weights = this.planArray(1, items)
       let sum = 0
       for (let h = 0; h < n; h++) {
         const mb = this.byHandle[h]
         weights[h] = 0
+        if (items > n) weights[n + h] = 0
         if (!mb) continue
         // re-derive (also re-syncs the running sum against float drift)
-        mb.wt = Math.sqrt(effectiveRate(mb, this.config.adaptive) / mb.req)
+        mb.wt = Math.sqrt(effectiveRate(mb, this.config.adaptive) / mb.gReq)
         weights[h] = mb.wt
-        sum += mb.req * mb.wt
+        sum += mb.gReq * mb.wt
+        if (mb.split) {
+          mb.wc = Math.sqrt(effectiveRate(mb.crm, this.crmOpts) / mb.crmPull)
+          weights[n + h] = mb.wc
+          sum += mb.crmPull * mb.wc
+        }
       }
       this.wSum = sum
       this.planWSum = sum
@@ -862,10 +998,11 @@ class SchedulerImpl implements Scheduler {
         if (this.loss >= 1) slots.push({ dur, weights, scale: Math.sqrt(this.profile.at(t + dur / 2)) })
         else {
           // with notifications the weight is not proportional to √g: one weights array per slot
-          const ws = this.planArray(2 + slots.length, n)
+          const ws = this.planArray(2 + slots.length, items)
           for (let h = 0; h < n; h++) {
             const mb = this.byHandle[h]
             ws[h] = mb ? this.weight(mb, t + dur / 2) : 0
+            if (items > n) ws[n + h] = mb ? this.crmWeight(mb, t + dur / 2) : 0
           }
           slots.push({ dur, weights: ws })
         }
@@ -877,13 +1014,14 @@ class SchedulerImpl implements Scheduler {
       for (let t = now; t < now + horizon; t += oracle.sampleMs) {
         const dur = Math.min(oracle.sampleMs, now + horizon - t)
         mids.push(t + dur / 2)
-        slots.push({ dur, weights: this.planArray(2 + slots.length, n).fill(0) })
+        slots.push({ dur, weights: this.planArray(2 + slots.length, items).fill(0) })
       }
       // mailbox by mailbox (the rate function sees one mailbox's times in a row: cheap for a per-mailbox lookup)
       for (let h = 0; h < n; h++) {
         const mb = this.byHandle[h]
         if (!mb) continue
         for (let j = 0; j < slots.length; j++) (slots[j] as { weights: Float64Array }).weights[h] = this.weight(mb, mids[j] as number)
+        if (mb.split) for (let j = 0; j < slots.length; j++) (slots[j] as { weights: Float64Array }).weights[n + h] = this.crmWeight(mb, mids[j] as number)
       }
       this.nextPlanAt = now + Math.min(horizon, this.config.adaptive.rebalanceMs * 4)
     }

@@ -168,3 +168,60 @@ describe('SyncPair cycle', () => {
     expect(w.crm.live(id).fields).toEqual({ givenName: 'Anna', jobTitle: 'CEO' })
   })
 })
+
+describe('SyncPair cycle pulling one side', () => {
+  const mailboxOnly = { pull: ['mailbox'] as const }
+
+  test('a mailbox-only cycle carries mailbox changes to the CRM and leaves CRM changes for a later cycle', async () => {
+    const w = await world()
+    const id = w.crm.create('contact', { givenName: 'Ann', jobTitle: 'Buyer' })
+    await syncUntilQuiet(w)
+    w.crm.update(id, { jobTitle: 'CEO' })
+    w.mailbox.create('task', { subject: 'Call Ann' })
+    let crmPulls = 0
+    const pull = w.crmAdapter.pull.bind(w.crmAdapter)
+    w.crmAdapter.pull = (cursor, options) => (crmPulls++, pull(cursor, options))
+    const report = await w.pair.runCycle(undefined, mailboxOnly)
+    expect(report.pulledSides).toEqual(['mailbox'])
+    expect(crmPulls).toBe(0)
+    expect(w.crm.liveRecords().map((r) => r.fields.subject ?? r.fields.givenName).sort()).toEqual(['Ann', 'Call Ann'])
+    expect(w.mailbox.liveRecords().find((r) => r.fields.givenName === 'Ann')!.fields.jobTitle).toBe('Buyer')
+    const full = await w.pair.runCycle()
+    expect(full.pulledSides).toEqual(['crm', 'mailbox'])
+    expect(w.mailbox.liveRecords().find((r) => r.fields.givenName === 'Ann')!.fields.jobTitle).toBe('CEO')
+    expect((await checkConvergence(w)).converged).toBe(true)
+  })
+
+  test('an edit not yet pulled from the CRM is not overwritten: the update is refused (412) and re-merged once the CRM side is pulled', async () => {
+    const w = await world()
+    const id = w.crm.create('contact', { givenName: 'Ann', jobTitle: 'Buyer' })
+    await syncUntilQuiet(w)
+    const mailboxId = w.mailbox.liveRecords()[0]!.nativeId
+    w.crm.update(id, { jobTitle: 'CEO' })
+    w.mailbox.update(mailboxId, { givenName: 'Anna' })
+    const first = await w.pair.runCycle(undefined, mailboxOnly)
+    expect(first.pulledSides).toEqual(['mailbox'])
+    expect(first.rejected.crm).toBe(1)
+    expect(w.crm.live(id).fields.jobTitle).toBe('CEO')
+    // the refused push waits for a re-merge with the CRM's newer state: the next cycle pulls the CRM although not asked to
+    const second = await w.pair.runCycle(undefined, mailboxOnly)
+    expect(second.pulledSides).toEqual(['mailbox', 'crm'])
+    await syncUntilQuiet(w)
+    expect(w.crm.live(id).fields).toEqual({ givenName: 'Anna', jobTitle: 'CEO' })
+    expect(w.mailbox.live(mailboxId).fields).toEqual({ givenName: 'Anna', jobTitle: 'CEO' })
+  })
+
+  test('a deletion from the mailbox pulls the CRM side first, so an unseen CRM edit still beats it', async () => {
+    const w = await world()
+    const id = w.crm.create('task', { subject: 'b' })
+    await syncUntilQuiet(w)
+    const mailboxId = w.mailbox.liveRecords()[0]!.nativeId
+    w.crm.update(id, { subject: 'b2' })
+    w.mailbox.remove(mailboxId)
+    const report = await w.pair.runCycle(undefined, mailboxOnly)
+    expect(report.pulledSides).toEqual(['mailbox', 'crm'])
+    await syncUntilQuiet(w)
+    expect(w.crm.liveRecords().map((r) => r.fields.subject)).toEqual(['b2'])
+    expect(w.mailbox.liveRecords().map((r) => r.fields.subject)).toEqual(['b2'])
+  })
+})

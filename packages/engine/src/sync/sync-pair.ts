@@ -63,6 +63,20 @@ export interface CycleReport {
   skipped?: string | undefined
   /** Field conflicts kept for the user in this cycle (`keep-both`). */
   conflicts?: number | undefined
+  /** The sides this cycle pulled (see {@link CycleOptions.pull}). */
+  pulledSides: Side[]
+}
+
+/** What one cycle does beyond the default. */
+export interface CycleOptions {
+  /**
+   * The sides to pull; default both. A side left out is merged as last seen (a scheduler that knows a side
+   * changes rarely polls it less often: Dataverse requests are the scarce budget). The cycle still pulls it
+   * when correctness needs its latest state: when the pulled side brought a deletion (deletes are pushed
+   * without If-Match, so one must not race an edit not yet seen) and when pushes to it wait for a re-merge
+   * after a 412. Updates carry If-Match, so an unseen edit turns them into a 412, never a lost update.
+   */
+  pull?: readonly Side[] | undefined
 }
 
 const emptyCounts = (): Record<Side, number> => ({ crm: 0, mailbox: 0 })
@@ -131,11 +145,13 @@ export class SyncPair {
   }
 
   /** Runs one full cycle. Throttling ends the cycle early with `throttledMs` set; state stays consistent. */
-  async runCycle(signal?: AbortSignal): Promise<CycleReport> {
-    const report: CycleReport = { pulled: emptyCounts(), logged: emptyCounts(), merged: 0, pushed: emptyCounts(), rejected: emptyCounts(), resynced: [], mergeDeferred: false }
+  async runCycle(signal?: AbortSignal, options: CycleOptions = {}): Promise<CycleReport> {
+    const report: CycleReport = { pulled: emptyCounts(), logged: emptyCounts(), merged: 0, pushed: emptyCounts(), rejected: emptyCounts(), resynced: [], mergeDeferred: false, pulledSides: [] }
     try {
       await this.flushOutbox(report, signal)
-      for (const side of Sides) await this.pullRound(side, report, signal)
+      const wanted = options.pull ?? Sides
+      for (const side of Sides) if (wanted.includes(side)) await this.pullRound(side, report, signal)
+      for (const side of Sides) if (!wanted.includes(side) && (await this.mustPull(side))) await this.pullRound(side, report, signal)
       if (await this.hasBlockingOutbox()) {
         report.mergeDeferred = true
         return report
@@ -165,7 +181,24 @@ export class SyncPair {
     const r = await pullRound(this.store, this.adapters[side], { pageLimit: this.pageLimit, maxPages: this.maxPages, logger: this.logger, signal, logContext: { side } })
     report.pulled[side] += r.pulled
     report.logged[side] += r.logged
+    report.pulledSides.push(side)
     if (r.resynced) report.resynced.push(side)
+  }
+
+  /** Whether a side the caller left out must be pulled anyway (see {@link CycleOptions.pull}). */
+  private async mustPull(side: Side): Promise<boolean> {
+    if (this.outboxMayHaveEntries && (await this.store.listOutbox(this.pairId, this.replicaId(side))).some((entry) => entry.remerge)) return true
+    const from = otherSide(side)
+    const mark = (await this.watermarks())[from]
+    if ((await this.store.headSeq(this.replicaId(from))) <= mark) return false
+    const unmerged = await this.store.readLog(this.replicaId(from), mark, this.mergeBatch)
+    return unmerged.length >= this.mergeBatch || unmerged.some((entry) => entry.type === 'delete')
+  }
+
+  /** Merge watermarks, read once (this SyncPair is their only writer). */
+  private async watermarks(): Promise<Record<Side, number>> {
+    this.marks ??= { crm: await this.store.getWatermark(this.pairId, this.replicaId('crm')), mailbox: await this.store.getWatermark(this.pairId, this.replicaId('mailbox')) }
+    return this.marks
   }
 
   private async hasBlockingOutbox(): Promise<boolean> {
@@ -192,8 +225,7 @@ export class SyncPair {
   private async mergePending(): Promise<{ items: number; conflicts: number }> {
     const merged = { items: 0, conflicts: 0 }
     for (;;) {
-      this.marks ??= { crm: await this.store.getWatermark(this.pairId, this.replicaId('crm')), mailbox: await this.store.getWatermark(this.pairId, this.replicaId('mailbox')) }
-      const marks = this.marks
+      const marks = await this.watermarks()
       const entries: Record<Side, LogEntry[]> = { crm: [], mailbox: [] }
       for (const side of Sides) {
         if ((await this.store.headSeq(this.replicaId(side))) > marks[side]) entries[side] = await this.store.readLog(this.replicaId(side), marks[side], this.mergeBatch)

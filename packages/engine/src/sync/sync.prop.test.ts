@@ -43,7 +43,7 @@ describe('properties', () => {
     | { type: 'create'; side: 'crm' | 'mailbox'; kind: 'contact' | 'task'; text: string }
     | { type: 'update'; side: 'crm' | 'mailbox'; pick: number; text: string; field: 'a' | 'b' }
     | { type: 'delete'; side: 'crm' | 'mailbox'; pick: number }
-    | { type: 'sync' }
+    | { type: 'sync'; only?: 'crm' | 'mailbox' | undefined }
 
   const side = fc.constantFrom('crm' as const, 'mailbox' as const)
   const text = fc.constantFrom('x', 'y', 'z', 'w')
@@ -51,7 +51,7 @@ describe('properties', () => {
     fc.record({ type: fc.constant('create' as const), side, kind: fc.constantFrom('contact' as const, 'task' as const), text }),
     fc.record({ type: fc.constant('update' as const), side, pick: fc.nat(), text, field: fc.constantFrom('a' as const, 'b' as const) }),
     fc.record({ type: fc.constant('delete' as const), side, pick: fc.nat() }),
-    fc.constant({ type: 'sync' as const }),
+    fc.record({ type: fc.constant('sync' as const), only: fc.constantFrom(undefined, 'crm' as const, 'mailbox' as const) }),
   )
 
   function apply(w: TwoReplicaWorld, action: Action) {
@@ -71,7 +71,7 @@ describe('properties', () => {
     }
   }
 
-  test('two replicas converge under random edits, random delivery and faults, with no duplicates', async () => {
+  test('two replicas converge under random edits, random delivery and faults, and cycles that pull one side, with no duplicates', async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(actionArb, { minLength: 1, maxLength: 30 }), fc.integer({ min: 1, max: 1_000_000 }), async (actions, seed) => {
         const { store } = await openMemoryStore()
@@ -80,7 +80,7 @@ describe('properties', () => {
           apply(w, action)
           if (action.type === 'sync') {
             try {
-              await w.pair.runCycle()
+              await w.pair.runCycle(undefined, action.only ? { pull: [action.only] } : {})
             } catch (error) {
               if ((error as { code?: string }).code !== 'Transient') throw error
             }
