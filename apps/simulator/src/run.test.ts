@@ -1,28 +1,33 @@
 import { CrmWinsMerge } from '@concord/engine'
 import { expect, test } from 'vitest'
-import { runPolicy } from './run.js'
-import { HOUR, generateWorkload, trueRateFunction } from './workload.js'
+import { type RunOptions, runPolicy } from './run.js'
+import { HOUR, type Workload, generateWorkload, trueRateFunction } from './workload.js'
+
+/** Options of a real-engine run on memory-level, crm-wins, no notifications, no warm-up; `overrides` win. */
+const engineRun = (workload: Workload, seed: number, overrides: Partial<RunOptions> = {}): RunOptions => ({
+  policy: 'fixed:5',
+  workload,
+  seed,
+  engine: 'real',
+  store: 'memory',
+  notifications: false,
+  notificationLoss: 0,
+  warmupMs: 0,
+  drainMs: HOUR,
+  trueRate: trueRateFunction(workload),
+  trueCrmRate: trueRateFunction(workload, 'crm'),
+  merge: () => new CrmWinsMerge(),
+  conflictRule: (crm) => crm.value,
+  requestLatencyMs: 120,
+  ...overrides,
+})
 
 test('a tight Graph limit throttles (429 + Retry-After) and the pair still converges with nothing lost', async () => {
   const workload = generateWorkload({ mailboxes: 2, days: 1, seed: 21 })
-  const run = await runPolicy({
-    policy: 'fixed:5',
-    workload,
-    seed: 21,
-    engine: 'real',
-    store: 'memory',
-    notifications: false,
-    notificationLoss: 0,
-    warmupMs: 0,
-    drainMs: HOUR,
-    trueRate: trueRateFunction(workload),
-    trueCrmRate: trueRateFunction(workload, 'crm'),
-    merge: () => new CrmWinsMerge(),
-    conflictRule: (crm) => crm.value,
-    requestLatencyMs: 120,
+  const run = await runPolicy(
     // 3 Graph requests per 10 minutes: a 5-minute cycle of 1–3 requests runs into it in busy hours
-    limits: { graph: { requestsPerWindow: 3, windowMs: 10 * 60_000 } },
-  })
+    engineRun(workload, 21, { limits: { graph: { requestsPerWindow: 3, windowMs: 10 * 60_000 } } }),
+  )
   expect(run.throttled).toBeGreaterThan(0)
   expect(run.schedulerStats.throttled).toBeGreaterThan(0)
   expect(run.lostUpdates).toBe(0)
@@ -35,22 +40,7 @@ test('lost updates are measured against the reference model: a merge that disagr
   const { resolveConflictPolicy } = await import('./conflict-policies.js')
   const workload = generateWorkload({ mailboxes: 2, days: 1, seed: 5, conflictReaction: 1 })
   const exchangeWins = resolveConflictPolicy('exchange-wins')
-  const common = {
-    policy: 'fixed:5' as const,
-    workload,
-    seed: 5,
-    engine: 'real' as const,
-    store: 'memory' as const,
-    notifications: false,
-    notificationLoss: 0,
-    warmupMs: 0,
-    drainMs: HOUR,
-    trueRate: trueRateFunction(workload),
-    trueCrmRate: trueRateFunction(workload, 'crm'),
-    merge: exchangeWins.merge,
-    conflictRule: exchangeWins.rule,
-    requestLatencyMs: 120,
-  }
+  const common = engineRun(workload, 5, { merge: exchangeWins.merge, conflictRule: exchangeWins.rule })
   // the matching model: PolicyMerge's directions and tracking (untracked e-mail and meetings stay in the mailbox)
   const right = await runPolicy({ ...common, model: exchangeWins.model })
   expect({ lost: right.lostUpdates, dups: right.duplicates, converged: right.converged, problems: right.problems }).toEqual({ lost: 0, dups: 0, converged: true, problems: [] })
@@ -63,21 +53,7 @@ test('lost updates are measured against the reference model: a merge that disagr
 
 test('a warm-up trains the scheduler without engine cycles, then the engine syncs it once and the measured day runs on it', async () => {
   const workload = generateWorkload({ mailboxes: 2, days: 2, seed: 8 })
-  const common = {
-    policy: 'adaptive' as const,
-    workload,
-    seed: 8,
-    engine: 'real' as const,
-    store: 'memory' as const,
-    notifications: false,
-    notificationLoss: 0,
-    drainMs: HOUR,
-    trueRate: trueRateFunction(workload),
-    trueCrmRate: trueRateFunction(workload, 'crm'),
-    merge: () => new CrmWinsMerge(),
-    conflictRule: (crm: { value: unknown }) => crm.value,
-    requestLatencyMs: 120,
-  }
+  const common = engineRun(workload, 8, { policy: 'adaptive' })
   const warmed = await runPolicy({ ...common, warmupMs: 24 * HOUR })
   const cold = await runPolicy({ ...common, warmupMs: 0 })
   expect({ lost: warmed.lostUpdates, dups: warmed.duplicates, converged: warmed.converged, problems: warmed.problems }).toEqual({ lost: 0, dups: 0, converged: true, problems: [] })
@@ -98,23 +74,7 @@ test('syncs that leave the CRM side for later lose nothing: concurrent same-fiel
   const workload = generateWorkload({ mailboxes: 3, days: 1, seed: 11, conflictReaction: 1, contactEditsPerDay: 40, taskEditsPerDay: 20, crmEditsPerDay: 40 })
   for (const name of ['crm-wins', 'exchange-wins', 'lww'] as const) {
     const policy = resolveConflictPolicy(name)
-    const run = await runPolicy({
-      policy: 'adaptive',
-      workload,
-      seed: 11,
-      engine: 'real',
-      store: 'memory',
-      notifications: false,
-      notificationLoss: 0,
-      warmupMs: 0,
-      drainMs: HOUR,
-      trueRate: trueRateFunction(workload),
-      trueCrmRate: trueRateFunction(workload, 'crm'),
-      merge: policy.merge,
-      conflictRule: policy.rule,
-      model: policy.model,
-      requestLatencyMs: 120,
-    })
+    const run = await runPolicy(engineRun(workload, 11, { policy: 'adaptive', merge: policy.merge, conflictRule: policy.rule, model: policy.model }))
     expect({ name, lost: run.lostUpdates, dups: run.duplicates, converged: run.converged, problems: run.problems }).toEqual({ name, lost: 0, dups: 0, converged: true, problems: [] })
     // most syncs left the CRM side out, and the conflicts still happened and were settled
     expect(run.crmCalls).toBeLessThan(0.8 * run.graphCalls)
