@@ -3,7 +3,7 @@
  * bench/results.json as one flat JSON object (stable keys, so runs can be compared over time).
  * Run with `node --expose-gc` semantics via tsx; memory figures need a GC, see tools/bench/README.
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import os from 'node:os'
@@ -57,7 +57,10 @@ for (const bench of benches) {
 }
 
 mkdirSync(join(root, 'bench'), { recursive: true })
-writeFileSync(join(root, 'bench', 'results.json'), JSON.stringify(results, null, 2) + '\n')
-console.log(`\nwrote bench/results.json`)
+const resultsFile = join(root, 'bench', 'results.json')
+// A run of some benches (`npm run bench -- simulator`) updates their keys and keeps the others' last figures.
+const kept = only.length > 0 && existsSync(resultsFile) ? (JSON.parse(readFileSync(resultsFile, 'utf8')) as Record<string, number | string>) : {}
+writeFileSync(resultsFile, JSON.stringify({ ...kept, ...results }, null, 2) + '\n')
+console.log(`\nwrote bench/results.json${only.length > 0 ? ` (only the keys of ${only.join(', ')} are new)` : ''}`)
 if (missing.length > 0) console.log(`not built yet, so not measured: ${missing.join('; ')}`)
 if (failed) process.exit(1)
