@@ -97,6 +97,11 @@ export const AdaptiveOptionsSchema = z
       .positive()
       .default(6)
       .describe('Prior mean CRM-side change rate of a new mailbox (changes/day), for mailboxes whose syncs pull the CRM side on its own schedule (crmPullRequests > 0)'),
+    notificationTailMs: posMs()
+      .default(3 * MIN)
+      .describe(
+        'With notifications: the staleness a change whose notification was lost should not exceed. Polls go to the mailboxes with the most uncovered lost changes per extra request, at this interval (less the sync time); the others stay at the max-interval floor',
+      ),
     budgetHeadroom: z.number().gt(0).max(1).default(0.98).describe('Fraction of the budget the allocation plans to spend; above it, rate-driven polls slow down linearly to none at a full window'),
   })
   .prefault({})
@@ -127,6 +132,14 @@ export const SchedulerConfigSchema = z
     budget: BudgetSchema.optional(),
     limits: LimitsSchema,
     debounceMs: z.number().finite().min(0).default(3_000).describe('Delay between a change notification (or new pending CRM writes) and the sync'),
+    notificationSpacingMs: z
+      .number()
+      .finite()
+      .min(0)
+      .default(0)
+      .describe(
+        'adaptive/oracle: a notification (or new pending CRM writes) starts a sync no sooner than this after the previous sync started, so a busy mailbox\'s notifications share syncs and leave budget for the polls that find lost notifications (off by default: with mailbox-only polls, crmPullRequests, the budget pays for notification syncs as they come; 90 s helps when it is tight)',
+      ),
     maxIntervalMs: posMs().default(12 * MIN).describe('adaptive/oracle: every mailbox is synced at least this often (12 min)'),
     minIntervalMs: posMs().default(30_000).describe('adaptive/oracle: no rate-driven poll more often than this'),
     explainCapacity: z.number().int().min(0).max(1024).default(32).describe('Entries kept per mailbox in the explanation ring buffer'),

@@ -136,7 +136,7 @@ test('adaptive keeps every mailbox at least once per 12 minutes, even with no ch
 })
 
 test('a change notification is synced after the debounce, and bursts coalesce', () => {
-  const s = createScheduler({ policy: 'adaptive', debounceMs: 3 * S })
+  const s = createScheduler({ policy: 'adaptive', debounceMs: 3 * S, notificationSpacingMs: 0 })
   s.addMailbox('alice', 0, { firstSyncAt: 0 })
   s.due(0)
   s.recordPoll('alice', { at: 1 * S, changes: 0 })
@@ -152,6 +152,25 @@ test('a change notification is synced after the debounce, and bursts coalesce', 
   expect(s.nextWakeAt()).toBe(110 * S)
   expect(s.due(110 * S)[0]?.reason).toBe('notification-follow-up')
   expect(s.explain('alice').filter((e) => e.event === 'notified')).toHaveLength(4)
+})
+
+test('a notification soon after a sync waits until notificationSpacingMs after that sync started', () => {
+  const s = createScheduler({ policy: 'adaptive', debounceMs: 3 * S, notificationSpacingMs: 90 * S })
+  s.addMailbox('alice', 0, { firstSyncAt: 0 })
+  s.due(0)
+  s.recordPoll('alice', { at: 1 * S, changes: 0 })
+  s.recordNotification('alice', 10 * S)
+  expect(s.nextWakeAt()).toBe(90 * S)
+  expect(s.due(90 * S)).toEqual([{ mailboxId: 'alice', at: 90 * S, reason: 'notification', requests: 1, pullCrm: true, slot: 0 }])
+  // in flight: the follow-up is spaced from the start of the sync in flight
+  s.recordNotification('alice', 95 * S)
+  s.recordPoll('alice', { at: 100 * S, changes: 1 })
+  expect(s.nextWakeAt()).toBe(180 * S)
+  s.due(180 * S)
+  s.recordPoll('alice', { at: 181 * S, changes: 1 })
+  // long after the last sync only the debounce applies
+  s.recordNotification('alice', 400 * S)
+  expect(s.nextWakeAt()).toBe(403 * S)
 })
 
 test('429 with Retry-After is honoured (jittered, never earlier), without it the backoff grows', () => {
@@ -445,4 +464,47 @@ test('the CRM side of a split mailbox is pulled on its own schedule: by its chan
   expect(next).toBeLessThanOrEqual(t! + 3 * S)
   expect(s.due(next).find((d) => d.mailboxId === 'quiet-crm')?.pullCrm).toBe(true)
   expect(s.mailbox('busy-crm').crmPullDueAt).not.toBeNull()
+})
+
+test('with notifications, the budget buys polls within notificationTailMs for the mailbox losing the most uncovered changes (a tail rule, not √-rate)', () => {
+  // two mailboxes whose notifications are lost 30 % of the time: one changes every 4 min, the other every hour.
+  // The budget pays for the floor, the notified syncs (at most one per 90 s), 3-minute polls of the busy mailbox and a little more.
+  const s = createScheduler({ policy: 'adaptive', budget: { requestsPerWindow: 800, windowMs: DAY }, notificationSpacingMs: 90 * S, random: mulberry32(7) })
+  const every = { busy: 4 * MIN, slow: 60 * MIN }
+  const ids = ['busy', 'slow'] as const
+  for (const id of ids) s.addMailbox(id, 0)
+  const rnd = mulberry32(11)
+  const pending = { busy: 0, slow: 0 }
+  const nextChange = { busy: every.busy, slow: every.slow }
+  const polls = { busy: [] as Array<{ at: number; gap: number; reason: string }>, slow: [] as Array<{ at: number; gap: number; reason: string }> }
+  const last = { busy: 0, slow: 0 }
+  let t = 0
+  while (t <= 2 * DAY) {
+    const wake = s.nextWakeAt() ?? Infinity
+    const id = nextChange.busy <= nextChange.slow ? 'busy' : 'slow'
+    if (nextChange[id] <= wake) {
+      t = nextChange[id]
+      pending[id]++
+      if (rnd() >= 0.3) s.recordNotification(id, t)
+      nextChange[id] += every[id]
+      continue
+    }
+    t = wake
+    for (const d of s.due(t)) {
+      const m = d.mailboxId as 'busy' | 'slow'
+      if (d.reason === 'rate-allocation' || d.reason === 'max-interval') polls[m].push({ at: t, gap: t - last[m], reason: d.reason })
+      last[m] = t
+      s.recordPoll(m, { at: t, changes: pending[m] })
+      pending[m] = 0
+    }
+  }
+  const day2 = (m: 'busy' | 'slow') => polls[m].filter((p) => p.at >= DAY)
+  // the busy mailbox: its polls come within 3 minutes of its previous sync, so a lost change waits at most that long
+  // (√-rate spreads the budget over both: the busy mailbox's polls came every ~4 minutes, 8 % of them within 3)
+  const busy = day2('busy')
+  expect(busy.length).toBeGreaterThan(200)
+  expect(busy.filter((p) => p.gap <= 3 * MIN).length).toBeGreaterThan(0.8 * busy.length)
+  // the rest of the budget goes to the quiet mailbox, which is never polled more often than the tail interval either
+  expect(day2('slow').every((p) => p.gap >= 3 * MIN - 1)).toBe(true)
+  expect(s.stats().maxIntervalViolations).toBe(0)
 })

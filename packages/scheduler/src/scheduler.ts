@@ -16,6 +16,7 @@ import { DiurnalProfile, effectiveRate, observeRate, solveSqrtAllocation, type R
 import { IndexedMinHeap } from './heap.js'
 import { mulberry32 } from './rng.js'
 import { SlidingWindow } from './sliding-window.js'
+import { pollRate, solveTailThreshold, tailPriority, type TailIntervals, type TailSlot } from './tail-allocation.js'
 
 /** A mailbox id as known to the scheduler. */
 export type MailboxId = string & { readonly __brand: 'MailboxId' }
@@ -261,12 +262,21 @@ class SchedulerImpl implements Scheduler {
   private waitingForSlot: Mailbox[] = []
   private readonly candidates: Mailbox[] = []
   private readonly planArrays: Float64Array[] = []
+  private readonly tailArrays: Float64Array[] = []
   /** reused outputs of dispatchDue / dueSlots */
   private readonly started: Mailbox[] = []
   private readonly compareFn = (a: Mailbox, b: Mailbox): number => this.compare(a, b)
   private readonly budgetWin: SlidingWindow | null
   private readonly unplannedWin: SlidingWindow | null
   private readonly plannedWin: SlidingWindow | null
+  /** with notifications: requests the tail plans predicted planned syncs to spend (→ tailCalibration) */
+  private readonly predictedWin: SlidingWindow | null
+  /** predicted requests per ms of planned syncs since tailRateSince; first tail plan at tailSince */
+  private tailRate = 0
+  private tailRateSince = -Infinity
+  private tailSince = Infinity
+  /** with notifications: when the governor last slowed a tail poll */
+  private governedAt = -Infinity
   /** Σ requestsPerSync over mailboxes: budget kept free for max-interval syncs */
   private costSum = 0
   private readonly crmWin: SlidingWindow
@@ -288,6 +298,8 @@ class SchedulerImpl implements Scheduler {
   private changesSum = 0
   /** estimated share of changes no notification announces (1: notifications off) */
   private loss = 1
+  /** with notifications (loss < 1): the tail rule's threshold on {@link tailPriority} (Infinity: every mailbox at the floor) */
+  private tailTheta = Infinity
   /** requests reserved at dispatch (counters.requests adds the extras reported later) */
   private reservedTotal = 0
   private readonly counters = {
@@ -334,6 +346,7 @@ class SchedulerImpl implements Scheduler {
     this.budgetWin = budget ? new SlidingWindow(budget.requestsPerWindow ?? 0, budget.windowMs, 240) : null
     this.unplannedWin = budget ? new SlidingWindow(Infinity, budget.windowMs, 240) : null
     this.plannedWin = budget ? new SlidingWindow(Infinity, budget.windowMs, 240) : null
+    this.predictedWin = budget ? new SlidingWindow(Infinity, budget.windowMs, 240) : null
     this.perMailboxBudget = budget?.perMailboxRequestsPerWindow ?? null
     this.crmWin = new SlidingWindow(config.limits.crm.requestsPerWindow, config.limits.crm.windowMs, 60)
     this.profile = new DiurnalProfile(config.adaptive)
@@ -477,7 +490,7 @@ class SchedulerImpl implements Scheduler {
       const bw = this.budgetWin
       if (bw !== null) {
         const floor = this.reacts()
-        const critical = floor && (Number.isNaN(mb.lastDispatchAt) || now >= mb.lastDispatchAt + this.maxIntervalMs - mb.maxDur - 1)
+        const critical = floor && (Number.isNaN(mb.lastDispatchAt) || now >= this.floorDeadline(mb) - 1)
         const used = bw.count(now)
         if (critical) {
           if (used + req > bw.limit) this.counters.budgetOverrun += req
@@ -490,7 +503,7 @@ class SchedulerImpl implements Scheduler {
             this.deferred.budget++
             // spread the retries over one bucket so a held-back cohort does not stay synchronised
             const free = bw.nextFitAt(now, Math.min(bw.limit, req + bw.limit - cap)) + (this.random() * bw.windowMs) / 240
-            this.defer(mb, floor && !Number.isNaN(mb.lastDispatchAt) ? Math.min(free, mb.lastDispatchAt + this.maxIntervalMs - mb.maxDur) : free, R['limit-budget'], now)
+            this.defer(mb, floor && !Number.isNaN(mb.lastDispatchAt) ? Math.min(free, this.floorDeadline(mb)) : free, R['limit-budget'], now)
             continue
           }
         }
@@ -521,8 +534,10 @@ class SchedulerImpl implements Scheduler {
       mb.reservedCrm = crm
       mb.pullsCrm = pullCrm
       mb.dispatchedAt = now
-      if (!Number.isNaN(mb.lastDispatchAt)) {
-        const gap = now - mb.lastDispatchAt
+      // the floor's gap: since the last sync (and, when this sync pulls a split mailbox's CRM side, since its last CRM pull)
+      const since = pullCrm && mb.split && mb.lastCrmAt < mb.lastDispatchAt ? mb.lastCrmAt : mb.lastDispatchAt
+      if (!Number.isNaN(since)) {
+        const gap = now - since
         if (gap > this.counters.maxGapMs) this.counters.maxGapMs = gap
         if (gap > this.maxIntervalMs + 1e-6 && (this.kind === 'adaptive' || this.kind === 'oracle')) this.counters.maxIntervalViolations++
       }
@@ -646,7 +661,7 @@ class SchedulerImpl implements Scheduler {
           : Math.min(this.config.maxIntervalMs, this.config.errorBackoffMs * 2 ** Math.min(30, mb.errors - 1)) * (0.5 + 0.5 * this.random())
       let next = at + delay
       // the max-interval promise holds through errors (only Retry-After may override it)
-      if (this.reacts()) next = Math.max(at, Math.min(next, startAt + this.config.maxIntervalMs - mb.maxDur))
+      if (this.reacts()) next = Math.max(at, Math.min(next, this.floorDeadline(mb)))
       this.log.write(mb.h, at, E.failed, R['error-backoff'], next, delay)
       this.schedule(mb, next, R['error-backoff'], at)
       this.releaseWaiting(at)
@@ -671,7 +686,7 @@ class SchedulerImpl implements Scheduler {
       }
     }
     if (mb.followUpAt !== Infinity) {
-      const t = Math.max(mb.followUpAt + this.config.debounceMs, at)
+      const t = Math.max(mb.followUpAt + this.config.debounceMs, at, this.promptSpacedFrom(mb))
       if (t < next) {
         next = t
         reason = mb.followUpReason
@@ -795,6 +810,7 @@ class SchedulerImpl implements Scheduler {
       case 'adaptive':
       case 'oracle': {
         this.maybePlan(end)
+        if (this.loss < 1) return startAt + this.tailInterval(mb, this.rateAt(mb, end), mb.gReq, end)
         this.scale = this.scaleNow(end)
         return startAt + this.intervalOf(mb, this.weight(mb, end) * this.scale)
       }
@@ -817,6 +833,15 @@ class SchedulerImpl implements Scheduler {
     return y
   }
 
+  /**
+   * When the mailbox's 12-minute floor runs out: the longest sync duration seen before maxIntervalMs after its last
+   * sync — or, for a split mailbox, after its last CRM pull when that was longer ago.
+   */
+  private floorDeadline(mb: Mailbox): number {
+    const last = mb.split && mb.lastCrmAt < mb.lastDispatchAt ? mb.lastCrmAt : mb.lastDispatchAt
+    return last + this.maxIntervalMs - mb.maxDur
+  }
+
   /** The poll interval for poll rate `f` (clamped to the floor and the ceiling); sets `nextReason`. */
   private intervalOf(mb: Mailbox, f: number): number {
     if (f <= this.lo) {
@@ -831,9 +856,9 @@ class SchedulerImpl implements Scheduler {
     return Math.min(1 / f, this.config.maxIntervalMs - mb.maxDur)
   }
 
-  /** When the CRM side of a split mailbox is next due (its own √-rate interval from its last pull); sets `nextReason`. */
+  /** When the CRM side of a split mailbox is next due (its own interval from its last pull: √-rate or, with notifications, the tail rule); sets `nextReason`. */
   private crmNext(mb: Mailbox, end: number): number {
-    const interval = this.intervalOf(mb, this.crmWeight(mb, end) * this.scale)
+    const interval = this.loss < 1 ? this.tailInterval(mb, this.crmRateAt(mb, end), mb.crmPull, end) : this.intervalOf(mb, this.crmWeight(mb, end) * this.scale)
     mb.crmDueAt = Number.isNaN(mb.lastCrmAt) ? end : mb.lastCrmAt + interval
     return mb.crmDueAt
   }
@@ -849,27 +874,61 @@ class SchedulerImpl implements Scheduler {
     return now + gap / 2 >= mb.crmDueAt
   }
 
-  /** √(λ(t)/cost) of a mailbox (its mailbox side when split): estimated (adaptive) or true (oracle). */
-  private weight(mb: Mailbox, t: number): number {
-    const cost = mb.gReq
+  /** The tail rule's two intervals (a selected mailbox's poll finds a lost change within notificationTailMs). */
+  private tailIntervals(): TailIntervals {
+    return { tailMs: Math.min(this.config.adaptive.notificationTailMs, this.maxIntervalMs), floorMs: this.maxIntervalMs }
+  }
+
+  /** Change rate λ(t) of a mailbox (its mailbox side when split), changes per ms: estimated (adaptive) or true (oracle). */
+  private rateAt(mb: Mailbox, t: number): number {
     if (this.kind === 'oracle') {
       const oracle = this.config.oracle as NonNullable<SchedulerConfig['oracle']>
-      const lam = mb.split ? oracle.rate(mb.id, t) - (oracle.crmRate as TrueRateFn)(mb.id, t) : oracle.rate(mb.id, t)
-      return lam > 0 ? Math.sqrt(this.uncovered(lam) / cost) : 0
+      return mb.split ? Math.max(0, oracle.rate(mb.id, t) - (oracle.crmRate as TrueRateFn)(mb.id, t)) : oracle.rate(mb.id, t)
     }
-    if (this.loss < 1) return Math.sqrt(this.uncovered(mb.wt * mb.wt * cost * this.profile.at(t)) / cost)
+    return mb.wt * mb.wt * mb.gReq * this.profile.at(t)
+  }
+
+  /** Change rate λ(t) of a split mailbox's CRM side (0 when not split). */
+  private crmRateAt(mb: Mailbox, t: number): number {
+    if (!mb.split) return 0
+    if (this.kind === 'oracle') return (this.config.oracle?.crmRate as TrueRateFn)(mb.id, t)
+    return mb.wc * mb.wc * mb.crmPull * this.profile.at(t)
+  }
+
+  /**
+   * With notifications: the next poll's interval, under the tail rule (see tail-allocation.ts) with the governor, of
+   * an item with change rate `lam` and poll cost `cost` (a mailbox, or the CRM side of a split one).
+   */
+  private tailInterval(mb: Mailbox, lam: number, cost: number, end: number): number {
+    const iv = this.tailIntervals()
+    const priority = tailPriority(this.uncovered(lam), (1 - this.loss) * lam, cost, iv)
+    let f = priority > 0 && priority >= this.tailTheta ? 1 / iv.tailMs : 0
+    const win = this.budgetWin as SlidingWindow
+    const head = this.config.adaptive.budgetHeadroom
+    const fill = win.count(end) / Math.max(1, (win.limit - this.floorReserve(end)) * head)
+    if (fill > head && f > 0) {
+      f *= Math.max(0, (1 - fill) / (1 - head))
+      this.governedAt = end
+    }
+    const floor = this.config.maxIntervalMs - mb.maxDur
+    if (f <= this.lo) {
+      this.nextReason = R['max-interval']
+      return floor
+    }
+    this.nextReason = this.kind === 'adaptive' ? R['rate-allocation'] : R['oracle-allocation']
+    return Math.max(this.config.minIntervalMs, Math.min(1 / f - mb.maxDur, floor))
+  }
+
+  /** √(λ(t)/cost) of a mailbox (its mailbox side when split) for the √-rate plan: estimated (adaptive) or true (oracle). */
+  private weight(mb: Mailbox, t: number): number {
+    if (this.kind === 'oracle') return Math.sqrt(this.rateAt(mb, t) / mb.gReq)
     return mb.wt * Math.sqrt(this.profile.at(t))
   }
 
   /** √(λ(t)/cost) of a split mailbox's CRM side (0 when not split). */
   private crmWeight(mb: Mailbox, t: number): number {
     if (!mb.split) return 0
-    const cost = mb.crmPull
-    if (this.kind === 'oracle') {
-      const lam = (this.config.oracle?.crmRate as TrueRateFn)(mb.id, t)
-      return lam > 0 ? Math.sqrt(this.uncovered(lam) / cost) : 0
-    }
-    if (this.loss < 1) return Math.sqrt(this.uncovered(mb.wc * mb.wc * cost * this.profile.at(t)) / cost)
+    if (this.kind === 'oracle') return Math.sqrt(this.crmRateAt(mb, t) / mb.crmPull)
     return mb.wc * Math.sqrt(this.profile.at(t))
   }
 
@@ -993,22 +1052,15 @@ class SchedulerImpl implements Scheduler {
       this.wSum = sum
       this.planWSum = sum
       const slotMs = this.config.adaptive.profileSlotMs
-      for (let t = now; t < now + horizon; t += slotMs) {
-        const dur = Math.min(slotMs, now + horizon - t)
-        if (this.loss >= 1) slots.push({ dur, weights, scale: Math.sqrt(this.profile.at(t + dur / 2)) })
-        else {
-          // with notifications the weight is not proportional to √g: one weights array per slot
-          const ws = this.planArray(2 + slots.length, items)
-          for (let h = 0; h < n; h++) {
-            const mb = this.byHandle[h]
-            ws[h] = mb ? this.weight(mb, t + dur / 2) : 0
-            if (items > n) ws[n + h] = mb ? this.crmWeight(mb, t + dur / 2) : 0
-          }
-          slots.push({ dur, weights: ws })
+      // (with notifications the tail rule plans instead, from the same estimates: planTail)
+      if (this.loss >= 1) {
+        for (let t = now; t < now + horizon; t += slotMs) {
+          const dur = Math.min(slotMs, now + horizon - t)
+          slots.push({ dur, weights, scale: Math.sqrt(this.profile.at(t + dur / 2)) })
         }
       }
       this.nextPlanAt = now + this.config.adaptive.rebalanceMs
-    } else {
+    } else if (this.loss >= 1) {
       const oracle = this.config.oracle as NonNullable<SchedulerConfig['oracle']>
       const mids: number[] = []
       for (let t = now; t < now + horizon; t += oracle.sampleMs) {
@@ -1023,10 +1075,66 @@ class SchedulerImpl implements Scheduler {
         for (let j = 0; j < slots.length; j++) (slots[j] as { weights: Float64Array }).weights[h] = this.weight(mb, mids[j] as number)
         if (mb.split) for (let j = 0; j < slots.length; j++) (slots[j] as { weights: Float64Array }).weights[n + h] = this.crmWeight(mb, mids[j] as number)
       }
-      this.nextPlanAt = now + Math.min(horizon, this.config.adaptive.rebalanceMs * 4)
     }
-    this.y = solveSqrtAllocation(slots, cost, budget, this.lo, this.hi, this.y ?? undefined)
+    if (this.kind === 'oracle') this.nextPlanAt = now + Math.min(horizon, this.config.adaptive.rebalanceMs * 4)
+    if (this.loss < 1) this.tailTheta = this.planTail(now, horizon, cost, cold ? budget : budget / this.tailCalibration(now))
+    else this.y = solveSqrtAllocation(slots, cost, budget, this.lo, this.hi, this.y ?? undefined)
     this.planDirty = false
+  }
+
+  /**
+   * With notifications: the tail rule's threshold that spends `budget` requests of planned polls over the horizon,
+   * in slots of profileSlotMs (adaptive) or the oracle's sampleMs; see tail-allocation.ts.
+   */
+  private planTail(now: number, horizon: number, cost: Float64Array, budget: number): number {
+    // the plan's items: one per mailbox (its mailbox side when split), then one per CRM side (see maybePlan)
+    const items = cost.length
+    const n = this.byHandle.length
+    const slotMs = this.kind === 'oracle' ? (this.config.oracle as NonNullable<SchedulerConfig['oracle']>).sampleMs : this.config.adaptive.profileSlotMs
+    const slots: TailSlot[] = []
+    for (let t = now, k = 0; t < now + horizon; t += slotMs, k++) {
+      const dur = Math.min(slotMs, now + horizon - t)
+      slots.push({ dur, uncovered: this.tailArray(2 * k, items), notified: this.tailArray(2 * k + 1, items) })
+    }
+    for (let h = 0; h < items; h++) {
+      const mb = this.byHandle[h < n ? h : h - n]
+      for (let k = 0; k < slots.length; k++) {
+        const slot = slots[k] as TailSlot
+        const t = now + k * slotMs + slot.dur / 2
+        const lam = !mb ? 0 : h < n ? this.rateAt(mb, t) : this.crmRateAt(mb, t)
+        slot.uncovered[h] = this.uncovered(lam)
+        slot.notified[h] = (1 - this.loss) * lam
+      }
+    }
+    const iv = this.tailIntervals()
+    const theta = solveTailThreshold(slots, cost, budget, iv)
+    // what the plan expects planned syncs to spend until the next plan (→ tailCalibration)
+    const pred = this.predictedWin as SlidingWindow
+    if (Number.isFinite(this.tailRateSince)) pred.add(now, this.tailRate * (now - this.tailRateSince))
+    else this.tailSince = now
+    const first = slots[0] as TailSlot
+    let rate = 0
+    for (let h = 0; h < items; h++) {
+      const c = cost[h] as number
+      if (c <= 0) continue
+      const nu = first.notified[h] as number
+      const p = tailPriority(first.uncovered[h] as number, nu, c, iv)
+      rate += c * pollRate(nu, p > 0 && p >= theta ? iv.tailMs : iv.floorMs)
+    }
+    this.tailRate = rate
+    this.tailRateSince = now
+    return theta
+  }
+
+  /** Requests planned syncs made per request the tail plans predicted, over the budget window (1 until a quarter window was predicted). */
+  private tailCalibration(now: number): number {
+    const win = this.predictedWin as SlidingWindow
+    if (!(now - this.tailSince >= win.windowMs / 4)) return 1
+    const predicted = win.count(now)
+    const planned = (this.plannedWin as SlidingWindow).count(now)
+    const k = predicted > 0 ? Math.min(2, Math.max(0.5, planned / predicted)) : 1
+    // polls the governor held back are no model error: spending more for them would only feed the governor
+    return k < 1 && now - this.governedAt < win.windowMs / 4 ? 1 : k
   }
 
   // ---------------------------------------------------------------- helpers
@@ -1038,6 +1146,13 @@ class SchedulerImpl implements Scheduler {
   private planArray(k: number, n: number): Float64Array {
     let a = this.planArrays[k]
     if (!a || a.length < n) this.planArrays[k] = a = new Float64Array(Math.max(n, 64))
+    return a.length === n ? a : a.subarray(0, n)
+  }
+
+  /** The k-th work array of the tail plans (as {@link planArray}, kept apart from the √-rate plan's arrays). */
+  private tailArray(k: number, n: number): Float64Array {
+    let a = this.tailArrays[k]
+    if (!a || a.length < n) this.tailArrays[k] = a = new Float64Array(Math.max(n, 64))
     return a.length === n ? a : a.subarray(0, n)
   }
 
@@ -1061,6 +1176,11 @@ class SchedulerImpl implements Scheduler {
     return reason === R['rate-allocation'] || reason === R['oracle-allocation'] || reason === R['max-interval'] || reason === R['min-interval'] || reason === R.initial
   }
 
+  /** Earliest start of a notification-driven sync: notificationSpacingMs after the previous sync started. */
+  private promptSpacedFrom(mb: Mailbox): number {
+    return Number.isNaN(mb.lastDispatchAt) ? -Infinity : mb.lastDispatchAt + this.config.notificationSpacingMs
+  }
+
   /** Bring a sync forward to `at + debounceMs` (or remember it for after the in-flight sync). */
   private prompt(mb: Mailbox, at: number, reason: number): void {
     if (mb.inFlight) {
@@ -1069,7 +1189,7 @@ class SchedulerImpl implements Scheduler {
       return
     }
     if (mb.waiting) return // already due, waiting for a concurrency slot
-    const t = Math.max(at + this.config.debounceMs, mb.blockedUntil)
+    const t = Math.max(at + this.config.debounceMs, mb.blockedUntil, this.promptSpacedFrom(mb))
     if (t < mb.dueAt) this.schedule(mb, t, reason, at)
   }
 
