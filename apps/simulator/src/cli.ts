@@ -37,7 +37,7 @@ function program(io: CliIo): Command {
     .option('--notifications <on|off>', 'Graph change notifications (and Dataverse webhooks)', 'off')
     .option('--notification-loss <p>', 'fraction of notifications dropped (0..1)', '0')
     .option('--request-latency-ms <ms>', 'virtual duration of one API request', '120')
-    .option('--jobs <n>', 'policy runs in parallel, each in its own process (results do not depend on it; default: 2, or 1 on a single core)')
+    .option('--jobs <n>', 'policy runs in parallel, in child processes (stub engine: worker threads); results do not depend on it; default: 2, or 1 on a single core')
     .option('--no-progress', 'no progress bar')
     .exitOverride()
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })

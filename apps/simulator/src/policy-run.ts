@@ -11,7 +11,7 @@ export const WIRE_FIELDS = ['givenName', 'surname', 'email1', 'jobTitle', 'busin
 
 /** The part of a workload wire mode replays (contacts; no moves). Fast mode on this workload is the comparison basis. */
 export function wireWorkload(workload: Workload): Workload {
-  return { ...workload, events: workload.events.filter((e) => (WIRE_KINDS as readonly string[]).includes(e.kind) && e.op !== 'move') }
+  return { mailboxes: workload.mailboxes, durationMs: workload.durationMs, events: workload.events.filter((e) => (WIRE_KINDS as readonly string[]).includes(e.kind) && e.op !== 'move') }
 }
 
 /** Canonical live records of one side, projected on `WIRE_FIELDS` (nulls dropped), as sorted JSON strings. */

@@ -1,11 +1,13 @@
 /**
- * Policy runs in a child process (`simulate(…, { jobs })`): the parent sends {@link WorkerTask}s one
- * at a time, the child runs each with `runPolicy` and answers with progress messages and the
- * `PolicyRun`. Runs are independent and seeded, so where a run executes does not change its result.
+ * Policy runs in a child process or a worker thread (`simulate(…, { jobs })`): the parent sends
+ * {@link WorkerTask}s one at a time, the worker runs each with `runPolicy` and answers with progress
+ * messages and the `PolicyRun`. Runs are independent and seeded, so where a run executes does not
+ * change its result.
  */
-import { type ConflictPolicyName, resolveConflictPolicy } from './conflict-policies.js'
+import { isMainThread, parentPort, workerData } from 'node:worker_threads'
+import type { ConflictPolicyName } from './conflict-policies.js'
 import type { FinalState, PolicyRun } from './policy-run.js'
-import { type RunOptions, runPolicy } from './run.js'
+import type { RunOptions } from './run.js'
 import { type GeneratorOptions, type Workload, generateWorkload, trueRateFunction } from './workload.js'
 
 /** The run settings that are plain data, shared by in-process runs and worker tasks. */
@@ -13,7 +15,10 @@ export type RunSettings = Pick<RunOptions, 'policy' | 'seed' | 'engine' | 'store
 
 /** Everything a run needs, as structured-cloneable data (functions are rebuilt in the child). */
 export interface WorkerTask extends RunSettings {
-  /** A generated workload is regenerated in the child (deterministic); a loaded one is sent whole. */
+  /**
+   * A generated workload is regenerated in the child (deterministic); a loaded one is sent whole (a worker
+   * thread shares the memory of columns in `SharedArrayBuffer`s instead of copying them).
+   */
   workload: { generate: GeneratorOptions; wire: boolean } | { events: Workload }
   mode: 'fast' | 'wire'
   conflictPolicy: ConflictPolicyName
@@ -33,14 +38,10 @@ export async function runTask(task: WorkerTask, onProgress?: (virtualMs: number)
     workload = generateWorkload(task.workload.generate)
     if (task.workload.wire) workload = (await import('./policy-run.js')).wireWorkload(workload)
   } else workload = task.workload.events
-  const cp = resolveConflictPolicy(task.conflictPolicy)
-  let finalState: FinalState[] | undefined
-  const options = {
+  const settings = {
     policy: task.policy,
     workload,
     seed: task.seed,
-    engine: task.engine,
-    store: task.store,
     notifications: task.notifications,
     notificationLoss: task.notificationLoss,
     warmupMs: task.warmupMs,
@@ -48,28 +49,54 @@ export async function runTask(task: WorkerTask, onProgress?: (virtualMs: number)
     budget: task.budget,
     trueRate: task.oracle ? trueRateFunction(workload) : () => 0,
     trueCrmRate: task.oracle ? trueRateFunction(workload, 'crm') : () => 0,
+    requestLatencyMs: task.requestLatencyMs,
+    scheduler: task.scheduler,
+    onProgress,
+  }
+  // the stub engine loads neither the engine nor the conflict policies (a worker thread per run starts faster)
+  if (task.engine === 'stub' && task.mode === 'fast') return { run: await (await import('./run-stub.js')).runStubPolicy(settings) }
+  const [{ resolveConflictPolicy }, { runPolicy }] = await Promise.all([import('./conflict-policies.js'), import('./run.js')])
+  const cp = resolveConflictPolicy(task.conflictPolicy)
+  let finalState: FinalState[] | undefined
+  const options = {
+    ...settings,
+    engine: task.engine,
+    store: task.store,
     merge: cp.merge,
     conflictRule: cp.rule,
     model: cp.model,
-    requestLatencyMs: task.requestLatencyMs,
-    scheduler: task.scheduler,
     onFinalState: task.finalState ? (state: FinalState[]) => void (finalState = state) : undefined,
-    onProgress,
   }
   const run = await (task.mode === 'wire' ? (await import('./wire.js')).runWirePolicy : runPolicy)(options)
   return { run, finalState }
 }
 
+/** An error as a message (the code survives, so the parent can rethrow a `SimulatorError` with it). */
+function errorMessage(error: unknown): WorkerMessage {
+  const e = error as { code?: unknown; message?: unknown; stack?: unknown }
+  return { type: 'error', code: typeof e.code === 'string' ? e.code : undefined, message: String(e.message ?? error), stack: typeof e.stack === 'string' ? e.stack : undefined }
+}
+
+/** Marks a worker thread started to run policy tasks (its `workerData`). */
+export const THREAD_WORKER_DATA = { concordSimWorker: true } as const
+
+// Worker-thread side: tasks one after the other from the parent port (the thread ends when the parent terminates it).
+const threadPort = !isMainThread && (workerData as Partial<typeof THREAD_WORKER_DATA> | null)?.concordSimWorker === true ? parentPort : null
+if (threadPort) {
+  threadPort.on('message', (task: WorkerTask) => {
+    runTask(task, (virtualMs) => threadPort.postMessage({ type: 'progress', virtualMs } satisfies WorkerMessage))
+      .then((r) => threadPort.postMessage({ type: 'done', run: r.run, finalState: r.finalState } satisfies WorkerMessage))
+      .catch((error: unknown) => threadPort.postMessage(errorMessage(error)))
+  })
+}
+
 // Child-process side: tasks one after the other, until the parent disconnects.
-if (process.send && process.env.CONCORD_SIM_WORKER === '1') {
+if (!threadPort && process.send && process.env.CONCORD_SIM_WORKER === '1') {
   const send = (m: WorkerMessage) => new Promise<void>((resolve) => process.send!(m, undefined, {}, () => resolve()))
   process.on('message', (task: WorkerTask) => {
     runTask(task, (virtualMs) => void process.send!({ type: 'progress', virtualMs } satisfies WorkerMessage))
       .then((r) => send({ type: 'done', run: r.run, finalState: r.finalState }))
-      .catch((error: unknown) => {
-        const e = error as { code?: unknown; message?: unknown; stack?: unknown }
-        return send({ type: 'error', code: typeof e.code === 'string' ? e.code : undefined, message: String(e.message ?? error), stack: typeof e.stack === 'string' ? e.stack : undefined })
-      })
+      .catch((error: unknown) => send(errorMessage(error)))
   })
   process.on('disconnect', () => process.exit(0))
 }

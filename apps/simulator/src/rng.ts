@@ -1,7 +1,9 @@
-import { seededRandom } from '@concord/engine'
+// The scheduler's copy of mulberry32 (the engine's `seededRandom` is the same generator): importing it from
+// the scheduler keeps the engine out of a stub worker's start-up.
+import { mulberry32 as schedulerMulberry32 } from '@concord/scheduler'
 
-/** mulberry32, the engine's seeded PRNG: every draw replays exactly from a seed. */
-export const mulberry32: (seed: number) => () => number = seededRandom
+/** mulberry32, the seeded PRNG of the engine and the scheduler: every draw replays exactly from a seed. */
+export const mulberry32: (seed: number) => () => number = schedulerMulberry32
 
 /** Mixes two integers into a 32-bit seed (for independent per-mailbox streams). */
 export function mixSeed(a: number, b: number): number {

@@ -3,7 +3,7 @@ import { SimulatorError } from './errors.js'
 import { type PolicyRun, assemblePolicyRun } from './policy-run.js'
 import type { RunOptions } from './run.js'
 import { mixSeed, mulberry32, normal } from './rng.js'
-import { type Workload, HOUR, MIN } from './workload.js'
+import { type Workload, HOUR, MIN, eventColumns } from './workload.js'
 
 /**
  * A workload flattened for the stub driver, once per workload (every policy shares it): event times,
@@ -99,18 +99,13 @@ class IntTimedHeap {
 function compile(workload: Workload): Compiled {
   let c = compiledCache.get(workload)
   if (c) return c
-  const n = workload.events.length
+  const columns = eventColumns(workload)
+  const n = columns.t.length
   const m = workload.mailboxes.length
-  const index = new Map<string, number>()
-  workload.mailboxes.forEach((id, i) => index.set(id, i))
-  c = { time: new Float64Array(n), box: new Int32Array(n), crm: new Uint8Array(n), next: new Int32Array(n).fill(-1), first: new Int32Array(2 * m).fill(-1) }
+  c = { time: columns.t, box: columns.box, crm: columns.crm, next: new Int32Array(n).fill(-1), first: new Int32Array(2 * m).fill(-1) }
   const last = new Int32Array(2 * m).fill(-1)
   for (let i = 0; i < n; i++) {
-    const e = workload.events[i]!
-    const b = e.initial ? -1 : (index.get(e.mailbox) ?? -1)
-    c.time[i] = e.t
-    c.box[i] = b
-    c.crm[i] = e.side === 'crm' ? 1 : 0
+    const b = c.box[i]!
     if (b < 0) continue
     const list = 2 * b + c.crm[i]!
     if (last[list]! < 0) c.first[list] = i
@@ -134,13 +129,16 @@ export const stubCrmRequests = (mbx: number, crm: number, pullsCrm = true): numb
  */
 export const STUB_MAILBOX_INFO = { requestsPerSync: 2, crmPullRequests: 1 } as const
 
+/** What the stub engine reads of {@link RunOptions} (no merge, store or conflict model). */
+export type StubRunOptions = Pick<RunOptions, 'policy' | 'workload' | 'seed' | 'notifications' | 'notificationLoss' | 'warmupMs' | 'drainMs' | 'budget' | 'trueRate' | 'trueCrmRate' | 'requestLatencyMs' | 'onProgress' | 'scheduler'>
+
 /**
  * The stub engine: the scheduler kernel and the change bookkeeping only — one delta call per side
  * plus a page per 50 changes and a push per side with writes; every change is on both sides when
  * the cycle that saw it completes. Lean on purpose (typed arrays, no object per change or per
  * cycle): at 10,000 mailboxes it runs millions of cycles.
  */
-export async function runStubPolicy(options: RunOptions): Promise<PolicyRun> {
+export async function runStubPolicy(options: StubRunOptions): Promise<PolicyRun> {
   const { workload } = options
   const { time, box: boxOf, crm: crmOf, next } = compile(workload)
   const m = workload.mailboxes.length
@@ -223,9 +221,8 @@ export async function runStubPolicy(options: RunOptions): Promise<PolicyRun> {
     sched.recordPollSlot(slotOf[b]!, at, cycleChanges[b]!, cycleRequests[b]!, cycleCrmChanges[b]!)
   }
 
-  let ei = 0
   const nEvents = time.length
-  while (ei < nEvents && workload.events[ei]!.initial) ei++ // initial data: synced before the run, not measured
+  let ei = eventColumns(workload).initial // initial data: synced before the run, not measured
   const bySlot = new Int32Array(m)
   for (let b = 0; b < m; b++) {
     sched.addMailbox(ids[b]!, 0, STUB_MAILBOX_INFO)

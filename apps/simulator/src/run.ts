@@ -11,7 +11,8 @@ import { mixSeed, mulberry32, normal } from './rng.js'
 import { DATAVERSE_LIMIT, GRAPH_LIMIT, type ServiceLimit, SimAdapter, SimRemote } from './sim-remote.js'
 import { type FinalState, type PolicyRun, assemblePolicyRun, canonicalRecords } from './policy-run.js'
 import { STUB_MAILBOX_INFO, runStubPolicy, stubCrmRequests, stubGraphRequests } from './run-stub.js'
-import { type Workload, type WorkloadEvent, type WorkloadSide, HOUR, MIN, SIM_EPOCH } from './workload.js'
+import { SimulatorError } from './errors.js'
+import { type Workload, type WorkloadEvent, type WorkloadSide, HOUR, MIN, SIM_EPOCH, eventCount } from './workload.js'
 
 /** How a conflict policy resolves a field both sides changed between two syncs (the reference model). */
 export type { ConflictRule } from './reference-model.js'
@@ -94,6 +95,7 @@ const SIDES: readonly WorkloadSide[] = ['crm', 'mailbox']
 export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
   if (options.engine === 'stub') return runStubPolicy(options)
   const { workload } = options
+  if (workload.events.length < eventCount(workload)) throw new SimulatorError('Internal', 'the real engine replays event objects: generate the workload with eventsAs: objects')
   const model: MergeModel = options.model ?? { direction: () => 'both', tracking: false, rule: options.conflictRule }
   let now = 0
   const clock = () => SIM_EPOCH + now

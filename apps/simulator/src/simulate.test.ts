@@ -93,3 +93,15 @@ test('the stub kernel gives the same staleness with a generated workload with or
   const full = await simulate(config, { workload: generateWorkload({ mailboxes: 30, days: 2, seed: base.seed }) })
   expect(JSON.stringify(withoutWall(light).policies)).toBe(JSON.stringify(withoutWall(full).policies))
 })
+
+test('stub runs in worker threads (jobs: 2, one fresh thread per run, shared columns) give the same report as in this process', async () => {
+  const config: SimulationConfig = { ...base, engine: 'stub', mailboxes: 20, warmupDays: 1, notifications: true, notificationLoss: 0.1 }
+  const inProcess = await simulate(config)
+  let progressed = 0
+  const threads = await simulate(config, { jobs: 2, onProgress: () => void progressed++ })
+  expect(JSON.stringify(withoutWall(threads))).toBe(JSON.stringify(withoutWall(inProcess)))
+  expect(progressed).toBeGreaterThan(5)
+  // a loaded workload (event objects) is shared with the threads as columns too
+  const loaded = await simulate(config, { jobs: 2, workload: generateWorkload({ mailboxes: 20, days: 2, seed: base.seed }) })
+  expect(JSON.stringify(withoutWall(loaded).policies)).toBe(JSON.stringify(withoutWall(inProcess).policies))
+})

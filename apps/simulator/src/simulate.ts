@@ -2,11 +2,12 @@ import { type PolicyName } from '@concord/scheduler'
 import { type ConflictPolicyName, resolveConflictPolicy } from './conflict-policies.js'
 import { type ChildProcess, fork } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { Worker } from 'node:worker_threads'
 import { SimulatorError, SimulatorErrorCodes } from './errors.js'
-import type { RunSettings, WorkerMessage, WorkerTask } from './policy-worker.js'
+import { type RunSettings, type WorkerMessage, type WorkerTask, THREAD_WORKER_DATA } from './policy-worker.js'
 import { type FinalState, type PolicyRun, WIRE_MAX_MAILBOXES, percentile, wireWorkload } from './policy-run.js'
 import { runPolicy } from './run.js'
-import { type Workload, DAY, MIN, generateWorkload, trueRateFunction } from './workload.js'
+import { type GeneratorOptions, type Workload, DAY, MIN, eventCount, generateWorkload, sharedColumnsWorkload, trueRateFunction } from './workload.js'
 
 /** A parsed simulation configuration (see `SimulatorOptionsSchema` for the CLI edge). */
 export interface SimulationConfig {
@@ -95,14 +96,98 @@ function cloneable(value: unknown): boolean {
   return Object.values(value).every(cloneable)
 }
 
+/** Where a worker runs policy tasks. */
+interface Runner {
+  run(task: WorkerTask, onProgress: (virtualMs: number) => void): Promise<{ run: PolicyRun; finalState?: FinalState[] | undefined }>
+  close(): void
+}
+
+const WORKER_ENTRY = new URL('../bin/policy-worker.js', import.meta.url)
+
+/** Settles a task from the worker's messages: relays progress, resolves on `done`, rejects on `error`. */
+function onWorkerMessage(task: WorkerTask, onProgress: (virtualMs: number) => void, resolve: (r: { run: PolicyRun; finalState?: FinalState[] | undefined }) => void, reject: (e: Error) => void) {
+  return (m: WorkerMessage): boolean => {
+    if (m.type === 'progress') {
+      onProgress(m.virtualMs)
+      return false
+    }
+    if (m.type === 'done') resolve({ run: m.run, finalState: m.finalState })
+    else {
+      const code = SimulatorErrorCodes.find((x) => x === m.code)
+      reject(code ? new SimulatorError(code, m.message) : new SimulatorError('Internal', `policy ${task.policy} failed in its worker: ${m.stack ?? m.message}`))
+    }
+    return true
+  }
+}
+
+/** A worker thread (`bin/policy-worker.js`) for one task; its handlers are attached from the start, so a failure before the task is kept for it. */
+class ThreadWorker {
+  private readonly worker = new Worker(WORKER_ENTRY, { workerData: THREAD_WORKER_DATA })
+  private settle: ((m: WorkerMessage) => boolean) | undefined
+  private fail: ((e: Error) => void) | undefined
+  private failure: Error | undefined
+
+  constructor() {
+    this.worker.on('message', (m: WorkerMessage) => void this.settle?.(m))
+    const failed = (error: Error) => {
+      this.failure ??= error
+      this.fail?.(error)
+    }
+    this.worker.on('error', (error) => failed(new SimulatorError('Internal', `worker thread failed: ${error.message}`, { cause: error })))
+    this.worker.on('exit', (code) => failed(new SimulatorError('Internal', `worker thread exited (${code}) before reporting`)))
+  }
+
+  run(task: WorkerTask, onProgress: (virtualMs: number) => void): Promise<{ run: PolicyRun; finalState?: FinalState[] | undefined }> {
+    if (this.failure) return Promise.reject(this.failure)
+    return new Promise((resolve, reject) => {
+      this.settle = onWorkerMessage(task, onProgress, resolve, reject)
+      this.fail = reject
+      this.worker.postMessage(task)
+    })
+  }
+
+  close(): void {
+    this.settle = undefined
+    this.fail = undefined
+    void this.worker.terminate()
+  }
+}
+
+/**
+ * Runs each task in a fresh worker thread, ended after the task: a run starts on an empty heap (in a heap that a
+ * previous run filled, the scheduler's objects end up scattered and the same run took up to three times as long),
+ * and a workload held in `SharedArrayBuffer`s is shared, not copied. The first thread starts right away, so it
+ * loads its modules while the parent generates the workload.
+ */
+class ThreadRunner implements Runner {
+  private spare: ThreadWorker | undefined = new ThreadWorker()
+  private current: ThreadWorker | undefined
+
+  async run(task: WorkerTask, onProgress: (virtualMs: number) => void): Promise<{ run: PolicyRun; finalState?: FinalState[] | undefined }> {
+    const worker = (this.current = this.spare ?? new ThreadWorker())
+    this.spare = undefined
+    try {
+      return await worker.run(task, onProgress)
+    } finally {
+      worker.close()
+      this.current = undefined
+    }
+  }
+
+  close(): void {
+    this.current?.close()
+    this.spare?.close()
+  }
+}
+
 /** A child process (`bin/policy-worker.js`) that runs policies one after the other, relaying progress. */
-class ChildRunner {
+class ChildRunner implements Runner {
   private readonly child: ChildProcess
   private current: { task: WorkerTask; onProgress: (virtualMs: number) => void; resolve: (r: { run: PolicyRun; finalState?: FinalState[] | undefined }) => void; reject: (e: Error) => void } | undefined
   private failure: Error | undefined
 
   constructor() {
-    this.child = fork(fileURLToPath(new URL('../bin/policy-worker.js', import.meta.url)), [], {
+    this.child = fork(fileURLToPath(WORKER_ENTRY), [], {
       serialization: 'advanced',
       execArgv: [],
       env: { ...process.env, CONCORD_SIM_WORKER: '1' },
@@ -110,14 +195,7 @@ class ChildRunner {
     })
     this.child.on('message', (m: WorkerMessage) => {
       const c = this.current
-      if (!c) return
-      if (m.type === 'progress') return c.onProgress(m.virtualMs)
-      this.current = undefined
-      if (m.type === 'done') c.resolve({ run: m.run, finalState: m.finalState })
-      else {
-        const code = SimulatorErrorCodes.find((x) => x === m.code)
-        c.reject(code ? new SimulatorError(code, m.message) : new SimulatorError('Internal', `policy ${c.task.policy} failed in its worker: ${m.stack ?? m.message}`))
-      }
+      if (c && onWorkerMessage(c.task, c.onProgress, c.resolve, c.reject)(m)) this.current = undefined
     })
     const fail = (error: Error) => {
       this.failure ??= error
@@ -142,8 +220,12 @@ class ChildRunner {
   }
 }
 
-function summarise(run: PolicyRun): PolicyReport {
-  const sorted = run.staleness.slice().sort()
+/** `run.staleness` sorted (summarise and cdf read the same order: sorted once per run). */
+function sortedStaleness(run: PolicyRun): Float64Array {
+  return run.staleness.slice().sort()
+}
+
+function summarise(run: PolicyRun, sorted: Float64Array): PolicyReport {
   let sum = 0
   for (const s of sorted) sum += s
   const worst = run.perMailbox.reduce((m, b) => (b.measured > 0 ? Math.max(m, b.meanStalenessSec) : m), 0)
@@ -175,8 +257,7 @@ function summarise(run: PolicyRun): PolicyReport {
   }
 }
 
-function cdf(run: PolicyRun): Array<[number, number]> {
-  const sorted = run.staleness.slice().sort()
+function cdf(sorted: Float64Array): Array<[number, number]> {
   const out: Array<[number, number]> = []
   const n = sorted.length
   if (n === 0) return out
@@ -202,26 +283,46 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
   const wall = hooks.wallClock ?? (() => performance.now())
   const started = wall()
   const conflict = config.conflictPolicies.map((name) => resolveConflictPolicy(name))
-  // the stub engine never reads field payloads: leave them out (most of a large workload's memory)
-  const generatorOptions = { mailboxes: config.mailboxes, days: config.days + config.warmupDays, seed: config.seed, withFields: config.engine !== 'stub' }
-  const generated = hooks.workload ?? generateWorkload(generatorOptions)
+  // the stub engine reads only when, where and which side: columns, no event objects (most of a large workload's time and memory)
+  const generatorOptions: GeneratorOptions = { mailboxes: config.mailboxes, days: config.days + config.warmupDays, seed: config.seed, eventsAs: config.engine === 'stub' ? 'columns' : 'objects' }
+  const order: PolicyName[] = [config.budgetFrom, ...config.policies.filter((p) => p !== config.budgetFrom)]
+  // Every run is independent and seeded; only adaptive/oracle wait for the basis run's call count
+  // (their budget). With `jobs` > 1 up to that many runs go in parallel, each in a child process.
+  const tasks: Array<{ policy: PolicyName; cp: (typeof conflict)[number]; key: string; basis: boolean }> = [
+    ...order.map((policy) => ({ policy, cp: conflict[0]!, key: policy, basis: policy === config.budgetFrom })),
+    ...conflict.slice(1).map((cp) => ({ policy: config.budgetFrom, cp, key: `${config.budgetFrom} (${cp.name})`, basis: false })),
+  ]
+  const jobs = Math.max(1, Math.floor(hooks.jobs ?? 1))
+  // a single run gains nothing from a child process
+  const parallel = Math.min(jobs, tasks.length) > 1 && cloneable(hooks.scheduler)
+  // the stub engine runs each task in a fresh worker thread that shares the workload's columns (the first
+  // ones start while the workload is generated); the real engine keeps slot 0 in this process and one
+  // child process per other slot (it needs event objects)
+  const threads = parallel && config.engine === 'stub'
+  const runners: Runner[] = threads ? Array.from({ length: Math.min(jobs, tasks.length) }, () => new ThreadRunner()) : []
+  let generated: Workload
+  try {
+    generated = hooks.workload ?? generateWorkload(generatorOptions)
+  } catch (error) {
+    for (const r of runners) r.close()
+    throw error
+  }
   const workload = config.mode === 'wire' ? wireWorkload(generated) : generated
   const oracle = config.policies.includes('oracle') || config.budgetFrom === 'oracle'
   const trueRate = oracle ? trueRateFunction(workload) : () => 0
   const trueCrmRate = oracle ? trueRateFunction(workload, 'crm') : () => 0
   const drainMs = 30 * MIN
   const simMs = workload.durationMs + drainMs
-  const order: PolicyName[] = [config.budgetFrom, ...config.policies.filter((p) => p !== config.budgetFrom)]
   const mailboxDaysPerRun = workload.mailboxes.length * (workload.durationMs / DAY)
   const totalRuns = order.length + conflict.length - 1
   const runs = new Map<string, PolicyRun>()
   let budget: SimulationReport['budget'] = null
-  const jobs = Math.max(1, Math.floor(hooks.jobs ?? 1))
   // progress: each run's fraction done, summed
   const fractions: number[] = []
   const progress = (label: string) => hooks.onProgress?.(fractions.reduce((a, b) => a + b, 0) * mailboxDaysPerRun, totalRuns * mailboxDaysPerRun, label)
+  let shared: Workload | undefined
   const needsBudget = (policy: PolicyName, basisRun: boolean) => !basisRun && (policy === 'adaptive' || policy === 'oracle')
-  const runOne = async (index: number, policy: PolicyName, cp: (typeof conflict)[number], runner: ChildRunner | undefined): Promise<PolicyRun> => {
+  const runOne = async (index: number, policy: PolicyName, cp: (typeof conflict)[number], runner: Runner | undefined): Promise<PolicyRun> => {
     const label = cp === conflict[0] ? policy : `${policy} (${cp.name})`
     fractions[index] = 0
     const onProgress = (v: number) => {
@@ -246,7 +347,7 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
     if (runner) {
       const task: WorkerTask = {
         ...settings,
-        workload: hooks.workload ? { events: workload } : { generate: generatorOptions, wire: config.mode === 'wire' },
+        workload: threads ? { events: (shared ??= sharedColumnsWorkload(workload)) } : hooks.workload ? { events: workload } : { generate: generatorOptions, wire: config.mode === 'wire' },
         mode: config.mode,
         conflictPolicy: cp.name,
         oracle: policy === 'oracle',
@@ -273,33 +374,28 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
     progress(label)
     return run
   }
-  // Every run is independent and seeded; only adaptive/oracle wait for the basis run's call count
-  // (their budget). With `jobs` > 1 up to that many runs go in parallel, each in a child process.
-  const tasks: Array<{ policy: PolicyName; cp: (typeof conflict)[number]; key: string; basis: boolean }> = [
-    ...order.map((policy) => ({ policy, cp: conflict[0]!, key: policy, basis: policy === config.budgetFrom })),
-    ...conflict.slice(1).map((cp) => ({ policy: config.budgetFrom, cp, key: `${config.budgetFrom} (${cp.name})`, basis: false })),
-  ]
-  // a single run gains nothing from a child process
-  const parallel = Math.min(jobs, tasks.length) > 1 && cloneable(hooks.scheduler)
   let basisDone!: () => void
   const basisReady = new Promise<void>((resolve) => (basisDone = resolve))
   const results = new Map<string, PolicyRun>()
+  const sortedRuns = new Map<PolicyRun, Float64Array>()
   let next = 0
   const started_ = new Set<string>()
-  // slot 0 runs in this process (its modules are loaded already), the others each in one child process
-  const runners: ChildRunner[] = []
+  // without threads, slot 0 runs in this process (its modules are loaded already), the others each in one child process
   const worker = async (slot: number) => {
-    const runner = slot === 0 ? undefined : (runners[slot] = new ChildRunner())
+    const runner = threads ? runners[slot] : slot === 0 ? undefined : (runners[slot] = new ChildRunner())
     for (;;) {
-      // the basis run first, then the runs that need no budget, then the rest
+      // the basis run first, then the runs that need no budget, then the rest, oracle first (the longest run:
+      // it re-plans over the true rates of every mailbox; started last, it alone would finish the simulation)
       const pending = tasks.filter((t) => !results.has(t.key) && !started_.has(t.key))
       if (pending.length === 0) return
-      const pick = pending.find((t) => t.basis) ?? pending.find((t) => !needsBudget(t.policy, t.basis)) ?? pending[0]!
+      const pick = pending.find((t) => t.basis) ?? pending.find((t) => !needsBudget(t.policy, t.basis)) ?? pending.find((t) => t.policy === 'oracle') ?? pending[0]!
       started_.add(pick.key)
       const index = next++
       if (needsBudget(pick.policy, pick.basis)) await basisReady
       const run = await runOne(index, pick.policy, pick.cp, runner)
       results.set(pick.key, run)
+      // (while the other runs go on: this thread is idle otherwise)
+      sortedRuns.set(run, sortedStaleness(run))
       if (pick.basis) {
         budget = { from: config.budgetFrom, requestsPerWindow: Math.max(1, Math.round((run.schedulerRequests * DAY) / simMs)), windowMs: DAY }
         basisDone()
@@ -324,15 +420,16 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
   const series: SimulationReport['series'] = { stalenessCdf: {}, callsPerHour: {}, perMailbox: {} }
   for (const policy of config.policies.includes(config.budgetFrom) ? config.policies : [config.budgetFrom, ...config.policies]) {
     const run = runs.get(policy)!
-    policies[policy] = summarise(run)
-    series.stalenessCdf[policy] = cdf(run)
+    const sorted = sortedRuns.get(run) ?? sortedStaleness(run)
+    policies[policy] = summarise(run, sorted)
+    series.stalenessCdf[policy] = cdf(sorted)
     series.callsPerHour[policy] = run.callsPerHour
     const stride = Math.max(1, Math.ceil(run.perMailbox.length / 2000))
     series.perMailbox[policy] = run.perMailbox.filter((b, i) => i % stride === 0 && b.measured > 0).map((b): [number, number] => [r3(b.changes / (workload.durationMs / DAY)), r3(b.meanStalenessSec)])
       .sort((a, b) => a[0] - b[0] || a[1] - b[1])
   }
   return {
-    config: { ...config, mailboxes: workload.mailboxes.length, simulatedDays: workload.durationMs / DAY, events: workload.events.length },
+    config: { ...config, mailboxes: workload.mailboxes.length, simulatedDays: workload.durationMs / DAY, events: eventCount(workload) },
     wallSeconds: r3(wallSeconds),
     mailboxDaysPerSec: r3((totalRuns * mailboxDaysPerRun) / Math.max(wallSeconds, 1e-6)),
     budget,

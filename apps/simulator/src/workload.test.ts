@@ -1,6 +1,6 @@
 import { expect, test } from 'vitest'
 import { mulberry32 } from './rng.js'
-import { type WorkloadEvent, generateWorkload, sortEvents } from './workload.js'
+import { type WorkloadEvent, eventColumns, eventCount, generateWorkload, sortEvents, trueRateFunction } from './workload.js'
 
 const event = (t: number, item: string, initial?: boolean): WorkloadEvent => ({ t, mailbox: 'm', side: 'crm', op: 'update', kind: 'contact', item, initial })
 
@@ -36,4 +36,19 @@ test('withFields: false keeps every event, time and random draw, only without pa
   expect(shape(light)).toEqual(shape(full))
   expect(light.events.some((e) => e.kind === 'email' && e.fields !== undefined)).toBe(false)
   expect(full.events.filter((e) => e.kind === 'email' && e.op === 'create').every((e) => e.fields !== undefined)).toBe(true)
+})
+
+test("eventsAs: 'columns' holds the same events as the objects (time, mailbox, side, initial data first)", () => {
+  const objects = generateWorkload({ mailboxes: 7, days: 2, seed: 5 })
+  const columns = generateWorkload({ mailboxes: 7, days: 2, seed: 5, eventsAs: 'columns' })
+  expect(columns.events).toEqual([])
+  expect(columns.mailboxes).toEqual(objects.mailboxes)
+  expect(eventCount(columns)).toBe(objects.events.length)
+  const derived = eventColumns(objects)
+  const c = columns.columns!
+  expect({ t: Array.from(c.t), box: Array.from(c.box), crm: Array.from(c.crm), initial: c.initial }).toEqual({ t: Array.from(derived.t), box: Array.from(derived.box), crm: Array.from(derived.crm), initial: derived.initial })
+  expect(derived.initial).toBe(objects.events.filter((e) => e.initial).length)
+  const rateOf = trueRateFunction(objects)
+  const rateOfColumns = trueRateFunction(columns)
+  for (const id of objects.mailboxes) for (let t = 0; t < objects.durationMs; t += 3_600_000) expect(rateOfColumns(id, t)).toBe(rateOf(id, t))
 })

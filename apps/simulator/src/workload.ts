@@ -30,10 +30,30 @@ export interface WorkloadEvent {
 export interface Workload {
   /** Mailbox ids in a stable order. */
   mailboxes: string[]
-  /** Events sorted by `t` (stable), initial ones first. */
+  /**
+   * Events sorted by `t` (stable), initial ones first. Empty when the generator was asked for columns only
+   * (`GeneratorOptions.eventsAs`): then {@link Workload.columns} holds them.
+   */
   events: WorkloadEvent[]
   /** Simulated length in ms. */
   durationMs: number
+  /** The events as columns, when generated that way (see {@link eventColumns}). */
+  columns?: EventColumns | undefined
+}
+
+/**
+ * A workload's events as columns in event order: when, which mailbox and which side — all the stub engine
+ * and the oracle read. A few typed arrays instead of millions of objects: cheap to build and to hold (the
+ * garbage collector never walks them).
+ */
+export interface EventColumns {
+  t: Float64Array
+  /** Index into `Workload.mailboxes`; -1 for initial data and for mailboxes the list does not name. */
+  box: Int32Array
+  /** 1 for a CRM-side change, 0 for a mailbox-side one. */
+  crm: Uint8Array
+  /** The first `initial` events are the initial data (the rest are not). */
+  initial: number
 }
 
 /** Per-user weekday volumes (performance.md §5) and the shape of the generated traffic. */
@@ -62,6 +82,12 @@ export interface GeneratorOptions {
    * the same either way.
    */
   withFields?: boolean
+  /**
+   * 'objects' (default): `events` holds a {@link WorkloadEvent} per event. 'columns': `events` stays empty and
+   * `columns` holds when, where and which side (no payloads, items or ops): what the stub engine reads, at
+   * a fraction of the time and memory. Same events and random draws either way.
+   */
+  eventsAs?: 'objects' | 'columns'
 }
 
 const WEEKDAY_RAW = (h: number): number => (h >= 8 && h < 18 ? Math.max(0.03, Math.sin((Math.PI * (h - 8)) / 10)) : 0.03)
@@ -105,6 +131,51 @@ const DEPTS = ['Sales', 'Purchasing', 'IT', 'Finance', 'Operations', 'Legal']
 const STATUSES = ['notStarted', 'inProgress', 'completed', 'waitingOnOthers', 'deferred'] as const
 const PRIORITIES = ['low', 'normal', 'high'] as const
 
+/** Item names: `<prefix>-<number>` per kind (meetings are appointments). */
+const ITEM_PREFIX: Record<ItemKind, string> = { email: 'email', appointment: 'meeting', contact: 'contact', task: 'task' }
+
+/** Receives the generated events in generation order (one mailbox after the other, unsorted). */
+interface EventSink {
+  /** Whether the generator should build payloads (`fields`) beyond the edits' (which cost random draws). */
+  readonly payloads: boolean
+  add(t: number, box: number, side: WorkloadSide, op: WorkloadOp, kind: ItemKind, item: number, fields: Fields | undefined, initial: boolean): void
+}
+
+/** Builds a {@link WorkloadEvent} per event. */
+class ObjectSink implements EventSink {
+  readonly payloads = true
+  readonly events: WorkloadEvent[] = []
+  constructor(private readonly mailboxes: string[]) {}
+  add(t: number, box: number, side: WorkloadSide, op: WorkloadOp, kind: ItemKind, item: number, fields: Fields | undefined, initial: boolean): void {
+    this.events.push({ t, mailbox: this.mailboxes[box]!, side, op, kind, item: `${ITEM_PREFIX[kind]}-${item}`, fields, initial: initial || undefined })
+  }
+}
+
+/** Appends time, mailbox and side to growing typed arrays. */
+class ColumnSink implements EventSink {
+  readonly payloads = false
+  t = new Float64Array(1 << 16)
+  box = new Int32Array(1 << 16)
+  crm = new Uint8Array(1 << 16)
+  n = 0
+  initial = 0
+  add(t: number, box: number, side: WorkloadSide, _op: WorkloadOp, _kind: ItemKind, _item: number, _fields: Fields | undefined, initial: boolean): void {
+    if (this.n === this.t.length) {
+      const cap = this.n * 2
+      this.t = grow(this.t, new Float64Array(cap))
+      this.box = grow(this.box, new Int32Array(cap))
+      this.crm = grow(this.crm, new Uint8Array(cap))
+    }
+    const i = this.n++
+    this.t[i] = initial ? 0 : t
+    this.box[i] = initial ? -1 : box
+    this.crm[i] = side === 'crm' ? 1 : 0
+    if (initial) this.initial++
+  }
+}
+
+const grow = <A extends Float64Array | Int32Array | Uint8Array>(from: A, to: A): A => (to.set(from), to)
+
 /** Generates a seeded synthetic workload (performance.md §5): same options → identical events. */
 export function generateWorkload(options: GeneratorOptions): Workload {
   const o = {
@@ -120,24 +191,39 @@ export function generateWorkload(options: GeneratorOptions): Workload {
     seedContacts: 8,
     seedTasks: 4,
     withFields: true,
+    eventsAs: 'objects',
     ...options,
   }
   const end = o.days * DAY
   const mailboxes = Array.from({ length: o.mailboxes }, (_, i) => `mbx-${String(i).padStart(String(o.mailboxes - 1).length, '0')}`)
-  const events: WorkloadEvent[] = []
-  for (const [index, mailbox] of mailboxes.entries()) {
+  if (o.eventsAs === 'columns') {
+    const sink = new ColumnSink()
+    generateEvents(o, sink)
+    return { mailboxes, events: [], durationMs: end, columns: sortColumns(sink) }
+  }
+  const sink = new ObjectSink(mailboxes)
+  generateEvents(o, sink)
+  sortEvents(sink.events)
+  return { mailboxes, events: sink.events, durationMs: end }
+}
+
+/** The generator proper: every mailbox's events, in generation order, into `sink`. */
+function generateEvents(o: Required<Omit<GeneratorOptions, 'eventsAs'>>, sink: EventSink): void {
+  const end = o.days * DAY
+  const payloads = sink.payloads
+  for (let index = 0; index < o.mailboxes; index++) {
     const random = mulberry32(mixSeed(o.seed, index))
     const activity = Math.exp(o.sigma * normal(random) - (o.sigma * o.sigma) / 2)
-    const push = (e: Omit<WorkloadEvent, 'mailbox'>) => {
-      if (e.t < end) events.push({ t: e.t, mailbox, side: e.side, op: e.op, kind: e.kind, item: e.item, fields: e.fields, initial: e.initial })
+    const push = (t: number, side: WorkloadSide, op: WorkloadOp, kind: ItemKind, item: number, fields?: Fields, initial = false) => {
+      if (t < end) sink.add(t, index, side, op, kind, item, fields, initial)
     }
     const user = `user${index}@contoso.test`
     // Pre-existing CRM records of this user, synced to the mailbox by the initial sync.
     for (let c = 0; c < o.seedContacts; c++) {
-      push({ t: 0, side: 'crm', op: 'create', kind: 'contact', item: `contact-${c}`, initial: true, fields: { givenName: `Given${c}`, surname: `Family${index}x${c}`, email1: `person${c}.${index}@fabrikam.test`, jobTitle: TITLES[c % TITLES.length], businessPhone: `+49 30 ${1000 + c}`, department: DEPTS[c % DEPTS.length] } })
+      push(0, 'crm', 'create', 'contact', c, !payloads ? undefined : { givenName: `Given${c}`, surname: `Family${index}x${c}`, email1: `person${c}.${index}@fabrikam.test`, jobTitle: TITLES[c % TITLES.length], businessPhone: `+49 30 ${1000 + c}`, department: DEPTS[c % DEPTS.length] }, true)
     }
     for (let k = 0; k < o.seedTasks; k++) {
-      push({ t: 0, side: 'crm', op: 'create', kind: 'task', item: `task-${k}`, initial: true, fields: { subject: `Follow up ${k} for ${user}`, status: 'notStarted', priority: 'normal', percentComplete: 0 } })
+      push(0, 'crm', 'create', 'task', k, !payloads ? undefined : { subject: `Follow up ${k} for ${user}`, status: 'notStarted', priority: 'normal', percentComplete: 0 }, true)
     }
     // Messages: roots of a cascading Poisson process, each spawning Poisson(b) follow-ups minutes later.
     const emailsPerDay = (o.receivedPerDay + o.sentPerDay) * activity
@@ -151,37 +237,42 @@ export function generateWorkload(options: GeneratorOptions): Workload {
       const n = msg++
       const conv = thread < 0 ? n : thread
       const outgoing = random() < o.sentPerDay / (o.receivedPerDay + o.sentPerDay)
-      const peer = { name: `Peer ${n % 97}`, address: `peer${n % 97}@fabrikam.test` }
-      const me = { address: user }
-      const item = `email-${n}`
-      push({ t, side: 'mailbox', op: 'create', kind: 'email', item, fields: !o.withFields ? undefined : { subject: `${thread < 0 ? '' : 'RE: '}Topic ${conv} of ${index}`, body: `Message ${n}`, from: outgoing ? me : peer, to: [outgoing ? peer : me], direction: outgoing ? 'outgoing' : 'incoming', internetMessageId: `<m${n}.${index}@sim.test>`, conversationId: `conv-${index}-${conv}`, [outgoing ? 'sentAt' : 'receivedAt']: iso(t) } })
+      let fields: Fields | undefined
+      if (payloads && o.withFields) {
+        const peer = { name: `Peer ${n % 97}`, address: `peer${n % 97}@fabrikam.test` }
+        const me = { address: user }
+        fields = { subject: `${thread < 0 ? '' : 'RE: '}Topic ${conv} of ${index}`, body: `Message ${n}`, from: outgoing ? me : peer, to: [outgoing ? peer : me], direction: outgoing ? 'outgoing' : 'incoming', internetMessageId: `<m${n}.${index}@sim.test>`, conversationId: `conv-${index}-${conv}`, [outgoing ? 'sentAt' : 'receivedAt']: iso(t) }
+      }
+      push(t, 'mailbox', 'create', 'email', n, fields)
       const deleteAt = random() < 0.02 ? t + exponential(random, HOUR) : Infinity
       if (random() < 0.15) {
         const at = t + exponential(random, 10 * MIN)
-        if (at < deleteAt) push({ t: at, side: 'mailbox', op: 'update', kind: 'email', item, fields: o.withFields ? { categories: ['Tracked to Dynamics 365'] } : undefined })
+        if (at < deleteAt) push(at, 'mailbox', 'update', 'email', n, payloads && o.withFields ? { categories: ['Tracked to Dynamics 365'] } : undefined)
       }
       if (random() < 0.03) {
         const at = t + exponential(random, 30 * MIN)
-        if (at < deleteAt) push({ t: at, side: 'mailbox', op: 'move', kind: 'email', item })
+        if (at < deleteAt) push(at, 'mailbox', 'move', 'email', n)
       }
-      if (deleteAt < Infinity) push({ t: deleteAt, side: 'mailbox', op: 'delete', kind: 'email', item })
+      if (deleteAt < Infinity) push(deleteAt, 'mailbox', 'delete', 'email', n)
       for (let c = poisson(random, o.burstBranching); c > 0; c--) {
         const at = t + exponential(random, 3 * MIN)
         if (at < end) queue.push(at, conv)
       }
     }
     // Meetings the user creates in Outlook, later moved or re-located.
-    for (const [m, t] of arrivals(random, o.meetingsPerDay * activity, end).entries()) {
-      const item = `meeting-${m}`
+    const meetings = arrivals(random, o.meetingsPerDay * activity, end)
+    for (let m = 0; m < meetings.length; m++) {
+      const t = meetings[m]!
       const start = Math.ceil((t + DAY) / HOUR) * HOUR
-      push({ t, side: 'mailbox', op: 'create', kind: 'appointment', item, fields: !o.withFields ? undefined : { subject: `Meeting ${m} of ${index}`, start: { dateTime: local(start), timeZone: 'UTC' }, end: { dateTime: local(start + HOUR), timeZone: 'UTC' }, location: `Room ${m % 20}`, showAs: 'busy', organizer: { address: user } } })
+      push(t, 'mailbox', 'create', 'appointment', m, !(payloads && o.withFields) ? undefined : { subject: `Meeting ${m} of ${index}`, start: { dateTime: local(start), timeZone: 'UTC' }, end: { dateTime: local(start + HOUR), timeZone: 'UTC' }, location: `Room ${m % 20}`, showAs: 'busy', organizer: { address: user } })
       for (let u = poisson(random, 0.7); u > 0; u--) {
         const at = t + exponential(random, 2 * HOUR)
         const room = Math.floor(random() * 40)
-        push({ t: at, side: 'mailbox', op: 'update', kind: 'appointment', item, fields: o.withFields ? { location: `Room ${room}` } : undefined })
+        push(at, 'mailbox', 'update', 'appointment', m, payloads && o.withFields ? { location: `Room ${room}` } : undefined)
       }
     }
     // Contact and task edits in Outlook; other CRM users sometimes edit the same field right after.
+    // (The edits' fields cost random draws, so they are drawn even when the sink keeps no payloads.)
     const editFields = (kind: 'contact' | 'task'): Fields => {
       const r = Math.floor(random() * 4)
       const v = Math.floor(random() * 1e6)
@@ -191,24 +282,40 @@ export function generateWorkload(options: GeneratorOptions): Workload {
     const editStream = (perDay: number, side: WorkloadSide, react: number) => {
       for (const t of arrivals(random, perDay * activity, end)) {
         const kind = random() < 0.6 ? 'contact' : 'task'
-        const item = kind === 'contact' ? `contact-${Math.floor(random() * o.seedContacts)}` : `task-${Math.floor(random() * o.seedTasks)}`
+        const item = Math.floor(random() * (kind === 'contact' ? o.seedContacts : o.seedTasks))
         if ((kind === 'contact' && o.seedContacts === 0) || (kind === 'task' && o.seedTasks === 0)) continue
         const fields = editFields(kind)
-        push({ t, side, op: 'update', kind, item, fields })
+        push(t, side, 'update', kind, item, fields)
         if (random() < react) {
           const other = editFields(kind)
           const name = Object.keys(fields)[0]!
           const value = Object.values(editFields(kind))[0]
           const sameField = Object.keys(other)[0] === name ? other : { [name]: value }
-          push({ t: t + random() * 10 * MIN, side: side === 'mailbox' ? 'crm' : 'mailbox', op: 'update', kind, item, fields: sameField })
+          push(t + random() * 10 * MIN, side === 'mailbox' ? 'crm' : 'mailbox', 'update', kind, item, sameField)
         }
       }
     }
     editStream(o.contactEditsPerDay + o.taskEditsPerDay, 'mailbox', o.conflictReaction)
     editStream(o.crmEditsPerDay, 'crm', 0)
   }
-  sortEvents(events)
-  return { mailboxes, events, durationMs: end }
+}
+
+/** The sink's columns in event order: initial data first, then by time, ties in generation order (as {@link sortEvents}). */
+function sortColumns(sink: ColumnSink): EventColumns {
+  const n = sink.n
+  const keys = new Float64Array(n)
+  for (let i = 0; i < n; i++) keys[i] = sink.box[i]! < 0 ? -1 : sink.t[i]!
+  const order = stableOrder(keys)
+  const t = new Float64Array(n)
+  const box = new Int32Array(n)
+  const crm = new Uint8Array(n)
+  for (let i = 0; i < n; i++) {
+    const k = order[i]!
+    t[i] = sink.t[k]!
+    box[i] = sink.box[k]!
+    crm[i] = sink.crm[k]!
+  }
+  return { t, box, crm, initial: sink.initial }
 }
 
 /** Sorts events by time (initial ones first), stable. A bucket (counting) sort by second, then by time within a bucket: O(n) for workloads. */
@@ -216,7 +323,6 @@ export function sortEvents(events: WorkloadEvent[]): void {
   const n = events.length
   if (n < 2) return
   const keys = new Float64Array(n)
-  let max = 0
   for (let i = 0; i < n; i++) {
     const e = events[i]!
     const k = e.initial ? -1 : e.t
@@ -228,8 +334,17 @@ export function sortEvents(events: WorkloadEvent[]): void {
       return
     }
     keys[i] = k
-    if (k > max) max = k
   }
+  const order = stableOrder(keys)
+  const copy = events.slice()
+  for (let i = 0; i < n; i++) events[i] = copy[order[i]!]!
+}
+
+/** The indexes of `keys` (each ≥ -1, -1 = initial) sorted by key, ties by index: a bucket sort, then insertion sort within a bucket. */
+function stableOrder(keys: Float64Array): Uint32Array {
+  const n = keys.length
+  let max = 0
+  for (let i = 0; i < n; i++) if (keys[i]! > max) max = keys[i]!
   // bucket 0 holds the initial events (key -1); bucket b ≥ 1 holds keys in [(b-1)·w, b·w)
   const buckets = Math.min(n + 1, 1 << 22)
   const width = max / (buckets - 2) || 1
@@ -255,33 +370,80 @@ export function sortEvents(events: WorkloadEvent[]): void {
       order[j + 1] = x
     }
   }
-  const copy = events.slice()
-  for (let i = 0; i < n; i++) events[i] = copy[order[i]!]!
+  return order
 }
+
+const derivedColumns = new WeakMap<Workload, EventColumns>()
+
+/** The workload's events as columns: `workload.columns`, or derived once per workload from its event objects. */
+export function eventColumns(workload: Workload): EventColumns {
+  if (workload.columns) return workload.columns
+  let c = derivedColumns.get(workload)
+  if (c) return c
+  const { events } = workload
+  const n = events.length
+  const index = new Map<string, number>()
+  workload.mailboxes.forEach((id, i) => index.set(id, i))
+  c = { t: new Float64Array(n), box: new Int32Array(n), crm: new Uint8Array(n), initial: 0 }
+  for (let i = 0; i < n; i++) {
+    const e = events[i]!
+    c.t[i] = e.t
+    c.box[i] = e.initial ? -1 : (index.get(e.mailbox) ?? -1)
+    c.crm[i] = e.side === 'crm' ? 1 : 0
+  }
+  while (c.initial < n && events[c.initial]!.initial) c.initial++
+  derivedColumns.set(workload, c)
+  return c
+}
+
+/**
+ * The workload as columns in `SharedArrayBuffer`s, without event objects: posted to worker threads, the
+ * columns' memory is shared instead of copied (what the stub engine and the oracle read).
+ */
+export function sharedColumnsWorkload(workload: Workload): Workload {
+  const c = eventColumns(workload)
+  const share = <A extends Float64Array | Int32Array | Uint8Array>(a: A, make: (buffer: SharedArrayBuffer) => A): A => {
+    const shared = make(new SharedArrayBuffer(a.byteLength))
+    shared.set(a)
+    return shared
+  }
+  const columns: EventColumns = {
+    t: share(c.t, (b) => new Float64Array(b)),
+    box: share(c.box, (b) => new Int32Array(b)),
+    crm: share(c.crm, (b) => new Uint8Array(b)),
+    initial: c.initial,
+  }
+  return { mailboxes: workload.mailboxes, durationMs: workload.durationMs, events: [], columns }
+}
+
+/** How many events the workload holds (as objects or as columns). */
+export const eventCount = (workload: Workload): number => (workload.columns ? workload.columns.t.length : workload.events.length)
 
 /** The true change rate per mailbox (of one side, when given) in hourly bins (what the oracle policy knows): changes per ms. */
 export function trueRateFunction(workload: Workload, side?: WorkloadSide): (mailboxId: string, t: number) => number {
   const bins = Math.max(1, Math.ceil(workload.durationMs / HOUR))
-  const counts = new Map<string, Float64Array>()
-  for (const id of workload.mailboxes) counts.set(id, new Float64Array(bins))
-  for (const e of workload.events) {
-    if (e.initial || (side !== undefined && e.side !== side)) continue
-    const b = Math.min(bins - 1, Math.floor(e.t / HOUR))
-    const arr = counts.get(e.mailbox)
-    if (arr) arr[b] = (arr[b] ?? 0) + 1
+  const { t: time, box, crm } = eventColumns(workload)
+  const sideFlag = side === undefined ? -1 : side === 'crm' ? 1 : 0
+  const counts = new Float64Array(workload.mailboxes.length * bins)
+  for (let i = 0; i < box.length; i++) {
+    const b = box[i]!
+    const h = Math.floor(time[i]! / HOUR)
+    if (b >= 0 && h >= 0 && (sideFlag < 0 || crm[i] === sideFlag)) counts[b * bins + Math.min(bins - 1, h)]!++
   }
+  const index = new Map<string, number>()
+  workload.mailboxes.forEach((id, i) => index.set(id, i))
   let lastId: string | undefined
-  let lastArr: Float64Array | undefined
+  let base = -1
   return (id, t) => {
     // the oracle asks for every mailbox in turn, often for the same one twice: remember the last lookup
     if (id !== lastId) {
       lastId = id
-      lastArr = counts.get(id)
+      const b = index.get(id)
+      base = b === undefined ? -1 : b * bins
     }
-    const arr = lastArr
-    if (!arr) return 0
+    if (base < 0) return 0
     const b = Math.min(bins - 1, Math.max(0, Math.floor(t / HOUR)))
     // a floor keeps idle hours from being treated as never changing
-    return Math.max(arr[b] ?? 0, 0.05) / HOUR
+    return Math.max(counts[base + b]!, 0.05) / HOUR
   }
 }

@@ -1,5 +1,6 @@
+import fc from 'fast-check'
 import { expect, test } from 'vitest'
-import { DiurnalProfile } from './estimator.js'
+import { DiurnalProfile, lowerBoundFrom } from './estimator.js'
 
 const MIN = 60_000
 const opts = { profileSlotMs: 30 * MIN, profilePeriodMs: 24 * 60 * MIN, profileOriginMs: 0, profileDecay: 0.5 }
@@ -32,4 +33,15 @@ test('the shrinkage is a config option with a default of 2 mailbox-slots', async
   const { AdaptiveOptionsSchema } = await import('./config.js')
   expect(AdaptiveOptionsSchema.parse({}).profileShrinkSlots).toBe(2)
   expect(AdaptiveOptionsSchema.safeParse({ profileShrinkSlots: -1 }).success).toBe(false)
+})
+
+test('lowerBoundFrom finds the first index not below x from any hint (sorted arrays with ties)', () => {
+  fc.assert(
+    fc.property(fc.array(fc.integer({ min: 0, max: 20 }), { maxLength: 60 }), fc.integer({ min: -1, max: 21 }), fc.nat(70), (values, x, hint) => {
+      const a = Float64Array.from(values).sort()
+      const expected = a.findIndex((v) => !(v < x))
+      expect(lowerBoundFrom(a, x, Math.min(hint, a.length))).toBe(expected < 0 ? a.length : expected)
+    }),
+    { seed: 11 },
+  )
 })

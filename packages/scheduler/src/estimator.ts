@@ -189,9 +189,21 @@ export function solveSqrtAllocation(
   // every mailbox costing the same (the usual case): a plain numeric sort of the weights suffices
   let uniformCost: number | undefined = cost.length > 0 ? (cost[0] as number) : undefined
   for (let i = 1; i < cost.length && uniformCost !== undefined; i++) if (cost[i] !== uniformCost) uniformCost = undefined
+  // consecutive slots often hold equal weights (the oracle's rates are hourly, its slots shorter): sort those once
+  let lastWeights: Float64Array | undefined
+  let lastPrepared: { ws: Float64Array; pc: Float64Array; pcw: Float64Array } | undefined
   const prepare = (weights: Float64Array) => {
-    const hit = cache.get(weights)
-    if (hit) return hit
+    const hit = cache.get(weights) ?? (lastWeights && lastPrepared && sameValues(lastWeights, weights) ? lastPrepared : undefined)
+    if (hit) {
+      cache.set(weights, hit)
+      return hit
+    }
+    const out = prepareSorted(weights)
+    lastWeights = weights
+    lastPrepared = out
+    return out
+  }
+  const prepareSorted = (weights: Float64Array) => {
     const n = weights.length
     if (uniformCost !== undefined && n === cost.length) {
       const c = uniformCost
@@ -230,20 +242,12 @@ export function solveSqrtAllocation(
     cache.set(weights, out)
     return out
   }
-  const prepared = slots.map(({ dur, weights, scale }) => ({ dur, scale: scale ?? 1, ...prepare(weights) }))
-  const lowerBound = (a: Float64Array, x: number): number => {
-    let l = 0
-    let h = a.length
-    while (l < h) {
-      const m = (l + h) >> 1
-      if ((a[m] as number) < x) l = m + 1
-      else h = m
-    }
-    return l
-  }
+  // (the bisection moves y a little per step: each slot's search starts where the previous one ended)
+  const prepared = slots.map(({ dur, weights, scale }) => ({ dur, scale: scale ?? 1, ...prepare(weights), hintA: weights.length >> 1, hintB: weights.length >> 1 }))
   const spend = (y0: number): number => {
     let total = 0
-    for (const { dur, scale, ws, pc, pcw } of prepared) {
+    for (const slot of prepared) {
+      const { dur, scale, ws, pc, pcw } = slot
       const n = ws.length
       if (n === 0) continue
       const y = y0 * scale
@@ -251,8 +255,8 @@ export function solveSqrtAllocation(
         total += dur * lo * (pc[n] as number)
         continue
       }
-      const a = lowerBound(ws, lo / y) // below: at the floor
-      const b = lowerBound(ws, hi / y) // from b on: at the ceiling
+      const a = (slot.hintA = lowerBoundFrom(ws, lo / y, slot.hintA)) // below: at the floor
+      const b = (slot.hintB = lowerBoundFrom(ws, hi / y, slot.hintB)) // from b on: at the ceiling
       const floorPart = lo * (pc[a] as number)
       const midPart = y * ((pcw[b] as number) - (pcw[a] as number))
       const above = (pc[n] as number) - (pc[b] as number)
@@ -282,4 +286,50 @@ export function solveSqrtAllocation(
     else yLo = mid
   }
   return yLo
+}
+
+/** Whether two arrays hold the same values (bit for bit, so NaN never matches). */
+function sameValues(a: Float64Array, b: Float64Array): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
+
+/**
+ * The first index of sorted `a` whose value is not below `x` (`a.length` if none), found by galloping from `hint`
+ * (near the answer, it touches a few neighbouring elements instead of a binary search's spread-out ones).
+ */
+export function lowerBoundFrom(a: Float64Array, x: number, hint: number): number {
+  const n = a.length
+  let l: number
+  let h: number
+  if (hint < n && (a[hint] as number) < x) {
+    // the answer is above hint
+    l = hint + 1
+    h = l
+    let step = 1
+    while (h < n && (a[h] as number) < x) {
+      l = h + 1
+      h = l + step
+      step *= 2
+    }
+    if (h > n) h = n
+  } else {
+    // the answer is at most hint
+    h = Math.min(hint, n)
+    let probe = h - 1
+    let step = 1
+    while (probe >= 0 && !((a[probe] as number) < x)) {
+      h = probe
+      probe = h - step
+      step *= 2
+    }
+    l = probe < 0 ? 0 : probe + 1
+  }
+  while (l < h) {
+    const m = (l + h) >> 1
+    if ((a[m] as number) < x) l = m + 1
+    else h = m
+  }
+  return l
 }

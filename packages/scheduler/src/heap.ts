@@ -1,8 +1,9 @@
 /**
- * An indexed binary min-heap over small integer handles (0..capacity-1) keyed by a float (virtual ms).
+ * An indexed 4-ary min-heap over small integer handles (0..capacity-1) keyed by a float (virtual ms).
  * Supports insert, remove and re-key of any handle in O(log n); ties are broken by handle so the order is
- * deterministic. Keys are stored in heap order next to the handles, so sifting touches contiguous memory;
- * storage is typed arrays that grow by doubling.
+ * deterministic (a total order: any heap shape pops the same sequence). Four children per node halve the
+ * depth and keep each node's children in one or two cache lines; keys are stored in heap order next to the
+ * handles, so sifting touches contiguous memory; storage is typed arrays that grow by doubling.
  */
 export class IndexedMinHeap {
   private heap: Int32Array
@@ -79,7 +80,7 @@ export class IndexedMinHeap {
     const lk = this.hk[this.n] as number
     // put `last` at i and restore order in whichever direction it violates
     if (i > 0) {
-      const parent = (i - 1) >> 1
+      const parent = (i - 1) >> 2
       const pk = this.hk[parent] as number
       if (lk < pk || (lk === pk && last < (this.heap[parent] as number))) {
         this.up(i, last, lk)
@@ -95,7 +96,7 @@ export class IndexedMinHeap {
     const hk = this.hk
     const pos = this.pos
     while (i > 0) {
-      const parent = (i - 1) >> 1
+      const parent = (i - 1) >> 2
       const pk = hk[parent] as number
       const ph = heap[parent] as number
       if (pk < k || (pk === k && ph < h)) break
@@ -116,19 +117,20 @@ export class IndexedMinHeap {
     const pos = this.pos
     const n = this.n
     for (;;) {
-      const l = 2 * i + 1
-      if (l >= n) break
-      let c = l
-      let ck = hk[l] as number
-      let ch = heap[l] as number
-      const r = l + 1
-      if (r < n) {
-        const rk = hk[r] as number
-        const rh = heap[r] as number
-        if (rk < ck || (rk === ck && rh < ch)) {
-          c = r
-          ck = rk
-          ch = rh
+      const first = 4 * i + 1
+      if (first >= n) break
+      // the smallest of up to four children
+      let c = first
+      let ck = hk[first] as number
+      let ch = heap[first] as number
+      const last = Math.min(first + 4, n)
+      for (let j = first + 1; j < last; j++) {
+        const jk = hk[j] as number
+        const jh = heap[j] as number
+        if (jk < ck || (jk === ck && jh < ch)) {
+          c = j
+          ck = jk
+          ch = jh
         }
       }
       if (k < ck || (k === ck && h < ch)) break
