@@ -508,3 +508,38 @@ test('with notifications, the budget buys polls within notificationTailMs for th
   expect(day2('slow').every((p) => p.gap >= 3 * MIN - 1)).toBe(true)
   expect(s.stats().maxIntervalViolations).toBe(0)
 })
+
+test('a split mailbox\'s CRM side keeps the 12-minute floor while notification syncs use the budget', () => {
+  // notified changes every 2 minutes (10 % of notifications lost) and a budget the notification syncs mostly use up:
+  // a CRM pull held back by the budget must still come within 12 minutes of the previous one (it once waited for the
+  // mailbox side's floor instead: gaps of 21–23 minutes)
+  const s = createScheduler({ policy: 'adaptive', budget: { requestsPerWindow: 1000, windowMs: DAY }, random: mulberry32(5) })
+  const ids = ['a', 'b', 'c']
+  for (const id of ids) s.addMailbox(id, 0, { requestsPerSync: 2, crmPullRequests: 1 })
+  const crmPulls = new Map<string, number[]>()
+  const pending = new Map<string, number>(ids.map((id) => [id, 0]))
+  const rnd = mulberry32(9)
+  let nextChange = 2 * MIN
+  let t = 0
+  while (t <= 2 * DAY) {
+    const wake = s.nextWakeAt() ?? Infinity
+    if (nextChange <= wake) {
+      t = nextChange
+      for (const id of ids) {
+        pending.set(id, pending.get(id)! + 1)
+        if (rnd() > 0.1) s.recordNotification(id, t)
+      }
+      nextChange += 2 * MIN
+      continue
+    }
+    t = wake
+    for (const d of s.due(t)) {
+      if (d.pullCrm) crmPulls.set(d.mailboxId, [...(crmPulls.get(d.mailboxId) ?? []), t])
+      s.recordPoll(d.mailboxId, { at: t, changes: pending.get(d.mailboxId)!, crmChanges: 0 })
+      pending.set(d.mailboxId, 0)
+    }
+  }
+  expect(crmPulls.size).toBe(3)
+  for (const [, pulls] of crmPulls) expect(Math.max(...gaps(pulls))).toBeLessThanOrEqual(12 * MIN + 1)
+  expect(s.stats().maxIntervalViolations).toBe(0)
+})
