@@ -1,5 +1,5 @@
 import { expect, test } from 'vitest'
-import { createScheduler, mulberry32, SchedulerConfigError, SchedulerError, solveSqrtAllocation, type Scheduler } from './index.js'
+import { createScheduler, mulberry32, SchedulerConfigError, SchedulerError, solveSqrtAllocation, type DueSync, type Scheduler } from './index.js'
 
 const S = 1000
 const MIN = 60 * S
@@ -22,6 +22,34 @@ function drive(s: Scheduler, until: number, changes: (id: string, t: number) => 
 }
 
 const gaps = (xs: number[]) => xs.slice(1).map((x, i) => x - (xs[i] as number))
+
+/**
+ * Drive `s` until `until` with instant syncs while each of `changing` changes every `everyMs`, notified unless
+ * `lost()`; every sync reports the changes of its mailbox since its previous sync, and `onSync` sees it first.
+ */
+function driveNotified(s: Scheduler, o: { changing: readonly string[]; everyMs: number; until: number; lost: () => boolean; onSync?: (d: DueSync, t: number) => void }): void {
+  const pending = new Map<string, number>()
+  let nextChange = o.everyMs
+  let t = 0
+  while (t <= o.until) {
+    const wake = s.nextWakeAt() ?? Infinity
+    if (nextChange <= wake) {
+      t = nextChange
+      for (const id of o.changing) {
+        pending.set(id, (pending.get(id) ?? 0) + 1)
+        if (!o.lost()) s.recordNotification(id, t)
+      }
+      nextChange += o.everyMs
+      continue
+    }
+    t = wake
+    for (const d of s.due(t)) {
+      o.onSync?.(d, t)
+      s.recordPoll(d.mailboxId, { at: t, changes: pending.get(d.mailboxId) ?? 0 })
+      pending.set(d.mailboxId, 0)
+    }
+  }
+}
 
 test('fixed:15 polls every 15 minutes and ignores notifications', () => {
   const s = createScheduler({ policy: 'fixed:15' })
@@ -350,25 +378,7 @@ test('with notifications, polls go where changes are lost: fewer polls when noti
     s.addMailbox('busy', 0)
     s.addMailbox('quiet', 0)
     const rnd = mulberry32(5)
-    let pending = 0
-    let nextChange = 2 * MIN
-    let t = 0
-    while (t <= 2 * DAY) {
-      const wake = s.nextWakeAt() ?? Infinity
-      if (nextChange <= wake) {
-        t = nextChange
-        pending++
-        if (rnd() >= loss) s.recordNotification('busy', t)
-        nextChange += 2 * MIN
-        continue
-      }
-      t = wake
-      for (const d of s.due(t)) {
-        const n = d.mailboxId === 'busy' ? pending : 0
-        if (d.mailboxId === 'busy') pending = 0
-        s.recordPoll(d.mailboxId, { at: t, changes: n })
-      }
-    }
+    driveNotified(s, { changing: ['busy'], everyMs: 2 * MIN, until: 2 * DAY, lost: () => rnd() < loss })
     const by = s.stats().byReason
     return (by['rate-allocation'] ?? 0) + (by['max-interval'] ?? 0) + (by['min-interval'] ?? 0)
   }
@@ -517,28 +527,14 @@ test('a split mailbox\'s CRM side keeps the 12-minute floor while notification s
   const ids = ['a', 'b', 'c']
   for (const id of ids) s.addMailbox(id, 0, { requestsPerSync: 2, crmPullRequests: 1 })
   const crmPulls = new Map<string, number[]>()
-  const pending = new Map<string, number>(ids.map((id) => [id, 0]))
   const rnd = mulberry32(9)
-  let nextChange = 2 * MIN
-  let t = 0
-  while (t <= 2 * DAY) {
-    const wake = s.nextWakeAt() ?? Infinity
-    if (nextChange <= wake) {
-      t = nextChange
-      for (const id of ids) {
-        pending.set(id, pending.get(id)! + 1)
-        if (rnd() > 0.1) s.recordNotification(id, t)
-      }
-      nextChange += 2 * MIN
-      continue
-    }
-    t = wake
-    for (const d of s.due(t)) {
-      if (d.pullCrm) crmPulls.set(d.mailboxId, [...(crmPulls.get(d.mailboxId) ?? []), t])
-      s.recordPoll(d.mailboxId, { at: t, changes: pending.get(d.mailboxId)!, crmChanges: 0 })
-      pending.set(d.mailboxId, 0)
-    }
-  }
+  driveNotified(s, {
+    changing: ids,
+    everyMs: 2 * MIN,
+    until: 2 * DAY,
+    lost: () => rnd() <= 0.1,
+    onSync: (d, t) => void (d.pullCrm && crmPulls.set(d.mailboxId, [...(crmPulls.get(d.mailboxId) ?? []), t])),
+  })
   expect(crmPulls.size).toBe(3)
   for (const [, pulls] of crmPulls) expect(Math.max(...gaps(pulls))).toBeLessThanOrEqual(12 * MIN + 1)
   expect(s.stats().maxIntervalViolations).toBe(0)
