@@ -27,4 +27,14 @@ describe('cloneJson', () => {
     copy.to[0]!.address = 'changed'
     expect(original.to[0]!.address).toBe('a@b.test')
   })
+
+  it('keeps a "__proto__" member as data, as JSON.parse made it (a hostile payload sets no prototype)', () => {
+    const parsed = JSON.parse('{"__proto__": {"polluted": true}, "a": 1}') as Record<string, unknown>
+    const copy = cloneJson(parsed)
+    expect(Object.getPrototypeOf(copy)).toBe(Object.prototype)
+    expect(Object.prototype.hasOwnProperty.call(copy, '__proto__')).toBe(true)
+    expect((copy as { polluted?: unknown }).polluted).toBeUndefined()
+    expect(canonicalJson(copy)).toBe(canonicalJson(parsed))
+    expect(jsonEqual(copy, parsed)).toBe(true)
+  })
 })

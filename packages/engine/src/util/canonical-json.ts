@@ -63,6 +63,12 @@ export function cloneJson<T>(value: T): T {
   if (value === null || typeof value !== 'object') return value
   if (Array.isArray(value)) return value.map((v: unknown) => cloneJson(v)) as T
   const out: Record<string, unknown> = {}
-  for (const k in value) if (Object.prototype.hasOwnProperty.call(value, k)) out[k] = cloneJson((value as Record<string, unknown>)[k])
+  for (const k in value) {
+    if (!Object.prototype.hasOwnProperty.call(value, k)) continue
+    const v = cloneJson((value as Record<string, unknown>)[k])
+    // a "__proto__" member (JSON.parse makes it an own property) must stay data: assigning it would set the prototype
+    if (k === '__proto__') Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true })
+    else out[k] = v
+  }
   return out as T
 }
