@@ -324,6 +324,8 @@ class SchedulerImpl implements Scheduler {
   private readonly crmConcurrency: number
   /** reason chosen by the last policyNext call (avoids allocating a tuple per sync) */
   private nextReason = 0
+  /** adaptive/oracle: the reason of a poll the allocation chose */
+  private readonly allocationReason: number
   /** adaptive/oracle: the allocation scale used by the last policyNext call (the CRM side's interval uses it too) */
   private scale = 0
   /** mailboxes whose CRM side is pulled on its own schedule (the plan then has a CRM item per mailbox) */
@@ -338,7 +340,7 @@ class SchedulerImpl implements Scheduler {
     this.random = config.random ?? mulberry32(1)
     this.log = new ExplainLog(config.explainCapacity, 1024)
     let budget = config.budget
-    if (!budget && (this.kind === 'adaptive' || this.kind === 'oracle')) {
+    if (!budget && this.reacts()) {
       // default allocation budget: what fixed:5 reserves over a day, 288 syncs per mailbox (× its requestsPerSync)
       budget = { perMailboxRequestsPerWindow: 288, windowMs: 24 * 60 * MIN }
       this.budgetPerSync = true
@@ -357,6 +359,7 @@ class SchedulerImpl implements Scheduler {
     this.lo = 1 / config.maxIntervalMs
     this.hi = 1 / config.minIntervalMs
     this.crmOpts = { ...config.adaptive, priorChangesPerDay: config.adaptive.crmPriorChangesPerDay }
+    this.allocationReason = this.kind === 'oracle' ? R['oracle-allocation'] : R['rate-allocation']
   }
   private readonly perMailboxBudget: number | null
   /** the default budget counts syncs (× requestsPerSync), not requests */
@@ -535,11 +538,11 @@ class SchedulerImpl implements Scheduler {
       mb.pullsCrm = pullCrm
       mb.dispatchedAt = now
       // the floor's gap: since the last sync (and, when this sync pulls a split mailbox's CRM side, since its last CRM pull)
-      const since = pullCrm && mb.split && mb.lastCrmAt < mb.lastDispatchAt ? mb.lastCrmAt : mb.lastDispatchAt
+      const since = this.floorStart(mb, pullCrm)
       if (!Number.isNaN(since)) {
         const gap = now - since
         if (gap > this.counters.maxGapMs) this.counters.maxGapMs = gap
-        if (gap > this.maxIntervalMs + 1e-6 && (this.kind === 'adaptive' || this.kind === 'oracle')) this.counters.maxIntervalViolations++
+        if (gap > this.maxIntervalMs + 1e-6 && this.reacts()) this.counters.maxIntervalViolations++
       }
       mb.lastDispatchAt = now
       this.counters.dispatched++
@@ -822,15 +825,20 @@ class SchedulerImpl implements Scheduler {
    * spend constant when estimates move, and slowed by the governor once the budget window is fuller than planned.
    */
   private scaleNow(end: number): number {
-    let y = this.kind === 'adaptive' && this.wSum > 0 && this.planWSum > 0 ? ((this.y ?? 0) * this.planWSum) / this.wSum : (this.y ?? 0)
-    // governor: once the budget window is fuller than planned, slow rate-driven polls down (to the
-    // max-interval floor at a full window) instead of running into the hard limit
-    // (of the budget that rate-driven polls may use: the floor's reserve stays free)
+    const y = this.kind === 'adaptive' && this.wSum > 0 && this.planWSum > 0 ? ((this.y ?? 0) * this.planWSum) / this.wSum : (this.y ?? 0)
+    return y * this.governor(end)
+  }
+
+  /**
+   * The governor's factor on rate-driven polls: 1 until the budget window is fuller than planned, then falling to 0
+   * (the max-interval floor) at a full window, instead of running into the hard limit — of the budget that
+   * rate-driven polls may use: the floor's reserve stays free.
+   */
+  private governor(end: number): number {
     const win = this.budgetWin as SlidingWindow
     const head = this.config.adaptive.budgetHeadroom
     const fill = win.count(end) / Math.max(1, (win.limit - this.floorReserve(end)) * (this.loss < 1 ? head : 1))
-    if (fill > head) y *= Math.max(0, (1 - fill) / (1 - head))
-    return y
+    return fill > head ? Math.max(0, (1 - fill) / (1 - head)) : 1
   }
 
   /**
@@ -838,8 +846,12 @@ class SchedulerImpl implements Scheduler {
    * sync — or, for a split mailbox, after its last CRM pull when that was longer ago.
    */
   private floorDeadline(mb: Mailbox): number {
-    const last = mb.split && mb.lastCrmAt < mb.lastDispatchAt ? mb.lastCrmAt : mb.lastDispatchAt
-    return last + this.maxIntervalMs - mb.maxDur
+    return this.floorStart(mb, true) + this.maxIntervalMs - mb.maxDur
+  }
+
+  /** Where the mailbox's floor interval started: its last sync, or its last CRM pull when `crmSide` and that was longer ago. */
+  private floorStart(mb: Mailbox, crmSide: boolean): number {
+    return crmSide && mb.split && mb.lastCrmAt < mb.lastDispatchAt ? mb.lastCrmAt : mb.lastDispatchAt
   }
 
   /** The poll interval for poll rate `f` (clamped to the floor and the ceiling); sets `nextReason`. */
@@ -848,7 +860,7 @@ class SchedulerImpl implements Scheduler {
       this.nextReason = R['max-interval']
       return this.config.maxIntervalMs - mb.maxDur
     }
-    this.nextReason = this.kind === 'adaptive' ? R['rate-allocation'] : R['oracle-allocation']
+    this.nextReason = this.allocationReason
     if (f >= this.hi) {
       this.nextReason = R['min-interval']
       return this.config.minIntervalMs
@@ -903,11 +915,9 @@ class SchedulerImpl implements Scheduler {
     const iv = this.tailIntervals()
     const priority = tailPriority(this.uncovered(lam), (1 - this.loss) * lam, cost, iv)
     let f = priority > 0 && priority >= this.tailTheta ? 1 / iv.tailMs : 0
-    const win = this.budgetWin as SlidingWindow
-    const head = this.config.adaptive.budgetHeadroom
-    const fill = win.count(end) / Math.max(1, (win.limit - this.floorReserve(end)) * head)
-    if (fill > head && f > 0) {
-      f *= Math.max(0, (1 - fill) / (1 - head))
+    const slowed = f > 0 ? this.governor(end) : 1
+    if (slowed < 1) {
+      f *= slowed
       this.governedAt = end
     }
     const floor = this.config.maxIntervalMs - mb.maxDur
@@ -915,7 +925,7 @@ class SchedulerImpl implements Scheduler {
       this.nextReason = R['max-interval']
       return floor
     }
-    this.nextReason = this.kind === 'adaptive' ? R['rate-allocation'] : R['oracle-allocation']
+    this.nextReason = this.allocationReason
     return Math.max(this.config.minIntervalMs, Math.min(1 / f - mb.maxDur, floor))
   }
 
@@ -988,7 +998,7 @@ class SchedulerImpl implements Scheduler {
 
   /** Re-solve the √-rate allocation against the budget (adaptive: every rebalanceMs; oracle: every budget window). */
   private maybePlan(now: number): void {
-    if (this.kind !== 'adaptive' && this.kind !== 'oracle') return
+    if (!this.reacts()) return
     // fast path: early re-plans are at most once a minute, so nothing to check before then
     if (!this.planDirty && now < this.nextPlanAt && now < this.lastPlanAt + MIN) return
     const win = this.budgetWin as SlidingWindow
@@ -1144,16 +1154,12 @@ class SchedulerImpl implements Scheduler {
    * allocating them per plan made the GC re-mark the whole heap of a simulation holding a large workload).
    */
   private planArray(k: number, n: number): Float64Array {
-    let a = this.planArrays[k]
-    if (!a || a.length < n) this.planArrays[k] = a = new Float64Array(Math.max(n, 64))
-    return a.length === n ? a : a.subarray(0, n)
+    return workArray(this.planArrays, k, n)
   }
 
   /** The k-th work array of the tail plans (as {@link planArray}, kept apart from the √-rate plan's arrays). */
   private tailArray(k: number, n: number): Float64Array {
-    let a = this.tailArrays[k]
-    if (!a || a.length < n) this.tailArrays[k] = a = new Float64Array(Math.max(n, 64))
-    return a.length === n ? a : a.subarray(0, n)
+    return workArray(this.tailArrays, k, n)
   }
 
   /**
@@ -1278,6 +1284,13 @@ class SchedulerImpl implements Scheduler {
     if (!mb) throw new SchedulerError('UnknownMailbox', `Unknown mailbox ${JSON.stringify(id)}; call addMailbox first`)
     return mb
   }
+}
+
+/** The k-th array of `pool`, length n: grown when too short, never shrunk (a view of the first n otherwise). */
+function workArray(pool: Float64Array[], k: number, n: number): Float64Array {
+  let a = pool[k]
+  if (!a || a.length < n) pool[k] = a = new Float64Array(Math.max(n, 64))
+  return a.length === n ? a : a.subarray(0, n)
 }
 
 function badCount(v: unknown): boolean {
