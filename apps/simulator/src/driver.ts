@@ -1,5 +1,5 @@
 import type { CycleOptions, CycleReport } from '@concord/engine'
-import type { DueSync, Scheduler } from '@concord/scheduler'
+import type { DueSync, PollResult, Scheduler } from '@concord/scheduler'
 import { SimulatorError } from './errors.js'
 import { TimedHeap } from './heap.js'
 import { HOUR, MIN } from './workload.js'
@@ -131,6 +131,18 @@ export interface CycleOutcome {
   /** See {@link isCleanCycle}. */
   clean: boolean
 }
+
+/** What the scheduler is told of a measured cycle that ended at `at`. */
+export const pollResultOf = (c: CycleOutcome, at: number): PollResult => ({
+  at,
+  changes: c.changes,
+  crmChanges: c.crmChanges,
+  crmPulled: c.crmPulled,
+  requests: c.requests,
+  throttled: c.throttledMs !== undefined,
+  ...(c.throttledMs !== undefined ? { retryAfterMs: c.throttledMs } : {}),
+  error: c.error,
+})
 
 /**
  * Runs one cycle of a pair under a policy: counts its requests, turns a failure into `error` (and a

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { type ConcordId, type MergeStrategy, type NativeId, type ReplicaStore, SyncPair, asPairId, asReplicaId, concordIdFor, jsonEqual, openMemoryStore } from '@concord/engine'
 import { openLevelStore } from '@concord/engine/node'
 import { type PolicyName, type Scheduler, createScheduler } from '@concord/scheduler'
-import { type CycleOutcome, cycleOptions, drainPair, drive, initialSync, measureCycle } from './driver.js'
+import { type CycleOutcome, cycleOptions, drainPair, drive, initialSync, measureCycle, pollResultOf } from './driver.js'
 import { TimedHeap } from './heap.js'
 import { type ConflictRule, type MergeModel, type ModelItem, modelCreate, modelWrite, settleModel } from './reference-model.js'
 import { mixSeed, mulberry32, normal } from './rng.js'
@@ -256,7 +256,7 @@ export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
     }
     box.pending = keep
     if (c.clean && c.crmPulled) crmWritesDone(box, at)
-    sched.recordPoll(box.id, { at, changes: c.changes, crmChanges: c.crmChanges, crmPulled: c.crmPulled, requests: c.requests, throttled: c.throttledMs !== undefined, ...(c.throttledMs !== undefined ? { retryAfterMs: c.throttledMs } : {}), error: c.error })
+    sched.recordPoll(box.id, pollResultOf(c, at))
   }
 
   // initial data and the initial sync (not measured, not charged to the policy)

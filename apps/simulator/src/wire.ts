@@ -16,7 +16,7 @@ import { type ConcordId, type Cursor, type Fields, type NativeId, type ReplicaAd
 import { openLevelStore } from '@concord/engine/node'
 import { type Scheduler, createScheduler } from '@concord/scheduler'
 import { SimulatorError } from './errors.js'
-import { type CycleOutcome, cycleOptions, drainPair, drive, initialSync, measureCycle } from './driver.js'
+import { type CycleOutcome, cycleOptions, drainPair, drive, initialSync, measureCycle, pollResultOf } from './driver.js'
 import { STUB_MAILBOX_INFO } from './run-stub.js'
 import { mixSeed, mulberry32 } from './rng.js'
 import type { RunOptions } from './run.js'
@@ -282,7 +282,7 @@ export async function runWirePolicy(options: RunOptions & { onFinalState?: ((sta
         }
         box.pending = keep
       }
-      sched.recordPoll(box.id, { at, changes: c.changes, crmChanges: c.crmChanges, crmPulled: c.crmPulled, requests: c.requests, throttled: c.throttledMs !== undefined, ...(c.throttledMs !== undefined ? { retryAfterMs: c.throttledMs } : {}), error: c.error })
+      sched.recordPoll(box.id, pollResultOf(c, at))
     }
 
     await drive<{ c: Completion; syncedAt: number }>({
