@@ -1,4 +1,5 @@
 import type { AdaptiveOptions } from './config.js'
+import { float64, int32, workArray } from './work-array.js'
 
 const DAY = 86_400_000
 
@@ -149,18 +150,8 @@ const scratchF: Float64Array[] = []
 const scratchI: Int32Array[] = []
 let usedF = 0
 let usedI = 0
-function scratchFloat(len: number): Float64Array {
-  let a = scratchF[usedF]
-  if (!a || a.length < len) scratchF[usedF] = a = new Float64Array(len)
-  usedF++
-  return a.length === len ? a : a.subarray(0, len)
-}
-function scratchInt(len: number): Int32Array {
-  let a = scratchI[usedI]
-  if (!a || a.length < len) scratchI[usedI] = a = new Int32Array(len)
-  usedI++
-  return a.length === len ? a : a.subarray(0, len)
-}
+const scratchFloat = (len: number): Float64Array => workArray(scratchF, usedF++, len, float64)
+const scratchInt = (len: number): Int32Array => workArray(scratchI, usedI++, len, int32)
 
 /**
  * Solve the √-rate allocation under a budget (water-filling with a floor and a ceiling).

@@ -16,6 +16,7 @@ import { DiurnalProfile, effectiveRate, observeRate, solveSqrtAllocation, type R
 import { IndexedMinHeap } from './heap.js'
 import { mulberry32 } from './rng.js'
 import { SlidingWindow } from './sliding-window.js'
+import { float64, workArray } from './work-array.js'
 import { pollRate, solveTailThreshold, tailPriority, type TailIntervals, type TailSlot } from './tail-allocation.js'
 
 /** A mailbox id as known to the scheduler. */
@@ -1149,17 +1150,14 @@ class SchedulerImpl implements Scheduler {
 
   // ---------------------------------------------------------------- helpers
 
-  /**
-   * The k-th work array of the planner, length n, reused across plans (large typed arrays are external memory;
-   * allocating them per plan made the GC re-mark the whole heap of a simulation holding a large workload).
-   */
+  /** The k-th work array of the planner, length n, reused across plans (see {@link workArray}). */
   private planArray(k: number, n: number): Float64Array {
-    return workArray(this.planArrays, k, n)
+    return workArray(this.planArrays, k, n, float64)
   }
 
   /** The k-th work array of the tail plans (as {@link planArray}, kept apart from the √-rate plan's arrays). */
   private tailArray(k: number, n: number): Float64Array {
-    return workArray(this.tailArrays, k, n)
+    return workArray(this.tailArrays, k, n, float64)
   }
 
   /**
@@ -1284,13 +1282,6 @@ class SchedulerImpl implements Scheduler {
     if (!mb) throw new SchedulerError('UnknownMailbox', `Unknown mailbox ${JSON.stringify(id)}; call addMailbox first`)
     return mb
   }
-}
-
-/** The k-th array of `pool`, length n: grown when too short, never shrunk (a view of the first n otherwise). */
-function workArray(pool: Float64Array[], k: number, n: number): Float64Array {
-  let a = pool[k]
-  if (!a || a.length < n) pool[k] = a = new Float64Array(Math.max(n, 64))
-  return a.length === n ? a : a.subarray(0, n)
 }
 
 function badCount(v: unknown): boolean {
