@@ -755,7 +755,7 @@ class SchedulerImpl implements Scheduler {
       lastDispatchAt: Number.isNaN(mb.lastDispatchAt) ? null : mb.lastDispatchAt,
       pendingCrmWrites: mb.pendingCrm,
       estimatedRate: this.kind === 'adaptive' ? effectiveRate(mb, this.config.adaptive) * this.profile.at(Math.max(this.now, 0)) : null,
-      crmPullDueAt: mb.split ? Math.max(mb.crmDueAt, Number.isNaN(mb.lastCrmAt) ? -Infinity : mb.lastCrmAt) : null,
+      crmPullDueAt: mb.split ? mb.crmDueAt : null,
     }
   }
 
