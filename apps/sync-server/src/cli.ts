@@ -12,6 +12,7 @@ import { SyncServer } from './server.js'
 import { ClusterInstance } from './cluster/instance.js'
 import { createTrustedFetch } from '@concord/adapter-exchange'
 import { readFile } from 'node:fs/promises'
+import { settlesWithin } from './util/deadline.js'
 
 interface Io {
   out: (s: string) => void
@@ -19,6 +20,8 @@ interface Io {
 }
 
 const defaultIo: Io = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) }
+
+const SHUTDOWN_DEADLINE_MS = 60_000
 
 /** Resolves on SIGTERM or SIGINT. */
 function untilSignal(): Promise<string> {
@@ -45,8 +48,7 @@ async function serve(configPath: string, clusterUrl: string | undefined, io: Io)
     io.out(`${JSON.stringify({ adminUrl: instance.adminUrl, instanceId: instance.id, cluster: instance.keys.cluster })}\n`)
     const signal = await untilSignal()
     instance.log.info({ signal }, 'shutting down')
-    await instance.stop()
-    return 0
+    return stoppedInTime(instance.stop(), instance.log)
   }
   const server = await SyncServer.start({
     config,
@@ -57,8 +59,17 @@ async function serve(configPath: string, clusterUrl: string | undefined, io: Io)
   io.out(`${JSON.stringify({ adminUrl: server.adminUrl })}\n`)
   const signal = await untilSignal()
   server.log.info({ signal }, 'shutting down')
-  await server.stop()
-  return 0
+  return stoppedInTime(server.stop(), server.log)
+}
+
+/** A graceful stop gets SHUTDOWN_DEADLINE_MS; past it the process exits anyway (1), saying so. */
+async function stoppedInTime(stopping: Promise<void>, log: { error: (o: object, msg: string) => void }): Promise<number> {
+  if (await settlesWithin(stopping, SHUTDOWN_DEADLINE_MS)) {
+    await stopping
+    return 0
+  }
+  log.error({ deadlineMs: SHUTDOWN_DEADLINE_MS }, 'the graceful shutdown did not finish in time; exiting anyway')
+  return 1
 }
 
 async function demo(port: number, io: Io): Promise<number> {

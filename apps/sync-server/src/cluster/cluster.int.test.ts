@@ -8,12 +8,12 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, expect, test } from 'vitest'
 import {
-  type ClusterProcess, type ClusterRedis, type ClusterView, persistentRedis, settledOn as settled, startClusterProcess, stopClusterProcess, writeClusterConfig,
+  type ClusterProcess, type ClusterRedis, type ClusterView, persistentRedis, recentLogs, settledOn as settled, startClusterProcess, stopClusterProcess, writeClusterConfig,
 } from '../test/cluster-harness.js'
 import { type ObservedRequest, type RecordingProxy, fenceViolations, startRecordingProxy } from '../test/recording-proxy.js'
 import { type World, mailboxRecords, sleep, startWorld, until } from '../test/world.js'
 
-/** CLUSTER_TRACE_DIR=/some/dir keeps every instance's log there (info level) for debugging. */
+/** CLUSTER_TRACE_DIR=/some/dir keeps every instance's whole log there; a failing run prints each one's last lines. */
 const TRACE_DIR = process.env['CLUSTER_TRACE_DIR']
 const TOKEN = 'cluster-test-admin-token'
 const LEASE_TTL_MS = 3_000
@@ -94,11 +94,15 @@ beforeAll(async () => {
   redis = await persistentRedis(join(dir, 'redis'))
   world = await startWorld({ users: USERS, start: false })
   proxy = await startRecordingProxy(world.dv.url)
-  configFile = await writeClusterConfig({ dir, world, crmUrl: proxy.via(world.dv.url), crmTokenUrl: proxy.via(world.dv.tokenUrl), name: 'it', shards: SHARDS, leaseTtlMs: LEASE_TTL_MS, token: TOKEN, logLevel: TRACE_DIR ? 'info' : 'warn' })
+  configFile = await writeClusterConfig({ dir, world, crmUrl: proxy.via(world.dv.url), crmTokenUrl: proxy.via(world.dv.tokenUrl), name: 'it', shards: SHARDS, leaseTtlMs: LEASE_TTL_MS, token: TOKEN, logLevel: 'info' })
   addContacts(4)
 })
 
+let passed = false
+
 afterAll(async () => {
+  // A failure (a timeout included) shows what every instance was doing.
+  if (!passed && instances.length > 0) process.stderr.write(`${recentLogs(instances)}\n`)
   for (const i of instances) {
     i.child.kill('SIGCONT')
     i.child.kill('SIGKILL')
@@ -181,10 +185,14 @@ test('three instances share the shards; kill -9, SIGSTOP and a Redis restart los
   await allSynced('the contacts added after Redis restarted')
   mark('synced after the Redis restart')
   await settledOn(active, [active, paused], 'both instances back in the cluster after the Redis restart')
+  mark('settled after the Redis restart')
 
   expect(fenceViolations(proxy.log)).toEqual([])
   // Shards moved again and again, yet no shard's CRM feed ever started over.
   expect([...fullListings(proxy.log.slice(steadyFrom))]).toEqual([])
 
+  mark('checked fences and listings')
   expect(await Promise.all([paused, active].map(stopClusterProcess))).toEqual([0, 0])
+  mark('stopped')
+  passed = true
 })

@@ -29,6 +29,7 @@ import { ClusterKeys, RedisLeases, type ScriptedRedis, withLeaseScripts } from '
 import { NotificationRouter, ShardJobs } from './shard-jobs.js'
 import { FencedShardStore } from './shard-store.js'
 import { shardKey, shardOf, shardsFor } from './shards.js'
+import { settlesWithin } from '../util/deadline.js'
 
 export interface ClusterInstanceOptions {
   config: ServerConfig
@@ -152,6 +153,8 @@ export class ClusterInstance {
   private ticking: Promise<void> | undefined
   private api: FastifyInstance | undefined
   private stopped = false
+  /** How long a shard may take to start (load its state, list its mailboxes) before it is given up. */
+  private readonly startDeadlineMs: number
   fencedWrites = 0
 
   private constructor(private readonly o: ClusterInstanceOptions) {
@@ -160,6 +163,7 @@ export class ClusterInstance {
     this.keys = new ClusterKeys(c.name)
     this.shardCount = c.shards
     this.ttl = c.leaseTtlMs
+    this.startDeadlineMs = Math.max(30_000, 10 * c.leaseTtlMs)
     this.now = o.now ?? Date.now
     this.log = (o.logger ?? createLogger(o.config.logLevel)).child({ instance: this.id })
     this.metrics = new ServerMetrics()
@@ -267,10 +271,18 @@ export class ClusterInstance {
       const held = { lease, fence }
       this.held.set(shard, held)
       try {
-        const running = await this.openShard(shard, held)
+        const opening = this.openShard(shard, held)
+        if (!(await settlesWithin(opening, this.startDeadlineMs))) {
+          // Hung on a dead link: give the shard up so it can be taken again; a late start stops itself below.
+          this.log.error({ shard, deadlineMs: this.startDeadlineMs }, 'a shard did not start in time; releasing it')
+          if (this.held.get(shard) === held) this.held.delete(shard)
+          void opening.then((late) => this.stopRunning(late), () => {})
+          await this.leases.release(held.lease).catch(() => {})
+          return
+        }
+        const running = await opening
         if (this.held.get(shard) !== held || this.stopped) {
-          await running.server.stop().catch(() => {})
-          await running.jobs.close().catch(() => {})
+          await this.stopRunning(running)
           return
         }
         this.shards.set(shard, running)
@@ -342,6 +354,11 @@ export class ClusterInstance {
     return { shard, held, server, jobs }
   }
 
+  private async stopRunning(running: RunningShard): Promise<void> {
+    await settlesWithin(running.server.stop(), 2 * this.ttl)
+    await running.jobs.close().catch(() => {})
+  }
+
   /** Stops a shard: `handoff` and `shutdown` flush and release; `lost` just stops (its writes would be refused). */
   private async dropShard(shard: number, why: 'handoff' | 'lost' | 'shutdown'): Promise<void> {
     const running = this.shards.get(shard)
@@ -350,8 +367,7 @@ export class ClusterInstance {
     this.busy.add(shard)
     try {
       // Bounded: a stop stuck on a dead link must not keep the shard from being taken again (its fence is what keeps it harmless).
-      const stopped = running.server.stop().catch((error: unknown) => this.log.warn({ shard, err: error }, 'stopping a shard failed'))
-      await Promise.race([stopped, new Promise((r) => setTimeout(r, 2 * this.ttl).unref())])
+      await settlesWithin(running.server.stop().catch((error: unknown) => this.log.warn({ shard, err: error }, 'stopping a shard failed')), 2 * this.ttl)
       await running.jobs.close().catch((error: unknown) => this.log.warn({ shard, err: error }, 'closing a shard queue failed'))
       if (why !== 'lost' && this.held.get(shard) === running.held) {
         this.held.delete(shard)
@@ -368,12 +384,14 @@ export class ClusterInstance {
     this.stopped = true
     if (this.timer) clearTimeout(this.timer)
     if (this.renewTimer) clearTimeout(this.renewTimer)
-    await this.ticking
-    while (this.busy.size > 0) await new Promise((r) => setTimeout(r, 20))
-    await this.api?.close()
+    // Every step is bounded: a shutdown never hangs on a dead Redis link (leases not released expire).
+    if (this.ticking) await settlesWithin(this.ticking, this.ttl)
+    const startsDone = Date.now() + this.startDeadlineMs
+    while (this.busy.size > 0 && Date.now() < startsDone) await new Promise((r) => setTimeout(r, 20))
+    if (this.api) await settlesWithin(this.api.close(), this.ttl)
     await Promise.all([...this.shards.keys()].map((s) => this.dropShard(s, 'shutdown')))
     await this.membership.leave().catch(() => {})
-    await this.notifications.close().catch(() => {})
+    if (!(await settlesWithin(this.notifications.close(), this.ttl))) this.log.warn({}, 'the notification queues did not close in time')
     this.redis.disconnect()
     this.log.info({}, 'cluster instance stopped')
   }

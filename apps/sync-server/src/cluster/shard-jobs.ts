@@ -11,6 +11,7 @@ import type { DueSync } from '@concord/scheduler'
 import { type ConnectionOptions, type Job, Queue, Worker } from 'bullmq'
 import type { Logger as PinoLogger } from 'pino'
 import { LeaseLostError } from '../errors.js'
+import { settlesWithin } from '../util/deadline.js'
 import type { Fence } from '../lease.js'
 import type { SyncRunResult } from '../sync-loop.js'
 
@@ -132,13 +133,9 @@ export class ShardJobs {
   async close(graceMs = this.o.lockDurationMs): Promise<void> {
     this.abort.abort()
     for (const id of [...this.waiters.keys()]) this.settle(id, { poll: {} })
-    let timer: NodeJS.Timeout | undefined
-    const graceful = Promise.allSettled([this.worker.close(), this.queue.close()])
-    const stuck = await Promise.race([graceful.then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(true), graceMs)))])
-    clearTimeout(timer)
-    if (stuck) {
+    if (!(await settlesWithin(Promise.allSettled([this.worker.close(), this.queue.close()]), graceMs))) {
       this.o.logger.warn({ shard: this.o.shard }, 'the shard queue did not close in time; forcing it')
-      await Promise.race([this.worker.close(true).catch(() => {}), new Promise((r) => setTimeout(r, 1_000).unref())])
+      await settlesWithin(this.worker.close(true), 1_000)
     }
   }
 }

@@ -12,7 +12,7 @@ import { promisify } from 'node:util'
 import { SERVICES_DIR, freePort } from '@concord/tools'
 import { stringify } from 'yaml'
 import { assignShards } from '../cluster/shards.js'
-import { GRAPH_CLIENT, type World, until } from './world.js'
+import { GRAPH_CLIENT, type World } from './world.js'
 
 const run = promisify(execFile)
 const BIN = fileURLToPath(new URL('../../bin/concord.js', import.meta.url))
@@ -78,7 +78,11 @@ export interface ClusterProcess {
   child: ChildProcess
   adminUrl: string
   id: string
+  /** The instance's last log lines (all levels it logs), for a failing test to print. */
+  recent: string[]
 }
+
+const RECENT_LINES = 400
 
 /**
  * Starts `concord serve --cluster` and resolves once it printed its start line. Warnings go to stderr
@@ -87,9 +91,12 @@ export interface ClusterProcess {
 export async function startClusterProcess(name: string, configFile: string, redisUrl: string, traceDir?: string | undefined): Promise<ClusterProcess> {
   const child = spawn(process.execPath, [BIN, 'serve', '--config', configFile, '--cluster', redisUrl], { stdio: ['ignore', 'pipe', 'inherit'] })
   const lines = createInterface({ input: child.stdout! })
+  const recent: string[] = []
   const first = await new Promise<{ adminUrl: string; instanceId: string }>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`instance ${name} exited with ${code} before it started`)))
     lines.on('line', (line) => {
+      recent.push(line)
+      if (recent.length > RECENT_LINES) recent.shift()
       if (traceDir) appendFileSync(join(traceDir, `instance-${name}.log`), `${line}\n`)
       try {
         const v = JSON.parse(line) as { adminUrl?: string; instanceId?: string; level?: number }
@@ -100,11 +107,11 @@ export async function startClusterProcess(name: string, configFile: string, redi
       }
     })
   })
-  return { name, child, adminUrl: first.adminUrl, id: first.instanceId }
+  return { name, child, adminUrl: first.adminUrl, id: first.instanceId, recent }
 }
 
 export async function clusterApi<T>(instance: ClusterProcess, token: string, path: string): Promise<T> {
-  const res = await fetch(`${instance.adminUrl}${path}`, { headers: { Authorization: `Bearer ${token}` } })
+  const res = await fetch(`${instance.adminUrl}${path}`, { headers: { Authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(10_000) })
   if (res.status !== 200) throw new Error(`${path} on ${instance.name}: ${res.status} ${await res.text()}`)
   return (await res.json()) as T
 }
@@ -118,22 +125,36 @@ export interface ClusterView {
 export async function settledOn(via: ClusterProcess, owners: readonly ClusterProcess[], token: string, shards: number, what: string): Promise<ClusterView> {
   const ids = owners.map((o) => o.id).sort()
   const assigned = assignShards(ids, shards)
-  return until(
-    async () => {
-      const view = await clusterApi<ClusterView>(via, token, '/api/cluster').catch(() => undefined)
-      if (!view) return undefined
-      return view.members.join() === ids.join() && view.shards.every((s) => s.owner === assigned.get(s.shard)) ? view : undefined
-    },
-    what,
-    600,
-    50,
-  )
+  let last: ClusterView | undefined
+  const deadline = Date.now() + SETTLE_DEADLINE_MS
+  while (Date.now() < deadline) {
+    const view = await clusterApi<ClusterView>(via, token, '/api/cluster').catch(() => undefined)
+    if (view) last = view
+    if (view && view.members.join() === ids.join() && view.shards.every((s) => s.owner === assigned.get(s.shard))) return view
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  throw new Error(`gave up waiting for ${what} after ${SETTLE_DEADLINE_MS} ms: wanted members ${ids.join(', ')}; last view ${JSON.stringify(last ?? null)}`)
 }
 
-export async function stopClusterProcess(p: ClusterProcess): Promise<number | null> {
+const SETTLE_DEADLINE_MS = 60_000
+/** Past the server's own shutdown deadline (60 s): a process still alive then is hung. */
+const EXIT_DEADLINE_MS = 75_000
+
+/** SIGTERM, then the exit code; a process that does not exit in time is killed and reported as 'hung'. */
+export async function stopClusterProcess(p: ClusterProcess): Promise<number | null | 'hung'> {
   if (p.child.exitCode !== null || p.child.signalCode !== null) return p.child.exitCode
   const exited = new Promise<number | null>((resolve) => p.child.once('exit', (code) => resolve(code)))
   p.child.kill('SIGCONT')
   p.child.kill('SIGTERM')
-  return exited
+  let timer: NodeJS.Timeout | undefined
+  const hung = new Promise<'hung'>((resolve) => (timer = setTimeout(() => resolve('hung'), EXIT_DEADLINE_MS)))
+  const outcome = await Promise.race([exited, hung])
+  clearTimeout(timer)
+  if (outcome === 'hung') p.child.kill('SIGKILL')
+  return outcome
+}
+
+/** Every instance's recent log lines, for a failed test's output. */
+export function recentLogs(instances: readonly ClusterProcess[]): string {
+  return instances.map((i) => `── instance ${i.name} (${i.id}), last ${i.recent.length} lines ──\n${i.recent.join('\n')}`).join('\n')
 }
