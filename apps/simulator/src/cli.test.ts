@@ -46,17 +46,11 @@ test.each([
 })
 
 test('conflict policies other than crm-wins run through PolicyMerge and are measured against the reference model', async () => {
-  const engine = (await import('@concord/engine')) as Record<string, unknown>
   const { mkdtemp, readFile } = await import('node:fs/promises')
   const { tmpdir } = await import('node:os')
   const { join } = await import('node:path')
   const dir = await mkdtemp(join(tmpdir(), 'sim-cli-'))
   const r = await run(['--conflict-policies', 'crm-wins,lww,keep-both,text-merge', '--mailboxes', '1', '--warmup-days', '0', '--store', 'memory', '--policies', 'fixed:15', '--budget-from', 'fixed:15', '--jobs', '1', '--out', dir])
-  if (typeof engine.PolicyMerge !== 'function') {
-    expect(r.code).toBe(2)
-    expect(r.err).toMatch(/--conflict-policies lww: needs PolicyMerge/)
-    return
-  }
   expect(r.err).toBe('')
   expect(r.code).toBe(0)
   const report = JSON.parse(await readFile(join(dir, 'report.json'), 'utf8'))

@@ -1,6 +1,5 @@
-import * as engine from '@concord/engine'
-import { CrmWinsMerge, type Direction, type ItemKind, type MergeStrategy, mergeSets, mergeText } from '@concord/engine'
-import { SimulatorError } from './errors.js'
+import { CrmWinsMerge, PolicyMerge, mergeSets, mergeText } from '@concord/engine'
+import type { MergeStrategy } from '@concord/engine'
 import { type ConflictRule, KEEP_BOTH, type MergeModel } from './reference-model.js'
 
 /** Conflict policies the CLI accepts (the names of the engine's policy merge). */
@@ -45,22 +44,17 @@ export interface ConflictPolicy {
 
 /**
  * Resolves a conflict policy to a `MergeStrategy` for `SyncPair`'s `merge` seam. `crm-wins` is the
- * engine's `CrmWinsMerge`; the others use the engine's `PolicyMerge` (packages/engine/src/merge),
- * looked up at run time, with `policies.default` set to the policy.
+ * engine's `CrmWinsMerge`; the others use the engine's `PolicyMerge` (packages/engine/src/merge) with
+ * `policies.default` set to the policy.
  */
 export function resolveConflictPolicy(name: ConflictPolicyName): ConflictPolicy {
   if (name === 'crm-wins') {
     const rule = RULES['crm-wins']!
     return { name, merge: () => new CrmWinsMerge(), rule, model: { direction: () => 'both', tracking: false, rule }, measured: true }
   }
-  const PolicyMerge = (engine as Record<string, unknown>).PolicyMerge
-  if (typeof PolicyMerge !== 'function') {
-    throw new SimulatorError('Unsupported', `--conflict-policies ${name}: needs PolicyMerge exported from @concord/engine (packages/engine/src/merge), which this engine build does not export yet; only crm-wins is available`)
-  }
-  const Ctor = PolicyMerge as new (options: unknown) => MergeStrategy & { direction(kind: ItemKind, field: string): Direction }
   // MergePolicyConfig: `policies.default` applies to every field without its own entry
   const config = { policies: { default: name } }
-  const directions = new Ctor(config)
+  const directions = new PolicyMerge(config)
   const rule = RULES[name] ?? RULES['crm-wins']!
-  return { name, merge: () => new Ctor(config), rule, model: { direction: (kind, field) => directions.direction(kind, field), tracking: true, rule }, measured: true }
+  return { name, merge: () => new PolicyMerge(config), rule, model: { direction: (kind, field) => directions.direction(kind, field), tracking: true, rule }, measured: true }
 }
