@@ -192,31 +192,39 @@ export function encodeExplain(record: ExplainRecord): string {
     }
   }
   if (!common) return JSON.stringify({ at: record.at, fields })
-  const hoisted = common
-  const slim = (d: Record<string, unknown>) => {
-    const out: Record<string, unknown> = {}
-    for (const key in d) if (!(key in hoisted)) out[key] = d[key]
-    return out
-  }
-  for (const name in fields) if (isPlainObject(fields[name])) fields[name] = slim(fields[name])
-  return JSON.stringify({ at: record.at, common: hoisted, fields })
+  for (const name in fields) if (isPlainObject(fields[name])) fields[name] = withoutMembersOf(fields[name], common)
+  return JSON.stringify({ at: record.at, common, fields })
+}
+
+/** A copy of `decision` without the members `common` has. */
+function withoutMembersOf(decision: Record<string, unknown>, common: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {}
+  for (const key in decision) if (!(key in common)) out[key] = decision[key]
+  return out
 }
 
 /** Reads a stored explain record (either form: encoded, or full decisions as older stores wrote them). */
 export function decodeExplain(raw: string): ExplainRecord {
   const stored = JSON.parse(raw) as ExplainRecord & { common?: Record<string, unknown> }
+  const common = stored.common
   const fields: Record<string, unknown> = {}
-  for (const [name, decision] of Object.entries(stored.fields)) {
+  for (const name in stored.fields) {
+    const decision = stored.fields[name]
     if (!isPlainObject(decision)) {
       fields[name] = decision
       continue
     }
-    const d: Record<string, unknown> = { field: name, ...stored.common, ...decision }
-    const same = d[SAME_AS_VALUE]
-    if (Array.isArray(same)) {
-      for (const side of same) if (typeof side === 'string') d[side] = d.value
-      delete d[SAME_AS_VALUE]
+    const same = SAME_AS_VALUE in decision ? decision[SAME_AS_VALUE] : common?.[SAME_AS_VALUE]
+    if (!Array.isArray(same)) {
+      fields[name] = { field: name, ...common, ...decision }
+      continue
     }
+    // `{ field, ...common, ...decision }` without the `=` member, copied member by member: deleting
+    // it afterwards would turn every decision into a slow dictionary-mode object.
+    const d: Record<string, unknown> = { field: name }
+    if (common) for (const key in common) if (key !== SAME_AS_VALUE) d[key] = common[key]
+    for (const key in decision) if (key !== SAME_AS_VALUE) d[key] = decision[key]
+    for (const side of same) if (typeof side === 'string' && side !== SAME_AS_VALUE) d[side] = d.value
     fields[name] = d
   }
   return { at: stored.at, fields }
@@ -230,7 +238,8 @@ export function encodeOutboxEntry(entry: OutboxEntry): string {
   const op = entry.op
   if (op.type === 'delete' || entry.agreed !== op.fields) return JSON.stringify(entry)
   const { agreed: _agreed, ...rest } = entry
-  return JSON.stringify({ ...rest, agreedAsOp: true })
+  ;(rest as Record<string, unknown>).agreedAsOp = true // the copy is ours: no second one
+  return JSON.stringify(rest)
 }
 
 /** Reads a stored outbox entry (either form). */
@@ -238,5 +247,6 @@ export function decodeOutboxEntry(raw: string): OutboxEntry {
   const stored = JSON.parse(raw) as OutboxEntry & { agreedAsOp?: boolean }
   if (!stored.agreedAsOp) return stored
   const { agreedAsOp: _flag, ...entry } = stored
-  return { ...entry, agreed: entry.op.type === 'delete' ? {} : { ...entry.op.fields } }
+  ;(entry as OutboxEntry).agreed = entry.op.type === 'delete' ? {} : { ...entry.op.fields } // the copy is ours: no second one
+  return entry as OutboxEntry
 }

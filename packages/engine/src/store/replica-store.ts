@@ -1,8 +1,8 @@
 import type { AbstractBatchOperation, AbstractBatchOptions, AbstractLevel } from 'abstract-level'
-import type { PullPage, PushApplied } from '../contract/replica-adapter.js'
+import type { PullPage, PushApplied, RecordMeta } from '../contract/replica-adapter.js'
 import { SyncError } from '../errors.js'
 import { type ConcordId, type Cursor, type NativeId, type PairId, type ReplicaId, asCursor, concordIdFor } from '../ids.js'
-import { hashFields } from '../model/item.js'
+import { type Fields, hashFields } from '../model/item.js'
 import { assertKeyPart, keys, prefixEnd } from './keys.js'
 import { decodeExplain, decodeOutboxEntry, encodeExplain, encodeOutboxEntry, withAgreedFields } from './records.js'
 import type { BaseRecord, ConflictListRecord, ExplainRecord, LinkRecord, LogEntry, OutboxEntry, QuarantineRecord, Snapshot, TombstoneRecord } from './records.js'
@@ -54,19 +54,23 @@ const GROUP_COMMIT_MAX_OPS = 8192
 /** Log entries kept in memory per replica (the unmerged tail a cycle reads back right after pulling). */
 const LOG_TAIL_MAX = 1024
 const SEP = '!'
+const REPLICA_KEY_START = `v1${SEP}r${SEP}`
+const PAIR_KEY_START = `v1${SEP}p${SEP}`
+const LOG_PART = `log${SEP}`
+const OUTBOX_PART = `out${SEP}`
 
 /** Whether `key` is a log entry (`v1!r!<replica>!log!<seq>`): those are read by range, never cached as points. */
 function isLogKey(key: string): boolean {
-  if (!key.startsWith(`v1${SEP}r${SEP}`)) return false
+  if (!key.startsWith(REPLICA_KEY_START)) return false
   const a = key.indexOf(SEP, 5) // after the replica id
-  return a >= 0 && key.startsWith(`log${SEP}`, a + 1)
+  return a >= 0 && key.startsWith(LOG_PART, a + 1)
 }
 
 /** The outbox prefix (`v1!p!<pair>!out!<replica>!`) of an outbox key, else undefined. */
 function outboxPrefixOf(key: string): string | undefined {
-  if (!key.startsWith(`v1${SEP}p${SEP}`)) return undefined
+  if (!key.startsWith(PAIR_KEY_START)) return undefined
   const a = key.indexOf(SEP, 5) // after the pair id
-  if (a < 0 || !key.startsWith(`out${SEP}`, a + 1)) return undefined
+  if (a < 0 || !key.startsWith(OUTBOX_PART, a + 1)) return undefined
   const b = key.indexOf(SEP, a + 5) // after the target replica id
   return b < 0 ? undefined : key.slice(0, b + 1)
 }
@@ -74,9 +78,27 @@ function outboxPrefixOf(key: string): string | undefined {
 function deepFreeze<T>(value: T): T {
   if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
     Object.freeze(value)
-    for (const member of Object.values(value)) deepFreeze(member)
+    // members visited in place: `Object.values` would allocate an array per object
+    if (Array.isArray(value)) for (const member of value as unknown[]) deepFreeze(member)
+    else for (const key in value) if (Object.prototype.hasOwnProperty.call(value, key)) deepFreeze((value as Record<string, unknown>)[key])
   }
   return value
+}
+
+/** Hash of a pulled record's content. Metadata (owner, tracked…) counts as content: reassigning a record can move it in or out of a filter. */
+function contentHash(change: { fields: Fields; meta?: RecordMeta | undefined }): string {
+  return change.meta ? hashFields({ ...change.fields, '@meta': change.meta }) : hashFields(change.fields)
+}
+
+/** The Concord id of a pulled change: stamped on the record, else known from its snapshot, else derived from the native id. */
+function concordIdOf(replicaId: ReplicaId, change: PullPage['changes'][number], snap: Snapshot | undefined): ConcordId {
+  return (change.type === 'upsert' ? change.concordId : undefined) ?? snap?.concordId ?? concordIdFor(replicaId, change.nativeId)
+}
+
+/** Adds a snapshot write to a page's batch, and makes it what the rest of the page sees. */
+function stageSnapshot(ops: BatchOp[], snapshots: Map<NativeId, Snapshot | undefined>, replicaId: ReplicaId, nativeId: NativeId, snapshot: Snapshot): void {
+  snapshots.set(nativeId, snapshot)
+  ops.push({ type: 'put', key: keys.snapshot(replicaId, nativeId), value: JSON.stringify(snapshot) })
 }
 
 /** Progress of a replica's full listings: which one is current, whether it ended, whether its gaps were checked. */
@@ -123,7 +145,9 @@ export class ReplicaStore {
   private epoch = 0
   /**
    * Set when this store created its database (it was empty at open): every point key it may hold is
-   * one this store wrote, so a key outside this set is absent without asking the database.
+   * one this store wrote, so a key neither cached nor in this set is absent without asking the
+   * database. Only keys outside the cache need to be here: a written key joins when the cache
+   * evicts it (or when the cache could not take it), which spares every write a lookup in this set.
    */
   private known: Set<string> | undefined
   private readonly groupCommit: boolean
@@ -223,7 +247,7 @@ export class ReplicaStore {
         // Unknown whether the batch landed: forget what it touched.
         for (const op of ops) {
           this.cache.delete(op.key)
-          if (op.type === 'put') this.known?.add(op.key) // may have landed
+          this.known?.add(op.key) // out of the cache, landed or not: ask the database
           const prefix = outboxPrefixOf(op.key)
           if (prefix !== undefined) this.outboxes.delete(prefix)
         }
@@ -235,11 +259,8 @@ export class ReplicaStore {
       const key = op.key
       if (isLogKey(key)) continue // log entries: see `tails`
       const value = op.type === 'put' ? op.value : null
-      if (this.known) {
-        if (value === null) this.known.delete(key)
-        else this.known.add(key)
-      }
-      this.remember(key, value)
+      this.rememberWritten(key, value)
+      if (value === null) this.known?.delete(key)
       const prefix = outboxPrefixOf(key)
       const outbox = prefix === undefined ? undefined : this.outboxes.get(prefix)
       if (outbox) {
@@ -250,16 +271,33 @@ export class ReplicaStore {
     if (this.pending.length >= GROUP_COMMIT_MAX_OPS) await this.flush()
   }
 
+  /**
+   * Caches what a write stored. Recency (delete and re-insert) is kept only from half the limit on:
+   * below it nothing is evicted soon, and rewriting the same hot keys every cycle would cost a delete
+   * and a re-insert each for nothing.
+   */
+  private rememberWritten(key: string, value: string | null): void {
+    if (this.cacheLimit <= 0) return
+    if (this.cache.size >= this.cacheLimit >> 1) this.cache.delete(key)
+    this.cache.set(key, value)
+    this.evictOverLimit()
+  }
+
   private remember(key: string, value: string | null): void {
     if (this.cacheLimit <= 0) return
     this.cache.delete(key) // re-inserted at the end: eviction takes the least recently written or read-in first
     this.cache.set(key, value)
+    this.evictOverLimit()
+  }
+
+  private evictOverLimit(): void {
     if (this.cache.size > this.cacheLimit) {
       // Drop the oldest eighth in one pass: evicting one entry per insert would rescan the Map's
       // deleted slots every time (quadratic).
       let drop = Math.max(1, this.cacheLimit >> 3)
-      for (const oldest of this.cache.keys()) {
+      for (const [oldest, value] of this.cache) {
         this.cache.delete(oldest)
+        if (value !== null) this.known?.add(oldest) // out of the cache: `known` must say it exists
         if (--drop === 0) break
       }
     }
@@ -268,6 +306,16 @@ export class ReplicaStore {
   /** Raw values of `keyList` (cache first, then one `getMany` for the rest); undefined where absent. */
   private async getManyRaw(keyList: readonly string[]): Promise<Array<string | undefined>> {
     const out = new Array<string | undefined>(keyList.length)
+    const missing = this.readCached(keyList, out)
+    if (missing) await this.readMissing(keyList, missing, out)
+    return out
+  }
+
+  /**
+   * Fills `out` with what the cache knows of `keyList` (a value, or undefined for a key known absent);
+   * returns the indexes it does not know. Synchronous, so that cache hits cost no extra await.
+   */
+  private readCached(keyList: readonly string[], out: Array<string | undefined>): number[] | undefined {
     let missing: number[] | undefined
     const known = this.known
     for (let i = 0; i < keyList.length; i++) {
@@ -275,25 +323,32 @@ export class ReplicaStore {
       if (hit !== undefined) out[i] = hit ?? undefined
       else if (known === undefined || known.has(keyList[i]!)) (missing ??= []).push(i)
     }
-    if (missing) {
-      await this.flush()
-      const epoch = this.epoch
-      const raw = await this.db.getMany(missing.map((i) => keyList[i]!))
-      const fill = epoch === this.epoch
-      missing.forEach((i, j) => {
-        const value = raw[j]
-        out[i] = value
-        if (fill) this.remember(keyList[i]!, value ?? null)
-      })
+    return missing
+  }
+
+  /** Reads the `missing` indexes of `keyList` from the database into `out` (and the cache, unless a write overlapped). */
+  private async readMissing(keyList: readonly string[], missing: readonly number[], out: Array<string | undefined>): Promise<void> {
+    await this.flush()
+    const epoch = this.epoch
+    const raw = await this.db.getMany(missing.map((i) => keyList[i]!))
+    const fill = epoch === this.epoch
+    for (let j = 0; j < missing.length; j++) {
+      const i = missing[j]!
+      const value = raw[j]
+      out[i] = value
+      if (fill) this.remember(keyList[i]!, value ?? null)
     }
-    return out
   }
 
   /** Values of `keys` parsed as JSON, in order; undefined where a key is absent. */
   private async getManyJson<T>(keyList: readonly string[]): Promise<Array<T | undefined>> {
     if (keyList.length === 0) return []
-    const raw = await this.getManyRaw(keyList)
-    return raw.map((r) => (r === undefined ? undefined : (JSON.parse(r) as T)))
+    const raw = new Array<string | undefined>(keyList.length)
+    const missing = this.readCached(keyList, raw)
+    if (missing) await this.readMissing(keyList, missing, raw)
+    const out = new Array<T | undefined>(raw.length)
+    for (let i = 0; i < raw.length; i++) out[i] = raw[i] === undefined ? undefined : (JSON.parse(raw[i]!) as T)
+    return out
   }
 
   /** Puts of outbox entries, for a batch. */
@@ -352,7 +407,7 @@ export class ReplicaStore {
   private async applyChanges(replicaId: ReplicaId, page: Pick<PullPage, 'changes' | 'fullListing' | 'hasMore'>, nextCursor: Cursor | undefined, extra: BatchOp[] = []): Promise<PageApplyResult> {
     assertKeyPart(replicaId, 'replicaId')
     const at = this.now()
-    let head = await this.headSeq(replicaId)
+    let head = this.heads.get(replicaId) ?? (await this.headSeq(replicaId))
     const startHead = head
     const snapshots = new Map<NativeId, Snapshot | undefined>()
     const ops: BatchOp[] = []
@@ -374,7 +429,7 @@ export class ReplicaStore {
     const lastIndex = new Map<NativeId, number>()
     page.changes.forEach((change, i) => lastIndex.set(change.nativeId, i))
     const changes = page.changes.filter((change, i) => lastIndex.get(change.nativeId) === i)
-    if (changes.length === 0 && !page.fullListing && extra.length === 0 && (nextCursor === undefined || nextCursor === (await this.getCursor(replicaId)))) {
+    if (changes.length === 0 && !page.fullListing && extra.length === 0 && (nextCursor === undefined || nextCursor === (this.cursors.get(replicaId) ?? (await this.getCursor(replicaId))))) {
       return { logged: 0, unchanged: 0, headSeq: head } // an empty page that moves nothing: no write
     }
     const distinctIds = [...lastIndex.keys()]
@@ -382,39 +437,31 @@ export class ReplicaStore {
     distinctIds.forEach((n, i) => snapshots.set(n, stored[i]))
 
     // Links are read only where they can change: new or re-created records, moves, deletes.
-    const concordIdOf = (change: (typeof changes)[number], snap: Snapshot | undefined): ConcordId =>
-      (change.type === 'upsert' ? change.concordId : undefined) ?? snap?.concordId ?? concordIdFor(replicaId, change.nativeId)
     const linkIds = new Set<ConcordId>()
     for (const change of changes) {
       const snap = snapshots.get(change.nativeId)
       const linkMayChange = change.type === 'delete' ? snap !== undefined && !snap.deleted : !snap || snap.deleted || (change.concordId !== undefined && change.concordId !== snap.concordId)
-      if (linkMayChange) linkIds.add(concordIdOf(change, snap))
+      if (linkMayChange) linkIds.add(concordIdOf(replicaId, change, snap))
     }
     const links = new Map<ConcordId, LinkRecord>()
     const storedLinks = new Map<ConcordId, LinkRecord>()
-    const linkIdList = [...linkIds]
-    const linkRecords = await this.getLinks(linkIdList)
-    linkIdList.forEach((c, i) => linkRecords[i] !== undefined && storedLinks.set(c, linkRecords[i]!))
-    const linkOf = async (concordId: ConcordId, kind: LinkRecord['kind']): Promise<LinkRecord> => {
-      let link = links.get(concordId)
-      if (!link) {
-        link = storedLinks.get(concordId) ?? (linkIds.has(concordId) ? undefined : await this.getLink(concordId)) ?? { kind, natives: {} }
-        links.set(concordId, link)
-      }
-      return link
-    }
-    const putSnapshot = (nativeId: NativeId, snapshot: Snapshot) => {
-      snapshots.set(nativeId, snapshot)
-      ops.push({ type: 'put', key: keys.snapshot(replicaId, nativeId), value: JSON.stringify(snapshot) })
+    if (linkIds.size > 0) {
+      const linkIdList = [...linkIds]
+      const linkRecords = await this.getLinks(linkIdList)
+      linkIdList.forEach((c, i) => linkRecords[i] !== undefined && storedLinks.set(c, linkRecords[i]!))
     }
 
     for (const change of changes) {
       const snap = snapshots.get(change.nativeId)
       if (change.type === 'upsert') {
-        // Metadata (owner, tracked…) counts as content: reassigning a record can move it in or out of a filter.
-        const hash = change.meta ? hashFields({ ...change.fields, '@meta': change.meta }) : hashFields(change.fields)
-        if (snap && !snap.deleted && (snap.version === change.version || snap.hash === hash)) {
-          if (snap.version !== change.version || (listing !== undefined && snap.listing !== listing)) putSnapshot(change.nativeId, { ...snap, version: change.version, hash, listing })
+        const sameVersion = snap !== undefined && !snap.deleted && snap.version === change.version
+        if (sameVersion && (listing === undefined || snap.listing === listing)) {
+          unchanged++ // seen already (e.g. the echo of our own push): nothing to hash or write
+          continue
+        }
+        const hash = contentHash(change)
+        if (snap && !snap.deleted && (sameVersion || snap.hash === hash)) {
+          if (snap.version !== change.version || (listing !== undefined && snap.listing !== listing)) stageSnapshot(ops, snapshots, replicaId, change.nativeId, { ...snap, version: change.version, hash, listing })
           unchanged++
           continue
         }
@@ -422,15 +469,15 @@ export class ReplicaStore {
           unchanged++ // a stale replay of a version we already saw deleted
           continue
         }
-        const concordId = concordIdOf(change, snap)
+        const concordId = concordIdOf(replicaId, change, snap)
         if (linkIds.has(concordId)) {
-          const link = await linkOf(concordId, change.kind)
+          const link = await this.linkToChange(concordId, change.kind, links, storedLinks, linkIds)
           const previousNative = link.natives[replicaId]
           if (previousNative !== undefined && previousNative !== change.nativeId) {
             // The record moved (new native id, same stamped Concord id): retire the old location so
             // that its later "removed" notice is not mistaken for a delete.
             const old = snapshots.get(previousNative) ?? (await this.getSnapshot(replicaId, previousNative))
-            if (old) putSnapshot(previousNative, { ...old, deleted: true })
+            if (old) stageSnapshot(ops, snapshots, replicaId, previousNative, { ...old, deleted: true })
           }
           link.natives[replicaId] = change.nativeId
         }
@@ -451,16 +498,16 @@ export class ReplicaStore {
         const raw = JSON.stringify(entry)
         appended.push(raw)
         ops.push({ type: 'put', key: keys.log(replicaId, head), value: raw })
-        putSnapshot(change.nativeId, { concordId, kind: change.kind, version: change.version, hash, listing, meta: change.meta })
+        stageSnapshot(ops, snapshots, replicaId, change.nativeId, { concordId, kind: change.kind, version: change.version, hash, listing, meta: change.meta })
         logged++
       } else {
         if (!snap || snap.deleted) {
           unchanged++
           continue
         }
-        const link = await linkOf(snap.concordId, snap.kind)
+        const link = await this.linkToChange(snap.concordId, snap.kind, links, storedLinks, linkIds)
         if (link.natives[replicaId] !== undefined && link.natives[replicaId] !== change.nativeId) {
-          putSnapshot(change.nativeId, { ...snap, deleted: true }) // an old location of a moved record
+          stageSnapshot(ops, snapshots, replicaId, change.nativeId, { ...snap, deleted: true }) // an old location of a moved record
           unchanged++
           continue
         }
@@ -478,7 +525,7 @@ export class ReplicaStore {
         const raw = JSON.stringify(entry)
         appended.push(raw)
         ops.push({ type: 'put', key: keys.log(replicaId, head), value: raw })
-        putSnapshot(change.nativeId, { ...snap, deleted: true })
+        stageSnapshot(ops, snapshots, replicaId, change.nativeId, { ...snap, deleted: true })
         logged++
       }
     }
@@ -508,6 +555,19 @@ export class ReplicaStore {
     if (nextCursor !== undefined) this.cursors.set(replicaId, nextCursor)
     if (page.fullListing) this.listingsSettled.delete(replicaId)
     return { logged, unchanged, headSeq: head }
+  }
+
+  /**
+   * The link a page is changing for `concordId`: the one this page already changes, else the stored
+   * one (read in advance for `linkIds`, else now), else a new one.
+   */
+  private async linkToChange(concordId: ConcordId, kind: LinkRecord['kind'], links: Map<ConcordId, LinkRecord>, storedLinks: ReadonlyMap<ConcordId, LinkRecord>, linkIds: ReadonlySet<ConcordId>): Promise<LinkRecord> {
+    let link = links.get(concordId)
+    if (!link) {
+      link = storedLinks.get(concordId) ?? (linkIds.has(concordId) ? undefined : await this.getLink(concordId)) ?? { kind, natives: {} }
+      links.set(concordId, link)
+    }
+    return link
   }
 
   /**
@@ -659,9 +719,13 @@ export class ReplicaStore {
       this.outboxes.set(prefix, outbox)
     }
     if (outbox.size === 0) return []
-    // key order, as the database lists them
-    const sorted = outbox.size === 1 ? [...outbox] : [...outbox].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
     // Shared between calls, so frozen: a caller that changes an entry must copy it (as every writer does).
+    if (outbox.size === 1) {
+      const only = outbox.values().next().value!
+      return [(only.entry ??= deepFreeze(decodeOutboxEntry(only.raw)))]
+    }
+    // key order, as the database lists them
+    const sorted = [...outbox].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
     return sorted.map(([, slot]) => (slot.entry ??= deepFreeze(decodeOutboxEntry(slot.raw))))
   }
 

@@ -105,6 +105,17 @@ export interface MergeStrategy {
 
 const UNKNOWN = Symbol('unknown')
 
+/** A field's value on a side: its change, else the base; UNKNOWN where neither has it. */
+function valueOn(change: SideChange | undefined, baseFields: Fields, name: string): unknown {
+  if (change?.type === 'upsert') return name in change.fields ? change.fields[name] : UNKNOWN
+  return name in baseFields ? baseFields[name] : UNKNOWN
+}
+
+/** Whether a side changed a field against the base. */
+function changedOn(change: SideChange | undefined, baseFields: Fields, name: string): boolean {
+  return change?.type === 'upsert' && name in change.fields && (!(name in baseFields) || !jsonEqual(change.fields[name], baseFields[name]))
+}
+
 /**
  * The foundation strategy: per field, one side changed → take it; both changed → CRM wins (equal
  * values are simply agreed). A delete against an unchanged side propagates; a delete against a
@@ -136,39 +147,34 @@ export class CrmWinsMerge implements MergeStrategy {
     }
 
     const baseFields = base?.fields ?? {}
-    const valueOn = (change: SideChange | undefined, name: string): unknown => {
-      if (change?.type === 'upsert') return name in change.fields ? change.fields[name] : UNKNOWN
-      return name in baseFields ? baseFields[name] : UNKNOWN
-    }
-    const changedOn = (change: SideChange | undefined, name: string): boolean =>
-      change?.type === 'upsert' && name in change.fields && (!(name in baseFields) || !jsonEqual(change.fields[name], baseFields[name]))
-
     const names = new Set<string>([...Object.keys(baseFields), ...(crm?.type === 'upsert' ? Object.keys(crm.fields) : []), ...(mailbox?.type === 'upsert' ? Object.keys(mailbox.fields) : [])])
     const pushTo: Record<Side, Fields> = { crm: {}, mailbox: {} }
     for (const name of names) {
-      const crmValue = valueOn(crm, name)
-      const mailboxValue = valueOn(mailbox, name)
-      const crmChanged = changedOn(crm, name)
-      const mailboxChanged = changedOn(mailbox, name)
-      const record = (outcome: FieldDecision['outcome'], rule: string, value: unknown) =>
-        decision.fields.push({ field: name, base: baseFields[name], crm: crmValue === UNKNOWN ? undefined : crmValue, mailbox: mailboxValue === UNKNOWN ? undefined : mailboxValue, outcome, rule, value })
+      const crmValue = valueOn(crm, baseFields, name)
+      const mailboxValue = valueOn(mailbox, baseFields, name)
+      const crmChanged = changedOn(crm, baseFields, name)
+      const mailboxChanged = changedOn(mailbox, baseFields, name)
+      let outcome: FieldDecision['outcome']
+      let rule: string
+      let value: unknown
       if (crmChanged && mailboxChanged) {
         if (jsonEqual(crmValue, mailboxValue)) {
           decision.agreedNow[name] = crmValue
-          record('agreed', 'both sides made the same change', crmValue)
+          ;[outcome, rule, value] = ['agreed', 'both sides made the same change', crmValue]
         } else {
           pushTo.mailbox[name] = crmValue
-          record('conflict-crm-wins', 'both changed: crm-wins', crmValue)
+          ;[outcome, rule, value] = ['conflict-crm-wins', 'both changed: crm-wins', crmValue]
         }
       } else if (crmChanged) {
         if (mailboxValue !== UNKNOWN && jsonEqual(crmValue, mailboxValue)) decision.agreedNow[name] = crmValue
         else pushTo.mailbox[name] = crmValue
-        record('take-crm', 'only crm changed', crmValue)
+        ;[outcome, rule, value] = ['take-crm', 'only crm changed', crmValue]
       } else if (mailboxChanged) {
         if (crmValue !== UNKNOWN && jsonEqual(crmValue, mailboxValue)) decision.agreedNow[name] = mailboxValue
         else pushTo.crm[name] = mailboxValue
-        record('take-mailbox', 'only mailbox changed', mailboxValue)
-      }
+        ;[outcome, rule, value] = ['take-mailbox', 'only mailbox changed', mailboxValue]
+      } else continue
+      decision.fields.push({ field: name, base: baseFields[name], crm: crmValue === UNKNOWN ? undefined : crmValue, mailbox: mailboxValue === UNKNOWN ? undefined : mailboxValue, outcome, rule, value })
     }
 
     for (const side of Sides) {

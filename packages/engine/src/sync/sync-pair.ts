@@ -11,6 +11,7 @@ import type { MergeContext } from '../merge/context.js'
 import { type Hlc, compareHlc, decodeHlc, encodeHlc } from '../merge/hlc.js'
 import { jsonEqual } from '../util/canonical-json.js'
 import { pullRound } from './pull-round.js'
+import { SnapshotsRead } from './snapshots-read.js'
 import { CrmWinsMerge, type FieldDecision, type MergeDecision, type MergeInput, type MergeStrategy, type SideChange, type Side, Sides, otherSide } from './merge-strategy.js'
 import { DEFAULT_DELETION_THRESHOLD, type DeletionGuardThreshold, evaluateDeletionGuard } from '../merge/deletion-guard.js'
 
@@ -111,6 +112,11 @@ export class SyncPair {
    * left pushes behind.
    */
   private outboxMayHaveEntries = true
+  /**
+   * False only when this process knows no outbox entry of the pair waits for a re-merge (only a push
+   * this SyncPair saw refused marks one). Lets merges skip the outbox scans for them.
+   */
+  private outboxMayHaveRemerge = true
   /** Merge watermarks, cached after the first read (this SyncPair is their only writer). */
   private marks: Record<Side, number> | undefined
 
@@ -187,7 +193,7 @@ export class SyncPair {
 
   /** Whether a side the caller left out must be pulled anyway (see {@link CycleOptions.pull}). */
   private async mustPull(side: Side): Promise<boolean> {
-    if (this.outboxMayHaveEntries && (await this.store.listOutbox(this.pairId, this.replicaId(side))).some((entry) => entry.remerge)) return true
+    if (this.outboxMayHaveEntries && this.outboxMayHaveRemerge && (await this.store.listOutbox(this.pairId, this.replicaId(side))).some((entry) => entry.remerge)) return true
     const from = otherSide(side)
     const mark = (await this.watermarks())[from]
     if ((await this.store.headSeq(this.replicaId(from))) <= mark) return false
@@ -216,8 +222,9 @@ export class SyncPair {
 
   private async remergeEntries(): Promise<OutboxEntry[]> {
     const out: OutboxEntry[] = []
-    if (!this.outboxMayHaveEntries) return out
+    if (!this.outboxMayHaveEntries || !this.outboxMayHaveRemerge) return out
     for (const side of Sides) for (const entry of await this.store.listOutbox(this.pairId, this.replicaId(side))) if (entry.remerge) out.push(entry)
+    if (out.length === 0) this.outboxMayHaveRemerge = false
     return out
   }
 
@@ -277,7 +284,8 @@ export class SyncPair {
     const baseWrites: Array<{ concordId: ConcordId; base: BaseRecord | null }> = []
     const plannedAt = this.now()
 
-    const metaFor = await this.recordMeta(ids, links, latest)
+    const snapshotsRead = new SnapshotsRead(this.store)
+    const metaFor = await this.recordMeta(ids, links, latest, snapshotsRead)
     const inputs: MergeInput[] = ids.map((concordId, index) => {
       const { kind, changes } = latest.get(concordId)!
       const link = links[index]
@@ -343,7 +351,7 @@ export class SyncPair {
       const last = entries[side].at(-1)
       if (last) watermarks[this.replicaId(side)] = last.seq
     }
-    await this.fillIfMatch(outbox)
+    await this.fillIfMatch(outbox, snapshotsRead)
     const replanned = new Set(outbox.map((entry) => `${entry.target}|${entry.op.concordId}`))
     const quarantine = await this.holdMassDeletes(outbox, plannedAt)
     const previous = explain.length > 0 ? await this.store.getExplainMany(this.pairId, explain.map((e) => e.concordId)) : []
@@ -361,16 +369,24 @@ export class SyncPair {
    * Per item: the CRM record's metadata (owner, attendees, state — for sync filters) and the mailbox
    * item's (tracked). From this batch's changes, else from the last snapshot of that side.
    */
-  private async recordMeta(ids: readonly ConcordId[], links: ReadonlyArray<LinkRecord | undefined>, latest: Map<ConcordId, { meta: Partial<Record<Side, RecordMeta>>; deletedNative?: Partial<Record<Side, NativeId>> }>): Promise<Array<Partial<Record<Side, RecordMeta>>>> {
+  private async recordMeta(
+    ids: readonly ConcordId[],
+    links: ReadonlyArray<LinkRecord | undefined>,
+    latest: Map<ConcordId, { meta: Partial<Record<Side, RecordMeta>>; deletedNative?: Partial<Record<Side, NativeId>> }>,
+    snapshotsRead: SnapshotsRead,
+  ): Promise<Array<Partial<Record<Side, RecordMeta>>>> {
     const out = ids.map((id) => ({ ...latest.get(id)!.meta }))
     for (const side of Sides) {
       const replica = this.replicaId(side)
-      const nativeOf = (id: ConcordId, i: number): NativeId | undefined => links[i]?.natives[replica] ?? latest.get(id)!.deletedNative?.[side]
-      const missing = ids.flatMap((id, i) => (out[i]![side] === undefined && nativeOf(id, i) !== undefined ? [i] : []))
-      const snapshots = await this.store.getSnapshots(
-        replica,
-        missing.map((i) => nativeOf(ids[i]!, i)!),
-      )
+      const missing: number[] = []
+      const natives: NativeId[] = []
+      ids.forEach((id, i) => {
+        const nativeId = out[i]![side] === undefined ? (links[i]?.natives[replica] ?? latest.get(id)!.deletedNative?.[side]) : undefined
+        if (nativeId === undefined) return
+        missing.push(i)
+        natives.push(nativeId)
+      })
+      const snapshots = await snapshotsRead.get(replica, natives)
       missing.forEach((i, k) => {
         const meta = snapshots[k]?.meta
         if (meta) out[i]![side] = meta
@@ -511,11 +527,11 @@ export class SyncPair {
   }
 
   /** Updates carry If-Match with the version we last saw of the target record. */
-  private async fillIfMatch(outbox: OutboxEntry[]): Promise<void> {
+  private async fillIfMatch(outbox: OutboxEntry[], snapshotsRead: SnapshotsRead): Promise<void> {
     for (const side of Sides) {
       const target = this.replicaId(side)
       const updates = outbox.filter((entry) => entry.target === target && entry.op.type === 'update' && entry.op.ifMatch === undefined)
-      const snapshots = await this.store.getSnapshots(
+      const snapshots = await snapshotsRead.get(
         target,
         updates.map((entry) => (entry.op as { nativeId: NativeId }).nativeId),
       )
@@ -531,7 +547,8 @@ export class SyncPair {
     let remaining = 0 // entries left in the outbox after this flush, sendable or not
     for (const side of Sides) {
       const adapter = this.adapters[side]
-      const pending = (await this.store.listOutbox(this.pairId, adapter.replicaId)).filter((entry) => this.isSendable(entry))
+      const listed = await this.store.listOutbox(this.pairId, adapter.replicaId)
+      const pending = listed.filter((entry) => this.isSendable(entry))
       for (let i = 0; i < pending.length; i += this.pageLimit) {
         signal?.throwIfAborted()
         const chunk = pending.slice(i, i + this.pageLimit)
@@ -559,11 +576,13 @@ export class SyncPair {
           // 412 or gone: the remote changed under us. Re-merge the op with the remote's newer state.
           const changedUnderUs = rejected.error.code === 'PreconditionFailed' || (rejected.error.code === 'NotFound' && entry.op.type === 'update')
           this.logger.warn({ replicaId: adapter.replicaId, opId: entry.op.opId, code: rejected.error.code, message: rejected.error.message }, 'push rejected')
+          if (changedUnderUs) this.outboxMayHaveRemerge = true
           await this.store.settlePushFailure(entry, rejected.error, changedUnderUs ? 'remerge' : 'retry')
         }
         if (throttled) throw throttled
       }
-      remaining += (await this.store.listOutbox(this.pairId, adapter.replicaId)).length
+      // nothing sent, nothing awaited since the listing: the outbox is as listed
+      remaining += pending.length === 0 ? listed.length : (await this.store.listOutbox(this.pairId, adapter.replicaId)).length
     }
     if (remaining === 0) this.outboxMayHaveEntries = false
   }
