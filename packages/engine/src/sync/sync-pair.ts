@@ -553,7 +553,9 @@ export class SyncPair {
         signal?.throwIfAborted()
         const chunk = pending.slice(i, i + this.pageLimit)
         const byOp = new Map<OpId, OutboxEntry>(chunk.map((entry) => [entry.op.opId, entry]))
-        await this.store.flush() // under group commit: the outbox is on disk before the remote sees a write
+        // Under group commit: the outbox is on disk before the remote sees a write. One flush per side
+        // covers every chunk: the chunks come from the listing made before it.
+        if (i === 0) await this.store.flush()
         const result = await adapter.push(
           chunk.map((entry) => entry.op),
           { signal },

@@ -10,7 +10,7 @@ export function canonicalJson(value: unknown): string {
     for (let i = 0; i < value.length; i++) {
       if (i > 0) out += ','
       const v: unknown = value[i]
-      out += v === undefined ? 'null' : canonicalJson(v)
+      out += v === undefined ? 'null' : typeof v === 'string' ? JSON.stringify(v) : canonicalJson(v)
     }
     return out + ']'
   }
@@ -18,15 +18,26 @@ export function canonicalJson(value: unknown): string {
   const keys = Object.keys(obj)
   if (keys.length > 1) keys.sort()
   let out = '{'
-  let first = true
   for (const k of keys) {
     const v = obj[k]
     if (v === undefined) continue
-    if (!first) out += ','
-    first = false
-    out += JSON.stringify(k) + ':' + canonicalJson(v)
+    if (out.length > 1) out += ','
+    out += quotedKey(k) + ':' + (typeof v === 'string' ? JSON.stringify(v) : canonicalJson(v))
   }
   return out + '}'
+}
+
+/** Member names as JSON strings, memoised: records repeat the same few field names. Bounded. */
+const quotedKeys = new Map<string, string>()
+const QUOTED_KEYS_MAX = 4096
+
+function quotedKey(key: string): string {
+  let quoted = quotedKeys.get(key)
+  if (quoted === undefined) {
+    quoted = JSON.stringify(key)
+    if (quotedKeys.size < QUOTED_KEYS_MAX) quotedKeys.set(key, quoted)
+  }
+  return quoted
 }
 
 /**
