@@ -354,9 +354,11 @@ export class ClusterInstance {
     return { shard, held, server, jobs }
   }
 
+  /** Stops a shard's server and queue. Bounded: a stop stuck on a dead link must not keep the shard from being taken again (its fence is what keeps it harmless). */
   private async stopRunning(running: RunningShard): Promise<void> {
-    await settlesWithin(running.server.stop(), 2 * this.ttl)
-    await running.jobs.close().catch(() => {})
+    const shard = running.shard
+    await settlesWithin(running.server.stop().catch((error: unknown) => this.log.warn({ shard, err: error }, 'stopping a shard failed')), 2 * this.ttl)
+    await running.jobs.close().catch((error: unknown) => this.log.warn({ shard, err: error }, 'closing a shard queue failed'))
   }
 
   /** Stops a shard: `handoff` and `shutdown` flush and release; `lost` just stops (its writes would be refused). */
@@ -366,9 +368,7 @@ export class ClusterInstance {
     this.shards.delete(shard)
     this.busy.add(shard)
     try {
-      // Bounded: a stop stuck on a dead link must not keep the shard from being taken again (its fence is what keeps it harmless).
-      await settlesWithin(running.server.stop().catch((error: unknown) => this.log.warn({ shard, err: error }, 'stopping a shard failed')), 2 * this.ttl)
-      await running.jobs.close().catch((error: unknown) => this.log.warn({ shard, err: error }, 'closing a shard queue failed'))
+      await this.stopRunning(running)
       if (why !== 'lost' && this.held.get(shard) === running.held) {
         this.held.delete(shard)
         await this.leases.release(running.held.lease).catch(() => {})
