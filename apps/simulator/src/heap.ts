@@ -1,8 +1,8 @@
 /** A binary min-heap of timed entries; ties pop in insertion order (deterministic). */
 export class TimedHeap<T> {
-  private readonly times: number[] = []
-  private readonly seqs: number[] = []
-  private readonly items: T[] = []
+  private times: number[] = []
+  private seqs: number[] = []
+  private items: T[] = []
   private seq = 0
 
   get size(): number {
@@ -11,6 +11,16 @@ export class TimedHeap<T> {
 
   peekTime(): number {
     return this.items.length > 0 ? this.times[0]! : Infinity
+  }
+
+  /** An independent copy (the items themselves are shared). */
+  clone(): TimedHeap<T> {
+    const copy = new TimedHeap<T>()
+    copy.times = this.times.slice()
+    copy.seqs = this.seqs.slice()
+    copy.items = this.items.slice()
+    copy.seq = this.seq
+    return copy
   }
 
   push(time: number, item: T): void {

@@ -5,7 +5,8 @@
  * change its result.
  */
 import { isMainThread, parentPort, workerData } from 'node:worker_threads'
-import type { ConflictPolicyName } from './conflict-policies.js'
+import type { ConflictPolicy, ConflictPolicyName } from './conflict-policies.js'
+import type { RunPrefixes } from './sim-world.js'
 import type { FinalState, PolicyRun } from './policy-run.js'
 import type { RunOptions } from './run.js'
 import { type GeneratorOptions, type Workload, generateWorkload, trueRateFunction } from './workload.js'
@@ -31,13 +32,27 @@ export type WorkerMessage =
   | { type: 'done'; run: PolicyRun; finalState?: FinalState[] | undefined }
   | { type: 'error'; code?: string | undefined; message: string; stack?: string | undefined }
 
+/** The last generated workload (a worker's tasks usually share it: the runs of one simulation). */
+let lastGenerated: { key: string; workload: Workload } | undefined
+/** Conflict policies by name (one object each, so runs can share their start: see `RunPrefixes`). */
+const conflictPolicies = new Map<ConflictPolicyName, ConflictPolicy>()
+/** The start the real-engine runs of this process share. */
+let prefixes: RunPrefixes | undefined
+
+async function workloadOf(task: WorkerTask): Promise<Workload> {
+  if (!('generate' in task.workload)) return task.workload.events
+  const key = JSON.stringify(task.workload)
+  if (lastGenerated?.key !== key) {
+    let workload = generateWorkload(task.workload.generate)
+    if (task.workload.wire) workload = (await import('./policy-run.js')).wireWorkload(workload)
+    lastGenerated = { key, workload }
+  }
+  return lastGenerated.workload
+}
+
 /** Runs one task (in whatever process this is). */
 export async function runTask(task: WorkerTask, onProgress?: (virtualMs: number) => void): Promise<{ run: PolicyRun; finalState?: FinalState[] | undefined }> {
-  let workload: Workload
-  if ('generate' in task.workload) {
-    workload = generateWorkload(task.workload.generate)
-    if (task.workload.wire) workload = (await import('./policy-run.js')).wireWorkload(workload)
-  } else workload = task.workload.events
+  const workload = await workloadOf(task)
   const settings = {
     policy: task.policy,
     workload,
@@ -55,8 +70,9 @@ export async function runTask(task: WorkerTask, onProgress?: (virtualMs: number)
   }
   // the stub engine loads neither the engine nor the conflict policies (a worker thread per run starts faster)
   if (task.engine === 'stub' && task.mode === 'fast') return { run: await (await import('./run-stub.js')).runStubPolicy(settings) }
-  const [{ resolveConflictPolicy }, { runPolicy }] = await Promise.all([import('./conflict-policies.js'), import('./run.js')])
-  const cp = resolveConflictPolicy(task.conflictPolicy)
+  const [{ resolveConflictPolicy }, { runPolicy }, { RunPrefixes }] = await Promise.all([import('./conflict-policies.js'), import('./run.js'), import('./sim-world.js')])
+  let cp = conflictPolicies.get(task.conflictPolicy)
+  if (!cp) conflictPolicies.set(task.conflictPolicy, (cp = resolveConflictPolicy(task.conflictPolicy)))
   let finalState: FinalState[] | undefined
   const options = {
     ...settings,
@@ -66,6 +82,7 @@ export async function runTask(task: WorkerTask, onProgress?: (virtualMs: number)
     conflictRule: cp.rule,
     model: cp.model,
     onFinalState: task.finalState ? (state: FinalState[]) => void (finalState = state) : undefined,
+    prefixes: task.mode === 'fast' ? (prefixes ??= new RunPrefixes()) : undefined,
   }
   const run = await (task.mode === 'wire' ? (await import('./wire.js')).runWirePolicy : runPolicy)(options)
   return { run, finalState }
@@ -98,5 +115,6 @@ if (!threadPort && process.send && process.env.CONCORD_SIM_WORKER === '1') {
       .then((r) => send({ type: 'done', run: r.run, finalState: r.finalState }))
       .catch((error: unknown) => send(errorMessage(error)))
   })
-  process.on('disconnect', () => process.exit(0))
+  // the shared start's store files go with the process
+  process.on('disconnect', () => void (prefixes?.close() ?? Promise.resolve()).finally(() => process.exit(0)))
 }

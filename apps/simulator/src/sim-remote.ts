@@ -18,6 +18,11 @@ export class SimRemote extends MemoryRemote {
     return moved
   }
 
+  protected override copyFrom(source: MemoryRemote): void {
+    super.copyFrom(source)
+    if (source instanceof SimRemote) for (const [concordId, nativeId] of source.byConcord) this.byConcord.set(concordId, nativeId)
+  }
+
   override findByConcordId(concordId: ConcordId): ReturnType<MemoryRemote['get']> {
     const id = this.byConcord.get(concordId)
     const record = id === undefined ? undefined : this.get(id)
@@ -56,9 +61,20 @@ export class SimAdapter implements ReplicaAdapter {
     readonly remote: SimRemote,
     private readonly clock: () => number,
     private readonly limit: ServiceLimit,
-    options: { faults?: MemoryFaults; seed: number },
+    options: { faults?: MemoryFaults; seed: number } | { inner: MemoryReplicaAdapter },
   ) {
-    this.inner = new MemoryReplicaAdapter(replicaId, remote, { faults: options.faults, seed: options.seed })
+    this.inner = 'inner' in options ? options.inner : new MemoryReplicaAdapter(replicaId, remote, { faults: options.faults, seed: options.seed })
+  }
+
+  /** An adapter over `remote` (a clone of this one's remote) that continues this one's counters, request window, token and fault draws. */
+  clone(remote: SimRemote, clock: () => number): SimAdapter {
+    const copy = new SimAdapter(this.replicaId, remote, clock, this.limit, { inner: this.inner.clone(remote) })
+    copy.calls = this.calls
+    copy.throttled = this.throttled
+    copy.tokenRefreshes = this.tokenRefreshes
+    for (let i = this.windowHead; i < this.window.length; i++) copy.window.push(this.window[i]!)
+    copy.tokenExpiresAt = this.tokenExpiresAt
+    return copy
   }
 
   /** Admits one request at the current virtual time or throws a 429 with Retry-After. */

@@ -7,6 +7,7 @@ import { SimulatorError, SimulatorErrorCodes } from './errors.js'
 import { type RunSettings, type WorkerMessage, type WorkerTask, THREAD_WORKER_DATA } from './policy-worker.js'
 import { type FinalState, type PolicyRun, WIRE_MAX_MAILBOXES, percentile, wireWorkload } from './policy-run.js'
 import { runPolicy } from './run.js'
+import { RunPrefixes } from './sim-world.js'
 import { type GeneratorOptions, type Workload, DAY, MIN, eventCount, generateWorkload, sharedColumnsWorkload, trueRateFunction } from './workload.js'
 
 /** A parsed simulation configuration (see `SimulatorOptionsSchema` for the CLI edge). */
@@ -321,6 +322,8 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
   const fractions: number[] = []
   const progress = (label: string) => hooks.onProgress?.(fractions.reduce((a, b) => a + b, 0) * mailboxDaysPerRun, totalRuns * mailboxDaysPerRun, label)
   let shared: Workload | undefined
+  // the runs in this process share the start every policy builds alike (initial sync, warm-up data, its sync)
+  const prefixes = new RunPrefixes()
   const needsBudget = (policy: PolicyName, basisRun: boolean) => !basisRun && (policy === 'adaptive' || policy === 'oracle')
   const runOne = async (index: number, policy: PolicyName, cp: (typeof conflict)[number], runner: Runner | undefined): Promise<PolicyRun> => {
     const label = cp === conflict[0] ? policy : `${policy} (${cp.name})`
@@ -368,6 +371,7 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
         model: cp.model,
         onFinalState: hooks.onFinalState ? (state) => hooks.onFinalState!(label, state) : undefined,
         onProgress: hooks.onProgress ? onProgress : undefined,
+        prefixes,
       })
     }
     fractions[index] = 1
@@ -406,6 +410,7 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
     await Promise.all(Array.from({ length: parallel ? Math.min(jobs, tasks.length) : 1 }, (_, slot) => worker(slot)))
   } finally {
     for (const r of runners) r?.close()
+    await prefixes.close()
   }
   for (const policy of order) runs.set(policy, results.get(policy)!)
   const conflictPolicies: SimulationReport['conflictPolicies'] = {}

@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest'
 import type { PullPage, RemoteChange } from '../contract/replica-adapter.js'
 import { type ConcordId, asConcordId, asCursor, asNativeId, asOpId, asPairId, asReplicaId, asVersion, concordIdFor } from '../ids.js'
-import { openMemoryStore } from './open-memory.js'
+import { openMemoryStore, openMemoryStoreCopy } from './open-memory.js'
 import { ReplicaStore } from './replica-store.js'
 import type { OutboxEntry } from './records.js'
 
@@ -261,5 +261,58 @@ describe('ReplicaStore under group commit', () => {
     await expect(store.getSnapshot(crm, n('a'))).rejects.toThrow('disk full')
     await expect(store.getCursor(crm)).rejects.toThrow('disk full')
     await expect(store.applyPulledPage(crm, page([upsert('b', '1', { givenName: 'Bo' })], 'cur-2'))).rejects.toThrow('disk full')
+  })
+
+  describe('closeKeepingCaches / resumeCaches', () => {
+    /** A store with a log, snapshots, a cursor and a lazy cursor, closed with its caches. */
+    async function closedStore() {
+      const { store, db } = await openMemoryStore({ groupCommit: true, cacheEntries: 1000 })
+      await store.applyPulledPage(crm, page([upsert('a', '1', { givenName: 'Ann' }), upsert('b', '1', { givenName: 'Bo' })], 'cur-1'))
+      await store.applyPulledPage(crm, page([], 'cur-2')) // a page that changed nothing: its cursor is written lazily
+      const caches = await store.closeKeepingCaches()
+      return { db, caches }
+    }
+
+    test('stores resumed on copies read what the closed store held, and each goes its own way', async () => {
+      const { db, caches } = await closedStore()
+      const a = (await openMemoryStoreCopy(db, { groupCommit: true, cacheEntries: 1000, resumeCaches: caches })).store
+      const b = (await openMemoryStoreCopy(db, { groupCommit: true, cacheEntries: 1000, resumeCaches: caches })).store
+      for (const store of [a, b]) {
+        expect(await store.getCursor(crm)).toBe('cur-2')
+        expect(await store.headSeq(crm)).toBe(2)
+        expect((await store.readLog(crm, 0)).map((e) => e.nativeId)).toEqual(['a', 'b'])
+        expect((await store.getSnapshot(crm, n('a')))?.version).toBe('1')
+      }
+      await a.applyPulledPage(crm, page([upsert('a', '2', { givenName: 'Anna' })], 'cur-3'))
+      expect(await a.headSeq(crm)).toBe(3)
+      expect((await a.getSnapshot(crm, n('a')))?.version).toBe('2')
+      expect(await b.headSeq(crm)).toBe(2)
+      expect((await b.getSnapshot(crm, n('a')))?.version).toBe('1')
+      expect(await b.getCursor(crm)).toBe('cur-2')
+    })
+
+    test('a resumed store serves what the closed one had cached without asking the database', async () => {
+      const { db, caches } = await closedStore()
+      const copy = await openMemoryStoreCopy(db, { groupCommit: true, cacheEntries: 1000, resumeCaches: caches })
+      await copy.db.close() // any database read would now fail
+      expect((await copy.store.getSnapshot(crm, n('b')))?.version).toBe('1')
+      expect(await copy.store.getSnapshot(crm, n('never-written'))).toBeUndefined() // known absent
+      expect(await copy.store.getCursor(crm)).toBe('cur-2')
+      expect(await copy.store.headSeq(crm)).toBe(2)
+      expect((await copy.store.readLog(crm, 1)).map((e) => e.nativeId)).toEqual(['b'])
+    })
+
+    test('with another cache size the caches are left out and reads go to the database', async () => {
+      const { db, caches } = await closedStore()
+      const store = (await openMemoryStoreCopy(db, { cacheEntries: 10, resumeCaches: caches })).store
+      expect((await store.getSnapshot(crm, n('b')))?.version).toBe('1')
+      expect(await store.getSnapshot(crm, n('zz'))).toBeUndefined()
+      expect(await store.headSeq(crm)).toBe(2)
+    })
+
+    test('resuming on an empty database is refused', async () => {
+      const { caches } = await closedStore()
+      await expect(openMemoryStore({ resumeCaches: caches })).rejects.toThrow(/empty database/)
+    })
   })
 })

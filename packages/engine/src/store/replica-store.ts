@@ -38,6 +38,24 @@ export interface ReplicaStoreOptions {
    * Readers of `db` itself must `flush()` first. Default false: every write is its own batch.
    */
   groupCommit?: boolean | undefined
+  /**
+   * The caches of a closed store ({@link ReplicaStore.closeKeepingCaches}), to start warm on `db`, which
+   * must hold exactly what that store's database held when it closed (a copy of its files, say). They
+   * are trusted, not checked. The cache and what it knows absent are taken only with the same `cacheEntries`.
+   */
+  resumeCaches?: StoreCaches | undefined
+}
+
+/** What a closed store knew beyond its database (see `ReplicaStoreOptions.resumeCaches`). Opaque; shared by every store resumed from it, each of which copies it. */
+export interface StoreCaches {
+  readonly cacheLimit: number
+  readonly heads: ReadonlyMap<ReplicaId, number>
+  readonly cursors: ReadonlyMap<ReplicaId, Cursor | null>
+  readonly listingsSettled: ReadonlySet<ReplicaId>
+  readonly cache: ReadonlyMap<string, string | null>
+  readonly outboxes: ReadonlyMap<string, ReadonlyMap<string, { raw: string; entry?: OutboxEntry }>>
+  readonly tails: ReadonlyMap<ReplicaId, { first: number; raws: readonly string[] }>
+  readonly known: ReadonlySet<string> | undefined
 }
 
 export interface PageApplyResult {
@@ -172,6 +190,10 @@ export class ReplicaStore {
     if (db.status === 'opening' || db.status === 'closed') await db.open()
     const store = new ReplicaStore(db, options)
     const meta = await db.get(keys.meta())
+    if (options.resumeCaches) {
+      if (meta === undefined) throw new SyncError('Storage', 'Cannot resume caches on an empty database: it must be a copy of the database they were taken from')
+      store.resume(options.resumeCaches)
+    }
     if (meta === undefined) {
       if (store.cacheLimit > 0) store.known = new Set()
       await store.write([{ type: 'put', key: keys.meta(), value: JSON.stringify({ format: STORE_FORMAT }) }])
@@ -195,6 +217,30 @@ export class ReplicaStore {
       }
     }
     await this.db.close()
+  }
+
+  /**
+   * Writes everything pending, closes the database and returns the caches, for stores opened on copies
+   * of the closed database (`ReplicaStoreOptions.resumeCaches`). Unlike {@link close}, a failed write rejects.
+   */
+  async closeKeepingCaches(): Promise<StoreCaches> {
+    await this.write([])
+    await this.flush()
+    await this.db.close()
+    const { cacheLimit, heads, cursors, listingsSettled, cache, outboxes, tails, known } = this
+    return { cacheLimit, heads, cursors, listingsSettled, cache, outboxes, tails, known }
+  }
+
+  /** Starts from a closed store's caches (copied: several stores may resume from the same ones). */
+  private resume(from: StoreCaches): void {
+    for (const [replicaId, head] of from.heads) this.heads.set(replicaId, head)
+    for (const [replicaId, cursor] of from.cursors) this.cursors.set(replicaId, cursor)
+    for (const replicaId of from.listingsSettled) this.listingsSettled.add(replicaId)
+    for (const [replicaId, tail] of from.tails) this.tails.set(replicaId, { first: tail.first, raws: tail.raws.slice() })
+    if (from.cacheLimit !== this.cacheLimit || this.cacheLimit <= 0) return
+    for (const [key, value] of from.cache) this.cache.set(key, value)
+    for (const [prefix, outbox] of from.outboxes) this.outboxes.set(prefix, new Map([...outbox].map(([key, slot]) => [key, { ...slot }])))
+    this.known = from.known && new Set(from.known)
   }
 
   /**

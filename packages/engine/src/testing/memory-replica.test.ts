@@ -1,8 +1,10 @@
+import { describe, expect, test } from 'vitest'
 import { asReplicaId } from '../ids.js'
 import { ItemKinds } from '../model/item.js'
 import { runReplicaAdapterContract } from './contract.js'
 import { MemoryRemote, MemoryReplicaAdapter } from './memory-replica.js'
 import { sampleFields } from './sample-fields.js'
+import { seededRandom } from '../util/random.js'
 
 runReplicaAdapterContract('MemoryReplicaAdapter', async () => {
   const remote = new MemoryRemote('mem')
@@ -17,4 +19,38 @@ runReplicaAdapterContract('MemoryReplicaAdapter', async () => {
       expireCursors: async () => remote.expireCursors(),
     },
   }
+})
+
+describe('clone', () => {
+  test('a cloned remote and adapter continue exactly where the originals are, independently', async () => {
+    const remote = new MemoryRemote('mem')
+    const faults = { replayPage: 0.5, reorderAndDuplicate: 0.5 }
+    const adapter = new MemoryReplicaAdapter(asReplicaId('mem'), remote, { faults, seed: 7 })
+    for (let i = 0; i < 6; i++) remote.create('contact', { surname: `S${i}` })
+    const first = await adapter.pull(null, { limit: 3 })
+    let t = 1000
+    const copyRemote = remote.clone(() => t)
+    const copy = adapter.clone(copyRemote)
+    // the same next pages, fault draws included
+    expect(await copy.pull(first.nextCursor, { limit: 3 })).toEqual(await adapter.pull(first.nextCursor, { limit: 3 }))
+    expect(copy.injected).toEqual(adapter.injected)
+    // writes to one do not reach the other; the copy's timestamps come from its clock
+    const id = [...copyRemote.records.keys()][0]!
+    copyRemote.update(id, { surname: 'Changed' })
+    t = 2000
+    copyRemote.create('contact', { surname: 'Only in the copy' })
+    expect(remote.get(id)!.fields.surname).toBe('S0')
+    expect(copyRemote.get(id)!.modifiedAt).toBe(1000)
+    expect(remote.liveRecords()).toHaveLength(6)
+    expect(copyRemote.liveRecords()).toHaveLength(7)
+    expect(copyRemote.headSeq).toBe(remote.headSeq + 2)
+  })
+
+  test('seededRandom.fork continues the same draws independently', () => {
+    const random = seededRandom(42)
+    random()
+    const fork = random.fork()
+    const ahead = [random(), random(), random()]
+    expect([fork(), fork(), fork()]).toEqual(ahead)
+  })
 })

@@ -2,7 +2,7 @@ import type { DeleteProvenance, RecordMeta, PullOptions, PullPage, PushApplied, 
 import { CursorExpiredError, PreconditionFailedError, SyncError, ThrottledError } from '../errors.js'
 import { type ConcordId, type Cursor, type NativeId, type OpId, type ReplicaId, type Version, asCursor, asNativeId, asVersion } from '../ids.js'
 import type { Fields, ItemKind } from '../model/item.js'
-import { seededRandom } from '../util/random.js'
+import { type SeededRandom, seededRandom } from '../util/random.js'
 import { cloneJson } from '../util/canonical-json.js'
 
 interface RemoteRecord {
@@ -38,6 +38,28 @@ export class MemoryRemote {
     readonly name: string,
     private readonly clock: () => number = () => 0,
   ) {}
+
+  /**
+   * An independent copy of this remote as it is now (records, change feed, versions, applied ops), whose
+   * timestamps come from `clock`. Subclasses that keep more state extend {@link copyFrom}.
+   */
+  clone(clock: () => number = this.clock): this {
+    const copy = new (this.constructor as new (name: string, clock: () => number) => this)(this.name, clock)
+    copy.copyFrom(this)
+    return copy
+  }
+
+  /** Takes over `source`'s state (a fresh instance, from {@link clone}). */
+  protected copyFrom(source: MemoryRemote): void {
+    for (const [id, record] of source.records) this.records.set(id, { ...record, fields: cloneJson(record.fields), meta: record.meta && cloneJson(record.meta) })
+    this.changes = source.changes.slice()
+    this.seq = source.seq
+    this.nextId = source.nextId
+    this.versionCounter = source.versionCounter
+    this.epoch = source.epoch
+    for (const [opId, applied] of source.appliedOps) this.appliedOps.set(opId, applied)
+    this.pushWrites = source.pushWrites
+  }
 
   private bump(nativeId: NativeId): void {
     this.changes.push({ seq: ++this.seq, nativeId })
@@ -199,7 +221,7 @@ type CursorState = { e: number; s: number } | { e: number; full: true; at: numbe
  * pages, reordering, 429s, lost push acknowledgements and expired cursors.
  */
 export class MemoryReplicaAdapter implements ReplicaAdapter {
-  private readonly random: () => number
+  private random: SeededRandom
   private readonly faults: MemoryFaults
   /** Calls that each fault actually disturbed, for tests that assert faults happened. */
   readonly injected = { replayPage: 0, reorderAndDuplicate: 0, throttle: 0, loseAck: 0, expireCursor: 0 }
@@ -212,6 +234,15 @@ export class MemoryReplicaAdapter implements ReplicaAdapter {
   ) {
     this.faults = options.faults ?? {}
     this.random = seededRandom(options.seed ?? 1)
+  }
+
+  /** An adapter over `remote` (usually a {@link MemoryRemote.clone} of this one's) that continues this one's fault draws and counters. */
+  clone(remote: MemoryRemote): MemoryReplicaAdapter {
+    const copy = new MemoryReplicaAdapter(this.replicaId, remote, { faults: this.faults })
+    copy.random = this.random.fork()
+    Object.assign(copy.injected, this.injected)
+    copy.forcedThrottles = this.forcedThrottles
+    return copy
   }
 
   /** The next `n` calls answer 429. */
