@@ -62,6 +62,16 @@ export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
   const worldOptions: WorldOptions = { workload, seed: options.seed, store: options.store, notifications: options.notifications, notificationLoss: options.notificationLoss, warmupMs: options.warmupMs, merge: options.merge, model, limits: options.limits }
   // the initial data, the warm-up's data and their syncs are the same for every policy (see SimWorld.prefix)
   const world = options.prefixes ? await options.prefixes.fork(worldOptions, [workload, options.merge, options.model, options.conflictRule]) : await SimWorld.prefix(worldOptions)
+  try {
+    return await runInWorld(world, options)
+  } finally {
+    await world.close()
+  }
+}
+
+/** The policy's part of a run: the warm-up replayed to its scheduler, the measured days, the drain and the comparison. */
+async function runInWorld(world: SimWorld, options: RunOptions): Promise<PolicyRun> {
+  const { workload, model } = world.options
   const { boxes, byId, notifications } = world
   const events = workload.events
   const endMs = workload.durationMs + options.drainMs
@@ -250,7 +260,6 @@ export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
   }
   if (lostUpdates > 0) converged = false
   options.onFinalState?.(boxes.map((box) => ({ mailbox: box.id, crm: canonicalRecords(box.crm.liveRecords().map((r) => r.fields)), mailboxSide: canonicalRecords(box.mbx.liveRecords().map((r) => r.fields)) })))
-  await world.close()
 
   let graphCalls = warmupCalls.graph
   let crmCalls = warmupCalls.crm

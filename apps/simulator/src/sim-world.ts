@@ -165,39 +165,49 @@ export class SimWorld {
    */
   static async prefix(options: WorldOptions): Promise<SimWorld> {
     const world = await SimWorld.create(options)
+    try {
+      await world.buildPrefix()
+      return world
+    } catch (error) {
+      await world.close().catch(() => {})
+      throw error
+    }
+  }
+
+  private async buildPrefix(): Promise<void> {
+    const { options } = this
     const events = options.workload.events
-    while (world.next < events.length && events[world.next]!.initial) world.apply(events[world.next++]!)
-    for (const box of world.boxes) {
+    while (this.next < events.length && events[this.next]!.initial) this.apply(events[this.next++]!)
+    for (const box of this.boxes) {
       await initialSync(() => box.pair.runCycle())
       box.crmAdapter.calls = 0
       box.mbxAdapter.calls = 0
-      world.settle(box)
+      this.settle(box)
     }
-    world.warmStart = world.next
+    this.warmStart = this.next
     if (options.warmupMs > 0) {
-      const counted = new Uint8Array(events.length - world.warmStart)
-      while (world.next < events.length && events[world.next]!.t < options.warmupMs) {
-        const e = events[world.next]!
-        world.now = e.t
-        counted[world.next++ - world.warmStart] = world.apply(e) ? 1 : 0
+      const counted = new Uint8Array(events.length - this.warmStart)
+      while (this.next < events.length && events[this.next]!.t < options.warmupMs) {
+        const e = events[this.next]!
+        this.now = e.t
+        counted[this.next++ - this.warmStart] = this.apply(e) ? 1 : 0
       }
-      world.warmCounted = counted.slice(0, world.next - world.warmStart)
-      for (const box of world.boxes) box.warmChanges = box.warmCrmChanges = 0
-      const uncharged = { conflicts: world.conflicts, referenceConflicts: world.referenceConflicts }
-      world.now = options.warmupMs
-      for (const box of world.boxes) {
+      this.warmCounted = counted.slice(0, this.next - this.warmStart)
+      for (const box of this.boxes) box.warmChanges = box.warmCrmChanges = 0
+      const uncharged = { conflicts: this.conflicts, referenceConflicts: this.referenceConflicts }
+      this.now = options.warmupMs
+      for (const box of this.boxes) {
         const calls = { crm: box.crmAdapter.calls, mbx: box.mbxAdapter.calls }
         await initialSync(() => box.pair.runCycle())
         box.crmAdapter.calls = calls.crm
         box.mbxAdapter.calls = calls.mbx
-        world.settle(box)
-        box.pending = box.pending.filter((p) => !world.propagated(box, p))
+        this.settle(box)
+        box.pending = box.pending.filter((p) => !this.propagated(box, p))
       }
-      world.conflicts = uncharged.conflicts
-      world.referenceConflicts = uncharged.referenceConflicts
+      this.conflicts = uncharged.conflicts
+      this.referenceConflicts = uncharged.referenceConflicts
     }
-    world.warmEnd = world.next
-    return world
+    this.warmEnd = this.next
   }
 
   remoteOf(box: Box, side: WorkloadSide): SimRemote {
