@@ -9,6 +9,7 @@ import { loadWorkload } from './load-workload.js'
 import { parseSimulatorOptions, toSimulationConfig } from './options.js'
 import { renderReportHtml } from './report-html.js'
 import { simulate } from './simulate.js'
+import { exitOnSignals } from './store-dirs.js'
 
 export interface CliIo {
   stdout: (text: string) => void
@@ -94,5 +95,6 @@ export async function main(argv: readonly string[], io: CliIo = defaultIo): Prom
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  exitOnSignals()
   process.exitCode = await main(process.argv.slice(2))
 }

@@ -7,6 +7,7 @@
 import { isMainThread, parentPort, workerData } from 'node:worker_threads'
 import type { ConflictPolicy, ConflictPolicyName } from './conflict-policies.js'
 import type { RunPrefixes } from './sim-world.js'
+import { exitOnSignals } from './store-dirs.js'
 import type { FinalState, PolicyRun } from './policy-run.js'
 import type { RunOptions } from './run.js'
 import { type GeneratorOptions, type Workload, generateWorkload, trueRateFunction } from './workload.js'
@@ -109,6 +110,7 @@ if (threadPort) {
 
 // Child-process side: tasks one after the other, until the parent disconnects.
 if (!threadPort && process.send && process.env.CONCORD_SIM_WORKER === '1') {
+  exitOnSignals() // Ctrl-C reaches the whole process group
   const send = (m: WorkerMessage) => new Promise<void>((resolve) => process.send!(m, undefined, {}, () => resolve()))
   process.on('message', (task: WorkerTask) => {
     runTask(task, (virtualMs) => void process.send!({ type: 'progress', virtualMs } satisfies WorkerMessage))

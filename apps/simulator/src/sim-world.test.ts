@@ -1,13 +1,16 @@
 import { readdir } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { CrmWinsMerge } from '@concord/engine'
 import { expect, test } from 'vitest'
 import { TimedHeap } from './heap.js'
 import { type RunOptions, runPolicy } from './run.js'
 import { RunPrefixes } from './sim-world.js'
+import { storeDirsRoot } from './store-dirs.js'
 import { DAY, HOUR, generateWorkload, trueRateFunction } from './workload.js'
 
-const simDirs = async () => (await readdir(tmpdir())).filter((name) => name.startsWith('concord-sim-')).sort()
+const storeDirs = async () => {
+  const root = storeDirsRoot()
+  return root === undefined ? [] : (await readdir(root)).sort()
+}
 
 test('runs forked from a shared start report exactly what runs that build their own report', async () => {
   const workload = generateWorkload({ mailboxes: 3, days: 2, seed: 4 })
@@ -30,12 +33,14 @@ test('runs forked from a shared start report exactly what runs that build their 
     requestLatencyMs: 120,
     prefixes,
   })
-  const dirsBefore = await simDirs()
+  const dirsBefore = await storeDirs()
   const prefixes = new RunPrefixes()
   const shared = []
   for (const policy of ['fixed:5', 'sss', 'fixed:5'] as const) shared.push(await runPolicy(options(policy, prefixes)))
+  expect(await storeDirs()).toHaveLength(dirsBefore.length + 1) // the shared start's store; the runs deleted theirs
   await prefixes.close()
-  expect(await simDirs()).toEqual(dirsBefore) // the shared start's store files are gone too
+  expect(await storeDirs()).toEqual(dirsBefore)
+  expect(storeDirsRoot()).toBeUndefined() // nothing left: their common directory went with the last
   const own = [await runPolicy(options('fixed:5')), await runPolicy(options('sss'))]
   expect(shared[0]).toEqual(own[0])
   expect(shared[1]).toEqual(own[1])

@@ -1,12 +1,11 @@
-import { cp, mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { cp } from 'node:fs/promises'
 import { type ConcordId, type MergeStrategy, type NativeId, type ReplicaStore, type SeededRandom, type StoreCaches, type StoreDatabase, SyncPair, asPairId, asReplicaId, concordIdFor, jsonEqual, openMemoryStore, openMemoryStoreCopy, seededRandom } from '@concord/engine'
 import { openLevelStore } from '@concord/engine/node'
 import { initialSync } from './driver.js'
 import { TimedHeap } from './heap.js'
 import { type MergeModel, type ModelItem, modelCreate, modelWrite, settleModel } from './reference-model.js'
 import { mixSeed, normal } from './rng.js'
+import { newStoreDir, removeStoreDir } from './store-dirs.js'
 import { DATAVERSE_LIMIT, GRAPH_LIMIT, type ServiceLimit, SimAdapter, SimRemote } from './sim-remote.js'
 import { type Workload, type WorkloadEvent, type WorkloadSide, MIN, SIM_EPOCH } from './workload.js'
 
@@ -79,7 +78,7 @@ async function openStorage(options: WorldOptions, clock: () => number, copy?: { 
     const { store, db } = await openMemoryStore(storeOptions)
     return { store, storage: { db } }
   }
-  const dir = await mkdtemp(join(tmpdir(), 'concord-sim-'))
+  const dir = await newStoreDir('store-')
   if (copy && 'dir' in copy.from) await cp(copy.from.dir, dir, { recursive: true })
   return { store: (await openLevelStore(dir, storeOptions, LEVEL_OPTIONS)).store, storage: { dir } }
 }
@@ -346,7 +345,7 @@ export class SimWorld {
   }
 
   private async removeStorage(): Promise<void> {
-    if ('dir' in this.storage) await rm(this.storage.dir, { recursive: true, force: true })
+    if ('dir' in this.storage) await removeStoreDir(this.storage.dir)
   }
 }
 

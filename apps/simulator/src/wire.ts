@@ -5,9 +5,6 @@
  * emulators' control/admin API (mailbox) and the Dataverse Web API (CRM). HTTP calls take no virtual
  * time beyond `requestLatencyMs` per request, exactly as in fast mode.
  */
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { CrmAdapter, TABLES, fieldsToPayload, nativeIdOf, parseNativeId } from '@concord/adapter-crm'
 import { ExchangeAdapter, createTrustedFetch, encodeNativeId, toGraph } from '@concord/adapter-exchange'
 import { type DataverseEmulator, startDataverseEmulator } from '@concord/emulator-dataverse'
@@ -16,6 +13,7 @@ import { type ConcordId, type Cursor, type Fields, type NativeId, type ReplicaAd
 import { openLevelStore } from '@concord/engine/node'
 import { type Scheduler, createScheduler } from '@concord/scheduler'
 import { SimulatorError } from './errors.js'
+import { newStoreDir, removeStoreDir } from './store-dirs.js'
 import { type CycleOutcome, cycleOptions, drainPair, drive, initialSync, measureCycle, pollResultOf } from './driver.js'
 import { STUB_MAILBOX_INFO } from './run-stub.js'
 import { mixSeed, mulberry32 } from './rng.js'
@@ -142,7 +140,7 @@ export async function runWirePolicy(options: RunOptions & { onFinalState?: ((sta
   const boxes = new Map<string, Box>()
   try {
     if (options.store === 'leveldb') {
-      dir = await mkdtemp(join(tmpdir(), 'concord-sim-wire-'))
+      dir = await newStoreDir('wire-')
       store = (await openLevelStore(dir, { now: clock })).store
     } else store = (await openMemoryStore({ now: clock })).store
 
@@ -405,7 +403,7 @@ export async function runWirePolicy(options: RunOptions & { onFinalState?: ((sta
       await box.crmReader.close()
     }
     await store?.close()
-    if (dir) await rm(dir, { recursive: true, force: true })
+    if (dir) await removeStoreDir(dir)
     await graph.close()
     for (const dv of dvs) await dv.close()
     trusted.close()
