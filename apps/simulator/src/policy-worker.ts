@@ -26,6 +26,8 @@ export interface WorkerTask extends RunSettings {
   conflictPolicy: ConflictPolicyName
   oracle: boolean
   finalState: boolean
+  /** Keep the start of a real-engine run for this process's next runs (see `RunPrefixes`). */
+  shareStart: boolean
 }
 
 export type WorkerMessage =
@@ -83,7 +85,7 @@ export async function runTask(task: WorkerTask, onProgress?: (virtualMs: number)
     conflictRule: cp.rule,
     model: cp.model,
     onFinalState: task.finalState ? (state: FinalState[]) => void (finalState = state) : undefined,
-    prefixes: task.mode === 'fast' ? (prefixes ??= new RunPrefixes()) : undefined,
+    prefixes: task.shareStart ? (prefixes ??= new RunPrefixes()) : undefined,
   }
   const run = await (task.mode === 'wire' ? (await import('./wire.js')).runWirePolicy : runPolicy)(options)
   return { run, finalState }

@@ -322,8 +322,11 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
   const fractions: number[] = []
   const progress = (label: string) => hooks.onProgress?.(fractions.reduce((a, b) => a + b, 0) * mailboxDaysPerRun, totalRuns * mailboxDaysPerRun, label)
   let shared: Workload | undefined
-  // the runs in this process share the start every policy builds alike (initial sync, warm-up data, its sync)
-  const prefixes = new RunPrefixes()
+  // The runs of a process share the start every policy builds alike (initial sync, warm-up data, its
+  // sync) when a process gets more than one run: forking it costs about a tenth of building it.
+  const slots = parallel ? Math.min(jobs, tasks.length) : 1
+  const shareStart = config.mode === 'fast' && tasks.length > slots
+  const prefixes = shareStart ? new RunPrefixes() : undefined
   const needsBudget = (policy: PolicyName, basisRun: boolean) => !basisRun && (policy === 'adaptive' || policy === 'oracle')
   const runOne = async (index: number, policy: PolicyName, cp: (typeof conflict)[number], runner: Runner | undefined): Promise<PolicyRun> => {
     const label = cp === conflict[0] ? policy : `${policy} (${cp.name})`
@@ -355,6 +358,7 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
         conflictPolicy: cp.name,
         oracle: policy === 'oracle',
         finalState: hooks.onFinalState !== undefined,
+        shareStart,
       }
       const result = await runner.run(task, onProgress)
       if (result.finalState) hooks.onFinalState?.(label, result.finalState)
@@ -407,10 +411,10 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
     }
   }
   try {
-    await Promise.all(Array.from({ length: parallel ? Math.min(jobs, tasks.length) : 1 }, (_, slot) => worker(slot)))
+    await Promise.all(Array.from({ length: slots }, (_, slot) => worker(slot)))
   } finally {
     for (const r of runners) r?.close()
-    await prefixes.close()
+    await prefixes?.close()
   }
   for (const policy of order) runs.set(policy, results.get(policy)!)
   const conflictPolicies: SimulationReport['conflictPolicies'] = {}
