@@ -356,12 +356,13 @@ export interface FrozenWorld {
   dispose(): Promise<void>
 }
 
+/** A model item to change independently: its records copied; their values are shared (the model replaces values, it never changes one in place). */
 function cloneItem(item: ItemState): ItemState {
   return {
     ...item,
     present: { ...item.present },
-    base: structuredClone(item.base),
-    sides: structuredClone(item.sides),
+    base: { ...item.base },
+    sides: { crm: { ...item.sides.crm }, mailbox: { ...item.sides.mailbox } },
     touched: { ...item.touched },
     modifiedAt: { ...item.modifiedAt },
     kept: item.kept && new Set(item.kept),
