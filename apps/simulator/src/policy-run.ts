@@ -1,6 +1,11 @@
 import type { Fields } from '@concord/engine'
-import type { Scheduler } from '@concord/scheduler'
+import type { Scheduler, TrueRateFn } from '@concord/scheduler'
 import type { Workload } from './workload.js'
+
+/** The scheduler's `oracle` options of a run (the true rates, and the step they are constant on when known). */
+export function oracleOptions(o: { trueRate: TrueRateFn; trueCrmRate: TrueRateFn; trueRateStepMs?: number | undefined }): { rate: TrueRateFn; crmRate: TrueRateFn; rateStepMs?: number } {
+  return { rate: o.trueRate, crmRate: o.trueCrmRate, ...(o.trueRateStepMs !== undefined ? { rateStepMs: o.trueRateStepMs } : {}) }
+}
 
 /** Wire mode runs at most this many mailboxes (each is a CRM user and an Exchange mailbox on the emulators). */
 export const WIRE_MAX_MAILBOXES = 20

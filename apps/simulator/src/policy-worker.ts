@@ -10,7 +10,7 @@ import type { RunPrefixes } from './sim-world.js'
 import { exitOnSignals } from './store-dirs.js'
 import type { FinalState, PolicyRun } from './policy-run.js'
 import type { RunOptions } from './run.js'
-import { type GeneratorOptions, type Workload, generateWorkload, trueRateFunction } from './workload.js'
+import { type GeneratorOptions, type Workload, TRUE_RATE_STEP_MS, generateWorkload, trueRateFunction } from './workload.js'
 
 /** The run settings that are plain data, shared by in-process runs and worker tasks. */
 export type RunSettings = Pick<RunOptions, 'policy' | 'seed' | 'engine' | 'store' | 'notifications' | 'notificationLoss' | 'warmupMs' | 'drainMs' | 'budget' | 'requestLatencyMs' | 'scheduler'>
@@ -67,6 +67,7 @@ export async function runTask(task: WorkerTask, onProgress?: (virtualMs: number)
     budget: task.budget,
     trueRate: task.oracle ? trueRateFunction(workload) : () => 0,
     trueCrmRate: task.oracle ? trueRateFunction(workload, 'crm') : () => 0,
+    trueRateStepMs: TRUE_RATE_STEP_MS,
     requestLatencyMs: task.requestLatencyMs,
     scheduler: task.scheduler,
     onProgress,

@@ -1,6 +1,6 @@
 import { type Scheduler, createScheduler } from '@concord/scheduler'
 import { SimulatorError } from './errors.js'
-import { type PolicyRun, assemblePolicyRun } from './policy-run.js'
+import { type PolicyRun, assemblePolicyRun, oracleOptions } from './policy-run.js'
 import type { RunOptions } from './run.js'
 import { mixSeed, mulberry32, normal } from './rng.js'
 import { type Workload, HOUR, MIN, eventColumns } from './workload.js'
@@ -130,7 +130,7 @@ export const stubCrmRequests = (mbx: number, crm: number, pullsCrm = true): numb
 export const STUB_MAILBOX_INFO = { requestsPerSync: 2, crmPullRequests: 1 } as const
 
 /** What the stub engine reads of {@link RunOptions} (no merge, store or conflict model). */
-export type StubRunOptions = Pick<RunOptions, 'policy' | 'workload' | 'seed' | 'notifications' | 'notificationLoss' | 'warmupMs' | 'drainMs' | 'budget' | 'trueRate' | 'trueCrmRate' | 'requestLatencyMs' | 'onProgress' | 'scheduler'>
+export type StubRunOptions = Pick<RunOptions, 'policy' | 'workload' | 'seed' | 'notifications' | 'notificationLoss' | 'warmupMs' | 'drainMs' | 'budget' | 'trueRate' | 'trueCrmRate' | 'trueRateStepMs' | 'requestLatencyMs' | 'onProgress' | 'scheduler'>
 
 /**
  * The stub engine: the scheduler kernel and the change bookkeeping only — one delta call per side
@@ -166,7 +166,7 @@ export async function runStubPolicy(options: StubRunOptions): Promise<PolicyRun>
     ...options.scheduler,
     policy: options.policy,
     ...(options.budget ? { budget: options.budget } : {}),
-    ...(options.policy === 'oracle' ? { oracle: { rate: options.trueRate, crmRate: options.trueCrmRate } } : {}),
+    ...(options.policy === 'oracle' ? { oracle: oracleOptions(options) } : {}),
     random: mulberry32(mixSeed(options.seed, 0xabc)),
   })
 

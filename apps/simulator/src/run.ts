@@ -5,7 +5,7 @@ import type { ConflictRule, MergeModel } from './reference-model.js'
 import { mixSeed, mulberry32 } from './rng.js'
 import type { ServiceLimit } from './sim-remote.js'
 import { type Box, type Pending, type RunPrefixes, SIDES, SimWorld, type WorldOptions } from './sim-world.js'
-import { type FinalState, type PolicyRun, assemblePolicyRun, canonicalRecords } from './policy-run.js'
+import { type FinalState, type PolicyRun, assemblePolicyRun, canonicalRecords, oracleOptions } from './policy-run.js'
 import { STUB_MAILBOX_INFO, runStubPolicy, stubCrmRequests, stubGraphRequests } from './run-stub.js'
 import { SimulatorError } from './errors.js'
 import { type Workload, HOUR, MIN, eventCount } from './workload.js'
@@ -29,6 +29,8 @@ export interface RunOptions {
   trueRate: (mailboxId: string, t: number) => number
   /** The true CRM-side rate (part of `trueRate`), for the oracle's schedule of CRM pulls. */
   trueCrmRate: (mailboxId: string, t: number) => number
+  /** Set when `trueRate` and `trueCrmRate` are constant on steps of this length from 0 (`trueRateFunction`'s: `TRUE_RATE_STEP_MS`); the oracle then asks them less often. */
+  trueRateStepMs?: number | undefined
   merge: () => MergeStrategy
   conflictRule: ConflictRule
   /** The reference model of the merge under test (default: every field two-way, no tracking, `conflictRule`). */
@@ -87,7 +89,7 @@ async function runInWorld(world: SimWorld, options: RunOptions): Promise<PolicyR
     ...options.scheduler,
     policy: options.policy,
     ...(options.budget ? { budget: options.budget } : {}),
-    ...(options.policy === 'oracle' ? { oracle: { rate: options.trueRate, crmRate: options.trueCrmRate } } : {}),
+    ...(options.policy === 'oracle' ? { oracle: oracleOptions(options) } : {}),
     random: mulberry32(mixSeed(options.seed, 0xabc)),
   })
   for (const box of boxes) sched.addMailbox(box.id, 0, STUB_MAILBOX_INFO)

@@ -8,7 +8,7 @@ import { type RunSettings, type WorkerMessage, type WorkerTask, THREAD_WORKER_DA
 import { type FinalState, type PolicyRun, WIRE_MAX_MAILBOXES, percentile, wireWorkload } from './policy-run.js'
 import { runPolicy } from './run.js'
 import { RunPrefixes } from './sim-world.js'
-import { type GeneratorOptions, type Workload, DAY, MIN, eventCount, generateWorkload, sharedColumnsWorkload, trueRateFunction } from './workload.js'
+import { type GeneratorOptions, type Workload, DAY, MIN, TRUE_RATE_STEP_MS, eventCount, generateWorkload, sharedColumnsWorkload, trueRateFunction } from './workload.js'
 
 /** A parsed simulation configuration (see `SimulatorOptionsSchema` for the CLI edge). */
 export interface SimulationConfig {
@@ -370,6 +370,7 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
         workload,
         trueRate,
         trueCrmRate,
+        trueRateStepMs: TRUE_RATE_STEP_MS,
         merge: cp.merge,
         conflictRule: cp.rule,
         model: cp.model,

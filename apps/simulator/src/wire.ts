@@ -18,7 +18,7 @@ import { type CycleOutcome, cycleOptions, drainPair, drive, initialSync, measure
 import { STUB_MAILBOX_INFO } from './run-stub.js'
 import { mixSeed, mulberry32 } from './rng.js'
 import type { RunOptions } from './run.js'
-import { type FinalState, type PolicyRun, WIRE_FIELDS, WIRE_KINDS, WIRE_MAX_MAILBOXES, assemblePolicyRun, canonicalRecords, wireWorkload } from './policy-run.js'
+import { type FinalState, type PolicyRun, WIRE_FIELDS, WIRE_KINDS, WIRE_MAX_MAILBOXES, assemblePolicyRun, canonicalRecords, oracleOptions, wireWorkload } from './policy-run.js'
 import { type WorkloadEvent, type WorkloadSide, HOUR, MIN, SIM_EPOCH } from './workload.js'
 import { settleReference as foldIntoReference } from './reference-model.js'
 
@@ -124,7 +124,7 @@ export async function runWirePolicy(options: RunOptions & { onFinalState?: ((sta
     ...options.scheduler,
     policy: options.policy,
     ...(options.budget ? { budget: options.budget } : {}),
-    ...(options.policy === 'oracle' ? { oracle: { rate: options.trueRate, crmRate: options.trueCrmRate } } : {}),
+    ...(options.policy === 'oracle' ? { oracle: oracleOptions(options) } : {}),
     random: mulberry32(mixSeed(options.seed, 0xabc)),
   })
 

@@ -419,6 +419,9 @@ export function sharedColumnsWorkload(workload: Workload): Workload {
 /** How many events the workload holds (as objects or as columns). */
 export const eventCount = (workload: Workload): number => (workload.columns ? workload.columns.t.length : workload.events.length)
 
+/** {@link trueRateFunction}'s rates are constant on each hour from 0 (its bins). */
+export const TRUE_RATE_STEP_MS = HOUR
+
 /** The true change rate per mailbox (of one side, when given) in hourly bins (what the oracle policy knows): changes per ms. */
 export function trueRateFunction(workload: Workload, side?: WorkloadSide): (mailboxId: string, t: number) => number {
   const bins = Math.max(1, Math.ceil(workload.durationMs / HOUR))

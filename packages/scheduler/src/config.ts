@@ -121,6 +121,9 @@ export const OracleOptionsSchema = z.object({
     .optional()
     .describe('The true CRM-side rate (part of `rate`); with it, the oracle pulls the CRM side of mailboxes with crmPullRequests > 0 on its own schedule'),
   sampleMs: posMs().default(15 * MIN).describe('Sampling step used to integrate the true rate over the budget window'),
+  rateStepMs: posMs()
+    .optional()
+    .describe('Set when `rate` and `crmRate` are constant on every [k·rateStepMs, (k+1)·rateStepMs) (e.g. hourly counts): the scheduler then asks them once per mailbox and step'),
 })
 /** See {@link OracleOptionsSchema}. */
 export type OracleOptions = z.infer<typeof OracleOptionsSchema>

@@ -539,3 +539,39 @@ test('a split mailbox\'s CRM side keeps the 12-minute floor while notification s
   for (const [, pulls] of crmPulls) expect(Math.max(...gaps(pulls))).toBeLessThanOrEqual(12 * MIN + 1)
   expect(s.stats().maxIntervalViolations).toBe(0)
 })
+
+test('oracle.rateStepMs: the same schedule, with the rate functions asked once per mailbox and step', () => {
+  const HOUR = 60 * MIN
+  // hourly rates: alice busy in even hours, bob always quiet; a twentieth of them on the CRM side
+  const hourly = (id: string, t: number) => (id === 'alice' && Math.floor(t / HOUR) % 2 === 0 ? 40 : 2) / HOUR
+  const run = (rateStepMs?: number) => {
+    let calls = 0
+    const counted = (share: number) => (id: string, t: number) => {
+      calls++
+      return share * hourly(id, t)
+    }
+    const s = createScheduler({
+      policy: 'oracle',
+      budget: { requestsPerWindow: 3 * 2 * 150, windowMs: DAY },
+      oracle: { rate: counted(1), crmRate: counted(0.05), ...(rateStepMs ? { rateStepMs } : {}) },
+      random: mulberry32(7),
+    })
+    for (const id of ['alice', 'bob', 'carol']) s.addMailbox(id, 0, { requestsPerSync: 2, crmPullRequests: 1 })
+    const due: string[] = []
+    let t = s.nextWakeAt()
+    while (t !== null && t <= 6 * HOUR) {
+      for (const d of s.due(t)) {
+        due.push(`${t} ${d.mailboxId} ${d.reason} ${d.pullCrm}`)
+        s.recordPoll(d.mailboxId, { at: t + 240, changes: 1, crmChanges: d.pullCrm ? 1 : 0 })
+      }
+      t = s.nextWakeAt()
+    }
+    return { due, calls, allocationScale: s.stats().allocationScale }
+  }
+  const plain = run()
+  const stepped = run(HOUR)
+  expect(stepped.due).toEqual(plain.due)
+  expect(stepped.allocationScale).toBe(plain.allocationScale)
+  expect(plain.due.length).toBeGreaterThan(50)
+  expect(stepped.calls).toBeLessThan(plain.calls / 3)
+})

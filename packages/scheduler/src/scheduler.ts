@@ -178,6 +178,10 @@ class Mailbox implements RateState {
   /** adaptive, split: the CRM side's change-rate estimate and √(level / crmPull) */
   readonly crm: RateState = { aL: 0, bL: 0, aS: 0, bS: 0 }
   wc = 0
+  /** oracle with `rateStepMs`: the step the cached true rates (whole mailbox, CRM side) belong to */
+  rateStep = Number.NaN
+  rateAll = 0
+  rateCrm = 0
   // rate estimate (RateState)
   aL = 0
   bL = 0
@@ -333,10 +337,13 @@ class SchedulerImpl implements Scheduler {
   private splitCount = 0
   /** the adaptive options with the CRM side's prior */
   private readonly crmOpts: SchedulerConfig['adaptive']
+  /** oracle: `oracle.rateStepMs`, or 0 (the true rates are asked at every use) */
+  private readonly rateStepMs: number
 
   constructor(readonly config: SchedulerConfig) {
     const p = config.policy
-    this.kind = p === 'adaptive' || p === 'sss' || p === 'oracle' ? p : 'fixed'
+    // literals, not `p`: the hot paths compare `kind` with literals, which is a pointer comparison only for internalized strings
+    this.kind = p === 'adaptive' ? 'adaptive' : p === 'sss' ? 'sss' : p === 'oracle' ? 'oracle' : 'fixed'
     this.fixedMs = fixedIntervalMs(p) ?? 0
     this.random = config.random ?? mulberry32(1)
     this.log = new ExplainLog(config.explainCapacity, 1024)
@@ -361,6 +368,7 @@ class SchedulerImpl implements Scheduler {
     this.hi = 1 / config.minIntervalMs
     this.crmOpts = { ...config.adaptive, priorChangesPerDay: config.adaptive.crmPriorChangesPerDay }
     this.allocationReason = this.kind === 'oracle' ? R['oracle-allocation'] : R['rate-allocation']
+    this.rateStepMs = config.oracle?.rateStepMs ?? 0
   }
   private readonly perMailboxBudget: number | null
   /** the default budget counts syncs (× requestsPerSync), not requests */
@@ -895,6 +903,10 @@ class SchedulerImpl implements Scheduler {
   /** Change rate λ(t) of a mailbox (its mailbox side when split), changes per ms: estimated (adaptive) or true (oracle). */
   private rateAt(mb: Mailbox, t: number): number {
     if (this.kind === 'oracle') {
+      if (this.rateStepMs > 0) {
+        this.cacheTrueRates(mb, t)
+        return mb.split ? Math.max(0, mb.rateAll - mb.rateCrm) : mb.rateAll
+      }
       const oracle = this.config.oracle as NonNullable<SchedulerConfig['oracle']>
       return mb.split ? Math.max(0, oracle.rate(mb.id, t) - (oracle.crmRate as TrueRateFn)(mb.id, t)) : oracle.rate(mb.id, t)
     }
@@ -904,8 +916,22 @@ class SchedulerImpl implements Scheduler {
   /** Change rate λ(t) of a split mailbox's CRM side (0 when not split). */
   private crmRateAt(mb: Mailbox, t: number): number {
     if (!mb.split) return 0
-    if (this.kind === 'oracle') return (this.config.oracle?.crmRate as TrueRateFn)(mb.id, t)
+    if (this.kind === 'oracle') {
+      if (!(this.rateStepMs > 0)) return (this.config.oracle?.crmRate as TrueRateFn)(mb.id, t)
+      this.cacheTrueRates(mb, t)
+      return mb.rateCrm
+    }
     return mb.wc * mb.wc * mb.crmPull * this.profile.at(t)
+  }
+
+  /** oracle with `rateStepMs`: the true rates of `mb` at `t` in `rateAll` / `rateCrm` (split mailboxes), asked once per step. */
+  private cacheTrueRates(mb: Mailbox, t: number): void {
+    const step = Math.floor(t / this.rateStepMs)
+    if (step === mb.rateStep) return
+    const oracle = this.config.oracle as NonNullable<SchedulerConfig['oracle']>
+    mb.rateStep = step
+    mb.rateAll = oracle.rate(mb.id, t)
+    mb.rateCrm = mb.split ? (oracle.crmRate as TrueRateFn)(mb.id, t) : 0
   }
 
   /**
@@ -1073,18 +1099,29 @@ class SchedulerImpl implements Scheduler {
       this.nextPlanAt = now + this.config.adaptive.rebalanceMs
     } else if (this.loss >= 1) {
       const oracle = this.config.oracle as NonNullable<SchedulerConfig['oracle']>
+      // the times the rates are sampled at, each with its weights; with rateStepMs, slots whose middles fall in the
+      // same step have the same weights and share the array (the solver then prepares it once)
       const mids: number[] = []
+      const sampled: Float64Array[] = []
       for (let t = now; t < now + horizon; t += oracle.sampleMs) {
         const dur = Math.min(oracle.sampleMs, now + horizon - t)
-        mids.push(t + dur / 2)
-        slots.push({ dur, weights: this.planArray(2 + slots.length, items).fill(0) })
+        const mid = t + dur / 2
+        const last = mids.length - 1
+        if (last < 0 || !(this.rateStepMs > 0) || Math.floor(mid / this.rateStepMs) !== Math.floor((mids[last] as number) / this.rateStepMs)) {
+          mids.push(mid)
+          sampled.push(this.planArray(2 + sampled.length, items).fill(0))
+        }
+        slots.push({ dur, weights: sampled[sampled.length - 1] as Float64Array })
       }
-      // mailbox by mailbox (the rate function sees one mailbox's times in a row: cheap for a per-mailbox lookup)
+      // mailbox by mailbox, in time order (the rate functions see one mailbox's times in a row: cheap for a per-mailbox lookup, and asked once per rateStepMs)
       for (let h = 0; h < n; h++) {
         const mb = this.byHandle[h]
         if (!mb) continue
-        for (let j = 0; j < slots.length; j++) (slots[j] as { weights: Float64Array }).weights[h] = this.weight(mb, mids[j] as number)
-        if (mb.split) for (let j = 0; j < slots.length; j++) (slots[j] as { weights: Float64Array }).weights[n + h] = this.crmWeight(mb, mids[j] as number)
+        for (let j = 0; j < mids.length; j++) {
+          const weights = sampled[j] as Float64Array
+          weights[h] = this.weight(mb, mids[j] as number)
+          if (mb.split) weights[n + h] = this.crmWeight(mb, mids[j] as number)
+        }
       }
     }
     if (this.kind === 'oracle') this.nextPlanAt = now + Math.min(horizon, this.config.adaptive.rebalanceMs * 4)
