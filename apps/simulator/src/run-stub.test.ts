@@ -72,3 +72,11 @@ test('adaptive and oracle pull the CRM side on its own schedule: far fewer Datav
     expect({ policy, fresher: mean(run.staleness) < 0.6 * mean(fixed.staleness) }).toEqual({ policy, fresher: true })
   }
 })
+
+test('an oracle whose budget is far beyond what polling every mailbox at the ceiling costs runs through, idle mailboxes at the floor', async () => {
+  // its allocation scale grows without bound, and a mailbox side with no true changes has weight 0 (0 × ∞ once gave a NaN wake time)
+  const run = await runPolicy({ ...options('oracle', false), budget: { requestsPerWindow: 40 * 6_350, windowMs: DAY } })
+  expect(run.schedulerStats.maxIntervalViolations).toBe(0)
+  expect(run.staleness.reduce((a, b) => Math.max(a, b), 0)).toBeLessThanOrEqual(12 * 60)
+  expect(run.staleness.length).toBeGreaterThan(0)
+})

@@ -863,9 +863,13 @@ class SchedulerImpl implements Scheduler {
     return crmSide && mb.split && mb.lastCrmAt < mb.lastDispatchAt ? mb.lastCrmAt : mb.lastDispatchAt
   }
 
-  /** The poll interval for poll rate `f` (clamped to the floor and the ceiling); sets `nextReason`. */
+  /**
+   * The poll interval for poll rate `f` (clamped to the floor and the ceiling); sets `nextReason`. `f` is NaN for a
+   * mailbox without weight under an unbounded scale (a budget larger than polling everything at the ceiling
+   * costs: 0 × ∞): it has nothing to poll for, so the floor.
+   */
   private intervalOf(mb: Mailbox, f: number): number {
-    if (f <= this.lo) {
+    if (!(f > this.lo)) {
       this.nextReason = R['max-interval']
       return this.config.maxIntervalMs - mb.maxDur
     }
