@@ -1,10 +1,33 @@
 import type { Fields } from '@concord/engine'
-import type { Scheduler, TrueRateFn } from '@concord/scheduler'
+import { type PolicyName, type Scheduler, type TrueRateFn, createScheduler } from '@concord/scheduler'
+import { mixSeed, mulberry32 } from './rng.js'
 import type { Workload } from './workload.js'
 
-/** The scheduler's `oracle` options of a run (the true rates, and the step they are constant on when known). */
-export function oracleOptions(o: { trueRate: TrueRateFn; trueCrmRate: TrueRateFn; trueRateStepMs?: number | undefined }): { rate: TrueRateFn; crmRate: TrueRateFn; rateStepMs?: number } {
-  return { rate: o.trueRate, crmRate: o.trueCrmRate, ...(o.trueRateStepMs !== undefined ? { rateStepMs: o.trueRateStepMs } : {}) }
+/** What a run's scheduler is made from (the scheduler-facing part of `RunOptions`). */
+export interface RunSchedulerOptions {
+  policy: PolicyName
+  seed: number
+  budget?: { requestsPerWindow: number; windowMs: number } | undefined
+  trueRate: TrueRateFn
+  trueCrmRate: TrueRateFn
+  /** The step the true rates are constant on, when known (the oracle then asks them once per step). */
+  trueRateStepMs?: number | undefined
+  scheduler?: Record<string, unknown> | undefined
+}
+
+/**
+ * The scheduler of one policy run, in every mode: the policy with its budget, the oracle's true rates,
+ * a seeded random stream; `defaults` come first, so the caller's `scheduler` options override them.
+ */
+export function createRunScheduler(o: RunSchedulerOptions, defaults: Record<string, unknown> = {}): Scheduler {
+  return createScheduler({
+    ...defaults,
+    ...o.scheduler,
+    policy: o.policy,
+    ...(o.budget ? { budget: o.budget } : {}),
+    ...(o.policy === 'oracle' ? { oracle: { rate: o.trueRate, crmRate: o.trueCrmRate, ...(o.trueRateStepMs !== undefined ? { rateStepMs: o.trueRateStepMs } : {}) } } : {}),
+    random: mulberry32(mixSeed(o.seed, 0xabc)),
+  })
 }
 
 /** Wire mode runs at most this many mailboxes (each is a CRM user and an Exchange mailbox on the emulators). */

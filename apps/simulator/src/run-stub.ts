@@ -1,6 +1,6 @@
-import { type Scheduler, createScheduler } from '@concord/scheduler'
+import type { Scheduler } from '@concord/scheduler'
 import { SimulatorError } from './errors.js'
-import { type PolicyRun, assemblePolicyRun, oracleOptions } from './policy-run.js'
+import { type PolicyRun, assemblePolicyRun, createRunScheduler } from './policy-run.js'
 import type { RunOptions } from './run.js'
 import { mixSeed, mulberry32, normal } from './rng.js'
 import { type Workload, HOUR, MIN, eventColumns } from './workload.js'
@@ -161,14 +161,7 @@ export async function runStubPolicy(options: StubRunOptions): Promise<PolicyRun>
   const notifications = options.notifications
   const loss = options.notificationLoss
 
-  const sched: Scheduler = createScheduler({
-    explainCapacity: 0, // nobody reads the explanation log of a stub run (unless a test asks for it)
-    ...options.scheduler,
-    policy: options.policy,
-    ...(options.budget ? { budget: options.budget } : {}),
-    ...(options.policy === 'oracle' ? { oracle: oracleOptions(options) } : {}),
-    random: mulberry32(mixSeed(options.seed, 0xabc)),
-  })
+  const sched: Scheduler = createRunScheduler(options, { explainCapacity: 0 }) // nobody reads the explanation log of a stub run (unless a test asks for it)
 
   // per-mailbox state, by mailbox index; per side by mailbox × 2 + (1 if CRM)
   const head = compile(workload).first.slice() // first unsynced change of each side (a linked list through `next`)

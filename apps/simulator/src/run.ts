@@ -1,11 +1,10 @@
 import { type MergeStrategy, jsonEqual } from '@concord/engine'
-import { type PolicyName, type Scheduler, createScheduler } from '@concord/scheduler'
+import type { PolicyName, Scheduler } from '@concord/scheduler'
 import { type CycleOutcome, cycleOptions, drainPair, drive, measureCycle, pollResultOf } from './driver.js'
 import type { ConflictRule, MergeModel } from './reference-model.js'
-import { mixSeed, mulberry32 } from './rng.js'
 import type { ServiceLimit } from './sim-remote.js'
 import { type Box, type Pending, type RunPrefixes, SIDES, SimWorld, type WorldOptions } from './sim-world.js'
-import { type FinalState, type PolicyRun, assemblePolicyRun, canonicalRecords, oracleOptions } from './policy-run.js'
+import { type FinalState, type PolicyRun, assemblePolicyRun, canonicalRecords, createRunScheduler } from './policy-run.js'
 import { STUB_MAILBOX_INFO, runStubPolicy, stubCrmRequests, stubGraphRequests } from './run-stub.js'
 import { SimulatorError } from './errors.js'
 import { type Workload, HOUR, MIN, eventCount } from './workload.js'
@@ -85,13 +84,7 @@ async function runInWorld(world: SimWorld, options: RunOptions): Promise<PolicyR
   /** Requests of the warm-up's modelled syncs (no engine ran them). */
   const warmupCalls = { graph: 0, crm: 0 }
 
-  const sched: Scheduler = createScheduler({
-    ...options.scheduler,
-    policy: options.policy,
-    ...(options.budget ? { budget: options.budget } : {}),
-    ...(options.policy === 'oracle' ? { oracle: oracleOptions(options) } : {}),
-    random: mulberry32(mixSeed(options.seed, 0xabc)),
-  })
+  const sched: Scheduler = createRunScheduler(options)
   for (const box of boxes) sched.addMailbox(box.id, 0, STUB_MAILBOX_INFO)
 
   const runCycle = async (box: Box, pullCrm: boolean): Promise<Completion> => {
@@ -207,10 +200,7 @@ async function runInWorld(world: SimWorld, options: RunOptions): Promise<PolicyR
     await drainPair({
       runCycle: () => box.pair.runCycle(),
       busy: () => box.dirty.size > 0 || box.pending.length > 0,
-      onClean: () => {
-        world.settle(box)
-        box.pending = box.pending.filter((p) => !world.propagated(box, p))
-      },
+      onClean: () => world.settleSynced(box),
       wait: (ms) => void (world.now += ms),
     })
     const accounted = { crm: new Set<string>(), mailbox: new Set<string>() }

@@ -192,7 +192,6 @@ export class SimWorld {
         counted[this.next++ - this.warmStart] = this.apply(e) ? 1 : 0
       }
       this.warmCounted = counted.slice(0, this.next - this.warmStart)
-      for (const box of this.boxes) box.warmChanges = box.warmCrmChanges = 0
       const uncharged = { conflicts: this.conflicts, referenceConflicts: this.referenceConflicts }
       this.now = options.warmupMs
       for (const box of this.boxes) {
@@ -200,8 +199,7 @@ export class SimWorld {
         await initialSync(() => box.pair.runCycle())
         box.crmAdapter.calls = calls.crm
         box.mbxAdapter.calls = calls.mbx
-        this.settle(box)
-        box.pending = box.pending.filter((p) => !this.propagated(box, p))
+        this.settleSynced(box)
       }
       this.conflicts = uncharged.conflicts
       this.referenceConflicts = uncharged.referenceConflicts
@@ -221,8 +219,8 @@ export class SimWorld {
 
   /** The Concord id of an item: the origin record's stamp, or the id the engine derives from the origin native id. */
   private concordOf(box: Box, item: ItemState): ConcordId {
-    const origin = this.remoteOf(box, item.origin)
-    return origin.records.get(item.native)?.concordId ?? concordIdFor(origin === box.crm ? box.crmAdapter.replicaId : box.mbxAdapter.replicaId, item.native)
+    const originReplica = item.origin === 'crm' ? box.crmAdapter.replicaId : box.mbxAdapter.replicaId
+    return this.remoteOf(box, item.origin).records.get(item.native)?.concordId ?? concordIdFor(originReplica, item.native)
   }
 
   /**
@@ -252,8 +250,6 @@ export class SimWorld {
     box.dirty.add(e.item)
     if (e.initial) return false
     box.changes++
-    box.warmChanges++
-    if (e.side === 'crm') box.warmCrmChanges++
     const o = this.options
     box.pending.push({ t: this.now, item: e.item, side: e.side, op: e.op, fields: e.fields ? Object.keys(e.fields) : [], measured: this.now >= o.warmupMs && this.now < o.workload.durationMs })
     if (o.notifications) this.notify(box, e.side)
@@ -278,6 +274,12 @@ export class SimWorld {
   /** Settles the reference model after a clean cycle. */
   settle(box: Box, crmPulled = true): void {
     this.referenceConflicts += settleModel(box.items, box.dirty, this.options.model, crmPulled)
+  }
+
+  /** After an unmeasured clean cycle of both sides (a bulk sync, the drain): settles the model and forgets the changes both sides now show. */
+  settleSynced(box: Box): void {
+    this.settle(box)
+    box.pending = box.pending.filter((p) => !this.propagated(box, p))
   }
 
   /** True when both sides show what the reference model expects of the change's item (present or gone, and the change's fields). */

@@ -11,14 +11,13 @@ import { type DataverseEmulator, startDataverseEmulator } from '@concord/emulato
 import { startGraphEmulator } from '@concord/emulator-graph'
 import { type ConcordId, type Cursor, type Fields, type NativeId, type ReplicaAdapter, type ReplicaStore, type RemoteUpsert, SyncPair, asPairId, asReplicaId, concordIdFor, jsonEqual, openMemoryStore } from '@concord/engine'
 import { openLevelStore } from '@concord/engine/node'
-import { type Scheduler, createScheduler } from '@concord/scheduler'
+import type { Scheduler } from '@concord/scheduler'
 import { SimulatorError } from './errors.js'
 import { newStoreDir, removeStoreDir } from './store-dirs.js'
 import { type CycleOutcome, cycleOptions, drainPair, drive, initialSync, measureCycle, pollResultOf } from './driver.js'
 import { STUB_MAILBOX_INFO } from './run-stub.js'
-import { mixSeed, mulberry32 } from './rng.js'
 import type { RunOptions } from './run.js'
-import { type FinalState, type PolicyRun, WIRE_FIELDS, WIRE_KINDS, WIRE_MAX_MAILBOXES, assemblePolicyRun, canonicalRecords, oracleOptions, wireWorkload } from './policy-run.js'
+import { type FinalState, type PolicyRun, WIRE_FIELDS, WIRE_KINDS, WIRE_MAX_MAILBOXES, assemblePolicyRun, canonicalRecords, createRunScheduler, wireWorkload } from './policy-run.js'
 import { type WorkloadEvent, type WorkloadSide, HOUR, MIN, SIM_EPOCH } from './workload.js'
 import { settleReference as foldIntoReference } from './reference-model.js'
 
@@ -120,13 +119,7 @@ export async function runWirePolicy(options: RunOptions & { onFinalState?: ((sta
   let cycles = 0
   let skippedEvents = 0
 
-  const sched: Scheduler = createScheduler({
-    ...options.scheduler,
-    policy: options.policy,
-    ...(options.budget ? { budget: options.budget } : {}),
-    ...(options.policy === 'oracle' ? { oracle: oracleOptions(options) } : {}),
-    random: mulberry32(mixSeed(options.seed, 0xabc)),
-  })
+  const sched: Scheduler = createRunScheduler(options)
 
   const upnOf = (id: string) => `${id.toLowerCase().replace(/[^a-z0-9._-]/g, '-')}@contoso.test`
   const graph = await startGraphEmulator({ mailboxes: workload.mailboxes.map(upnOf), https: true })
