@@ -575,3 +575,23 @@ test('oracle.rateStepMs: the same schedule, with the rate functions asked once p
   expect(plain.due.length).toBeGreaterThan(50)
   expect(stepped.calls).toBeLessThan(plain.calls / 3)
 })
+
+test('mailbox state survives the rows growing, and a removed mailbox\'s handle starts clean when reused', () => {
+  const s = createScheduler({ policy: 'adaptive', staggerInitial: false })
+  const info = { requestsPerSync: 3, crmPullRequests: 1 }
+  s.addMailbox('first', 0, info)
+  s.setPendingCrmWrites('first', 4, 0)
+  drive(s, 0)
+  s.setPendingCrmWrites('first', 2, 10)
+  const before = s.mailbox('first')
+  // far past the initial capacity of the rows: they are reallocated, every mailbox keeps its state
+  for (let i = 0; i < 500; i++) s.addMailbox(`m${i}`, 10, info)
+  expect(s.mailbox('first')).toEqual(before)
+  expect(s.mailbox('first')).toMatchObject({ pendingCrmWrites: 2, lastDispatchAt: 0 })
+  s.removeMailbox('first')
+  s.addMailbox('again', 10, info)
+  expect(s.mailbox('again')).toMatchObject({ pendingCrmWrites: 0, lastDispatchAt: null, inFlight: false, reason: 'initial' })
+  drive(s, 20 * MIN)
+  expect(s.stats().maxIntervalViolations).toBe(0)
+  expect(s.mailbox('again').lastDispatchAt).not.toBeNull()
+})
