@@ -19,4 +19,9 @@ export default tseslint.config(
     ignores: ['**/*.test.ts', '**/testing/**', '**/node/**'],
     rules: { 'no-console': 'error' },
   },
+  {
+    // the executables' plain-JS launchers run on Node
+    files: ['**/bin/*.js'],
+    languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
+  },
 )
