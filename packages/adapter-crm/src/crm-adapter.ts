@@ -493,7 +493,8 @@ export class CrmAdapter implements ReplicaAdapter {
     const kind = op.kind as CrmKind
     if (op.type === 'delete') {
       const url = op.nativeId ? `${table.entitySet}(${parseNativeId(op.nativeId).id})` : this.linkKey(kind, op.concordId)
-      return { method: 'DELETE', url }
+      // A stale version → 412: the engine re-merges instead of deleting an edit it has not seen.
+      return op.ifMatch === undefined ? { method: 'DELETE', url } : { method: 'DELETE', url, headers: { 'If-Match': op.ifMatch } }
     }
     const create = op.type === 'create'
     const payload = fieldsToPayload(kind, op.fields, { writable: this.writable(masks, kind, create), contactAddresses: this.options.contactAddresses, create })

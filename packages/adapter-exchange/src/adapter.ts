@@ -510,7 +510,9 @@ export class ExchangeAdapter implements ReplicaAdapter {
           writes.push({ id: `w${i}`, method: 'PATCH', url: this.itemPath(op.nativeId), headers, body })
           writeOps.set(`w${i}`, { op, current: { raw: r!.body, mapped } })
         } else {
-          writes.push({ id: `w${i}`, method: 'DELETE', url: this.itemPath(op.nativeId!), headers: { Prefer: this.prefer } })
+          const headers: Record<string, string> = { Prefer: this.prefer }
+          if (op.ifMatch !== undefined) headers['If-Match'] = op.ifMatch // stale → 412: re-merged, not a lost edit
+          writes.push({ id: `w${i}`, method: 'DELETE', url: this.itemPath(op.nativeId!), headers })
           writeOps.set(`w${i}`, { op })
         }
       } catch (error) {

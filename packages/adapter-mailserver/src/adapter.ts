@@ -596,11 +596,17 @@ export class MailServerAdapter implements ReplicaAdapter {
 
   private async remove(op: Extract<PushOp, { type: 'delete' }>): Promise<PushApplied> {
     if (this.pop3) {
+      // A POP3 message never changes (no flags, no folders): its version cannot go stale.
       await this.pop3.remove(op.nativeId)
       return { opId: op.opId }
     }
     return this.withImap('delete', async (client) => {
       const locs = await this.locate(client, op.nativeId, op.nativeId ? undefined : String(op.concordId))
+      const primary = locs[0]
+      if (primary && op.ifMatch !== undefined) {
+        const current = versionOf(primary.folder, primary.uidValidity, primary.uid, primary.flags)
+        if (op.ifMatch !== current) throw new PreconditionFailedError(`E-mail ${op.nativeId ?? op.concordId} changed since version ${op.ifMatch} (now ${current})`)
+      }
       for (const loc of locs) {
         await client.mailboxOpen(loc.folder)
         await client.messageDelete(String(loc.uid), { uid: true })

@@ -350,7 +350,10 @@ export class OutlookLocalReplica implements ReplicaAdapter {
       }
       case 'delete': {
         const item = op.nativeId !== undefined ? await this.getItem(op.nativeId) : await this.findByConcordId(op.concordId)
-        if (item && !item.deleted) written = { ...item, deleted: true, provenance: op.provenance, version: this.versionOf(next), modifiedAt: this.now() }
+        if (item && !item.deleted) {
+          if (op.ifMatch !== undefined && op.ifMatch !== item.version) throw new PreconditionFailedError(`Outlook client: item ${item.nativeId} is at version ${item.version}, not ${op.ifMatch}`)
+          written = { ...item, deleted: true, provenance: op.provenance, version: this.versionOf(next), modifiedAt: this.now() }
+        }
         applied = { opId: op.opId }
         break
       }

@@ -180,7 +180,7 @@ export const PullRequestSchema = req('pull', {
 export const PushOpSchema = z.discriminatedUnion('type', [
   z.strictObject({ opId: z.string().min(1).max(256), type: z.literal('create'), concordId: z.string().min(1).max(128), kind: ItemKindSchema, fields: WireFields }),
   z.strictObject({ opId: z.string().min(1).max(256), type: z.literal('update'), concordId: z.string().min(1).max(128), kind: ItemKindSchema, nativeId: z.string().min(1).max(256), fields: WireFields, ifMatch: z.string().max(256).optional() }),
-  z.strictObject({ opId: z.string().min(1).max(256), type: z.literal('delete'), concordId: z.string().min(1).max(128), kind: ItemKindSchema, nativeId: z.string().min(1).max(256).optional(), provenance: z.enum(DeleteProvenances) }),
+  z.strictObject({ opId: z.string().min(1).max(256), type: z.literal('delete'), concordId: z.string().min(1).max(128), kind: ItemKindSchema, nativeId: z.string().min(1).max(256).optional(), provenance: z.enum(DeleteProvenances), ifMatch: z.string().max(256).optional() }),
 ])
 export const PushRequestSchema = req('push', { fencingToken: FencingToken, ops: z.array(PushOpSchema).max(10_000) })
 export const ConfirmMissingRequestSchema = req('confirmMissing', { fencingToken: FencingToken, nativeIds: z.array(z.string().min(1).max(256)).max(10_000) })

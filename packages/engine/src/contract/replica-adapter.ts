@@ -59,7 +59,7 @@ export type PushOp =
   | { opId: OpId; type: 'create'; concordId: ConcordId; kind: ItemKind; fields: Fields }
   | { opId: OpId; type: 'update'; concordId: ConcordId; kind: ItemKind; nativeId: NativeId; fields: Fields; ifMatch?: Version | undefined }
   /** `nativeId` is absent when the record's id is unknown (a create that may have been applied before a crash): find it by the stamped `concordId`. */
-  | { opId: OpId; type: 'delete'; concordId: ConcordId; kind: ItemKind; nativeId?: NativeId | undefined; provenance: DeleteProvenance }
+  | { opId: OpId; type: 'delete'; concordId: ConcordId; kind: ItemKind; nativeId?: NativeId | undefined; provenance: DeleteProvenance; ifMatch?: Version | undefined }
 
 export interface PushApplied {
   opId: OpId
@@ -111,8 +111,9 @@ export interface ReplicaAdapter {
   /**
    * Applies operations. Idempotent per `opId` and per `concordId` for creates: replaying a create
    * whose record already exists (found by the stamped Concord id) returns the existing record.
-   * An update with a stale `ifMatch` is rejected with `PreconditionFailedError`. A delete of a
-   * record that is already gone counts as applied. Partial failure is reported per op in `rejected`.
+   * An update with a stale `ifMatch` is rejected with `PreconditionFailedError`; so is a delete with
+   * a stale `ifMatch`. A delete of a record that is already gone counts as applied (with or without
+   * `ifMatch`). Partial failure is reported per op in `rejected`.
    */
   push(ops: readonly PushOp[], options?: PushOptions): Promise<PushResult>
   /**

@@ -88,6 +88,8 @@ export interface OutboxEntry {
   /** Version of the source record the op was planned from. */
   sourceReplica?: ReplicaId | undefined
   sourceVersion?: Version | undefined
+  /** A delete's source record (the one deleted): its last snapshot keeps the metadata a re-merge needs. */
+  sourceNative?: NativeId | undefined
   attempts: number
   plannedAt: number
   lastError?: { code: string; message: string } | undefined

@@ -167,6 +167,47 @@ describe('SyncPair cycle', () => {
     expect(w.mailbox.live(mailboxId).fields).toEqual({ givenName: 'Anna', jobTitle: 'CEO' })
     expect(w.crm.live(id).fields).toEqual({ givenName: 'Anna', jobTitle: 'CEO' })
   })
+
+  test('a delete refused (412) because the mailbox copy was edited after our pull is re-merged: the edit survives, once', async () => {
+    const w = await world()
+    const id = w.crm.create('contact', { givenName: 'Ann', jobTitle: 'Buyer' })
+    await syncUntilQuiet(w)
+    const mailboxId = w.mailbox.liveRecords()[0]!.nativeId
+    w.crm.remove(id)
+    // Between our pull and our push, the mailbox user edits the copy: the delete's If-Match goes stale.
+    const original = w.mailboxAdapter.push.bind(w.mailboxAdapter)
+    let raced = false
+    w.mailboxAdapter.push = async (ops) => {
+      if (!raced && ops.some((op) => op.type === 'delete')) {
+        raced = true
+        w.mailbox.update(mailboxId, { jobTitle: 'CEO' })
+      }
+      return original(ops)
+    }
+    const report = await w.pair.runCycle()
+    expect(raced).toBe(true)
+    expect(report.rejected.mailbox).toBe(1)
+    expect(w.mailbox.live(mailboxId).fields).toEqual({ givenName: 'Ann', jobTitle: 'CEO' })
+    await syncUntilQuiet(w)
+    // The default strategy lets an edit beat a concurrent delete: the record comes back in the CRM.
+    expect(w.mailbox.liveRecords().map((r) => r.fields)).toEqual([{ givenName: 'Ann', jobTitle: 'CEO' }])
+    expect(w.crm.liveRecords().map((r) => r.fields)).toEqual([{ givenName: 'Ann', jobTitle: 'CEO' }])
+    expect(await w.store.listOutbox(w.pair.pairId, MAILBOX_REPLICA)).toEqual([])
+    expect((await checkConvergence(w)).problems).toEqual([])
+  })
+
+  test('a delete whose If-Match still holds is applied: no re-merge, no write back', async () => {
+    const w = await world()
+    const id = w.crm.create('contact', { givenName: 'Ann' })
+    await syncUntilQuiet(w)
+    w.crm.remove(id)
+    const report = await w.pair.runCycle()
+    expect(report.rejected.mailbox).toBe(0)
+    expect(report.pushed.mailbox).toBe(1)
+    await syncUntilQuiet(w)
+    expect(w.mailbox.liveRecords()).toEqual([])
+    expect(w.crm.liveRecords()).toEqual([])
+  })
 })
 
 describe('SyncPair cycle pulling one side', () => {
@@ -211,15 +252,19 @@ describe('SyncPair cycle pulling one side', () => {
     expect(w.mailbox.live(mailboxId).fields).toEqual({ givenName: 'Anna', jobTitle: 'CEO' })
   })
 
-  test('a deletion from the mailbox pulls the CRM side first, so an unseen CRM edit still beats it', async () => {
+  test('a deletion from the mailbox does not overwrite an unseen CRM edit: the delete is refused (412) and re-merged, and the edit beats it', async () => {
     const w = await world()
     const id = w.crm.create('task', { subject: 'b' })
     await syncUntilQuiet(w)
     const mailboxId = w.mailbox.liveRecords()[0]!.nativeId
     w.crm.update(id, { subject: 'b2' })
     w.mailbox.remove(mailboxId)
-    const report = await w.pair.runCycle(undefined, mailboxOnly)
-    expect(report.pulledSides).toEqual(['mailbox', 'crm'])
+    const first = await w.pair.runCycle(undefined, mailboxOnly)
+    expect(first.pulledSides).toEqual(['mailbox'])
+    expect(first.rejected.crm).toBe(1)
+    expect(w.crm.live(id).fields.subject).toBe('b2')
+    const second = await w.pair.runCycle(undefined, mailboxOnly)
+    expect(second.pulledSides).toEqual(['mailbox', 'crm'])
     await syncUntilQuiet(w)
     expect(w.crm.liveRecords().map((r) => r.fields.subject)).toEqual(['b2'])
     expect(w.mailbox.liveRecords().map((r) => r.fields.subject)).toEqual(['b2'])

@@ -72,10 +72,10 @@ export interface CycleReport {
 export interface CycleOptions {
   /**
    * The sides to pull; default both. A side left out is merged as last seen (a scheduler that knows a side
-   * changes rarely polls it less often: Dataverse requests are the scarce budget). The cycle still pulls it
-   * when correctness needs its latest state: when the pulled side brought a deletion (deletes are pushed
-   * without If-Match, so one must not race an edit not yet seen) and when pushes to it wait for a re-merge
-   * after a 412. Updates carry If-Match, so an unseen edit turns them into a 412, never a lost update.
+   * changes rarely polls it less often: Dataverse requests are the scarce budget). Updates and deletes carry
+   * If-Match, so a write that races an edit not yet seen is refused (412), never a lost update; the cycle
+   * still pulls a left-out side when pushes to it wait for a re-merge after such a 412 (the re-merge needs
+   * its newer state), and when the other side's unmerged changes fill a whole merge batch.
    */
   pull?: readonly Side[] | undefined
 }
@@ -198,7 +198,7 @@ export class SyncPair {
     const mark = (await this.watermarks())[from]
     if ((await this.store.headSeq(this.replicaId(from))) <= mark) return false
     const unmerged = await this.store.readLog(this.replicaId(from), mark, this.mergeBatch)
-    return unmerged.length >= this.mergeBatch || unmerged.some((entry) => entry.type === 'delete')
+    return unmerged.length >= this.mergeBatch
   }
 
   /** Merge watermarks, read once (this SyncPair is their only writer). */
@@ -266,10 +266,16 @@ export class SyncPair {
     const retire: Array<{ target: ReplicaId; concordId: ConcordId }> = []
     for (const entry of remerge) {
       const op = entry.op
-      if (op.type !== 'update') continue
+      if (op.type === 'create') continue
       const source = otherSide(this.sideOf(entry.target))
       const slot = latest.get(op.concordId) ?? { kind: op.kind, changes: { crm: undefined, mailbox: undefined }, meta: {} }
-      if (slot.changes[source] === undefined) slot.changes[source] = { type: 'upsert', fields: entry.agreed, version: entry.sourceVersion ?? op.ifMatch ?? ('' as never) }
+      if (slot.changes[source] === undefined) {
+        if (op.type === 'update') slot.changes[source] = { type: 'upsert', fields: entry.agreed, version: entry.sourceVersion ?? op.ifMatch ?? ('' as never) }
+        else {
+          slot.changes[source] = { type: 'delete', provenance: op.provenance }
+          if (entry.sourceNative !== undefined) (slot.deletedNative ??= {})[source] = entry.sourceNative
+        }
+      }
       latest.set(op.concordId, slot)
       retire.push({ target: entry.target, concordId: op.concordId })
     }
@@ -339,6 +345,7 @@ export class SyncPair {
           agreed: write.type === 'delete' ? {} : write.fields,
           sourceReplica: this.replicaId(source),
           sourceVersion: sourceChange?.type === 'upsert' ? sourceChange.version : undefined,
+          sourceNative: write.type === 'delete' ? latest.get(concordId)!.deletedNative?.[source] : undefined,
           attempts: 0,
           plannedAt,
         }
@@ -526,17 +533,17 @@ export class SyncPair {
     return out
   }
 
-  /** Updates carry If-Match with the version we last saw of the target record. */
+  /** Updates and deletes carry If-Match with the version we last saw of the target record. */
   private async fillIfMatch(outbox: OutboxEntry[], snapshotsRead: SnapshotsRead): Promise<void> {
     for (const side of Sides) {
       const target = this.replicaId(side)
-      const updates = outbox.filter((entry) => entry.target === target && entry.op.type === 'update' && entry.op.ifMatch === undefined)
+      const writes = outbox.filter((entry) => entry.target === target && needsIfMatch(entry.op))
       const snapshots = await snapshotsRead.get(
         target,
-        updates.map((entry) => (entry.op as { nativeId: NativeId }).nativeId),
+        writes.map((entry) => (entry.op as { nativeId: NativeId }).nativeId),
       )
-      updates.forEach((entry, i) => {
-        if (entry.op.type === 'update') entry.op = { ...entry.op, ifMatch: snapshots[i]?.version }
+      writes.forEach((entry, i) => {
+        if (entry.op.type !== 'create') entry.op = { ...entry.op, ifMatch: snapshots[i]?.version }
       })
     }
   }
@@ -588,6 +595,11 @@ export class SyncPair {
     }
     if (remaining === 0) this.outboxMayHaveEntries = false
   }
+}
+
+/** An update or a delete of a known record that has no If-Match yet. A delete found by its Concord id has no version to match. */
+function needsIfMatch(op: PushOp): boolean {
+  return op.type !== 'create' && op.nativeId !== undefined && op.ifMatch === undefined
 }
 
 /**

@@ -148,6 +148,28 @@ export function runReplicaAdapterContract(name: string, setup: () => Promise<Con
       expect(upserts(changes).some((c) => c.nativeId === nativeId)).toBe(false)
     })
 
+    test('push delete honours If-Match: stale is rejected with PreconditionFailedError, current deletes, already gone counts as applied', async () => {
+      const kind = h.kinds[0]!
+      const nativeId = await h.remote.create(kind, h.sampleFields(kind, 1))
+      const seen = upserts((await pullAll(h.adapter, null)).changes).find((c) => c.nativeId === nativeId)!
+      await h.remote.update(nativeId, kind, h.sampleFields(kind, 2)) // a person edits it after our pull
+      const concordId = seen.concordId ?? newConcordId()
+      const deleteOp = (ifMatch: Version): PushOp => ({ opId: nextOpId(), type: 'delete', concordId, kind, nativeId, provenance: 'user-deleted', ifMatch })
+      const stale = await h.adapter.push([deleteOp(seen.version)])
+      expect(stale.applied).toEqual([])
+      expect(stale.rejected[0]?.error).toBeInstanceOf(PreconditionFailedError)
+      const current = upserts((await pullAll(h.adapter, null)).changes).find((c) => c.nativeId === nativeId)
+      expect(current, 'the refused delete left the record').toBeDefined()
+      expect(current!.version).not.toBe(seen.version)
+      const ok = await h.adapter.push([deleteOp(current!.version)])
+      expect(ok.rejected).toEqual([])
+      expect(ok.applied).toHaveLength(1)
+      const gone = await h.adapter.push([deleteOp(current!.version)])
+      expect(gone.rejected).toEqual([])
+      expect(gone.applied).toHaveLength(1)
+      expect(upserts((await pullAll(h.adapter, null)).changes).some((c) => c.nativeId === nativeId)).toBe(false)
+    })
+
     test('an expired cursor raises CursorExpiredError, and a null cursor then lists everything again', async (ctx) => {
       if (!h.remote.expireCursors) return ctx.skip()
       const kind = h.kinds[0]!

@@ -188,6 +188,7 @@ export class MemoryRemote {
       case 'delete': {
         const record = op.nativeId !== undefined ? this.get(op.nativeId) : this.findByConcordId(op.concordId)
         if (record) {
+          if (op.ifMatch !== undefined && op.ifMatch !== record.version) throw new PreconditionFailedError()
           this.remove(record.nativeId, op.provenance)
           this.pushWrites++
         }
