@@ -3,7 +3,6 @@ import {
   asNativeId,
   asConcordId,
   asVersion,
-  PreconditionFailedError,
   silentLogger,
   SyncError,
   type Fields,
@@ -541,8 +540,8 @@ export class CrmAdapter implements ReplicaAdapter {
       if (existing.status === 404) return { error: new SyncError('Validation', `Create of ${kind} rejected: another record has the same key values (${failure.message})`, { status: 412 }) }
       return { error: this.http.failure(existing) }
     }
-    const error = classifyFailure(failure, res.headers['retry-after'] ?? null, { url: op.type === 'update' ? String(op.nativeId) : undefined })
-    return { error: res.status === 412 && op.type === 'update' ? new PreconditionFailedError(error.message, error.details) : error }
+    // (a 412 is a PreconditionFailedError: a stale If-Match on an update or a delete)
+    return { error: classifyFailure(failure, res.headers['retry-after'] ?? null, { url: op.type === 'create' ? undefined : op.nativeId === undefined ? undefined : String(op.nativeId) }) }
   }
 
   private appliedFromRow(op: PushOp, kind: CrmKind, row: Row, masks: OwnerMasks): PushApplied {

@@ -130,3 +130,31 @@ test('a field the owner may read but not update is not pushed to the CRM, and th
   expect(w.mailbox.live(copy.nativeId).fields.jobTitle).toBe('Buyer')
   expect((await checkConvergence(w)).problems).toEqual([])
 })
+
+describe('a refused delete is re-merged with what the first merge knew', () => {
+  test('a CRM delete refused (412) because the mailbox copy was only touched still sees the deleted row\'s owner: the owner-only rule deletes the copy', async () => {
+    const w = await world({ deletionRules: { itemTypeRules: true, contactCrmDelete: 'owner-only' } })
+    const id = w.crm.create('contact', { givenName: 'Ann', surname: 'Lee' }, undefined, { ownerId: alice.id })
+    await syncUntilQuiet(w)
+    const mailboxId = w.mailbox.liveRecords()[0]!.nativeId
+    w.crm.remove(id)
+    // Between our pull and our push, Exchange rewrites the copy without changing it: the delete's If-Match goes stale.
+    const original = w.mailboxAdapter.push.bind(w.mailboxAdapter)
+    let raced = false
+    w.mailboxAdapter.push = async (ops) => {
+      if (!raced && ops.some((op) => op.type === 'delete')) {
+        raced = true
+        w.mailbox.touch(mailboxId)
+      }
+      return original(ops)
+    }
+    const report = await w.pair.runCycle()
+    expect(raced).toBe(true)
+    expect(report.rejected.mailbox).toBe(1)
+    await syncUntilQuiet(w)
+    // Re-merged without the deleted row's metadata, the owner would be unknown and the copy kept, unlinked.
+    expect(w.mailbox.liveRecords()).toEqual([])
+    expect(w.crm.liveRecords()).toEqual([])
+    expect((await checkConvergence(w)).problems).toEqual([])
+  })
+})
