@@ -3,6 +3,7 @@ import { openMemoryStore } from '../store/open-memory.js'
 import { MAILBOX_REPLICA, checkConvergence, createTwoReplicaWorld, syncUntilQuiet } from '../testing/world.js'
 import { sampleFields } from '../testing/sample-fields.js'
 import { asReplicaId } from '../ids.js'
+import { PreconditionFailedError } from '../errors.js'
 
 async function world(options: Partial<Parameters<typeof createTwoReplicaWorld>[0]> = {}) {
   const { store } = await openMemoryStore()
@@ -192,6 +193,29 @@ describe('SyncPair cycle', () => {
     // The default strategy lets an edit beat a concurrent delete: the record comes back in the CRM.
     expect(w.mailbox.liveRecords().map((r) => r.fields)).toEqual([{ givenName: 'Ann', jobTitle: 'CEO' }])
     expect(w.crm.liveRecords().map((r) => r.fields)).toEqual([{ givenName: 'Ann', jobTitle: 'CEO' }])
+    expect(await w.store.listOutbox(w.pair.pairId, MAILBOX_REPLICA)).toEqual([])
+    expect((await checkConvergence(w)).problems).toEqual([])
+  })
+
+  test('a create refused with a 412 is retried (it has no remote state to re-merge with), not parked in the outbox', async () => {
+    const w = await world()
+    w.crm.create('contact', { givenName: 'Ann' })
+    const original = w.mailboxAdapter.push.bind(w.mailboxAdapter)
+    let refused = 0
+    w.mailboxAdapter.push = async (ops) => {
+      const create = ops.find((op) => op.type === 'create')
+      if (create && refused === 0) {
+        refused++
+        const rest = await original(ops.filter((op) => op !== create))
+        return { applied: rest.applied, rejected: [...rest.rejected, { opId: create.opId, error: new PreconditionFailedError('the remote refused the create') }] }
+      }
+      return original(ops)
+    }
+    const first = await w.pair.runCycle()
+    expect(refused).toBe(1)
+    expect(first.rejected.mailbox).toBe(1)
+    await syncUntilQuiet(w)
+    expect(w.mailbox.liveRecords().map((r) => r.fields)).toEqual([{ givenName: 'Ann' }])
     expect(await w.store.listOutbox(w.pair.pairId, MAILBOX_REPLICA)).toEqual([])
     expect((await checkConvergence(w)).problems).toEqual([])
   })

@@ -582,8 +582,9 @@ export class SyncPair {
             throttled = rejected.error
             continue // not an attempt: the remote never looked at it
           }
-          // 412 or gone: the remote changed under us. Re-merge the op with the remote's newer state.
-          const changedUnderUs = rejected.error.code === 'PreconditionFailed' || (rejected.error.code === 'NotFound' && entry.op.type === 'update')
+          // 412 or gone: the remote changed under us. Re-merge the op with the remote's newer state. (A create
+          // has no remote state to re-merge with: it is retried.)
+          const changedUnderUs = (rejected.error.code === 'PreconditionFailed' && entry.op.type !== 'create') || (rejected.error.code === 'NotFound' && entry.op.type === 'update')
           this.logger.warn({ replicaId: adapter.replicaId, opId: entry.op.opId, code: rejected.error.code, message: rejected.error.message }, 'push rejected')
           if (changedUnderUs) this.outboxMayHaveRemerge = true
           await this.store.settlePushFailure(entry, rejected.error, changedUnderUs ? 'remerge' : 'retry')
