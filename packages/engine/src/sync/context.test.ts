@@ -2,7 +2,7 @@ import { describe, expect, test } from 'vitest'
 import { PolicyMerge } from '../merge/policy-merge.js'
 import { openMemoryStore } from '../store/open-memory.js'
 import { sampleFields } from '../testing/sample-fields.js'
-import { checkConvergence, createTwoReplicaWorld, syncUntilQuiet } from '../testing/world.js'
+import { beforeFirstDeletePush, checkConvergence, createTwoReplicaWorld, syncUntilQuiet } from '../testing/world.js'
 import type { PairContext } from './sync-pair.js'
 
 const alice = { id: 'user-alice', addresses: ['alice@contoso.test'] }
@@ -139,17 +139,9 @@ describe('a refused delete is re-merged with what the first merge knew', () => {
     const mailboxId = w.mailbox.liveRecords()[0]!.nativeId
     w.crm.remove(id)
     // Between our pull and our push, Exchange rewrites the copy without changing it: the delete's If-Match goes stale.
-    const original = w.mailboxAdapter.push.bind(w.mailboxAdapter)
-    let raced = false
-    w.mailboxAdapter.push = async (ops) => {
-      if (!raced && ops.some((op) => op.type === 'delete')) {
-        raced = true
-        w.mailbox.touch(mailboxId)
-      }
-      return original(ops)
-    }
+    const raced = beforeFirstDeletePush(w.mailboxAdapter, () => w.mailbox.touch(mailboxId))
     const report = await w.pair.runCycle()
-    expect(raced).toBe(true)
+    expect(raced()).toBe(true)
     expect(report.rejected.mailbox).toBe(1)
     await syncUntilQuiet(w)
     // Re-merged without the deleted row's metadata, the owner would be unknown and the copy kept, unlinked.

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest'
 import { openMemoryStore } from '../store/open-memory.js'
-import { MAILBOX_REPLICA, checkConvergence, createTwoReplicaWorld, syncUntilQuiet } from '../testing/world.js'
+import { MAILBOX_REPLICA, beforeFirstDeletePush, checkConvergence, createTwoReplicaWorld, syncUntilQuiet } from '../testing/world.js'
 import { sampleFields } from '../testing/sample-fields.js'
 import { asReplicaId } from '../ids.js'
 import { PreconditionFailedError } from '../errors.js'
@@ -176,17 +176,9 @@ describe('SyncPair cycle', () => {
     const mailboxId = w.mailbox.liveRecords()[0]!.nativeId
     w.crm.remove(id)
     // Between our pull and our push, the mailbox user edits the copy: the delete's If-Match goes stale.
-    const original = w.mailboxAdapter.push.bind(w.mailboxAdapter)
-    let raced = false
-    w.mailboxAdapter.push = async (ops) => {
-      if (!raced && ops.some((op) => op.type === 'delete')) {
-        raced = true
-        w.mailbox.update(mailboxId, { jobTitle: 'CEO' })
-      }
-      return original(ops)
-    }
+    const raced = beforeFirstDeletePush(w.mailboxAdapter, () => w.mailbox.update(mailboxId, { jobTitle: 'CEO' }))
     const report = await w.pair.runCycle()
-    expect(raced).toBe(true)
+    expect(raced()).toBe(true)
     expect(report.rejected.mailbox).toBe(1)
     expect(w.mailbox.live(mailboxId).fields).toEqual({ givenName: 'Ann', jobTitle: 'CEO' })
     await syncUntilQuiet(w)

@@ -1,3 +1,4 @@
+import type { ReplicaAdapter } from '../contract/replica-adapter.js'
 import { asPairId, asReplicaId, type ReplicaId } from '../ids.js'
 import type { Fields } from '../model/item.js'
 import type { ReplicaStore } from '../store/replica-store.js'
@@ -96,4 +97,21 @@ export async function syncUntilQuiet(world: TwoReplicaWorld, maxCycles = 50): Pr
     if (busy === 0 && report.throttledMs === undefined && !report.mergeDeferred && report.rejected.crm + report.rejected.mailbox === 0) return cycle
   }
   throw new Error(`not quiet after ${maxCycles} cycles`)
+}
+
+/**
+ * Runs `act` once, right before the adapter's first push that has a delete: a person's edit racing the
+ * engine between its pull and its push. Returns whether it ran.
+ */
+export function beforeFirstDeletePush(adapter: ReplicaAdapter, act: () => void): () => boolean {
+  const push = adapter.push.bind(adapter)
+  let ran = false
+  adapter.push = async (ops, options) => {
+    if (!ran && ops.some((op) => op.type === 'delete')) {
+      ran = true
+      act()
+    }
+    return push(ops, options)
+  }
+  return () => ran
 }
