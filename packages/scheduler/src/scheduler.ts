@@ -149,13 +149,13 @@ const CRM_REQ = 18
 const CRM_PAR = 19
 const CRM_PULL = 20
 const PAR = 21
+/** the mailbox's change-rate estimate (its mailbox side when split), and its CRM side's */
+const RATE = 24
 const CRM_RATE = 41
 /** Doubles per mailbox row: a multiple of 8, so rows of 64-byte-aligned storage start on a cache line. */
 const ROW = 48
 
-/**
- * The CRM side's change-rate estimate of a split mailbox, four doubles of its mailbox's row.
- */
+/** A change-rate estimate (see `observeRate`): four doubles of a mailbox's row. */
 class RowRate implements RateState {
   constructor(
     public f: Float64Array,
@@ -178,7 +178,9 @@ class RowRate implements RateState {
  * inline in an object), and at 10,000 mailboxes those scattered cache misses were the largest part of a
  * sync's cost (the oracle's stub run at 10,000 mailboxes: 14 % faster in rows).
  */
-class Mailbox implements RateState {
+class Mailbox {
+  /** the rate estimate (adaptive; the mailbox side when split) */
+  readonly rate: RowRate
   /** the CRM side's rate estimate (adaptive, split) */
   readonly crm: RowRate
   /** this mailbox's row starts at f[o] */
@@ -190,6 +192,7 @@ class Mailbox implements RateState {
     public f: Float64Array,
   ) {
     this.o = h * ROW
+    this.rate = new RowRate(f, this.o + RATE)
     this.crm = new RowRate(f, this.o + CRM_RATE)
     f.fill(0, this.o, this.o + ROW)
     this.dueAt = Infinity
@@ -215,6 +218,7 @@ class Mailbox implements RateState {
   /** The rows moved to bigger storage. */
   rebind(f: Float64Array): void {
     this.f = f
+    this.rate.f = f
     this.crm.f = f
   }
 
@@ -267,14 +271,6 @@ class Mailbox implements RateState {
   set followUpAt(v: number) { this.f[this.o + 22] = v }
   get blockedUntil(): number { return this.f[this.o + 23]! }
   set blockedUntil(v: number) { this.f[this.o + 23] = v }
-  get aL(): number { return this.f[this.o + 24]! }
-  set aL(v: number) { this.f[this.o + 24] = v }
-  get bL(): number { return this.f[this.o + 25]! }
-  set bL(v: number) { this.f[this.o + 25] = v }
-  get aS(): number { return this.f[this.o + 26]! }
-  set aS(v: number) { this.f[this.o + 26] = v }
-  get bS(): number { return this.f[this.o + 27]! }
-  set bS(v: number) { this.f[this.o + 27] = v }
   get lastObsAt(): number { return this.f[this.o + 28]! }
   set lastObsAt(v: number) { this.f[this.o + 28] = v }
   /** adaptive: √(effective level / cost) as last folded into the scheduler's weight sum */
@@ -868,7 +864,7 @@ class SchedulerImpl implements Scheduler {
       reason: SyncReasons[mb.reason] as SyncReason,
       lastDispatchAt: Number.isNaN(mb.lastDispatchAt) ? null : mb.lastDispatchAt,
       pendingCrmWrites: mb.pendingCrm,
-      estimatedRate: this.kind === 'adaptive' ? effectiveRate(mb, this.config.adaptive) * this.profile.at(Math.max(this.now, 0)) : null,
+      estimatedRate: this.kind === 'adaptive' ? effectiveRate(mb.rate, this.config.adaptive) * this.profile.at(Math.max(this.now, 0)) : null,
       crmPullDueAt: mb.split ? mb.crmDueAt : null,
     }
   }
@@ -1109,12 +1105,12 @@ class SchedulerImpl implements Scheduler {
     if (Number.isNaN(from) || dt < 0) return
     if (dt === 0 && changes === 0) return
     this.profile.observe(startAt, changes, dt)
-    observeRate(mb, changes, dt, this.profile.at(startAt - dt / 2), this.config.adaptive)
+    observeRate(mb.rate, changes, dt, this.profile.at(startAt - dt / 2), this.config.adaptive)
     this.setWeight(mb)
   }
 
   private setWeight(mb: Mailbox): void {
-    const w = Math.sqrt(effectiveRate(mb, this.config.adaptive) / mb.gReq)
+    const w = Math.sqrt(effectiveRate(mb.rate, this.config.adaptive) / mb.gReq)
     this.wSum += mb.gReq * (w - mb.wt)
     mb.wt = w
   }
@@ -1187,7 +1183,7 @@ class SchedulerImpl implements Scheduler {
         if (items > n) weights[n + h] = 0
         if (!mb) continue
         // re-derive (also re-syncs the running sum against float drift)
-        mb.wt = Math.sqrt(effectiveRate(mb, this.config.adaptive) / mb.gReq)
+        mb.wt = Math.sqrt(effectiveRate(mb.rate, this.config.adaptive) / mb.gReq)
         weights[h] = mb.wt
         sum += mb.gReq * mb.wt
         if (mb.split) {
