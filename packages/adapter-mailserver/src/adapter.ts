@@ -87,6 +87,21 @@ export interface MailServerAdapterDeps {
 
 const CONTENT_KEYS = ['subject', 'body', 'from', 'to', 'cc', 'bcc', 'inReplyTo'] as const
 
+/** Where one copy of an e-mail is stored (see `locate`). */
+interface StoredCopy {
+  folder: string
+  uid: number
+  uidValidity: string
+  flags: string[]
+}
+
+/** A write's `ifMatch` against the copy's current version (folder, UIDVALIDITY, UID, flags): stale → PreconditionFailedError. */
+function checkIfMatch(copy: StoredCopy, ifMatch: string | undefined, what: string): void {
+  if (ifMatch === undefined) return
+  const current = versionOf(copy.folder, copy.uidValidity, copy.uid, copy.flags)
+  if (ifMatch !== current) throw new PreconditionFailedError(`E-mail ${what} changed since version ${ifMatch} (now ${current})`)
+}
+
 export class MailServerAdapter implements ReplicaAdapter {
   readonly replicaId: ReplicaId
   readonly options: MailServerOptions
@@ -521,7 +536,7 @@ export class MailServerAdapter implements ReplicaAdapter {
   }
 
   /** Every place an e-mail is stored in the synced folders (newest UID first per folder). */
-  private async locate(client: ImapFlow, nativeId: NativeId | undefined, concordId: string | undefined): Promise<Array<{ folder: string; uid: number; uidValidity: string; flags: string[] }>> {
+  private async locate(client: ImapFlow, nativeId: NativeId | undefined, concordId: string | undefined): Promise<StoredCopy[]> {
     const out: Array<{ folder: string; uid: number; uidValidity: string; flags: string[] }> = []
     const mid = nativeId ? messageIdOf(nativeId) : undefined
     if (nativeId && !mid) {
@@ -560,8 +575,7 @@ export class MailServerAdapter implements ReplicaAdapter {
       const locs = await this.locate(client, op.nativeId, undefined)
       const loc = locs[0]
       if (!loc) throw new SyncError('NotFound', `E-mail ${op.nativeId} is not in the synced folders`)
-      const current = versionOf(loc.folder, loc.uidValidity, loc.uid, loc.flags)
-      if (op.ifMatch !== undefined && op.ifMatch !== current) throw new PreconditionFailedError(`E-mail ${op.nativeId} changed since version ${op.ifMatch} (now ${current})`)
+      checkIfMatch(loc, op.ifMatch, op.nativeId)
       const wantedKeywords = patch.categories === undefined ? undefined : (patch.categories ?? []).map(categoryToKeyword)
       const currentKeywords = loc.flags.filter((f) => categoriesOf([f]).length > 0)
       const keepSystem = loc.flags.filter((f) => categoriesOf([f]).length === 0)
@@ -602,11 +616,7 @@ export class MailServerAdapter implements ReplicaAdapter {
     }
     return this.withImap('delete', async (client) => {
       const locs = await this.locate(client, op.nativeId, op.nativeId ? undefined : String(op.concordId))
-      const primary = locs[0]
-      if (primary && op.ifMatch !== undefined) {
-        const current = versionOf(primary.folder, primary.uidValidity, primary.uid, primary.flags)
-        if (op.ifMatch !== current) throw new PreconditionFailedError(`E-mail ${op.nativeId ?? op.concordId} changed since version ${op.ifMatch} (now ${current})`)
-      }
+      if (locs[0]) checkIfMatch(locs[0], op.ifMatch, op.nativeId ?? op.concordId)
       for (const loc of locs) {
         await client.mailboxOpen(loc.folder)
         await client.messageDelete(String(loc.uid), { uid: true })
