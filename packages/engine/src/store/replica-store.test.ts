@@ -263,6 +263,104 @@ describe('ReplicaStore under group commit', () => {
     await expect(store.applyPulledPage(crm, page([upsert('b', '1', { givenName: 'Bo' })], 'cur-2'))).rejects.toThrow('disk full')
   })
 
+  /**
+   * A memory database whose batch writes wait for `release()`, in the order they were started: a batch
+   * "in flight" stays so until the test lets it land.
+   */
+  async function gatedDatabase() {
+    const { db } = await openMemoryStore()
+    const gates: Array<() => void> = []
+    const landed: string[][] = []
+    const gated = new Proxy(db, {
+      get(target, prop) {
+        if (prop !== 'batch') {
+          const value = Reflect.get(target, prop, target) as unknown
+          return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value
+        }
+        return () => {
+          const inner = target.batch()
+          const keys: string[] = []
+          return {
+            put: (key: string, value: string) => (keys.push(key), inner.put(key, value)),
+            del: (key: string) => (keys.push(key), inner.del(key)),
+            close: () => inner.close(),
+            write: async () => {
+              await new Promise<void>((resolve) => gates.push(resolve))
+              await inner.write()
+              landed.push(keys)
+            },
+          }
+        }
+      },
+    })
+    /** Lets the `index`-th batch started so far land (and waits for it). */
+    const release = async (index: number) => {
+      gates[index]!()
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+    return { db: gated as typeof db, raw: db, gates, landed, release }
+  }
+  const settled = (p: Promise<unknown>) => {
+    let done = false
+    void p.then(() => (done = true), () => (done = true))
+    return () => done
+  }
+  const ticks = () => new Promise((resolve) => setTimeout(resolve, 5))
+
+  test('with pairs sharing the store, a flush waits for the batch another flush is writing with its operations in it', async () => {
+    const { db, raw, gates, release } = await gatedDatabase()
+    const store = await ReplicaStore.open(db, { groupCommit: true }) // its format marker waits with the rest
+    await store.commitPlan(asPairId('p1'), { outbox: [], bases: [], watermarks: { [crm]: 1 } })
+    await store.commitPlan(asPairId('p2'), { outbox: [], bases: [], watermarks: { [crm]: 1 } })
+    const first = store.flush() // takes both pairs' operations
+    await ticks()
+    const second = settled(store.flush()) // p2's own flush before its push: its operation is in the first batch
+    await ticks()
+    expect(gates).toHaveLength(1)
+    expect(second()).toBe(false) // not durable yet: it must not return
+    await release(0)
+    await first
+    await ticks()
+    expect(second()).toBe(true)
+    expect(await raw.get('v1!p!p2!mark!crm')).toBe('1')
+  })
+
+  test('with pairs sharing the store, batches land in the order they were written (a later value is never overwritten by an earlier one)', async () => {
+    const { db, raw, gates, release } = await gatedDatabase()
+    const store = await ReplicaStore.open(db, { groupCommit: true })
+    await store.commitPlan(pair, { outbox: [], bases: [], watermarks: { [crm]: 1 } })
+    const first = store.flush()
+    await ticks()
+    await store.commitPlan(pair, { outbox: [], bases: [], watermarks: { [crm]: 2 } })
+    const second = store.flush()
+    await ticks()
+    // only one batch may be on its way at a time: the second starts once the first landed
+    expect(gates).toHaveLength(1)
+    await release(0)
+    await first
+    await ticks()
+    expect(gates).toHaveLength(2)
+    await release(1)
+    await second
+    expect(await raw.get('v1!p!p1!mark!crm')).toBe('2')
+    expect(await store.getWatermark(pair, crm)).toBe(2)
+  })
+
+  test('with pairs sharing the store, a flush that waited for a failed batch reports its failure', async () => {
+    let fail = false
+    const { store } = await openMemoryStore({
+      groupCommit: true,
+      beforeWrite: () => {
+        if (fail) throw new Error('disk full')
+      },
+    })
+    await store.commitPlan(pair, { outbox: [], bases: [], watermarks: { [crm]: 1 } })
+    fail = true
+    const [a, b] = await Promise.allSettled([store.flush(), store.flush()])
+    expect(a.status).toBe('rejected')
+    expect(b).toMatchObject({ status: 'rejected', reason: { message: 'disk full' } })
+  })
+
   describe('closeKeepingCaches / resumeCaches', () => {
     /** A store with a log, snapshots, a cursor and a lazy cursor, closed with its caches. */
     async function closedStore() {

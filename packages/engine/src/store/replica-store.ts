@@ -35,6 +35,8 @@ export interface ReplicaStoreOptions {
    * depends on what they wrote (`SyncPair` flushes before every push: the outbox is on disk before a
    * remote sees the write). A crash loses the unflushed tail as a whole — the state of an earlier
    * moment, which every replay path already handles. A failed flush closes the store to further use.
+   * Pairs sharing the store may flush at the same time: one batch is written at a time, in write order,
+   * and a flush returns only once everything written before it is stored (or rejects if it was not).
    * Readers of `db` itself must `flush()` first. Default false: every write is its own batch.
    */
   groupCommit?: boolean | undefined
@@ -171,6 +173,8 @@ export class ReplicaStore {
   private readonly groupCommit: boolean
   /** Group commit: operations applied to the caches, not yet in the database (in write order). */
   private pending: BatchOp[] = []
+  /** Group commit: the batch a flush is writing, if any. */
+  private flushing: Promise<void> | undefined
   /** Set when a group-commit flush failed: the caches may disagree with the database. */
   private failure: Error | undefined
 
@@ -248,12 +252,18 @@ export class ReplicaStore {
    * goes to the database calls it first, so it sees what the caches already show.
    */
   async flush(): Promise<void> {
+    // Pairs sharing the store flush on their own: what this caller wrote is pending, or in the batch
+    // another flush is writing. Wait for that batch (one at a time, so batches land in write order),
+    // then write what is still pending.
+    while (this.flushing) await this.flushing.catch(() => undefined)
     if (this.failure) throw this.failure
     if (this.pending.length === 0) return
     const ops = this.pending
     this.pending = []
+    const flushing = this.commit(ops)
+    this.flushing = flushing
     try {
-      await this.commit(ops)
+      await flushing
     } catch (error) {
       // What the caches say may be neither the old nor the new database state: refuse further use.
       this.failure = error instanceof Error ? error : new Error(String(error))
@@ -261,6 +271,8 @@ export class ReplicaStore {
       this.listingsSettled.clear()
       this.known = undefined
       throw error
+    } finally {
+      if (this.flushing === flushing) this.flushing = undefined
     }
   }
 
