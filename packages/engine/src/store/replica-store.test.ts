@@ -247,7 +247,8 @@ describe('ReplicaStore under group commit', () => {
     expect(await fresh.headSeq(crm)).toBe(0) // another database: nothing leaked
   })
 
-  test('a failed flush refuses further use instead of serving what may not be stored', async () => {
+  /** A group-commit store whose batches fail ('disk full') once `failFromNow()` was called. */
+  async function storeWithFailingDisk() {
     let fail = false
     const { store } = await openMemoryStore({
       groupCommit: true,
@@ -255,8 +256,13 @@ describe('ReplicaStore under group commit', () => {
         if (fail) throw new Error('disk full')
       },
     })
+    return { store, failFromNow: () => void (fail = true) }
+  }
+
+  test('a failed flush refuses further use instead of serving what may not be stored', async () => {
+    const { store, failFromNow } = await storeWithFailingDisk()
     await store.applyPulledPage(crm, page([upsert('a', '1', { givenName: 'Ann' })], 'cur-1'))
-    fail = true
+    failFromNow()
     await expect(store.flush()).rejects.toThrow('disk full')
     await expect(store.getSnapshot(crm, n('a'))).rejects.toThrow('disk full')
     await expect(store.getCursor(crm)).rejects.toThrow('disk full')
@@ -347,15 +353,9 @@ describe('ReplicaStore under group commit', () => {
   })
 
   test('with pairs sharing the store, a flush that waited for a failed batch reports its failure', async () => {
-    let fail = false
-    const { store } = await openMemoryStore({
-      groupCommit: true,
-      beforeWrite: () => {
-        if (fail) throw new Error('disk full')
-      },
-    })
+    const { store, failFromNow } = await storeWithFailingDisk()
     await store.commitPlan(pair, { outbox: [], bases: [], watermarks: { [crm]: 1 } })
-    fail = true
+    failFromNow()
     const [a, b] = await Promise.allSettled([store.flush(), store.flush()])
     expect(a.status).toBe('rejected')
     expect(b).toMatchObject({ status: 'rejected', reason: { message: 'disk full' } })
