@@ -352,6 +352,23 @@ describe('ReplicaStore under group commit', () => {
     expect(await store.getWatermark(pair, crm)).toBe(2)
   })
 
+  test('closing the store while a batch of another pair is on its way lets that batch land first', async () => {
+    const { db, raw, release } = await gatedDatabase()
+    const store = await ReplicaStore.open(db, { groupCommit: true })
+    await store.commitPlan(pair, { outbox: [], bases: [], watermarks: { [crm]: 7 } })
+    const flushing = store.flush()
+    await ticks()
+    const closed = settled(store.close())
+    await ticks()
+    expect(closed()).toBe(false)
+    await release(0)
+    await flushing
+    await ticks()
+    expect(closed()).toBe(true)
+    await raw.open()
+    expect(await raw.get('v1!p!p1!mark!crm')).toBe('7')
+  })
+
   test('with pairs sharing the store, a flush that waited for a failed batch reports its failure', async () => {
     const { store, failFromNow } = await storeWithFailingDisk()
     await store.commitPlan(pair, { outbox: [], bases: [], watermarks: { [crm]: 1 } })

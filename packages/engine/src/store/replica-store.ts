@@ -209,7 +209,8 @@ export class ReplicaStore {
   }
 
   async close(): Promise<void> {
-    if ((this.lazyCursors.size > 0 || this.pending.length > 0) && this.db.status === 'open' && !this.failure) {
+    // (a batch another pair's flush is writing lands first: `flush` waits for it)
+    if ((this.lazyCursors.size > 0 || this.pending.length > 0 || this.flushing) && this.db.status === 'open' && !this.failure) {
       try {
         await this.write([])
         await this.flush()
