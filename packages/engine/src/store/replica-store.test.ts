@@ -222,6 +222,24 @@ describe('ReplicaStore caches', () => {
   })
 })
 
+describe('ReplicaStore with pairs sharing a replica', () => {
+  test.each([false, true])('pages of one replica applied at the same time take distinct sequence numbers (group commit %s)', async (groupCommit) => {
+    const { store } = await openMemoryStore({ groupCommit })
+    // two pairs pull the same CRM replica at once, each a page the other has not seen yet
+    const [first, second] = await Promise.all([
+      store.applyPulledPage(crm, page([upsert('a', '1', { givenName: 'Ann' })], 'cur-1')),
+      store.applyPulledPage(crm, page([upsert('b', '1', { givenName: 'Bo' }), upsert('a', '1', { givenName: 'Ann' })], 'cur-2')),
+    ])
+    expect([first.logged, second.logged]).toEqual([1, 1])
+    expect((await store.readLog(crm, 0)).map((e) => [e.seq, e.nativeId])).toEqual([
+      [1, 'a'],
+      [2, 'b'],
+    ])
+    expect(await store.headSeq(crm)).toBe(2)
+    expect(await store.getCursor(crm)).toBe('cur-2')
+  })
+})
+
 describe('ReplicaStore under group commit', () => {
   test('writes are visible through the store at once and reach the database on flush, in one batch', async () => {
     let batches = 0

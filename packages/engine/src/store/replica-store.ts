@@ -173,6 +173,8 @@ export class ReplicaStore {
   private readonly groupCommit: boolean
   /** Group commit: operations applied to the caches, not yet in the database (in write order). */
   private pending: BatchOp[] = []
+  /** Per replica, the end of the pages being applied (see `applyChanges`). */
+  private readonly applying = new Map<ReplicaId, Promise<void>>()
   /** Group commit: the batch a flush is writing, if any. */
   private flushing: Promise<void> | undefined
   /** Set when a group-commit flush failed: the caches may disagree with the database. */
@@ -481,7 +483,26 @@ export class ReplicaStore {
     return this.applyChanges(replicaId, page, page.nextCursor)
   }
 
-  private async applyChanges(replicaId: ReplicaId, page: Pick<PullPage, 'changes' | 'fullListing' | 'hasMore'>, nextCursor: Cursor | undefined, extra: BatchOp[] = []): Promise<PageApplyResult> {
+  /**
+   * Applies a page of `replicaId` once the pages of that replica already being applied are done. Each page
+   * takes the next sequence numbers from the head it read, so two at once (pairs sharing a replica, or two
+   * cycles of one pair) would number their entries alike and the later one would overwrite the other's.
+   */
+  private applyChanges(replicaId: ReplicaId, page: Pick<PullPage, 'changes' | 'fullListing' | 'hasMore'>, nextCursor: Cursor | undefined, extra: BatchOp[] = []): Promise<PageApplyResult> {
+    const before = this.applying.get(replicaId)
+    const applied = before ? before.then(() => this.applyChangesNow(replicaId, page, nextCursor, extra)) : this.applyChangesNow(replicaId, page, nextCursor, extra)
+    const done = applied.then(
+      () => undefined,
+      () => undefined,
+    )
+    this.applying.set(replicaId, done)
+    void done.then(() => {
+      if (this.applying.get(replicaId) === done) this.applying.delete(replicaId)
+    })
+    return applied
+  }
+
+  private async applyChangesNow(replicaId: ReplicaId, page: Pick<PullPage, 'changes' | 'fullListing' | 'hasMore'>, nextCursor: Cursor | undefined, extra: BatchOp[]): Promise<PageApplyResult> {
     assertKeyPart(replicaId, 'replicaId')
     const at = this.now()
     let head = this.heads.get(replicaId) ?? (await this.headSeq(replicaId))
