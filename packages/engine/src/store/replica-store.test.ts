@@ -222,7 +222,7 @@ describe('ReplicaStore caches', () => {
   })
 })
 
-describe('ReplicaStore with pairs sharing a replica', () => {
+describe('ReplicaStore with pairs sharing a replica or an item', () => {
   test.each([false, true])('pages of one replica applied at the same time take distinct sequence numbers (group commit %s)', async (groupCommit) => {
     const { store } = await openMemoryStore({ groupCommit })
     // two pairs pull the same CRM replica at once, each a page the other has not seen yet
@@ -237,6 +237,27 @@ describe('ReplicaStore with pairs sharing a replica', () => {
     ])
     expect(await store.headSeq(crm)).toBe(2)
     expect(await store.getCursor(crm)).toBe('cur-2')
+  })
+
+  test('two pairs acknowledging their copies of one item at the same time both keep their native id in its link', async () => {
+    const { store } = await openMemoryStore()
+    const concordId = asConcordId('c1')
+    const create = (pairId: string, target: string): OutboxEntry => ({
+      pairId: asPairId(pairId),
+      target: asReplicaId(target),
+      op: { opId: asOpId(`op-${pairId}`), type: 'create', concordId, kind: 'contact', fields: { givenName: 'Ann' } },
+      agreed: { givenName: 'Ann' },
+      sourceReplica: crm,
+      sourceVersion: v('7'),
+      attempts: 0,
+      plannedAt: 0,
+    })
+    const a = create('pa', 'mbx-a')
+    const b = create('pb', 'mbx-b')
+    await store.commitPlan(a.pairId, { outbox: [a], bases: [], watermarks: {} })
+    await store.commitPlan(b.pairId, { outbox: [b], bases: [], watermarks: {} })
+    await Promise.all([store.ackPush(a, { opId: a.op.opId, nativeId: n('A1'), version: v('1') }), store.ackPush(b, { opId: b.op.opId, nativeId: n('B1'), version: v('1') })])
+    expect((await store.getLink(concordId))?.natives).toEqual({ 'mbx-a': 'A1', 'mbx-b': 'B1' })
   })
 })
 

@@ -3,6 +3,7 @@ import type { PullPage, PushApplied, RecordMeta } from '../contract/replica-adap
 import { SyncError } from '../errors.js'
 import { type ConcordId, type Cursor, type NativeId, type PairId, type ReplicaId, asCursor, concordIdFor } from '../ids.js'
 import { type Fields, hashFields } from '../model/item.js'
+import { KeyedQueue } from '../util/keyed-queue.js'
 import { assertKeyPart, keys, prefixEnd } from './keys.js'
 import { decodeExplain, decodeOutboxEntry, encodeExplain, encodeOutboxEntry, withAgreedFields } from './records.js'
 import type { BaseRecord, ConflictListRecord, ExplainRecord, LinkRecord, LogEntry, OutboxEntry, QuarantineRecord, Snapshot, TombstoneRecord } from './records.js'
@@ -173,8 +174,10 @@ export class ReplicaStore {
   private readonly groupCommit: boolean
   /** Group commit: operations applied to the caches, not yet in the database (in write order). */
   private pending: BatchOp[] = []
-  /** Per replica, the end of the pages being applied (see `applyChanges`). */
-  private readonly applying = new Map<ReplicaId, Promise<void>>()
+  /** Read-modify-write updates, one at a time (see {@link exclusive}). */
+  private readonly updates = new KeyedQueue<'updates'>()
+  /** Work of each pair, one piece at a time (see {@link runForPair}). */
+  private readonly pairWork = new KeyedQueue<PairId>()
   /** Group commit: the batch a flush is writing, if any. */
   private flushing: Promise<void> | undefined
   /** Set when a group-commit flush failed: the caches may disagree with the database. */
@@ -484,22 +487,28 @@ export class ReplicaStore {
   }
 
   /**
-   * Applies a page of `replicaId` once the pages of that replica already being applied are done. Each page
-   * takes the next sequence numbers from the head it read, so two at once (pairs sharing a replica, or two
-   * cycles of one pair) would number their entries alike and the later one would overwrite the other's.
+   * Runs `update` once the updates queued before it are done. Applying a page and acknowledging pushes
+   * read state, await, and write what they derived from it: the log head (each page takes the next
+   * sequence numbers) and the links (an item's native id per replica). Two at once — pairs sharing a
+   * replica or an item, or two cycles of one pair — would number entries alike or each write back a
+   * link without the other's native id. Flushes are not queued here (see {@link flush}).
    */
+  private exclusive<T>(update: () => Promise<T>): Promise<T> {
+    return this.updates.run('updates', update)
+  }
+
+  /**
+   * Runs `work` once the work queued for `pairId` before it is done. `SyncPair` runs its cycles and its
+   * admin actions (conflicts, quarantines, restores) through it, so two cycles of one pair — two calls at
+   * once, or two `SyncPair` objects of the same pair on this store — never interleave: they would merge the
+   * same log entries and queue the same pushes twice.
+   */
+  runForPair<T>(pairId: PairId, work: () => Promise<T>): Promise<T> {
+    return this.pairWork.run(pairId, work)
+  }
+
   private applyChanges(replicaId: ReplicaId, page: Pick<PullPage, 'changes' | 'fullListing' | 'hasMore'>, nextCursor: Cursor | undefined, extra: BatchOp[] = []): Promise<PageApplyResult> {
-    const before = this.applying.get(replicaId)
-    const applied = before ? before.then(() => this.applyChangesNow(replicaId, page, nextCursor, extra)) : this.applyChangesNow(replicaId, page, nextCursor, extra)
-    const done = applied.then(
-      () => undefined,
-      () => undefined,
-    )
-    this.applying.set(replicaId, done)
-    void done.then(() => {
-      if (this.applying.get(replicaId) === done) this.applying.delete(replicaId)
-    })
-    return applied
+    return this.exclusive(() => this.applyChangesNow(replicaId, page, nextCursor, extra))
   }
 
   private async applyChangesNow(replicaId: ReplicaId, page: Pick<PullPage, 'changes' | 'fullListing' | 'hasMore'>, nextCursor: Cursor | undefined, extra: BatchOp[]): Promise<PageApplyResult> {
@@ -879,8 +888,11 @@ export class ReplicaStore {
    * the agreed fields, the links and the target's snapshots take the new native ids and versions
    * (so the echo of our own write is not seen as a change), deletes leave a tombstone.
    */
-  async ackPushes(acks: ReadonlyArray<{ entry: OutboxEntry; applied: PushApplied }>): Promise<void> {
-    if (acks.length === 0) return
+  ackPushes(acks: ReadonlyArray<{ entry: OutboxEntry; applied: PushApplied }>): Promise<void> {
+    return acks.length === 0 ? Promise.resolve() : this.exclusive(() => this.ackPushesNow(acks))
+  }
+
+  private async ackPushesNow(acks: ReadonlyArray<{ entry: OutboxEntry; applied: PushApplied }>): Promise<void> {
     const ids = acks.map(({ entry }) => entry.op.concordId)
     const [links, bases] = await Promise.all([this.getLinks(ids), this.getBases(acks[0]!.entry.pairId, ids)])
     const ops: BatchOp[] = []

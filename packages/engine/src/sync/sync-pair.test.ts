@@ -286,3 +286,24 @@ describe('SyncPair cycle pulling one side', () => {
     expect(w.mailbox.liveRecords().map((r) => r.fields.subject)).toEqual(['b2'])
   })
 })
+
+describe('SyncPair cycles of one pair started at once', () => {
+  test.each([
+    ['two calls on one SyncPair', false],
+    ['two SyncPair objects of the pair on one store', true],
+  ])('%s run one after the other: every item is created once on the other side', async (_name, twoObjects) => {
+    const { store } = await openMemoryStore({ groupCommit: true })
+    const world = createTwoReplicaWorld({ store })
+    const other = twoObjects ? createTwoReplicaWorld({ store, remotes: { crm: world.crm, mailbox: world.mailbox } }) : world
+    for (let i = 0; i < 30; i++) world.mailbox.create('contact', sampleFields('contact', i))
+    for (let i = 0; i < 30; i++) world.crm.create('contact', sampleFields('contact', 100 + i))
+    const [first, second] = await Promise.all([world.pair.runCycle(), other.pair.runCycle()])
+    expect(first.pushed.crm + first.pushed.mailbox).toBe(60) // the first cycle did the work,
+    expect(second.pushed.crm + second.pushed.mailbox).toBe(0) // the second found nothing left to push
+    await syncUntilQuiet(world)
+    expect((await checkConvergence(world)).problems).toEqual([])
+    expect(world.crm.pushWrites + world.mailbox.pushWrites).toBe(60)
+    expect(world.crm.liveRecords()).toHaveLength(60)
+    expect(world.mailbox.liveRecords()).toHaveLength(60)
+  })
+})

@@ -150,8 +150,16 @@ export class SyncPair {
     return this.adapters[side].replicaId
   }
 
-  /** Runs one full cycle. Throttling ends the cycle early with `throttledMs` set; state stays consistent. */
-  async runCycle(signal?: AbortSignal, options: CycleOptions = {}): Promise<CycleReport> {
+  /**
+   * Runs one full cycle. Throttling ends the cycle early with `throttledMs` set; state stays consistent.
+   * Cycles and admin actions of one pair run one at a time (`ReplicaStore.runForPair`): a call made while
+   * another runs waits for it.
+   */
+  runCycle(signal?: AbortSignal, options: CycleOptions = {}): Promise<CycleReport> {
+    return this.store.runForPair(this.pairId, () => this.cycle(signal, options))
+  }
+
+  private async cycle(signal: AbortSignal | undefined, options: CycleOptions): Promise<CycleReport> {
     const report: CycleReport = { pulled: emptyCounts(), logged: emptyCounts(), merged: 0, pushed: emptyCounts(), rejected: emptyCounts(), resynced: [], mergeDeferred: false, pulledSides: [] }
     try {
       await this.flushOutbox(report, signal)
@@ -411,7 +419,11 @@ export class SyncPair {
    * Resolves a kept conflict: `winner`'s value is written to the other side (and becomes the base
    * once acknowledged). Appointment invitations are not duplicated: it is an update of one field.
    */
-  async resolveConflict(concordId: ConcordId, field: string, winner: Side): Promise<void> {
+  resolveConflict(concordId: ConcordId, field: string, winner: Side): Promise<void> {
+    return this.store.runForPair(this.pairId, () => this.resolveConflictNow(concordId, field, winner))
+  }
+
+  private async resolveConflictNow(concordId: ConcordId, field: string, winner: Side): Promise<void> {
     const record = await this.store.getConflicts(this.pairId, concordId)
     const conflict = record?.conflicts.find((c) => c.field === field)
     if (!record || !conflict) throw new SyncError('NotFound', `No open conflict on ${concordId}.${field} in pair ${this.pairId}`)
@@ -462,7 +474,11 @@ export class SyncPair {
   }
 
   /** An admin confirms held deletes: they are queued and sent by the next cycle. */
-  async confirmQuarantine(id: string): Promise<number> {
+  confirmQuarantine(id: string): Promise<number> {
+    return this.store.runForPair(this.pairId, () => this.confirmQuarantineNow(id))
+  }
+
+  private async confirmQuarantineNow(id: string): Promise<number> {
     const record = await this.requireQuarantine(id)
     await this.store.resolveQuarantine(this.pairId, id, record.entries)
     this.outboxMayHaveEntries = true
@@ -473,7 +489,11 @@ export class SyncPair {
    * An admin rejects held deletes: nothing is deleted on the held side, and the items are created
    * again on the side that lost them, from their last agreed state. Nothing is lost.
    */
-  async rejectQuarantine(id: string): Promise<number> {
+  rejectQuarantine(id: string): Promise<number> {
+    return this.store.runForPair(this.pairId, () => this.rejectQuarantineNow(id))
+  }
+
+  private async rejectQuarantineNow(id: string): Promise<number> {
     const record = await this.requireQuarantine(id)
     const deletedOn = this.replicaId(otherSide(this.sideOf(record.target)))
     const restores: OutboxEntry[] = []
@@ -501,7 +521,11 @@ export class SyncPair {
   }
 
   /** Undoes a delete: the item is created again, from its last agreed state, on every side that lost it. */
-  async restoreDeleted(concordId: ConcordId): Promise<void> {
+  restoreDeleted(concordId: ConcordId): Promise<void> {
+    return this.store.runForPair(this.pairId, () => this.restoreDeletedNow(concordId))
+  }
+
+  private async restoreDeletedNow(concordId: ConcordId): Promise<void> {
     const tombstone = await this.store.getTombstone(this.pairId, concordId)
     if (!tombstone) throw new SyncError('NotFound', `No restorable delete of ${concordId} on pair ${this.pairId}`)
     const link = await this.store.getLink(concordId)
