@@ -308,6 +308,14 @@ describe('ReplicaStore under group commit', () => {
     await expect(store.applyPulledPage(crm, page([upsert('b', '1', { givenName: 'Bo' })], 'cur-2'))).rejects.toThrow('disk full')
   })
 
+  /** Lets pending timers and promise chains run (a gated batch stays in flight meanwhile). */
+  const ticks = () => new Promise((resolve) => setTimeout(resolve, 5))
+  const settled = (p: Promise<unknown>) => {
+    let done = false
+    void p.then(() => (done = true), () => (done = true))
+    return () => done
+  }
+
   /**
    * A memory database whose batch writes wait for `release()`, in the order they were started: a batch
    * "in flight" stays so until the test lets it land.
@@ -315,7 +323,6 @@ describe('ReplicaStore under group commit', () => {
   async function gatedDatabase() {
     const { db } = await openMemoryStore()
     const gates: Array<() => void> = []
-    const landed: string[][] = []
     const gated = new Proxy(db, {
       get(target, prop) {
         if (prop !== 'batch') {
@@ -324,15 +331,13 @@ describe('ReplicaStore under group commit', () => {
         }
         return () => {
           const inner = target.batch()
-          const keys: string[] = []
           return {
-            put: (key: string, value: string) => (keys.push(key), inner.put(key, value)),
-            del: (key: string) => (keys.push(key), inner.del(key)),
+            put: (key: string, value: string) => inner.put(key, value),
+            del: (key: string) => inner.del(key),
             close: () => inner.close(),
             write: async () => {
               await new Promise<void>((resolve) => gates.push(resolve))
               await inner.write()
-              landed.push(keys)
             },
           }
         }
@@ -341,16 +346,10 @@ describe('ReplicaStore under group commit', () => {
     /** Lets the `index`-th batch started so far land (and waits for it). */
     const release = async (index: number) => {
       gates[index]!()
-      await new Promise((resolve) => setTimeout(resolve, 5))
+      await ticks()
     }
-    return { db: gated as typeof db, raw: db, gates, landed, release }
+    return { db: gated as typeof db, raw: db, gates, release }
   }
-  const settled = (p: Promise<unknown>) => {
-    let done = false
-    void p.then(() => (done = true), () => (done = true))
-    return () => done
-  }
-  const ticks = () => new Promise((resolve) => setTimeout(resolve, 5))
 
   test('with pairs sharing the store, a flush waits for the batch another flush is writing with its operations in it', async () => {
     const { db, raw, gates, release } = await gatedDatabase()
