@@ -537,7 +537,7 @@ export class MailServerAdapter implements ReplicaAdapter {
 
   /** Every place an e-mail is stored in the synced folders (newest UID first per folder). */
   private async locate(client: ImapFlow, nativeId: NativeId | undefined, concordId: string | undefined): Promise<StoredCopy[]> {
-    const out: Array<{ folder: string; uid: number; uidValidity: string; flags: string[] }> = []
+    const out: StoredCopy[] = []
     const mid = nativeId ? messageIdOf(nativeId) : undefined
     if (nativeId && !mid) {
       // A hash id (no Message-ID): the newest snapshot knows where it is.
