@@ -1,5 +1,5 @@
 /**
- * `npm test`: make sure Dovecot and Redis are installed, start them on free ports (tools/services scripts),
+ * `npm test`: make sure Dovecot, Redis and Chromium (the simulator's report.html test) are installed, start them on free ports (tools/services scripts),
  * run every project's tests through Nx with the services in the environment, always stop the services, and
  * print `Tests: N passed, N failed`.
  *
@@ -45,10 +45,11 @@ function missingPackages(): string[] {
   if (!dovecot || !existsSync('/usr/lib/dovecot/pop3')) missing.push('dovecot-pop3d')
   if (!dovecot || !existsSync('/usr/lib/dovecot/lmtp')) missing.push('dovecot-lmtpd')
   if (!onPath('redis-server') && !existsSync('/usr/bin/redis-server')) missing.push('redis-server')
+  if (!existsSync('/usr/bin/chromium')) missing.push('chromium') // the simulator's report.html test loads it headless
   return missing
 }
 
-/** (a) Dovecot and Redis installed: apt-get them as root, else print the command and exit 1. */
+/** (a) Dovecot, Redis and Chromium installed: apt-get them as root, else print the command and exit 1. */
 function ensureInstalled(): void {
   const missing = missingPackages()
   if (missing.length === 0) return
@@ -61,7 +62,7 @@ function ensureInstalled(): void {
   }
   log(`installing ${missing.join(' ')} (apt-get, running as root)`)
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
-  for (const args of [['update', '-qq'], ['install', '-y', '-qq', ...missing]]) {
+  for (const args of [['update', '-qq'], ['install', '-y', '-qq', '--no-install-recommends', ...missing]]) {
     const result = spawnSync('apt-get', args, { stdio: 'inherit', env })
     if (result.status !== 0) {
       log(`'apt-get ${args.join(' ')}' failed (${result.error?.message ?? `exit ${result.status}`}); run: apt-get update && ${install}`)

@@ -20,6 +20,7 @@ interface BenchModule {
 const benches: BenchModule[] = [
   { file: 'packages/engine/bench/store-bench.ts', exportName: 'runStoreBench', what: 'engine change log on LevelDB' },
   { file: 'packages/engine/bench/merge-bench.ts', exportName: 'runMergeBench', what: 'engine merge policies' },
+  { file: 'packages/engine/bench/cycle-bench.ts', exportName: 'runCycleBench', what: 'engine sync cycles through SyncPair, per item' },
   { file: 'packages/adapter-exchange/bench/graph-bench.ts', exportName: 'runGraphBench', what: 'adapter-exchange pulling from the Graph emulator over HTTP' },
   { file: 'packages/adapter-crm/bench/crm-bench.ts', exportName: 'runCrmBench', what: 'adapter-crm against the Dataverse emulator over HTTP' },
   { file: 'packages/adapter-mailserver/bench/mailserver-bench.ts', exportName: 'runMailserverBench', what: 'adapter-mailserver pulling a 10,000-message mailbox from Dovecot over IMAP' },

@@ -11,7 +11,22 @@ import type { BaseRecord, ConflictListRecord, ExplainRecord, LinkRecord, LogEntr
 /** Any `abstract-level` database with string keys and values: classic-level, memory-level, browser-level. */
 export type StoreDatabase = AbstractLevel<string | Uint8Array | Buffer, string, string>
 
-type BatchOp = AbstractBatchOperation<StoreDatabase, string, string>
+/** A batch operation; a put may carry its value as an object (`decoded`), which the read cache then keeps, frozen, so that reads of it parse nothing. */
+type BatchOp = AbstractBatchOperation<StoreDatabase, string, string> & { decoded?: unknown }
+
+/** A cached value that was parsed (or written as an object): readers share it, so it is frozen. */
+interface Decoded {
+  readonly raw: string
+  readonly value: unknown
+}
+
+/** What the read cache holds of a key: its raw value, its value parsed too, or null (known absent). */
+type CacheSlot = string | Decoded | null
+
+/** A put whose value the caches keep as the (frozen) object: the store owns it from here on. */
+function putDecoded(key: string, value: object): BatchOp {
+  return { type: 'put', key, value: JSON.stringify(value), decoded: deepFreeze(value) }
+}
 
 export interface ReplicaStoreOptions {
   /** Ask the backend to fsync every batch (classic-level `sync: true`). Default false. */
@@ -55,9 +70,9 @@ export interface StoreCaches {
   readonly heads: ReadonlyMap<ReplicaId, number>
   readonly cursors: ReadonlyMap<ReplicaId, Cursor | null>
   readonly listingsSettled: ReadonlySet<ReplicaId>
-  readonly cache: ReadonlyMap<string, string | null>
+  readonly cache: ReadonlyMap<string, CacheSlot>
   readonly outboxes: ReadonlyMap<string, ReadonlyMap<string, { raw: string; entry?: OutboxEntry }>>
-  readonly tails: ReadonlyMap<ReplicaId, { first: number; raws: readonly string[] }>
+  readonly tails: ReadonlyMap<ReplicaId, { first: number; entries: readonly LogEntry[] }>
   readonly known: ReadonlySet<string> | undefined
 }
 
@@ -119,7 +134,7 @@ function concordIdOf(replicaId: ReplicaId, change: PullPage['changes'][number], 
 /** Adds a snapshot write to a page's batch, and makes it what the rest of the page sees. */
 function stageSnapshot(ops: BatchOp[], snapshots: Map<NativeId, Snapshot | undefined>, replicaId: ReplicaId, nativeId: NativeId, snapshot: Snapshot): void {
   snapshots.set(nativeId, snapshot)
-  ops.push({ type: 'put', key: keys.snapshot(replicaId, nativeId), value: JSON.stringify(snapshot) })
+  ops.push(putDecoded(keys.snapshot(replicaId, nativeId), snapshot))
 }
 
 /** Progress of a replica's full listings: which one is current, whether it ended, whether its gaps were checked. */
@@ -147,16 +162,19 @@ export class ReplicaStore {
    */
   private readonly cursors = new Map<ReplicaId, Cursor | null>()
   private readonly listingsSettled = new Set<ReplicaId>()
-  /** Raw values of point keys as the database holds them; null = known absent. Bounded (least recently written or read in goes first). */
-  private readonly cache = new Map<string, string | null>()
+  /**
+   * Values of point keys as the database holds them (raw, or parsed once and frozen); null = known
+   * absent. Bounded (least recently written or read in goes first).
+   */
+  private readonly cache = new Map<string, CacheSlot>()
   private readonly cacheLimit: number
   /**
    * Whole outboxes (prefix → key → raw entry, and the entry decoded and frozen once it was listed),
    * once listed: kept current by every write. A cycle lists its outboxes several times.
    */
   private readonly outboxes = new Map<string, Map<string, { raw: string; entry?: OutboxEntry }>>()
-  /** The newest log entries of each replica (raw), contiguous up to the head. */
-  private readonly tails = new Map<ReplicaId, { first: number; raws: string[] }>()
+  /** The newest log entries of each replica (frozen, shared with readers), contiguous up to the head. */
+  private readonly tails = new Map<ReplicaId, { first: number; entries: LogEntry[] }>()
   /**
    * Cursors of pages that changed nothing (e.g. the echo of our own pushes), not yet written: losing
    * one on a crash only replays such a page, which is a no-op. They go out with the next write.
@@ -246,7 +264,7 @@ export class ReplicaStore {
     for (const [replicaId, head] of from.heads) this.heads.set(replicaId, head)
     for (const [replicaId, cursor] of from.cursors) this.cursors.set(replicaId, cursor)
     for (const replicaId of from.listingsSettled) this.listingsSettled.add(replicaId)
-    for (const [replicaId, tail] of from.tails) this.tails.set(replicaId, { first: tail.first, raws: tail.raws.slice() })
+    for (const [replicaId, tail] of from.tails) this.tails.set(replicaId, { first: tail.first, entries: tail.entries.slice() })
     if (from.cacheLimit !== this.cacheLimit || this.cacheLimit <= 0) return
     for (const [key, value] of from.cache) this.cache.set(key, value)
     for (const [prefix, outbox] of from.outboxes) this.outboxes.set(prefix, new Map([...outbox].map(([key, slot]) => [key, { ...slot }])))
@@ -341,13 +359,13 @@ export class ReplicaStore {
       const key = op.key
       if (isLogKey(key)) continue // log entries: see `tails`
       const value = op.type === 'put' ? op.value : null
-      this.rememberWritten(key, value)
+      this.rememberWritten(key, value !== null && op.decoded !== undefined ? { raw: value, value: op.decoded } : value)
       if (value === null) this.known?.delete(key)
       const prefix = outboxPrefixOf(key)
       const outbox = prefix === undefined ? undefined : this.outboxes.get(prefix)
       if (outbox) {
         if (value === null) outbox.delete(key)
-        else outbox.set(key, { raw: value })
+        else outbox.set(key, op.decoded === undefined ? { raw: value } : { raw: value, entry: op.decoded as OutboxEntry })
       }
     }
     if (this.pending.length >= GROUP_COMMIT_MAX_OPS) await this.flush()
@@ -358,7 +376,7 @@ export class ReplicaStore {
    * below it nothing is evicted soon, and rewriting the same hot keys every cycle would cost a delete
    * and a re-insert each for nothing.
    */
-  private rememberWritten(key: string, value: string | null): void {
+  private rememberWritten(key: string, value: CacheSlot): void {
     if (this.cacheLimit <= 0) return
     if (this.cache.size >= this.cacheLimit >> 1) this.cache.delete(key)
     this.cache.set(key, value)
@@ -402,7 +420,7 @@ export class ReplicaStore {
     const known = this.known
     for (let i = 0; i < keyList.length; i++) {
       const hit = this.cache.get(keyList[i]!)
-      if (hit !== undefined) out[i] = hit ?? undefined
+      if (hit !== undefined) out[i] = hit === null ? undefined : typeof hit === 'string' ? hit : hit.raw
       else if (known === undefined || known.has(keyList[i]!)) (missing ??= []).push(i)
     }
     return missing
@@ -422,20 +440,43 @@ export class ReplicaStore {
     }
   }
 
-  /** Values of `keys` parsed as JSON, in order; undefined where a key is absent. */
-  private async getManyJson<T>(keyList: readonly string[]): Promise<Array<T | undefined>> {
-    if (keyList.length === 0) return []
-    const raw = new Array<string | undefined>(keyList.length)
-    const missing = this.readCached(keyList, raw)
-    if (missing) await this.readMissing(keyList, missing, raw)
-    const out = new Array<T | undefined>(raw.length)
-    for (let i = 0; i < raw.length; i++) out[i] = raw[i] === undefined ? undefined : (JSON.parse(raw[i]!) as T)
+  /** Values of `keys` parsed as JSON, in order; undefined where a key is absent. Shared and frozen: copy one to change it. */
+  private getManyJson<T>(keyList: readonly string[]): Promise<Array<T | undefined>> {
+    return this.getManyDecoded(keyList, JSON.parse as (raw: string) => T)
+  }
+
+  /**
+   * Values of `keyList` decoded with `decode` (always the same one for a key), in order; undefined where
+   * a key is absent. Each value is decoded once while it stays in the cache, and frozen, since every
+   * reader shares it.
+   */
+  private async getManyDecoded<T>(keyList: readonly string[], decode: (raw: string) => T): Promise<Array<T | undefined>> {
+    const out = new Array<T | undefined>(keyList.length)
+    let missing: number[] | undefined
+    const known = this.known
+    for (let i = 0; i < keyList.length; i++) {
+      const key = keyList[i]!
+      const hit = this.cache.get(key)
+      if (hit === undefined) {
+        if (known === undefined || known.has(key)) (missing ??= []).push(i)
+      } else if (typeof hit === 'string') {
+        const value = deepFreeze(decode(hit))
+        this.cache.set(key, { raw: hit, value }) // (an existing key: its place in the eviction order stays)
+        out[i] = value
+      } else if (hit !== null) out[i] = hit.value as T
+    }
+    if (missing) {
+      const raw = new Array<string | undefined>(keyList.length)
+      await this.readMissing(keyList, missing, raw)
+      for (const i of missing) out[i] = raw[i] === undefined ? undefined : deepFreeze(decode(raw[i]!))
+    }
     return out
   }
 
   /** Puts of outbox entries, for a batch. */
   private outboxPuts(pairId: PairId, entries: readonly OutboxEntry[]): BatchOp[] {
-    return entries.map((entry) => ({ type: 'put' as const, key: keys.outbox(pairId, entry.target, entry.op.concordId), value: encodeOutboxEntry(entry) }))
+    // the entries are the store's from here on (frozen): the outbox cache lists them as they are
+    return entries.map((entry) => ({ type: 'put' as const, key: keys.outbox(pairId, entry.target, entry.op.concordId), value: encodeOutboxEntry(entry), decoded: deepFreeze(entry) }))
   }
 
   private async getRaw(key: string): Promise<string | undefined> {
@@ -443,8 +484,7 @@ export class ReplicaStore {
   }
 
   private async getJson<T>(key: string): Promise<T | undefined> {
-    const raw = await this.getRaw(key)
-    return raw === undefined ? undefined : (JSON.parse(raw) as T)
+    return (await this.getManyJson<T>([key]))[0]
   }
 
   // ── cursors and log ────────────────────────────────────────────────────────────────────────
@@ -518,7 +558,7 @@ export class ReplicaStore {
     const startHead = head
     const snapshots = new Map<NativeId, Snapshot | undefined>()
     const ops: BatchOp[] = []
-    const appended: string[] = []
+    const appended: LogEntry[] = []
     let logged = 0
     let unchanged = 0
     // A full listing is numbered; every record it contains is marked with that number so that, when
@@ -602,9 +642,8 @@ export class ReplicaStore {
           meta: change.meta,
           at,
         }
-        const raw = JSON.stringify(entry)
-        appended.push(raw)
-        ops.push({ type: 'put', key: keys.log(replicaId, head), value: raw })
+        appended.push(deepFreeze(entry))
+        ops.push({ type: 'put', key: keys.log(replicaId, head), value: JSON.stringify(entry) })
         stageSnapshot(ops, snapshots, replicaId, change.nativeId, { concordId, kind: change.kind, version: change.version, hash, listing, meta: change.meta })
         logged++
       } else {
@@ -629,14 +668,13 @@ export class ReplicaStore {
           provenance: change.provenance,
           at,
         }
-        const raw = JSON.stringify(entry)
-        appended.push(raw)
-        ops.push({ type: 'put', key: keys.log(replicaId, head), value: raw })
+        appended.push(deepFreeze(entry))
+        ops.push({ type: 'put', key: keys.log(replicaId, head), value: JSON.stringify(entry) })
         stageSnapshot(ops, snapshots, replicaId, change.nativeId, { ...snap, deleted: true })
         logged++
       }
     }
-    for (const [concordId, link] of links) ops.push({ type: 'put', key: keys.link(concordId), value: JSON.stringify(link) })
+    for (const [concordId, link] of links) ops.push(putDecoded(keys.link(concordId), link))
     if (head !== startHead) ops.push({ type: 'put', key: keys.logHead(replicaId), value: String(head) })
     if (ops.length === 0 && extra.length === 0 && nextCursor !== undefined && !page.fullListing) {
       // Nothing changed but the cursor: keep it in memory until the next write (see `lazyCursors`).
@@ -671,7 +709,8 @@ export class ReplicaStore {
   private async linkToChange(concordId: ConcordId, kind: LinkRecord['kind'], links: Map<ConcordId, LinkRecord>, storedLinks: ReadonlyMap<ConcordId, LinkRecord>, linkIds: ReadonlySet<ConcordId>): Promise<LinkRecord> {
     let link = links.get(concordId)
     if (!link) {
-      link = storedLinks.get(concordId) ?? (linkIds.has(concordId) ? undefined : await this.getLink(concordId)) ?? { kind, natives: {} }
+      const stored = storedLinks.get(concordId) ?? (linkIds.has(concordId) ? undefined : await this.getLink(concordId))
+      link = stored ? { ...stored, natives: { ...stored.natives } } : { kind, natives: {} } // (stored records are shared and frozen)
       links.set(concordId, link)
     }
     return link
@@ -702,16 +741,16 @@ export class ReplicaStore {
     return logged
   }
 
-  private appendTail(replicaId: ReplicaId, first: number, raws: string[]): void {
+  private appendTail(replicaId: ReplicaId, first: number, entries: readonly LogEntry[]): void {
     let tail = this.tails.get(replicaId)
-    if (!tail || tail.first + tail.raws.length !== first) {
-      tail = { first, raws: [] }
+    if (!tail || tail.first + tail.entries.length !== first) {
+      tail = { first, entries: [] }
       this.tails.set(replicaId, tail)
     }
-    for (const raw of raws) tail.raws.push(raw)
-    const excess = tail.raws.length - LOG_TAIL_MAX
+    for (const entry of entries) tail.entries.push(entry)
+    const excess = tail.entries.length - LOG_TAIL_MAX
     if (excess > 0) {
-      tail.raws.splice(0, excess)
+      tail.entries.splice(0, excess)
       tail.first += excess
     }
   }
@@ -721,10 +760,10 @@ export class ReplicaStore {
     const out: LogEntry[] = []
     const tail = this.tails.get(replicaId)
     const head = this.heads.get(replicaId)
-    if (tail && head !== undefined && afterSeq + 1 >= tail.first && tail.first + tail.raws.length - 1 === head) {
-      // the entries asked for are the newest ones, still in memory
-      const end = Math.min(tail.raws.length, afterSeq + 1 - tail.first + limit)
-      for (let i = Math.max(0, afterSeq + 1 - tail.first); i < end; i++) out.push(JSON.parse(tail.raws[i]!) as LogEntry)
+    if (tail && head !== undefined && afterSeq + 1 >= tail.first && tail.first + tail.entries.length - 1 === head) {
+      // the entries asked for are the newest ones, still in memory (shared, frozen)
+      const end = Math.min(tail.entries.length, afterSeq + 1 - tail.first + limit)
+      for (let i = Math.max(0, afterSeq + 1 - tail.first); i < end; i++) out.push(tail.entries[i]!)
       return out
     }
     await this.flush()
@@ -862,11 +901,11 @@ export class ReplicaStore {
     const ops: BatchOp[] = []
     for (const record of plan.quarantine ?? []) ops.push({ type: 'put', key: keys.quarantine(pairId, record.id), value: JSON.stringify(record) })
     for (const record of plan.conflicts ?? []) ops.push({ type: 'put', key: keys.conflict(pairId, record.concordId), value: JSON.stringify(record) })
-    for (const { concordId, record } of plan.explain ?? []) ops.push({ type: 'put', key: keys.explain(pairId, concordId), value: encodeExplain(record) })
+    for (const { concordId, record } of plan.explain ?? []) ops.push({ type: 'put', key: keys.explain(pairId, concordId), value: encodeExplain(record), decoded: deepFreeze(record) })
     for (const { target, concordId } of plan.retire ?? []) ops.push({ type: 'del', key: keys.outbox(pairId, target, concordId) })
     ops.push(...this.outboxPuts(pairId, plan.outbox))
     for (const { concordId, base } of plan.bases) {
-      ops.push(base === null ? { type: 'del', key: keys.base(pairId, concordId) } : { type: 'put', key: keys.base(pairId, concordId), value: JSON.stringify(base) })
+      ops.push(base === null ? { type: 'del', key: keys.base(pairId, concordId) } : putDecoded(keys.base(pairId, concordId), base))
     }
     for (const [replicaId, seq] of Object.entries(plan.watermarks) as Array<[ReplicaId, number]>) {
       ops.push({ type: 'put', key: keys.watermark(pairId, replicaId), value: String(seq) })
@@ -899,7 +938,8 @@ export class ReplicaStore {
     for (const [i, { entry, applied }] of acks.entries()) {
       const { pairId, target, op } = entry
       ops.push({ type: 'del', key: keys.outbox(pairId, target, op.concordId) })
-      const link: LinkRecord = links[i] ?? { kind: op.kind, natives: {} }
+      const stored = links[i]
+      const link: LinkRecord = stored ? { ...stored, natives: { ...stored.natives } } : { kind: op.kind, natives: {} } // (stored records are shared and frozen)
       const base = bases[i]
       let linkUnchanged = false
       if (op.type === 'delete') {
@@ -927,13 +967,13 @@ export class ReplicaStore {
         const next = withAgreedFields(base, op.kind, entry.agreed)
         if (applied.version !== undefined) next.versions[target] = applied.version
         if (entry.sourceReplica !== undefined && entry.sourceVersion !== undefined) next.versions[entry.sourceReplica] = entry.sourceVersion
-        ops.push({ type: 'put', key: keys.base(pairId, op.concordId), value: JSON.stringify(next) })
+        ops.push(putDecoded(keys.base(pairId, op.concordId), next))
         if (applied.version !== undefined) {
           const snapshot: Snapshot = { concordId: op.concordId, kind: op.kind, version: applied.version, hash: applied.fields ? hashFields(applied.fields) : '' }
-          ops.push({ type: 'put', key: keys.snapshot(target, nativeId), value: JSON.stringify(snapshot) })
+          ops.push(putDecoded(keys.snapshot(target, nativeId), snapshot))
         }
       }
-      if (!linkUnchanged) ops.push({ type: 'put', key: keys.link(op.concordId), value: JSON.stringify(link) })
+      if (!linkUnchanged) ops.push(putDecoded(keys.link(op.concordId), link))
     }
     await this.write(ops)
   }
@@ -994,8 +1034,7 @@ export class ReplicaStore {
 
   async getExplainMany(pairId: PairId, concordIds: readonly ConcordId[]): Promise<Array<ExplainRecord | undefined>> {
     if (concordIds.length === 0) return []
-    const raw = await this.getManyRaw(concordIds.map((c) => keys.explain(pairId, c)))
-    return raw.map((r) => (r === undefined ? undefined : decodeExplain(r)))
+    return this.getManyDecoded(concordIds.map((c) => keys.explain(pairId, c)), decodeExplain)
   }
 
   async getExplain(pairId: PairId, concordId: ConcordId): Promise<ExplainRecord | undefined> {
