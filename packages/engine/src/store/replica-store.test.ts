@@ -208,6 +208,37 @@ describe('ReplicaStore caches', () => {
     expect((await store.listOutbox(pair, mailbox)).map((e) => e.op.concordId)).toEqual(['a'])
   })
 
+  test('records kept as the written objects read back as the database holds them, shared and frozen', async () => {
+    const { store, db } = await openMemoryStore()
+    await store.applyPulledPage(crm, page([upsert('a', '1', { givenName: 'Ann', emails: ['ann@contoso.test'] }), upsert('b', '1', { givenName: 'Bo' })]))
+    const a = concordIdFor(crm, n('a'))
+    const explain = { at: 5, fields: { givenName: { field: 'givenName', value: 'Ann', crm: 'Ann', base: undefined, outcome: 'take-crm', rule: 'only crm changed' } } }
+    const base = { kind: 'contact' as const, fields: { givenName: 'Ann' }, fieldVersions: { givenName: 1 }, versions: { [crm]: v('1') } }
+    await store.commitPlan(pair, { outbox: [outboxEntry(a)], bases: [{ concordId: a, base }], watermarks: { [crm]: 2 }, explain: [{ concordId: a, record: explain }] })
+    await store.ackPush(outboxEntry(a), { opId: asOpId(`op-${a}`), nativeId: n('m-a'), version: v('7'), fields: { givenName: 'Ann' } })
+    await store.commitPlan(pair, { outbox: [outboxEntry('c')], bases: [], watermarks: {} })
+
+    const fresh = await ReplicaStore.open(db, { cacheEntries: 0 })
+    const reads = async (s: ReplicaStore) => ({
+      snapshots: await s.getSnapshots(crm, [n('a'), n('b')]),
+      echo: await s.getSnapshot(mailbox, n('m-a')),
+      log: await s.readLog(crm, 0),
+      links: await s.getLinks([a, concordIdFor(crm, n('b'))]),
+      base: await s.getBase(pair, a),
+      explain: await s.getExplain(pair, a),
+      outbox: await s.listOutbox(pair, mailbox),
+    })
+    const cached = await reads(store)
+    expect(cached).toEqual(await reads(fresh))
+    expect(cached.base?.fieldVersions).toEqual({ givenName: 2 }) // the ack's base, not the plan's
+    // every reader gets the same frozen record: changing one cannot change what the store holds
+    for (const record of [cached.snapshots[0], cached.log[0], cached.links[0], cached.base, cached.explain, cached.outbox[0]]) expect(Object.isFrozen(record)).toBe(true)
+    expect(() => ((cached.links[0]!.natives as Record<string, string>)[mailbox] = 'other')).toThrow(TypeError)
+    expect(() => (cached.log[0]!.fields as Record<string, unknown[]>).emails!.push('x')).toThrow(TypeError)
+    expect((await store.getLink(a))?.natives[mailbox]).toBe('m-a')
+    expect(await store.getBase(pair, a)).toBe(cached.base)
+  })
+
   test('ids that look like key words ("log", "out") are cached correctly', async () => {
     const { store, db } = await openMemoryStore()
     const logPair = asPairId('log')
