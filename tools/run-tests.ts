@@ -1,7 +1,7 @@
 /**
- * `npm test`: make sure Dovecot, Redis and Chromium (the simulator's report.html test) are installed, start them on free ports (tools/services scripts),
- * run every project's tests through Nx with the services in the environment, always stop the services, and
- * print `Tests: N passed, N failed`.
+ * `npm test`: make sure Dovecot, Redis and Chromium (the simulator's report.html test) are installed, start
+ * Dovecot and Redis on free ports (tools/services scripts), run every project's tests through Nx with the
+ * services in the environment, always stop the services, and print `Tests: N passed, N failed`.
  *
  *   npm test                                   # all projects
  *   npm test -- --projects=@concord/engine     # extra args go to `nx run-many`

@@ -24,8 +24,13 @@ interface Decoded {
 type CacheSlot = string | Decoded | null
 
 /** A put whose value the caches keep as the (frozen) object: the store owns it from here on. */
-function putDecoded(key: string, value: object): BatchOp {
-  return { type: 'put', key, value: JSON.stringify(value), decoded: deepFreeze(value) }
+function putDecoded<T extends object>(key: string, value: T, encode: (value: T) => string = JSON.stringify): BatchOp {
+  return { type: 'put', key, value: encode(value), decoded: deepFreeze(value) }
+}
+
+/** A link to change: a copy of the stored one (stored records are shared and frozen), else a new one. */
+function editableLink(stored: LinkRecord | undefined, kind: LinkRecord['kind']): LinkRecord {
+  return stored ? { ...stored, natives: { ...stored.natives } } : { kind, natives: {} }
 }
 
 export interface ReplicaStoreOptions {
@@ -403,29 +408,6 @@ export class ReplicaStore {
     }
   }
 
-  /** Raw values of `keyList` (cache first, then one `getMany` for the rest); undefined where absent. */
-  private async getManyRaw(keyList: readonly string[]): Promise<Array<string | undefined>> {
-    const out = new Array<string | undefined>(keyList.length)
-    const missing = this.readCached(keyList, out)
-    if (missing) await this.readMissing(keyList, missing, out)
-    return out
-  }
-
-  /**
-   * Fills `out` with what the cache knows of `keyList` (a value, or undefined for a key known absent);
-   * returns the indexes it does not know. Synchronous, so that cache hits cost no extra await.
-   */
-  private readCached(keyList: readonly string[], out: Array<string | undefined>): number[] | undefined {
-    let missing: number[] | undefined
-    const known = this.known
-    for (let i = 0; i < keyList.length; i++) {
-      const hit = this.cache.get(keyList[i]!)
-      if (hit !== undefined) out[i] = hit === null ? undefined : typeof hit === 'string' ? hit : hit.raw
-      else if (known === undefined || known.has(keyList[i]!)) (missing ??= []).push(i)
-    }
-    return missing
-  }
-
   /** Reads the `missing` indexes of `keyList` from the database into `out` (and the cache, unless a write overlapped). */
   private async readMissing(keyList: readonly string[], missing: readonly number[], out: Array<string | undefined>): Promise<void> {
     await this.flush()
@@ -476,11 +458,7 @@ export class ReplicaStore {
   /** Puts of outbox entries, for a batch. */
   private outboxPuts(pairId: PairId, entries: readonly OutboxEntry[]): BatchOp[] {
     // the entries are the store's from here on (frozen): the outbox cache lists them as they are
-    return entries.map((entry) => ({ type: 'put' as const, key: keys.outbox(pairId, entry.target, entry.op.concordId), value: encodeOutboxEntry(entry), decoded: deepFreeze(entry) }))
-  }
-
-  private async getRaw(key: string): Promise<string | undefined> {
-    return (await this.getManyRaw([key]))[0]
+    return entries.map((entry) => putDecoded(keys.outbox(pairId, entry.target, entry.op.concordId), entry, encodeOutboxEntry))
   }
 
   private async getJson<T>(key: string): Promise<T | undefined> {
@@ -710,7 +688,7 @@ export class ReplicaStore {
     let link = links.get(concordId)
     if (!link) {
       const stored = storedLinks.get(concordId) ?? (linkIds.has(concordId) ? undefined : await this.getLink(concordId))
-      link = stored ? { ...stored, natives: { ...stored.natives } } : { kind, natives: {} } // (stored records are shared and frozen)
+      link = editableLink(stored, kind)
       links.set(concordId, link)
     }
     return link
@@ -848,8 +826,7 @@ export class ReplicaStore {
   }
 
   async getOutboxEntry(pairId: PairId, target: ReplicaId, concordId: ConcordId): Promise<OutboxEntry | undefined> {
-    const raw = await this.getRaw(keys.outbox(pairId, target, concordId))
-    return raw === undefined ? undefined : decodeOutboxEntry(raw)
+    return (await this.getManyDecoded([keys.outbox(pairId, target, concordId)], decodeOutboxEntry))[0]
   }
 
   async listOutbox(pairId: PairId, target: ReplicaId): Promise<OutboxEntry[]> {
@@ -901,7 +878,7 @@ export class ReplicaStore {
     const ops: BatchOp[] = []
     for (const record of plan.quarantine ?? []) ops.push({ type: 'put', key: keys.quarantine(pairId, record.id), value: JSON.stringify(record) })
     for (const record of plan.conflicts ?? []) ops.push({ type: 'put', key: keys.conflict(pairId, record.concordId), value: JSON.stringify(record) })
-    for (const { concordId, record } of plan.explain ?? []) ops.push({ type: 'put', key: keys.explain(pairId, concordId), value: encodeExplain(record), decoded: deepFreeze(record) })
+    for (const { concordId, record } of plan.explain ?? []) ops.push(putDecoded(keys.explain(pairId, concordId), record, encodeExplain))
     for (const { target, concordId } of plan.retire ?? []) ops.push({ type: 'del', key: keys.outbox(pairId, target, concordId) })
     ops.push(...this.outboxPuts(pairId, plan.outbox))
     for (const { concordId, base } of plan.bases) {
@@ -938,8 +915,7 @@ export class ReplicaStore {
     for (const [i, { entry, applied }] of acks.entries()) {
       const { pairId, target, op } = entry
       ops.push({ type: 'del', key: keys.outbox(pairId, target, op.concordId) })
-      const stored = links[i]
-      const link: LinkRecord = stored ? { ...stored, natives: { ...stored.natives } } : { kind: op.kind, natives: {} } // (stored records are shared and frozen)
+      const link = editableLink(links[i], op.kind)
       const base = bases[i]
       let linkUnchanged = false
       if (op.type === 'delete') {
