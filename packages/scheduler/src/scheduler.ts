@@ -12,7 +12,7 @@ import {
 } from './config.js'
 import { SchedulerError } from './errors.js'
 import { ExplainEvents, ExplainLog, SyncReasons, type ExplainEntry, type ExplainEvent, type SyncReason } from './explain-log.js'
-import { DiurnalProfile, effectiveRate, observeRate, solveSqrtAllocation, type RateState } from './estimator.js'
+import { DiurnalProfile, effectiveRate, observeRate, solveSqrtAllocation } from './estimator.js'
 import { IndexedMinHeap } from './heap.js'
 import { mulberry32 } from './rng.js'
 import { SlidingWindow } from './sliding-window.js'
@@ -155,22 +155,6 @@ const CRM_RATE = 41
 /** Doubles per mailbox row: a multiple of 8, so rows of 64-byte-aligned storage start on a cache line. */
 const ROW = 48
 
-/** A change-rate estimate (see `observeRate`): four doubles of a mailbox's row. */
-class RowRate implements RateState {
-  constructor(
-    public f: Float64Array,
-    readonly o: number,
-  ) {}
-  get aL(): number { return this.f[this.o]! }
-  set aL(v: number) { this.f[this.o] = v }
-  get bL(): number { return this.f[this.o + 1]! }
-  set bL(v: number) { this.f[this.o + 1] = v }
-  get aS(): number { return this.f[this.o + 2]! }
-  set aS(v: number) { this.f[this.o + 2] = v }
-  get bS(): number { return this.f[this.o + 3]! }
-  set bS(v: number) { this.f[this.o + 3] = v }
-}
-
 /**
  * Per-mailbox state: every number and flag lives in the mailbox's row of one Float64Array shared by all
  * mailboxes (the scheduler's `rows`, by handle), hottest fields first: a sync touches two or three cache
@@ -179,10 +163,6 @@ class RowRate implements RateState {
  * sync's cost (the oracle's stub run at 10,000 mailboxes: 14 % faster in rows).
  */
 class Mailbox {
-  /** the rate estimate (adaptive; the mailbox side when split) */
-  readonly rate: RowRate
-  /** the CRM side's rate estimate (adaptive, split) */
-  readonly crm: RowRate
   /** this mailbox's row starts at f[o] */
   readonly o: number
   constructor(
@@ -192,8 +172,6 @@ class Mailbox {
     public f: Float64Array,
   ) {
     this.o = h * ROW
-    this.rate = new RowRate(f, this.o + RATE)
-    this.crm = new RowRate(f, this.o + CRM_RATE)
     f.fill(0, this.o, this.o + ROW)
     this.dueAt = Infinity
     this.lastCrmAt = Number.NaN
@@ -218,8 +196,6 @@ class Mailbox {
   /** The rows moved to bigger storage. */
   rebind(f: Float64Array): void {
     this.f = f
-    this.rate.f = f
-    this.crm.f = f
   }
 
   get dueAt(): number { return this.f[this.o]! }
@@ -864,7 +840,7 @@ class SchedulerImpl implements Scheduler {
       reason: SyncReasons[mb.reason] as SyncReason,
       lastDispatchAt: Number.isNaN(mb.lastDispatchAt) ? null : mb.lastDispatchAt,
       pendingCrmWrites: mb.pendingCrm,
-      estimatedRate: this.kind === 'adaptive' ? effectiveRate(mb.rate, this.config.adaptive) * this.profile.at(Math.max(this.now, 0)) : null,
+      estimatedRate: this.kind === 'adaptive' ? effectiveRate(mb.f, mb.o + RATE, this.config.adaptive) * this.profile.at(Math.max(this.now, 0)) : null,
       crmPullDueAt: mb.split ? mb.crmDueAt : null,
     }
   }
@@ -1105,12 +1081,12 @@ class SchedulerImpl implements Scheduler {
     if (Number.isNaN(from) || dt < 0) return
     if (dt === 0 && changes === 0) return
     this.profile.observe(startAt, changes, dt)
-    observeRate(mb.rate, changes, dt, this.profile.at(startAt - dt / 2), this.config.adaptive)
+    observeRate(mb.f, mb.o + RATE, changes, dt, this.profile.at(startAt - dt / 2), this.config.adaptive)
     this.setWeight(mb)
   }
 
   private setWeight(mb: Mailbox): void {
-    const w = Math.sqrt(effectiveRate(mb.rate, this.config.adaptive) / mb.gReq)
+    const w = Math.sqrt(effectiveRate(mb.f, mb.o + RATE, this.config.adaptive) / mb.gReq)
     this.wSum += mb.gReq * (w - mb.wt)
     mb.wt = w
   }
@@ -1119,12 +1095,12 @@ class SchedulerImpl implements Scheduler {
   private observeCrm(mb: Mailbox, startAt: number, changes: number): void {
     const dt = startAt - mb.lastCrmAt
     if (Number.isNaN(dt) || dt < 0 || (dt === 0 && changes === 0)) return
-    observeRate(mb.crm, changes, dt, this.profile.at(startAt - dt / 2), this.crmOpts)
+    observeRate(mb.f, mb.o + CRM_RATE, changes, dt, this.profile.at(startAt - dt / 2), this.crmOpts)
     this.setCrmWeight(mb)
   }
 
   private setCrmWeight(mb: Mailbox): void {
-    const w = Math.sqrt(effectiveRate(mb.crm, this.crmOpts) / mb.crmPull)
+    const w = Math.sqrt(effectiveRate(mb.f, mb.o + CRM_RATE, this.crmOpts) / mb.crmPull)
     this.wSum += mb.crmPull * (w - mb.wc)
     mb.wc = w
   }
@@ -1183,11 +1159,11 @@ class SchedulerImpl implements Scheduler {
         if (items > n) weights[n + h] = 0
         if (!mb) continue
         // re-derive (also re-syncs the running sum against float drift)
-        mb.wt = Math.sqrt(effectiveRate(mb.rate, this.config.adaptive) / mb.gReq)
+        mb.wt = Math.sqrt(effectiveRate(mb.f, mb.o + RATE, this.config.adaptive) / mb.gReq)
         weights[h] = mb.wt
         sum += mb.gReq * mb.wt
         if (mb.split) {
-          mb.wc = Math.sqrt(effectiveRate(mb.crm, this.crmOpts) / mb.crmPull)
+          mb.wc = Math.sqrt(effectiveRate(mb.f, mb.o + CRM_RATE, this.crmOpts) / mb.crmPull)
           weights[n + h] = mb.wc
           sum += mb.crmPull * mb.wc
         }
