@@ -8,6 +8,10 @@ import { cloneJson } from '../util/canonical-json.js'
 interface RemoteRecord {
   nativeId: NativeId
   kind: ItemKind
+  /**
+   * Never changed in place (frozen; a write replaces it), so pulled changes and acknowledgements hand it
+   * out as it is, as a service hands out a copy — the engine freezes what it keeps anyway.
+   */
   fields: Fields
   version: Version
   concordId?: ConcordId | undefined
@@ -51,7 +55,7 @@ export class MemoryRemote {
 
   /** Takes over `source`'s state (a fresh instance, from {@link clone}). */
   protected copyFrom(source: MemoryRemote): void {
-    for (const [id, record] of source.records) this.records.set(id, { ...record, fields: cloneJson(record.fields), meta: record.meta && cloneJson(record.meta) })
+    for (const [id, record] of source.records) this.records.set(id, { ...record, meta: record.meta && cloneJson(record.meta) })
     this.changes = source.changes.slice()
     this.seq = source.seq
     this.nextId = source.nextId
@@ -87,14 +91,14 @@ export class MemoryRemote {
 
   create(kind: ItemKind, fields: Fields, concordId?: ConcordId, meta?: RecordMeta): NativeId {
     const nativeId = asNativeId(`${this.name}-${this.nextId++}`)
-    this.records.set(nativeId, { nativeId, kind, fields: cloneJson(fields), version: this.newVersion(), concordId, modifiedAt: this.clock(), deleted: false, meta })
+    this.records.set(nativeId, { nativeId, kind, fields: Object.freeze(cloneJson(fields)), version: this.newVersion(), concordId, modifiedAt: this.clock(), deleted: false, meta })
     this.bump(nativeId)
     return nativeId
   }
 
   update(nativeId: NativeId, patch: Fields): Version {
     const record = this.live(nativeId)
-    record.fields = { ...record.fields, ...cloneJson(patch) }
+    record.fields = Object.freeze({ ...record.fields, ...cloneJson(patch) })
     record.version = this.newVersion()
     record.modifiedAt = this.clock()
     this.bump(nativeId)
@@ -167,13 +171,13 @@ export class MemoryRemote {
       case 'create': {
         const existing = this.findByConcordId(op.concordId)
         if (existing) {
-          applied = { opId: op.opId, nativeId: existing.nativeId, version: existing.version, fields: cloneJson(existing.fields) }
+          applied = { opId: op.opId, nativeId: existing.nativeId, version: existing.version, fields: existing.fields }
           break
         }
         const nativeId = this.create(op.kind, op.fields, op.concordId)
         this.pushWrites++
         const record = this.live(nativeId)
-        applied = { opId: op.opId, nativeId, version: record.version, fields: cloneJson(record.fields) }
+        applied = { opId: op.opId, nativeId, version: record.version, fields: record.fields }
         break
       }
       case 'update': {
@@ -182,7 +186,7 @@ export class MemoryRemote {
         if (op.ifMatch !== undefined && op.ifMatch !== record.version) throw new PreconditionFailedError()
         this.update(op.nativeId, op.fields)
         this.pushWrites++
-        applied = { opId: op.opId, nativeId: op.nativeId, version: record.version, fields: cloneJson(record.fields) }
+        applied = { opId: op.opId, nativeId: op.nativeId, version: record.version, fields: record.fields }
         break
       }
       case 'delete': {
@@ -317,7 +321,7 @@ export class MemoryReplicaAdapter implements ReplicaAdapter {
   private toChange(nativeId: NativeId): RemoteChange {
     const record = this.remote.records.get(nativeId)!
     if (record.deleted) return { type: 'delete', nativeId, provenance: record.deleteProvenance ?? 'user-deleted' }
-    return { type: 'upsert', nativeId, kind: record.kind, version: record.version, fields: cloneJson(record.fields), concordId: record.concordId, modifiedAt: record.modifiedAt, meta: record.meta }
+    return { type: 'upsert', nativeId, kind: record.kind, version: record.version, fields: record.fields, concordId: record.concordId, modifiedAt: record.modifiedAt, meta: record.meta }
   }
 
   async confirmMissing(nativeIds: readonly NativeId[]): Promise<NativeId[]> {
