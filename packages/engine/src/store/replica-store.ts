@@ -142,6 +142,12 @@ function stageSnapshot(ops: BatchOp[], snapshots: Map<NativeId, Snapshot | undef
   ops.push(putDecoded(keys.snapshot(replicaId, nativeId), snapshot))
 }
 
+/** Adds a log entry's write to a page's batch, and keeps the entry (frozen) for the replica's in-memory tail. */
+function stageLogEntry(ops: BatchOp[], appended: LogEntry[], replicaId: ReplicaId, entry: LogEntry): void {
+  appended.push(deepFreeze(entry))
+  ops.push({ type: 'put', key: keys.log(replicaId, entry.seq), value: JSON.stringify(entry) })
+}
+
 /** Progress of a replica's full listings: which one is current, whether it ended, whether its gaps were checked. */
 interface ListingState {
   no: number
@@ -388,7 +394,7 @@ export class ReplicaStore {
     this.evictOverLimit()
   }
 
-  private remember(key: string, value: string | null): void {
+  private remember(key: string, value: CacheSlot): void {
     if (this.cacheLimit <= 0) return
     this.cache.delete(key) // re-inserted at the end: eviction takes the least recently written or read-in first
     this.cache.set(key, value)
@@ -408,17 +414,21 @@ export class ReplicaStore {
     }
   }
 
-  /** Reads the `missing` indexes of `keyList` from the database into `out` (and the cache, unless a write overlapped). */
-  private async readMissing(keyList: readonly string[], missing: readonly number[], out: Array<string | undefined>): Promise<void> {
+  /**
+   * Reads the `missing` indexes of `keyList` from the database into `out`, decoded and frozen, and into the
+   * cache as decoded (unless a write overlapped), so that the next read of them parses nothing.
+   */
+  private async readMissing<T>(keyList: readonly string[], missing: readonly number[], decode: (raw: string) => T, out: Array<T | undefined>): Promise<void> {
     await this.flush()
     const epoch = this.epoch
     const raw = await this.db.getMany(missing.map((i) => keyList[i]!))
     const fill = epoch === this.epoch
     for (let j = 0; j < missing.length; j++) {
       const i = missing[j]!
-      const value = raw[j]
+      const stored = raw[j]
+      const value = stored === undefined ? undefined : deepFreeze(decode(stored))
       out[i] = value
-      if (fill) this.remember(keyList[i]!, value ?? null)
+      if (fill) this.remember(keyList[i]!, stored === undefined ? null : { raw: stored, value })
     }
   }
 
@@ -447,11 +457,7 @@ export class ReplicaStore {
         out[i] = value
       } else if (hit !== null) out[i] = hit.value as T
     }
-    if (missing) {
-      const raw = new Array<string | undefined>(keyList.length)
-      await this.readMissing(keyList, missing, raw)
-      for (const i of missing) out[i] = raw[i] === undefined ? undefined : deepFreeze(decode(raw[i]!))
-    }
+    if (missing) await this.readMissing(keyList, missing, decode, out)
     return out
   }
 
@@ -620,8 +626,7 @@ export class ReplicaStore {
           meta: change.meta,
           at,
         }
-        appended.push(deepFreeze(entry))
-        ops.push({ type: 'put', key: keys.log(replicaId, head), value: JSON.stringify(entry) })
+        stageLogEntry(ops, appended, replicaId, entry)
         stageSnapshot(ops, snapshots, replicaId, change.nativeId, { concordId, kind: change.kind, version: change.version, hash, listing, meta: change.meta })
         logged++
       } else {
@@ -646,8 +651,7 @@ export class ReplicaStore {
           provenance: change.provenance,
           at,
         }
-        appended.push(deepFreeze(entry))
-        ops.push({ type: 'put', key: keys.log(replicaId, head), value: JSON.stringify(entry) })
+        stageLogEntry(ops, appended, replicaId, entry)
         stageSnapshot(ops, snapshots, replicaId, change.nativeId, { ...snap, deleted: true })
         logged++
       }
