@@ -21,6 +21,9 @@ export const keys = {
   meta: () => `${V}${SEP}meta`,
   cursor: (r: ReplicaId) => `${V}${SEP}r${SEP}${r}${SEP}cursor`,
   listing: (r: ReplicaId) => `${V}${SEP}r${SEP}${r}${SEP}listing`,
+  /** The native ids one page of full listing `no` contained (page `page` of it). */
+  listed: (r: ReplicaId, no: number, page: number) => `${V}${SEP}r${SEP}${r}${SEP}listed${SEP}${seqKey(no)}${SEP}${seqKey(page)}`,
+  listedPrefix: (r: ReplicaId, no?: number) => `${V}${SEP}r${SEP}${r}${SEP}listed${SEP}${no === undefined ? '' : seqKey(no) + SEP}`,
   logHead: (r: ReplicaId) => `${V}${SEP}r${SEP}${r}${SEP}head`,
   log: (r: ReplicaId, seq: number) => `${V}${SEP}r${SEP}${r}${SEP}log${SEP}${seqKey(seq)}`,
   logPrefix: (r: ReplicaId) => `${V}${SEP}r${SEP}${r}${SEP}log${SEP}`,

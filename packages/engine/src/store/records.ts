@@ -29,7 +29,10 @@ export interface Snapshot {
   deleted?: boolean | undefined
   /** Owner / attendees / state / tracked, as last reported (filters need it when only the other side changed). */
   meta?: RecordMeta | undefined
-  /** The full listing that last contained this record (see `ReplicaStore.applyPulledPage`). */
+  /**
+   * Written by stores before 0.2: the full listing that last contained this record. A listing now
+   * records each page's native ids once (`keys.listed`) instead of rewriting every snapshot it lists.
+   */
   listing?: number | undefined
 }
 

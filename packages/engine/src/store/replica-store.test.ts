@@ -132,6 +132,63 @@ describe('ReplicaStore', () => {
     await expect(ReplicaStore.open(db)).rejects.toThrow(/Unsupported store format 99/)
   })
 
+  describe('full listings', () => {
+    const listingPage = (changes: RemoteChange[], cursor: string, hasMore: boolean): PullPage => ({ ...page(changes, cursor, hasMore), fullListing: true })
+    const listedKeys = async (db: Awaited<ReturnType<typeof openMemoryStore>>['db']) => {
+      const out: string[] = []
+      for await (const key of db.keys({ gte: 'v1!r!crm!listed!', lt: 'v1!r!crm!listed!\uffff' })) out.push(key)
+      return out
+    }
+
+    test('records a listing did not contain are found once it ends, across pages and a restart, and only then', async () => {
+      const { db } = await openMemoryStore()
+      let store = await ReplicaStore.open(db)
+      await store.applyPulledPage(crm, page(['a', 'b', 'c', 'd'].map((id) => upsert(id, '1', { givenName: id }))))
+      // the cursor expired: a full listing in two pages, without `b` and `d`
+      await store.applyPulledPage(crm, listingPage([upsert('a', '1', { givenName: 'a' })], 'l1', true))
+      expect(await store.unlistedAfterFullListing(crm)).toBeUndefined() // still open
+      await store.close()
+      store = await ReplicaStore.open(db) // a restart between two pages
+      await store.applyPulledPage(crm, listingPage([upsert('c', '2', { givenName: 'c' }), upsert('e', '1', { givenName: 'e' })], 'l2', false))
+      expect((await store.unlistedAfterFullListing(crm))?.sort()).toEqual(['b', 'd'])
+      expect(await listedKeys(db)).toHaveLength(2) // a record per page
+      await store.recordConfirmedMissing(crm, [n('d')]) // the remote confirms `d` is gone; `b` is still there
+      expect(await store.unlistedAfterFullListing(crm)).toBeUndefined()
+      expect(await listedKeys(db)).toEqual([]) // the listing's page records go once it is checked
+      expect((await store.readLog(crm, 0)).filter((e) => e.type === 'delete').map((e) => [e.nativeId, e.provenance])).toEqual([['d', 'resync']])
+      // the next listing is checked on its own: `b` missing again
+      await store.applyPulledPage(crm, listingPage([upsert('a', '1', { givenName: 'a' }), upsert('c', '2', { givenName: 'c' }), upsert('e', '1', { givenName: 'e' })], 'l3', false))
+      expect(await store.unlistedAfterFullListing(crm)).toEqual(['b'])
+    })
+
+    test('a record listed unchanged costs no snapshot write: a page of them writes one record', async () => {
+      const batches: number[] = []
+      const { db } = await openMemoryStore()
+      const store = await ReplicaStore.open(db, { beforeWrite: (ops) => void batches.push(ops) })
+      const records = Array.from({ length: 20 }, (_, i) => upsert(`r${i}`, '1', { givenName: `R${i}` }))
+      await store.applyPulledPage(crm, page(records, 'c1'))
+      batches.length = 0
+      await store.applyPulledPage(crm, listingPage(records, 'l1', false))
+      expect(batches).toEqual([3]) // the listing's state, its page record and the cursor
+      expect(await store.unlistedAfterFullListing(crm)).toEqual([])
+    })
+
+    test('a listing begun by an older store, which marked snapshots instead, still counts what those marked', async () => {
+      const { db } = await openMemoryStore()
+      let store = await ReplicaStore.open(db)
+      await store.applyPulledPage(crm, page(['a', 'b'].map((id) => upsert(id, '1', { givenName: id }))))
+      await store.close()
+      await db.open()
+      // as an older store left it: listing 1 open, `a` marked as listed in its snapshot
+      const snapshot = JSON.parse((await db.get('v1!r!crm!snap!a'))!)
+      await db.put('v1!r!crm!snap!a', JSON.stringify({ ...snapshot, listing: 1 }))
+      await db.put('v1!r!crm!listing', JSON.stringify({ no: 1, open: true, confirmed: false }))
+      store = await ReplicaStore.open(db)
+      await store.applyPulledPage(crm, listingPage([], 'l2', false))
+      expect(await store.unlistedAfterFullListing(crm)).toEqual(['b'])
+    })
+  })
+
   test('log compaction removes merged entries but sequence numbers continue', async () => {
     const { store } = await openMemoryStore()
     await store.applyPulledPage(crm, page([upsert('a', '1', { givenName: 'A' }), upsert('b', '1', { givenName: 'B' })]))

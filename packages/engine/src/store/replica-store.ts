@@ -153,6 +153,8 @@ interface ListingState {
   no: number
   open: boolean
   confirmed: boolean
+  /** Pages of this listing written so far (each one's native ids under `keys.listed`). */
+  pages?: number | undefined
 }
 
 /**
@@ -545,14 +547,14 @@ export class ReplicaStore {
     const appended: LogEntry[] = []
     let logged = 0
     let unchanged = 0
-    // A full listing is numbered; every record it contains is marked with that number so that, when
-    // the listing ends (even across a crash), the records it did *not* contain can be found.
-    let listing: number | undefined
+    // A full listing is numbered, and each of its pages records the native ids it contained (one write
+    // a page, in the page's batch), so that when the listing ends, even across a crash, the records it
+    // did *not* contain can be found. A record it lists unchanged costs no write and no hash.
+    let listing: ListingState | undefined
     if (page.fullListing) {
       const current = await this.getJson<ListingState>(keys.listing(replicaId))
-      listing = current?.open ? current.no : (current?.no ?? 0) + 1
-      const state: ListingState = { no: listing, open: page.hasMore, confirmed: false }
-      ops.push({ type: 'put', key: keys.listing(replicaId), value: JSON.stringify(state) })
+      listing = current?.open ? { ...current, open: page.hasMore, pages: (current.pages ?? 0) + 1 } : { no: (current?.no ?? 0) + 1, open: page.hasMore, confirmed: false, pages: 1 }
+      ops.push({ type: 'put', key: keys.listing(replicaId), value: JSON.stringify(listing) })
     }
 
     // Within a page only the last occurrence of a record counts: a remote lists its current state,
@@ -585,14 +587,13 @@ export class ReplicaStore {
     for (const change of changes) {
       const snap = snapshots.get(change.nativeId)
       if (change.type === 'upsert') {
-        const sameVersion = snap !== undefined && !snap.deleted && snap.version === change.version
-        if (sameVersion && (listing === undefined || snap.listing === listing)) {
+        if (snap !== undefined && !snap.deleted && snap.version === change.version) {
           unchanged++ // seen already (e.g. the echo of our own push): nothing to hash or write
           continue
         }
         const hash = contentHash(change)
-        if (snap && !snap.deleted && (sameVersion || snap.hash === hash)) {
-          if (snap.version !== change.version || (listing !== undefined && snap.listing !== listing)) stageSnapshot(ops, snapshots, replicaId, change.nativeId, { ...snap, version: change.version, hash, listing })
+        if (snap && !snap.deleted && snap.hash === hash) {
+          stageSnapshot(ops, snapshots, replicaId, change.nativeId, { ...snap, version: change.version, hash }) // a new version, same content
           unchanged++
           continue
         }
@@ -627,7 +628,7 @@ export class ReplicaStore {
           at,
         }
         stageLogEntry(ops, appended, replicaId, entry)
-        stageSnapshot(ops, snapshots, replicaId, change.nativeId, { concordId, kind: change.kind, version: change.version, hash, listing, meta: change.meta })
+        stageSnapshot(ops, snapshots, replicaId, change.nativeId, { concordId, kind: change.kind, version: change.version, hash, meta: change.meta })
         logged++
       } else {
         if (!snap || snap.deleted) {
@@ -655,6 +656,11 @@ export class ReplicaStore {
         stageSnapshot(ops, snapshots, replicaId, change.nativeId, { ...snap, deleted: true })
         logged++
       }
+    }
+    if (listing) {
+      const listed: NativeId[] = []
+      for (const change of changes) if (change.type === 'upsert') listed.push(change.nativeId)
+      if (listed.length > 0) ops.push({ type: 'put', key: keys.listed(replicaId, listing.no, listing.pages! - 1), value: JSON.stringify(listed) })
     }
     for (const [concordId, link] of links) ops.push(putDecoded(keys.link(concordId), link))
     if (head !== startHead) ops.push({ type: 'put', key: keys.logHead(replicaId), value: String(head) })
@@ -707,7 +713,19 @@ export class ReplicaStore {
     const listing = await this.getJson<ListingState>(keys.listing(replicaId))
     if (!listing || listing.confirmed) this.listingsSettled.add(replicaId)
     if (!listing || listing.open || listing.confirmed) return undefined
-    return (await this.listSnapshots(replicaId)).filter(({ snapshot }) => snapshot.listing !== listing.no).map(({ nativeId }) => nativeId)
+    const listed = new Set<string>()
+    for (const [, value] of await this.listedPages(replicaId, listing.no)) for (const nativeId of JSON.parse(value) as NativeId[]) listed.add(nativeId)
+    // (`snapshot.listing`: how stores before 0.2 marked what a listing contained)
+    return (await this.listSnapshots(replicaId)).filter(({ nativeId, snapshot }) => !listed.has(nativeId) && snapshot.listing !== listing.no).map(({ nativeId }) => nativeId)
+  }
+
+  /** The page records (key, native ids as JSON) of `replicaId`'s full listing `no`, or of all its listings. */
+  private async listedPages(replicaId: ReplicaId, no?: number): Promise<Array<[string, string]>> {
+    const prefix = keys.listedPrefix(replicaId, no)
+    await this.flush()
+    const out: Array<[string, string]> = []
+    for await (const [key, value] of this.db.iterator({ gte: prefix, lt: prefixEnd(prefix) })) out.push([String(key), value])
+    return out
   }
 
   /**
@@ -717,7 +735,9 @@ export class ReplicaStore {
   async recordConfirmedMissing(replicaId: ReplicaId, nativeIds: readonly NativeId[]): Promise<number> {
     const listing = await this.getJson<ListingState>(keys.listing(replicaId))
     const changes = nativeIds.map((nativeId) => ({ type: 'delete' as const, nativeId, provenance: 'resync' as const }))
+    // the listing's page records go with it (and those of any earlier listing left unchecked)
     const extra: BatchOp[] = listing ? [{ type: 'put', key: keys.listing(replicaId), value: JSON.stringify({ ...listing, confirmed: true }) }] : []
+    for (const [key] of await this.listedPages(replicaId)) extra.push({ type: 'del', key })
     const logged = (await this.applyChanges(replicaId, { changes, hasMore: false }, undefined, extra)).logged
     this.listingsSettled.add(replicaId)
     return logged
