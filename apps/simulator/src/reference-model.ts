@@ -95,7 +95,11 @@ export interface ModelItem {
 
 const other = (side: WorkloadSide): WorkloadSide => (side === 'crm' ? 'mailbox' : 'crm')
 
-/** A new model item: created by a person on `side`. */
+/**
+ * A new model item: created by a person on `side`. Every member is there from the start (the optional
+ * ones undefined), so all items share one shape however their lives go, and the model's hot loops
+ * read them through monomorphic property accesses.
+ */
 export function modelCreate(kind: ItemKind, side: WorkloadSide, fields: Fields, t: number): ModelItem {
   return {
     kind,
@@ -107,6 +111,8 @@ export function modelCreate(kind: ItemKind, side: WorkloadSide, fields: Fields, 
     sides: { crm: side === 'crm' ? { ...fields } : {}, mailbox: side === 'mailbox' ? { ...fields } : {} },
     touched: { crm: side === 'crm', mailbox: side === 'mailbox' },
     modifiedAt: { crm: t, mailbox: t },
+    deletedBy: undefined,
+    kept: undefined,
   }
 }
 
@@ -228,7 +234,8 @@ export function settleModel(items: ReadonlyMap<string, ModelItem>, dirty: Set<st
         }
       }
     }
-    item.touched = { crm: false, mailbox: false }
+    item.touched.crm = false
+    item.touched.mailbox = false
     item.deletedBy = undefined
     dirty.delete(key)
   }

@@ -232,7 +232,7 @@ export class SimWorld {
     let item = box.items.get(e.item)
     if (e.op === 'create') {
       const native = this.remoteOf(box, e.side).create(e.kind, e.fields ?? {})
-      item = { ...modelCreate(e.kind, e.side, e.fields ?? {}, this.now), native }
+      item = Object.assign(modelCreate(e.kind, e.side, e.fields ?? {}, this.now), { native }) // (no second copy of the new item)
       box.items.set(e.item, item)
     } else {
       if (!item) return this.skipped()

@@ -78,15 +78,8 @@ export class MemoryRemote {
   }
 
   changesAfter(seq: number): Array<{ seq: number; nativeId: NativeId }> {
-    // changes are appended in seq order; binary search the start
-    let lo = 0
-    let hi = this.changes.length
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1
-      if (this.changes[mid]!.seq <= seq) lo = mid + 1
-      else hi = mid
-    }
-    return this.changes.slice(lo)
+    // the feed keeps every change from seq 1 on, in order: change n is at index n − 1
+    return this.changes.slice(Math.max(0, Math.min(this.changes.length, Math.floor(seq))))
   }
 
   create(kind: ItemKind, fields: Fields, concordId?: ConcordId, meta?: RecordMeta): NativeId {
