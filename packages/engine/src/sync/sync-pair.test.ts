@@ -101,6 +101,26 @@ describe('SyncPair cycle', () => {
     expect((await checkConvergence(w)).converged).toBe(true)
   })
 
+  test('a record deleted while the cursor was expired is found missing by the full listing, confirmed, and deleted on the other side', async () => {
+    const w = await world({ pageLimit: 3 })
+    const ids = Array.from({ length: 8 }, (_, i) => w.crm.create('contact', sampleFields('contact', i)))
+    await syncUntilQuiet(w)
+    w.crm.expireCursors()
+    w.crm.remove(ids[2]!) // no feed will say so: the new cursor starts after it
+    w.crm.remove(ids[6]!)
+    w.crm.update(ids[4]!, { jobTitle: 'Listed and changed' })
+    const report = await w.pair.runCycle() // the listing spans three pages
+    expect(report.resynced).toEqual(['crm'])
+    await syncUntilQuiet(w)
+    expect(w.mailbox.liveRecords()).toHaveLength(6)
+    expect(w.mailbox.liveRecords().some((r) => r.fields.jobTitle === 'Listed and changed')).toBe(true)
+    expect((await checkConvergence(w)).converged).toBe(true)
+    // the next listing finds nothing missing
+    w.crm.expireCursors()
+    await syncUntilQuiet(w)
+    expect(w.mailbox.liveRecords()).toHaveLength(6)
+  })
+
   test('a 429 ends the cycle early with the wait, and the next cycle finishes the work', async () => {
     const w = await world()
     w.crm.create('contact', sampleFields('contact', 1))
