@@ -72,6 +72,16 @@ describe('tombstones and explain', () => {
     expect((await checkConvergence(w)).converged).toBe(true)
   })
 
+  test('listing tombstones waits for the cycle in flight (its prune runs in the pair queue), so that cycle\'s delete is listed', async () => {
+    const w = await syncedWorld(3)
+    const victim = w.mailbox.liveRecords()[0]!
+    w.mailbox.remove(victim.nativeId)
+    const cycle = w.pair.runCycle()
+    const listed = await w.pair.listTombstones()
+    await cycle
+    expect(listed.map((t) => t.concordId)).toEqual([victim.concordId])
+  })
+
   test('explain returns the decision behind a field after the fact', async () => {
     const w = await syncedWorld(1)
     const crmRecord = w.crm.liveRecords()[0]!

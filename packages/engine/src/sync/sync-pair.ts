@@ -514,10 +514,16 @@ export class SyncPair {
     return record
   }
 
-  /** Items deleted by sync that can still be restored. */
-  async listTombstones(): Promise<TombstoneRecord[]> {
-    await this.store.pruneTombstones(this.pairId, this.now() - this.tombstoneRetentionMs)
-    return this.store.listTombstones(this.pairId)
+  /**
+   * Items deleted by sync that can still be restored. Expired tombstones are pruned first, in the pair's
+   * queue like every write of the pair: between the prune's listing and its delete, no cycle or restore
+   * can put a new tombstone under a key it is about to delete.
+   */
+  listTombstones(): Promise<TombstoneRecord[]> {
+    return this.store.runForPair(this.pairId, async () => {
+      await this.store.pruneTombstones(this.pairId, this.now() - this.tombstoneRetentionMs)
+      return this.store.listTombstones(this.pairId)
+    })
   }
 
   /** Undoes a delete: the item is created again, from its last agreed state, on every side that lost it. */
