@@ -550,7 +550,7 @@ export class ReplicaStore {
     // A full listing is numbered, and each of its pages records the native ids it contained (one write
     // a page, in the page's batch), so that when the listing ends, even across a crash, the records it
     // did *not* contain can be found. A record it lists unchanged costs no write and no hash.
-    let listing: ListingState | undefined
+    let listing: (ListingState & { pages: number }) | undefined
     if (page.fullListing) {
       const current = await this.getJson<ListingState>(keys.listing(replicaId))
       listing = current?.open ? { ...current, open: page.hasMore, pages: (current.pages ?? 0) + 1 } : { no: (current?.no ?? 0) + 1, open: page.hasMore, confirmed: false, pages: 1 }
@@ -660,7 +660,7 @@ export class ReplicaStore {
     if (listing) {
       const listed: NativeId[] = []
       for (const change of changes) if (change.type === 'upsert') listed.push(change.nativeId)
-      if (listed.length > 0) ops.push({ type: 'put', key: keys.listed(replicaId, listing.no, listing.pages! - 1), value: JSON.stringify(listed) })
+      if (listed.length > 0) ops.push({ type: 'put', key: keys.listed(replicaId, listing.no, listing.pages - 1), value: JSON.stringify(listed) })
     }
     for (const [concordId, link] of links) ops.push(putDecoded(keys.link(concordId), link))
     if (head !== startHead) ops.push({ type: 'put', key: keys.logHead(replicaId), value: String(head) })
@@ -714,17 +714,17 @@ export class ReplicaStore {
     if (!listing || listing.confirmed) this.listingsSettled.add(replicaId)
     if (!listing || listing.open || listing.confirmed) return undefined
     const listed = new Set<string>()
-    for (const [, value] of await this.listedPages(replicaId, listing.no)) for (const nativeId of JSON.parse(value) as NativeId[]) listed.add(nativeId)
+    for (const page of await this.listJson<NativeId[]>(keys.listedPrefix(replicaId, listing.no))) for (const nativeId of page) listed.add(nativeId)
     // (`snapshot.listing`: how stores before 0.2 marked what a listing contained)
     return (await this.listSnapshots(replicaId)).filter(({ nativeId, snapshot }) => !listed.has(nativeId) && snapshot.listing !== listing.no).map(({ nativeId }) => nativeId)
   }
 
-  /** The page records (key, native ids as JSON) of `replicaId`'s full listing `no`, or of all its listings. */
-  private async listedPages(replicaId: ReplicaId, no?: number): Promise<Array<[string, string]>> {
-    const prefix = keys.listedPrefix(replicaId, no)
+  /** The keys of the page records of every full listing of `replicaId` (read after a flush). */
+  private async listedKeys(replicaId: ReplicaId): Promise<string[]> {
+    const prefix = keys.listedPrefix(replicaId)
+    const out: string[] = []
     await this.flush()
-    const out: Array<[string, string]> = []
-    for await (const [key, value] of this.db.iterator({ gte: prefix, lt: prefixEnd(prefix) })) out.push([String(key), value])
+    for await (const key of this.db.keys({ gte: prefix, lt: prefixEnd(prefix) })) out.push(String(key))
     return out
   }
 
@@ -737,7 +737,7 @@ export class ReplicaStore {
     const changes = nativeIds.map((nativeId) => ({ type: 'delete' as const, nativeId, provenance: 'resync' as const }))
     // the listing's page records go with it (and those of any earlier listing left unchecked)
     const extra: BatchOp[] = listing ? [{ type: 'put', key: keys.listing(replicaId), value: JSON.stringify({ ...listing, confirmed: true }) }] : []
-    for (const [key] of await this.listedPages(replicaId)) extra.push({ type: 'del', key })
+    for (const key of await this.listedKeys(replicaId)) extra.push({ type: 'del', key })
     const logged = (await this.applyChanges(replicaId, { changes, hasMore: false }, undefined, extra)).logged
     this.listingsSettled.add(replicaId)
     return logged
