@@ -12,6 +12,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { POLICY_PROCESS_FLAGS } from '../src/simulate.js'
 
 const cli = join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli.ts')
 
@@ -25,7 +26,7 @@ function simulate(args: string[]): { report: Report; wallSec: number } {
   const out = mkdtempSync(join(tmpdir(), 'concord-sim-bench-'))
   try {
     const started = performance.now()
-    const run = spawnSync(process.execPath, ['--import', 'tsx', cli, ...args, '--out', out, '--no-progress'], { encoding: 'utf8', maxBuffer: 64 << 20 })
+    const run = spawnSync(process.execPath, [...POLICY_PROCESS_FLAGS, '--import', 'tsx', cli, ...args, '--out', out, '--no-progress'], { encoding: 'utf8', maxBuffer: 64 << 20 })
     const wallSec = (performance.now() - started) / 1000
     if (run.status !== 0) throw new Error(`concord-simulate ${args.join(' ')} exited ${run.status}: ${run.stderr}`)
     process.stderr.write(run.stdout)
