@@ -35,10 +35,42 @@ const record = fc.dictionary(fc.string({ minLength: 1, maxLength: 8 }), decision
   ),
 }))
 
+/** Decisions as every merge strategy writes them, optional members present or not, and now and then a field whose entry is not a decision (not an object). */
+const fullDecision = fc.record({
+  value: json,
+  sides: fc.record({ base: fc.option(json, { nil: undefined }), crm: fc.option(json, { nil: undefined }), mailbox: fc.option(json, { nil: undefined }) }),
+  isValue: fc.record({ base: fc.boolean(), crm: fc.boolean(), mailbox: fc.boolean() }),
+  outcome: fc.constantFrom('take-crm', 'take-mailbox', 'agreed', 'conflict-crm-wins', 'blocked'),
+  rule: fc.constantFrom('only mailbox changed', 'only crm changed', 'crm wins', ''),
+  direction: fc.option(fc.constantFrom('both', 'toCrm', 'toExchange', 'none'), { nil: undefined }),
+  access: fc.option(fc.record({ read: fc.boolean(), update: fc.boolean() }), { nil: undefined }),
+  policy: fc.option(fc.constantFrom('crm-wins', 'lww', 'keep-both'), { nil: undefined }),
+  winner: fc.option(fc.constantFrom('crm', 'mailbox', 'both', 'none'), { nil: undefined }),
+  versions: fc.option(fc.record({ crm: fc.string(), mailbox: fc.string() }), { nil: undefined }),
+  baseVersion: fc.option(fc.nat(5), { nil: undefined }),
+  clocks: fc.option(fc.record({ crm: fc.string(), mailbox: fc.string() }), { nil: undefined }),
+})
+const fullRecord = fc
+  .dictionary(fc.string({ minLength: 1, maxLength: 8 }), fc.oneof({ weight: 9, arbitrary: fullDecision }, { weight: 1, arbitrary: fc.oneof(fc.string(), fc.integer(), fc.constant(null), fc.array(fc.integer(), { maxLength: 3 })) }), { maxKeys: 8 })
+  .map((entries): ExplainRecord => {
+    const fields: Record<string, unknown> = {}
+    for (const [name, d] of Object.entries(entries)) {
+      if (d === null || typeof d !== 'object' || !('isValue' in d)) {
+        fields[name] = d
+        continue
+      }
+      const side = (s: 'base' | 'crm' | 'mailbox') => (d.isValue[s] ? d.value : d.sides[s])
+      fields[name] = { field: name, base: side('base'), crm: side('crm'), mailbox: side('mailbox'), outcome: d.outcome, rule: d.rule, value: d.value, direction: d.direction, access: d.access, policy: d.policy, winner: d.winner, versions: d.versions, baseVersion: d.baseVersion, clocks: d.clocks }
+    }
+    return { at: 1_700_000_000_000, fields }
+  })
+
 describe('explain record encoding', () => {
   it('round-trips every record exactly (as JSON)', () => {
     fc.assert(fc.property(record, (r) => canonicalJson(decodeExplain(encodeExplain(r))) === canonicalJson(r)))
+    fc.assert(fc.property(fullRecord, (r) => canonicalJson(decodeExplain(encodeExplain(r))) === canonicalJson(r)))
   })
+
 
   it('stores each taken value once and shared members once', () => {
     const value = { name: 'Peer 0', address: 'peer0@fabrikam.test' }
