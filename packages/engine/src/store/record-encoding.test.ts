@@ -35,7 +35,7 @@ const record = fc.dictionary(fc.string({ minLength: 1, maxLength: 8 }), decision
   ),
 }))
 
-/** Decisions as every merge strategy writes them, optional members present or not, and now and then a field whose entry is not a decision (not an object). */
+/** Decisions as every merge strategy writes them, each optional member present or not. */
 const fullDecision = fc.record({
   value: json,
   sides: fc.record({ base: fc.option(json, { nil: undefined }), crm: fc.option(json, { nil: undefined }), mailbox: fc.option(json, { nil: undefined }) }),
@@ -50,6 +50,7 @@ const fullDecision = fc.record({
   baseVersion: fc.option(fc.nat(5), { nil: undefined }),
   clocks: fc.option(fc.record({ crm: fc.string(), mailbox: fc.string() }), { nil: undefined }),
 })
+/** Records of such decisions, and now and then a field whose entry is not a decision (not an object). */
 const fullRecord = fc
   .dictionary(fc.string({ minLength: 1, maxLength: 8 }), fc.oneof({ weight: 9, arbitrary: fullDecision }, { weight: 1, arbitrary: fc.oneof(fc.string(), fc.integer(), fc.constant(null), fc.array(fc.integer(), { maxLength: 3 })) }), { maxKeys: 8 })
   .map((entries): ExplainRecord => {
@@ -70,7 +71,6 @@ describe('explain record encoding', () => {
     fc.assert(fc.property(record, (r) => canonicalJson(decodeExplain(encodeExplain(r))) === canonicalJson(r)))
     fc.assert(fc.property(fullRecord, (r) => canonicalJson(decodeExplain(encodeExplain(r))) === canonicalJson(r)))
   })
-
 
   it('stores each taken value once and shared members once', () => {
     const value = { name: 'Peer 0', address: 'peer0@fabrikam.test' }
