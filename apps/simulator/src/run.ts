@@ -253,11 +253,28 @@ async function runInWorld(world: SimWorld, options: RunOptions): Promise<PolicyR
   if (lostUpdates > 0) converged = false
   options.onFinalState?.(boxes.map((box) => ({ mailbox: box.id, crm: canonicalRecords(box.crm.liveRecords().map((r) => r.fields)), mailboxSide: canonicalRecords(box.mbx.liveRecords().map((r) => r.fields)) })))
 
+  return worldRun(world, sched, warmupCalls, { cycles, unresolved, lostUpdates, duplicates, converged }, staleness, callsPerHour, problems)
+}
+
+/**
+ * The run's `PolicyRun`, out of line on purpose: when `runInWorld`'s code embeds this object literal's
+ * boilerplate and a later run in the process meets it with a map deprecated since, V8 drops every compile
+ * of `runInWorld` ("maps became deprecated during optimization") and the function stays unoptimised.
+ */
+function worldRun(
+  world: SimWorld,
+  sched: Scheduler,
+  warmupCalls: { graph: number; crm: number },
+  outcome: { cycles: number; unresolved: number; lostUpdates: number; duplicates: number; converged: boolean },
+  staleness: number[],
+  callsPerHour: number[],
+  problems: string[],
+): PolicyRun {
   let graphCalls = warmupCalls.graph
   let crmCalls = warmupCalls.crm
   let tokenRefreshes = 0
   let throttled = 0
-  for (const box of boxes) {
+  for (const box of world.boxes) {
     graphCalls += box.mbxAdapter.calls
     crmCalls += box.crmAdapter.calls
     tokenRefreshes += box.crmAdapter.tokenRefreshes + box.mbxAdapter.tokenRefreshes
@@ -265,18 +282,14 @@ async function runInWorld(world: SimWorld, options: RunOptions): Promise<PolicyR
   }
   return assemblePolicyRun({
     sched,
-    boxes: boxes.map((b) => ({ id: b.id, changes: b.changes, measured: b.measured, stalenessSum: b.stalenessSum, pendingCount: b.pending.length })),
+    boxes: world.boxes.map((b) => ({ id: b.id, changes: b.changes, measured: b.measured, stalenessSum: b.stalenessSum, pendingCount: b.pending.length })),
     graphCalls,
     crmCalls,
     tokenRefreshes,
     throttled,
-    cycles,
+    ...outcome,
     conflicts: world.conflicts,
     referenceConflicts: world.referenceConflicts,
-    lostUpdates,
-    duplicates,
-    converged,
-    unresolved,
     skippedEvents: world.skippedEvents,
     notificationsSent: world.notificationsSent,
     notificationsDropped: world.notificationsDropped,
