@@ -13,7 +13,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { POLICY_PROCESS_FLAGS } from '../src/simulate.js'
+import { POLICY_PROCESS_FLAGS } from '../src/policy-runners.js'
 
 const cli = join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli.ts')
 

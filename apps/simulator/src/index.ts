@@ -2,7 +2,8 @@
  * `@concord/simulator`: discrete-event simulation of Concord (real engine + real scheduler, or the
  * scheduler kernel alone) in virtual time, with a synthetic or replayed workload.
  */
-export { simulate, POLICY_PROCESS_FLAGS, type SimulationConfig, type SimulationReport, type PolicyReport, type SimulationHooks } from './simulate.js'
+export { POLICY_PROCESS_FLAGS } from './policy-runners.js'
+export { simulate, type SimulationConfig, type SimulationReport, type PolicyReport, type SimulationHooks } from './simulate.js'
 export { runPolicy, percentile, type RunOptions, type PolicyRun, type ConflictRule } from './run.js'
 export { RunPrefixes } from './sim-world.js'
 export { generateWorkload, trueRateFunction, TRUE_RATE_STEP_MS, activityProfile, sortEvents, eventColumns, eventCount, SIM_EPOCH, DAY, HOUR, MIN, type Workload, type WorkloadEvent, type WorkloadOp, type WorkloadSide, type GeneratorOptions, type EventColumns } from './workload.js'

@@ -1,0 +1,156 @@
+/**
+ * Where policy runs execute when `simulate()` runs them in parallel: a worker thread per stub-engine run,
+ * a long-lived child process per extra slot for the real engine. Both speak `policy-worker.ts`'s messages.
+ */
+import { type ChildProcess, fork } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { Worker } from 'node:worker_threads'
+import { SimulatorError, SimulatorErrorCodes } from './errors.js'
+import type { FinalState, PolicyRun } from './policy-run.js'
+import { type WorkerMessage, type WorkerTask, THREAD_WORKER_DATA } from './policy-worker.js'
+
+/** What a worker answers for one task. */
+export interface TaskResult {
+  run: PolicyRun
+  finalState?: FinalState[] | undefined
+}
+
+/** Whether scheduler options can be sent to a child process (no functions). */
+export function cloneable(value: unknown): boolean {
+  if (typeof value === 'function') return false
+  if (value === null || typeof value !== 'object') return true
+  return Object.values(value).every(cloneable)
+}
+
+/** Where a worker runs policy tasks. */
+export interface Runner {
+  run(task: WorkerTask, onProgress: (virtualMs: number) => void): Promise<TaskResult>
+  close(): void
+}
+
+const WORKER_ENTRY = new URL('../bin/policy-worker.js', import.meta.url)
+
+/**
+ * Node flags of a policy child process. Two busy processes on two cores leave V8's background
+ * compiler threads no core of their own: optimised code arrives late and the main threads run
+ * unoptimised code meanwhile. Compiling on the main thread instead cost about 10 % less CPU in the
+ * default scenario at 200 mailboxes (7 runs each, alternated). `npm run simulate` passes the same
+ * flag to the parent process.
+ */
+export const POLICY_PROCESS_FLAGS: readonly string[] = ['--no-concurrent-recompilation']
+
+/** Settles a task from the worker's messages: relays progress, resolves on `done`, rejects on `error`. */
+function onWorkerMessage(task: WorkerTask, onProgress: (virtualMs: number) => void, resolve: (r: TaskResult) => void, reject: (e: Error) => void) {
+  return (m: WorkerMessage): boolean => {
+    if (m.type === 'progress') {
+      onProgress(m.virtualMs)
+      return false
+    }
+    if (m.type === 'done') resolve({ run: m.run, finalState: m.finalState })
+    else {
+      const code = SimulatorErrorCodes.find((x) => x === m.code)
+      reject(code ? new SimulatorError(code, m.message) : new SimulatorError('Internal', `policy ${task.policy} failed in its worker: ${m.stack ?? m.message}`))
+    }
+    return true
+  }
+}
+
+/** A worker thread (`bin/policy-worker.js`) for one task; its handlers are attached from the start, so a failure before the task is kept for it. */
+class ThreadWorker {
+  private readonly worker = new Worker(WORKER_ENTRY, { workerData: THREAD_WORKER_DATA })
+  private settle: ((m: WorkerMessage) => boolean) | undefined
+  private fail: ((e: Error) => void) | undefined
+  private failure: Error | undefined
+
+  constructor() {
+    this.worker.on('message', (m: WorkerMessage) => void this.settle?.(m))
+    const failed = (error: Error) => {
+      this.failure ??= error
+      this.fail?.(error)
+    }
+    this.worker.on('error', (error) => failed(new SimulatorError('Internal', `worker thread failed: ${error.message}`, { cause: error })))
+    this.worker.on('exit', (code) => failed(new SimulatorError('Internal', `worker thread exited (${code}) before reporting`)))
+  }
+
+  run(task: WorkerTask, onProgress: (virtualMs: number) => void): Promise<TaskResult> {
+    if (this.failure) return Promise.reject(this.failure)
+    return new Promise((resolve, reject) => {
+      this.settle = onWorkerMessage(task, onProgress, resolve, reject)
+      this.fail = reject
+      this.worker.postMessage(task)
+    })
+  }
+
+  close(): void {
+    this.settle = undefined
+    this.fail = undefined
+    void this.worker.terminate()
+  }
+}
+
+/**
+ * Runs each task in a fresh worker thread, ended after the task: a run starts on an empty heap, and a workload held
+ * in `SharedArrayBuffer`s is shared, not copied. The first thread starts right away, so it loads its modules while
+ * the parent generates the workload. (Reusing a thread for the next run measured no different since session 14
+ * fixed the compiles a second run used to lose: see `stubRun` in run-stub.ts.)
+ */
+export class ThreadRunner implements Runner {
+  private spare: ThreadWorker | undefined = new ThreadWorker()
+  private current: ThreadWorker | undefined
+
+  async run(task: WorkerTask, onProgress: (virtualMs: number) => void): Promise<TaskResult> {
+    const worker = (this.current = this.spare ?? new ThreadWorker())
+    this.spare = undefined
+    try {
+      return await worker.run(task, onProgress)
+    } finally {
+      worker.close()
+      this.current = undefined
+    }
+  }
+
+  close(): void {
+    this.current?.close()
+    this.spare?.close()
+  }
+}
+
+/** A child process (`bin/policy-worker.js`) that runs policies one after the other, relaying progress. */
+export class ChildRunner implements Runner {
+  private readonly child: ChildProcess
+  private current: { task: WorkerTask; onProgress: (virtualMs: number) => void; resolve: (r: TaskResult) => void; reject: (e: Error) => void } | undefined
+  private failure: Error | undefined
+
+  constructor() {
+    this.child = fork(fileURLToPath(WORKER_ENTRY), [], {
+      serialization: 'advanced',
+      execArgv: [...POLICY_PROCESS_FLAGS],
+      env: { ...process.env, CONCORD_SIM_WORKER: '1' },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    })
+    this.child.on('message', (m: WorkerMessage) => {
+      const c = this.current
+      if (c && onWorkerMessage(c.task, c.onProgress, c.resolve, c.reject)(m)) this.current = undefined
+    })
+    const fail = (error: Error) => {
+      this.failure ??= error
+      const c = this.current
+      this.current = undefined
+      c?.reject(error)
+    }
+    this.child.on('error', (error) => fail(new SimulatorError('Internal', `worker process failed: ${error.message}`, { cause: error })))
+    this.child.on('exit', (code, signal) => fail(new SimulatorError('Internal', `worker process exited (${signal ?? code}) before reporting`)))
+  }
+
+  run(task: WorkerTask, onProgress: (virtualMs: number) => void): Promise<TaskResult> {
+    if (this.failure) return Promise.reject(this.failure)
+    return new Promise((resolve, reject) => {
+      this.current = { task, onProgress, resolve, reject }
+      this.child.send(task)
+    })
+  }
+
+  close(): void {
+    if (this.child.connected) this.child.disconnect()
+  }
+}
