@@ -6,14 +6,7 @@ import { type ChildProcess, fork } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import { SimulatorError, SimulatorErrorCodes } from './errors.js'
-import type { FinalState, PolicyRun } from './policy-run.js'
-import { type WorkerMessage, type WorkerTask, THREAD_WORKER_DATA } from './policy-worker.js'
-
-/** What a worker answers for one task. */
-export interface TaskResult {
-  run: PolicyRun
-  finalState?: FinalState[] | undefined
-}
+import { type TaskResult, type WorkerMessage, type WorkerTask, THREAD_WORKER_DATA } from './policy-worker.js'
 
 /** Whether scheduler options can be sent to a child process (no functions). */
 export function cloneable(value: unknown): boolean {

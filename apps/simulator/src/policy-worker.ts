@@ -30,9 +30,15 @@ export interface WorkerTask extends RunSettings {
   shareStart: boolean
 }
 
+/** What a worker answers for one task. */
+export interface TaskResult {
+  run: PolicyRun
+  finalState?: FinalState[] | undefined
+}
+
 export type WorkerMessage =
   | { type: 'progress'; virtualMs: number }
-  | { type: 'done'; run: PolicyRun; finalState?: FinalState[] | undefined }
+  | ({ type: 'done' } & TaskResult)
   | { type: 'error'; code?: string | undefined; message: string; stack?: string | undefined }
 
 /** The last generated workload (a worker's tasks usually share it: the runs of one simulation). */
@@ -54,7 +60,7 @@ async function workloadOf(task: WorkerTask): Promise<Workload> {
 }
 
 /** Runs one task (in whatever process this is). */
-export async function runTask(task: WorkerTask, onProgress?: (virtualMs: number) => void): Promise<{ run: PolicyRun; finalState?: FinalState[] | undefined }> {
+export async function runTask(task: WorkerTask, onProgress?: (virtualMs: number) => void): Promise<TaskResult> {
   const workload = await workloadOf(task)
   const settings = {
     policy: task.policy,
