@@ -147,6 +147,7 @@ export class SimWorld {
       mailbox: box.mbxAdapter,
       merge: this.options.merge(),
       pageLimit: 50,
+      explainRecords: false, // a run's store is deleted when it ends: nobody can ask it why
       now: this.clock,
       onDecision: (_id, decision) => {
         for (const f of decision.fields) if (f.outcome.startsWith('conflict') || f.outcome === 'merged') this.conflicts++

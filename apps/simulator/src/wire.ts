@@ -162,6 +162,7 @@ export async function runWirePolicy(options: RunOptions & { onFinalState?: ((sta
         mailbox: mbx,
         merge: options.merge(),
         pageLimit: 50,
+        explainRecords: false, // a run's store is deleted when it ends: nobody can ask it why
         now: clock,
         onDecision: (_id, decision) => {
           for (const f of decision.fields) if (f.outcome.startsWith('conflict') || f.outcome === 'merged') conflicts++

@@ -95,4 +95,19 @@ describe('tombstones and explain', () => {
     expect(why!.base).toBe(original)
     expect(await w.pair.explain(asConcordId('nope'), 'jobTitle')).toBeUndefined()
   })
+
+  test('a pair with explainRecords off merges the same, stores no explain record, and says so when asked', async () => {
+    const { store } = await openMemoryStore()
+    const w = createTwoReplicaWorld({ store, pageLimit: 500, explainRecords: false })
+    const crmId = w.crm.create('contact', sampleFields('contact', 1))
+    await syncUntilQuiet(w)
+    const mailboxRecord = w.mailbox.liveRecords()[0]!
+    w.crm.update(crmId, { jobTitle: 'CRM title' })
+    w.mailbox.update(mailboxRecord.nativeId, { jobTitle: 'Mailbox title' })
+    await syncUntilQuiet(w)
+    expect(w.mailbox.liveRecords()[0]!.fields.jobTitle).toBe('CRM title')
+    expect((await checkConvergence(w)).converged).toBe(true)
+    expect(await store.getExplain(w.pair.pairId, mailboxRecord.concordId!)).toBeUndefined()
+    await expect(w.pair.explain(mailboxRecord.concordId!, 'jobTitle')).rejects.toMatchObject({ code: 'Config', message: expect.stringMatching(/keeps no explain records/) })
+  })
 })

@@ -25,6 +25,7 @@ export interface WorldOptions {
   merge?: MergeStrategy | undefined
   pageLimit?: number | undefined
   now?: (() => number) | undefined
+  explainRecords?: boolean | undefined
 }
 
 export const CRM_REPLICA: ReplicaId = asReplicaId('crm')
@@ -37,7 +38,7 @@ export function createTwoReplicaWorld(options: WorldOptions): TwoReplicaWorld {
   const seed = options.seed ?? 1
   const crmAdapter = new MemoryReplicaAdapter(CRM_REPLICA, crm, { faults: options.faults, seed })
   const mailboxAdapter = new MemoryReplicaAdapter(MAILBOX_REPLICA, mailbox, { faults: options.faults, seed: seed + 7919 })
-  const pair = new SyncPair({ pairId: asPairId('crm~alice'), store: options.store, crm: crmAdapter, mailbox: mailboxAdapter, merge: options.merge, pageLimit: options.pageLimit, now: options.now })
+  const pair = new SyncPair({ pairId: asPairId('crm~alice'), store: options.store, crm: crmAdapter, mailbox: mailboxAdapter, merge: options.merge, pageLimit: options.pageLimit, now: options.now, explainRecords: options.explainRecords })
   return { crm, mailbox, crmAdapter, mailboxAdapter, pair, store: options.store }
 }
 
