@@ -163,19 +163,20 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
   const jobs = Math.max(1, Math.floor(hooks.jobs ?? 1))
   // a single run gains nothing from a child process
   const parallel = Math.min(jobs, tasks.length) > 1 && cloneable(hooks.scheduler)
-  // the stub engine runs each task in a fresh worker thread that shares the workload's columns (the first
-  // ones start while the workload is generated); the real engine keeps slot 0 in this process and one
-  // child process per other slot (it needs event objects)
+  // the stub engine runs each task in a fresh worker thread that shares the workload's columns; the real
+  // engine keeps slot 0 in this process and one child process per other slot (it needs event objects).
+  // Both start before the workload is generated, so that their start-up (loading modules) overlaps it.
   const threads = parallel && config.engine === 'stub'
-  const runners: Runner[] = threads ? Array.from({ length: Math.min(jobs, tasks.length) }, () => new ThreadRunner()) : []
-  let generated: Workload
+  const slots = parallel ? Math.min(jobs, tasks.length) : 1
+  const runners: Array<Runner | undefined> = parallel ? Array.from({ length: slots }, (_, slot) => (threads ? new ThreadRunner() : slot === 0 ? undefined : new ChildRunner())) : []
+  let workload: Workload
   try {
-    generated = hooks.workload ?? generateWorkload(generatorOptions)
+    const generated = hooks.workload ?? generateWorkload(generatorOptions)
+    workload = config.mode === 'wire' ? wireWorkload(generated) : generated
   } catch (error) {
-    for (const r of runners) r.close()
+    for (const r of runners) r?.close()
     throw error
   }
-  const workload = config.mode === 'wire' ? wireWorkload(generated) : generated
   const oracle = config.policies.includes('oracle') || config.budgetFrom === 'oracle'
   const trueRate = oracle ? trueRateFunction(workload) : () => 0
   const trueCrmRate = oracle ? trueRateFunction(workload, 'crm') : () => 0
@@ -191,7 +192,6 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
   let shared: Workload | undefined
   // The runs of a process share the start every policy builds alike (initial sync, warm-up data, its
   // sync) when a process gets more than one run: forking it costs about a tenth of building it.
-  const slots = parallel ? Math.min(jobs, tasks.length) : 1
   const shareStart = config.mode === 'fast' && tasks.length > slots
   const prefixes = shareStart ? new RunPrefixes() : undefined
   const needsBudget = (policy: PolicyName, basisRun: boolean) => !basisRun && (policy === 'adaptive' || policy === 'oracle')
@@ -258,7 +258,7 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
   const started_ = new Set<string>()
   // without threads, slot 0 runs in this process (its modules are loaded already), the others each in one child process
   const worker = async (slot: number) => {
-    const runner = threads ? runners[slot] : slot === 0 ? undefined : (runners[slot] = new ChildRunner())
+    const runner = runners[slot]
     for (;;) {
       // the basis run first, then the runs that need no budget, then the rest, oracle first (the longest run:
       // it re-plans over the true rates of every mailbox; started last, it alone would finish the simulation)
