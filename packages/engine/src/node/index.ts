@@ -12,9 +12,25 @@ export interface LevelOptions {
   writeBufferSize?: number | undefined
 }
 
+/** The LevelDB database of a store in `dir`, not opened yet. */
+function levelDatabase(dir: string, level: LevelOptions): StoreDatabase {
+  return new ClassicLevel<string, string>(dir, { keyEncoding: 'utf8', valueEncoding: 'utf8', ...(level.writeBufferSize !== undefined ? { writeBufferSize: level.writeBufferSize } : {}) }) as unknown as StoreDatabase
+}
+
 /** Node only: a store on LevelDB in `dir` (created if missing). */
 export async function openLevelStore(dir: string, options: ReplicaStoreOptions = {}, level: LevelOptions = {}): Promise<{ store: ReplicaStore; db: StoreDatabase }> {
-  const db = new ClassicLevel<string, string>(dir, { keyEncoding: 'utf8', valueEncoding: 'utf8', ...(level.writeBufferSize !== undefined ? { writeBufferSize: level.writeBufferSize } : {}) }) as unknown as StoreDatabase
+  const db = levelDatabase(dir, level)
   await db.open()
   return { store: await ReplicaStore.open(db, options), db }
+}
+
+/**
+ * Opens and closes a closed store's LevelDB directory once, so that LevelDB replays its write-ahead log
+ * into a sorted table here: copies of the directory (forks, see `closeKeepingCaches`) then open without
+ * replaying it each (≈ 0.9 s for the simulator's start at 200 mailboxes). The data stays the same.
+ */
+export async function settleLevelStore(dir: string, level: LevelOptions = {}): Promise<void> {
+  const db = levelDatabase(dir, level)
+  await db.open()
+  await db.close()
 }
