@@ -256,7 +256,12 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
   const sortedRuns = new Map<PolicyRun, Float64Array>()
   let next = 0
   const started_ = new Set<string>()
-  // without threads, slot 0 runs in this process (its modules are loaded already), the others each in one child process
+  // Without threads, slot 0 runs in this process (its modules are loaded already), the others each in one child
+  // process, whose first run starts 1.5-3 s later (loading its modules, generating the workload again). So slot 0
+  // takes the longer chain, the runs that need no budget, and a child slot the basis run, which has time to spare:
+  // the budgeted runs start only once a slot is free.
+  const unbudgeted = (t: (typeof tasks)[number]) => !t.basis && !needsBudget(t.policy, t.basis)
+  const inProcessFirst = slots > 1 && !threads && tasks.some(unbudgeted)
   const worker = async (slot: number) => {
     const runner = runners[slot]
     for (;;) {
@@ -264,7 +269,12 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
       // it re-plans over the true rates of every mailbox; started last, it alone would finish the simulation)
       const pending = tasks.filter((t) => !results.has(t.key) && !started_.has(t.key))
       if (pending.length === 0) return
-      const pick = pending.find((t) => t.basis) ?? pending.find((t) => !needsBudget(t.policy, t.basis)) ?? pending.find((t) => t.policy === 'oracle') ?? pending[0]!
+      const pick =
+        (inProcessFirst && slot === 0 ? pending.find(unbudgeted) : undefined) ??
+        pending.find((t) => t.basis) ??
+        pending.find((t) => !needsBudget(t.policy, t.basis)) ??
+        pending.find((t) => t.policy === 'oracle') ??
+        pending[0]!
       started_.add(pick.key)
       const index = next++
       if (needsBudget(pick.policy, pick.basis)) await basisReady
