@@ -1,6 +1,6 @@
 import type { Fields } from '@concord/engine'
 import { type PolicyName, type Scheduler, type TrueRateFn, createScheduler } from '@concord/scheduler'
-import { mixSeed, mulberry32 } from './rng.js'
+import { hashString, mixSeed, mulberry32 } from './rng.js'
 import type { Workload } from './workload.js'
 
 /** What a run's scheduler is made from (the scheduler-facing part of `RunOptions`). */
@@ -17,7 +17,9 @@ export interface RunSchedulerOptions {
 
 /**
  * The scheduler of one policy run, in every mode: the policy with its budget, the oracle's true rates,
- * a seeded random stream; `defaults` come first, so the caller's `scheduler` options override them.
+ * a seeded random stream per mailbox (its stagger and jitter depend on its own events only, so policies
+ * and scenarios draw the same numbers for a mailbox); `defaults` come first, so the caller's `scheduler`
+ * options override them.
  */
 export function createRunScheduler(o: RunSchedulerOptions, defaults: Record<string, unknown> = {}): Scheduler {
   return createScheduler({
@@ -27,6 +29,7 @@ export function createRunScheduler(o: RunSchedulerOptions, defaults: Record<stri
     ...(o.budget ? { budget: o.budget } : {}),
     ...(o.policy === 'oracle' ? { oracle: { rate: o.trueRate, crmRate: o.trueCrmRate, ...(o.trueRateStepMs !== undefined ? { rateStepMs: o.trueRateStepMs } : {}) } } : {}),
     random: mulberry32(mixSeed(o.seed, 0xabc)),
+    randomFor: (mailboxId: string) => mulberry32(mixSeed(mixSeed(o.seed, 0xabd), hashString(mailboxId))),
   })
 }
 

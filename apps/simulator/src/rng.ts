@@ -14,6 +14,13 @@ export function mixSeed(a: number, b: number): number {
   return h >>> 0
 }
 
+/** A 32-bit FNV-1a hash of a string (a seed from an id). */
+export function hashString(text: string): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193)
+  return h >>> 0
+}
+
 /** Standard normal draw (Box–Muller). */
 export function normal(random: () => number): number {
   const u = 1 - random()

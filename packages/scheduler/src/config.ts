@@ -155,6 +155,12 @@ export const SchedulerConfigSchema = z
       .custom<() => number>((v) => typeof v === 'function', { message: 'random must be a function returning [0, 1)' })
       .optional()
       .describe('Injected RNG in [0, 1) for jitter and staggering (default: seeded mulberry32(1))'),
+    randomFor: z
+      .custom<(mailboxId: string) => () => number>((v) => typeof v === 'function', { message: 'randomFor must be a function of a mailbox id returning an RNG in [0, 1)' })
+      .optional()
+      .describe(
+        "Per-mailbox RNGs: when set, every draw made for a mailbox (its first sync's stagger, its backoff and budget jitter) comes from randomFor(id), called once when it is added, instead of the shared `random`: a mailbox's schedule then does not depend on the order of other mailboxes' events (common random numbers across scenarios, and runs that can be split by mailbox)",
+      ),
     sss: SssOptionsSchema,
     adaptive: AdaptiveOptionsSchema,
     oracle: OracleOptionsSchema.optional(),

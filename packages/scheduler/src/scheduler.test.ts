@@ -595,3 +595,35 @@ test('mailbox state survives the rows growing, and a removed mailbox\'s handle s
   expect(s.stats().maxIntervalViolations).toBe(0)
   expect(s.mailbox('again').lastDispatchAt).not.toBeNull()
 })
+
+test('with randomFor, a mailbox draws from its own stream: its schedule does not depend on the other mailboxes', () => {
+  const seedOf = (id: string) => [...id].reduce((h, c) => Math.imul(h ^ c.charCodeAt(0), 0x01000193), 0x811c9dc5)
+  // throttles and failures draw backoff jitter, the first sync its stagger: alice's draws interleave with the others'
+  const outcome = (id: string, t: number) => (id === 'alice' ? (Math.floor(t / MIN) % 7 === 0 ? { throttled: true } : Math.floor(t / MIN) % 5 === 0 ? { error: true } : {}) : Math.floor(t / MIN) % 3 === 0 ? { error: true } : { throttled: true })
+  const schedule = (policy: 'fixed:5' | 'sss', ids: readonly string[], shared: boolean): number[] => {
+    const s = createScheduler({ policy, ...(shared ? { random: mulberry32(7) } : { randomFor: (id: string) => mulberry32(seedOf(id)) }) })
+    for (const id of ids) s.addMailbox(id, 0)
+    const times: number[] = []
+    let t = s.nextWakeAt()
+    while (t !== null && t <= 6 * 60 * MIN) {
+      for (const d of s.due(t)) {
+        if (d.mailboxId === 'alice') times.push(t)
+        s.recordPoll(d.mailboxId, { at: t, ...outcome(d.mailboxId, t) })
+      }
+      t = s.nextWakeAt()
+    }
+    return times
+  }
+  for (const policy of ['fixed:5', 'sss'] as const) {
+    const alone = schedule(policy, ['alice'], false)
+    expect(alone.length).toBeGreaterThan(20)
+    expect(schedule(policy, ['bob', 'alice', 'carol', 'dave'], false)).toEqual(alone)
+    expect(schedule(policy, ['alice', 'erin'], false)).toEqual(alone)
+    // the shared stream: alice's draws depend on who else drew before her
+    expect(schedule(policy, ['bob', 'alice', 'carol', 'dave'], true)).not.toEqual(schedule(policy, ['alice'], true))
+  }
+})
+
+test('randomFor must be a function', () => {
+  expect(() => createScheduler({ policy: 'fixed:5', randomFor: 42 as never })).toThrow(SchedulerConfigError)
+})

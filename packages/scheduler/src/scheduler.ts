@@ -165,6 +165,8 @@ const ROW = 48
 class Mailbox {
   /** this mailbox's row starts at f[o] */
   readonly o: number
+  /** its own random stream (`randomFor`), else undefined: the scheduler's shared one */
+  random: (() => number) | undefined
   constructor(
     readonly id: MailboxId,
     readonly h: number,
@@ -472,6 +474,7 @@ class SchedulerImpl implements Scheduler {
     const h = this.freeHandles.pop() ?? this.byHandle.length
     if ((h + 1) * ROW > this.rows.length) this.growRows()
     const mb = new Mailbox(id as MailboxId, h, parsed, this.rows)
+    mb.random = this.config.randomFor?.(id)
     this.byId.set(id, mb)
     this.byHandle[h] = mb
     if (mb.crmPull > 0 && (this.kind === 'adaptive' || (this.kind === 'oracle' && this.config.oracle?.crmRate !== undefined))) {
@@ -490,9 +493,14 @@ class SchedulerImpl implements Scheduler {
     let first = parsed.firstSyncAt
     if (first === undefined) {
       const spread = this.kind === 'fixed' ? this.fixedMs : this.kind === 'sss' ? this.config.sss.typicalMs : Math.min(5 * MIN, this.config.maxIntervalMs)
-      first = at + (this.config.staggerInitial ? this.random() * spread : 0)
+      first = at + (this.config.staggerInitial ? this.draw(mb) * spread : 0)
     }
     this.schedule(mb, Math.max(first, at), R.initial, at)
+  }
+
+  /** A random number in [0, 1) drawn for `mb`: from its own stream when `randomFor` gave it one. */
+  private draw(mb: Mailbox): number {
+    return mb.random ? mb.random() : this.random()
   }
 
   private growRows(): void {
@@ -592,7 +600,7 @@ class SchedulerImpl implements Scheduler {
           if (used + req > cap) {
             this.deferred.budget++
             // spread the retries over one bucket so a held-back cohort does not stay synchronised
-            const free = bw.nextFitAt(now, Math.min(bw.limit, req + bw.limit - cap)) + (this.random() * bw.windowMs) / 240
+            const free = bw.nextFitAt(now, Math.min(bw.limit, req + bw.limit - cap)) + (this.draw(mb) * bw.windowMs) / 240
             this.defer(mb, floor && !Number.isNaN(mb.lastDispatchAt) ? Math.min(free, this.floorDeadline(mb)) : free, R['limit-budget'], now)
             continue
           }
@@ -726,9 +734,9 @@ class SchedulerImpl implements Scheduler {
       // exponential backoff over consecutive 429s (jitter in [0.5, 1]); Retry-After, stretched by up to
       // `jitter`, wins when it is longer — and a repeated Retry-After: 0 cannot turn into a hot loop
       const base = Math.min(this.config.maxBackoffMs, this.config.throttleBackoffMs * 2 ** Math.min(30, mb.throttles - 1))
-      const backoff = base * (0.5 + 0.5 * this.random())
+      const backoff = base * (0.5 + 0.5 * this.draw(mb))
       if (retryAfterMs !== undefined) {
-        const ra = retryAfterMs * (1 + this.config.jitter * this.random())
+        const ra = retryAfterMs * (1 + this.config.jitter * this.draw(mb))
         delay = mb.throttles > 1 ? Math.max(ra, backoff) : ra
         reason = R['retry-after']
       } else {
@@ -748,7 +756,7 @@ class SchedulerImpl implements Scheduler {
       const delay =
         this.kind === 'sss'
           ? this.config.sss.errorRetryMs
-          : Math.min(this.config.maxIntervalMs, this.config.errorBackoffMs * 2 ** Math.min(30, mb.errors - 1)) * (0.5 + 0.5 * this.random())
+          : Math.min(this.config.maxIntervalMs, this.config.errorBackoffMs * 2 ** Math.min(30, mb.errors - 1)) * (0.5 + 0.5 * this.draw(mb))
       let next = at + delay
       // the max-interval promise holds through errors (only Retry-After may override it)
       if (this.reacts()) next = Math.max(at, Math.min(next, this.floorDeadline(mb)))
