@@ -1,5 +1,5 @@
 import type { Fields } from '@concord/engine'
-import { type PolicyName, type Scheduler, type TrueRateFn, createScheduler } from '@concord/scheduler'
+import { type Limits, type PolicyName, type Scheduler, type TrueRateFn, createScheduler } from '@concord/scheduler'
 import { hashString, mixSeed, mulberry32 } from './rng.js'
 import type { Workload } from './workload.js'
 
@@ -96,6 +96,113 @@ export interface PolicyRun {
   referenceConflicts: number
   /** The scheduler's own counters at the end of the run. */
   schedulerStats: ReturnType<Scheduler['stats']>
+}
+
+/** A run's problems kept: at most this many, the first ones in mailbox order. */
+export const MAX_PROBLEMS = 20
+
+/**
+ * A run's problem notes, at most {@link MAX_PROBLEMS} per mailbox, reported in mailbox order: so a run split by
+ * mailbox ({@link mergeShardRuns}) reports the same ones as the whole run.
+ */
+export class MailboxProblems {
+  private readonly byMailbox = new Map<number, string[]>()
+
+  note(mailboxIndex: number, text: string): void {
+    const list = this.byMailbox.get(mailboxIndex) ?? []
+    if (list.length < MAX_PROBLEMS) list.push(text)
+    this.byMailbox.set(mailboxIndex, list)
+  }
+
+  /** The first `n` in mailbox order. */
+  first(n: number): string[] {
+    return [...this.byMailbox].sort((a, b) => a[0] - b[0]).flatMap(([, list]) => list).slice(0, n)
+  }
+}
+
+/** The mailboxes `from` ≤ index < `to` of a workload: a part of a run (see `RunOptions.shard`). */
+export interface MailboxShard {
+  from: number
+  to: number
+}
+
+/**
+ * One run from the runs of its shards (in mailbox order; they cover the workload's mailboxes once). Exact when
+ * nothing coupled the shards' mailboxes: no budget, per-mailbox random streams, no notifications, and the CRM
+ * limits never holding a sync back ({@link crmLimitsHeld}).
+ */
+export function mergeShardRuns(parts: readonly PolicyRun[]): PolicyRun {
+  const sum = (f: (r: PolicyRun) => number) => parts.reduce((n, r) => n + f(r), 0)
+  const sumOrNull = (f: (r: PolicyRun) => number | null) => (parts.some((r) => f(r) === null) ? null : sum((r) => f(r)!))
+  const stats = parts.map((r) => r.schedulerStats)
+  const statSum = (f: (s: PolicyRun['schedulerStats']) => number) => stats.reduce((n, s) => n + f(s), 0)
+  const byReason: PolicyRun['schedulerStats']['byReason'] = {}
+  for (const s of stats) for (const [reason, n] of Object.entries(s.byReason) as Array<[keyof typeof byReason, number]>) byReason[reason] = (byReason[reason] ?? 0) + n
+  const first = stats[0]!
+  const staleness = new Float64Array(sum((r) => r.staleness.length))
+  let at = 0
+  for (const r of parts) {
+    staleness.set(r.staleness, at)
+    at += r.staleness.length
+  }
+  return {
+    apiCalls: sum((r) => r.apiCalls),
+    schedulerRequests: sum((r) => r.schedulerRequests),
+    graphCalls: sum((r) => r.graphCalls),
+    crmCalls: sum((r) => r.crmCalls),
+    tokenRefreshes: sum((r) => r.tokenRefreshes),
+    cycles: sum((r) => r.cycles),
+    throttled: sum((r) => r.throttled),
+    conflicts: sumOrNull((r) => r.conflicts),
+    lostUpdates: sumOrNull((r) => r.lostUpdates),
+    duplicates: sumOrNull((r) => r.duplicates),
+    converged: parts.some((r) => r.converged === null) ? null : parts.every((r) => r.converged),
+    changes: sum((r) => r.changes),
+    measuredChanges: sum((r) => r.measuredChanges),
+    unresolved: sum((r) => r.unresolved),
+    skippedEvents: sum((r) => r.skippedEvents),
+    notificationsSent: sum((r) => r.notificationsSent),
+    notificationsDropped: sum((r) => r.notificationsDropped),
+    staleness,
+    callsPerHour: parts[0]!.callsPerHour.map((_, hour) => sum((r) => r.callsPerHour[hour] ?? 0)),
+    perMailbox: parts.flatMap((r) => r.perMailbox),
+    problems: parts.flatMap((r) => r.problems).slice(0, MAX_PROBLEMS),
+    referenceConflicts: sum((r) => r.referenceConflicts),
+    schedulerStats: {
+      ...first,
+      mailboxes: statSum((s) => s.mailboxes),
+      inFlight: statSum((s) => s.inFlight),
+      crmInFlight: statSum((s) => s.crmInFlight),
+      dispatched: statSum((s) => s.dispatched),
+      completed: statSum((s) => s.completed),
+      throttled: statSum((s) => s.throttled),
+      errors: statSum((s) => s.errors),
+      notifications: statSum((s) => s.notifications),
+      requests: statSum((s) => s.requests),
+      byReason,
+      deferred: { budget: statSum((s) => s.deferred.budget), mailboxRate: statSum((s) => s.deferred.mailboxRate), crmRate: statSum((s) => s.deferred.crmRate), concurrency: statSum((s) => s.deferred.concurrency) },
+      maxIntervalViolations: statSum((s) => s.maxIntervalViolations),
+      maxGapMs: Math.max(...stats.map((s) => s.maxGapMs)),
+      // upper bounds: the shards' peaks need not have coincided
+      crmWindowPeak: statSum((s) => s.crmWindowPeak),
+      crmInFlightPeak: statSum((s) => s.crmInFlightPeak),
+      plans: statSum((s) => s.plans),
+      budgetOverrun: statSum((s) => s.budgetOverrun),
+    },
+  }
+}
+
+/**
+ * Whether the shards of a run may have been held back by the CRM limits of the whole run. The whole run's
+ * CRM window and in-flight counts are the sums of its shards' as long as nothing was held back, so when the
+ * sums of the shards' peaks fit within the limits, the whole run never met them either, and the shards
+ * decided exactly as it would have.
+ */
+export function crmLimitsHeld(parts: readonly PolicyRun[], limits: Pick<Limits, 'crm'>): boolean {
+  const window = parts.reduce((n, r) => n + r.schedulerStats.crmWindowPeak, 0)
+  const inFlight = parts.reduce((n, r) => n + r.schedulerStats.crmInFlightPeak, 0)
+  const deferred = parts.some((r) => r.schedulerStats.deferred.crmRate > 0 || r.schedulerStats.deferred.concurrency > 0)
+  return deferred || window > limits.crm.requestsPerWindow || inFlight > limits.crm.concurrency
 }
 
 /** Percentile of sorted values (nearest rank). */

@@ -13,7 +13,7 @@ import type { RunOptions } from './run.js'
 import { type GeneratorOptions, type Workload, TRUE_RATE_STEP_MS, generateWorkload, trueRateFunction } from './workload.js'
 
 /** The run settings that are plain data, shared by in-process runs and worker tasks. */
-export type RunSettings = Pick<RunOptions, 'policy' | 'seed' | 'engine' | 'store' | 'notifications' | 'notificationLoss' | 'warmupMs' | 'drainMs' | 'budget' | 'requestLatencyMs' | 'scheduler'>
+export type RunSettings = Pick<RunOptions, 'policy' | 'seed' | 'engine' | 'store' | 'notifications' | 'notificationLoss' | 'warmupMs' | 'drainMs' | 'budget' | 'requestLatencyMs' | 'scheduler' | 'shard'>
 
 /** Everything a run needs, as structured-cloneable data (functions are rebuilt in the child). */
 export interface WorkerTask extends RunSettings {
@@ -76,6 +76,7 @@ export async function runTask(task: WorkerTask, onProgress?: (virtualMs: number)
     trueRateStepMs: TRUE_RATE_STEP_MS,
     requestLatencyMs: task.requestLatencyMs,
     scheduler: task.scheduler,
+    shard: task.shard,
     onProgress,
   }
   // the stub engine loads neither the engine nor the conflict policies (a worker thread per run starts faster)

@@ -4,10 +4,10 @@ import { type CycleOutcome, cycleOptions, drainPair, drive, measureCycle, pollRe
 import type { ConflictRule, MergeModel } from './reference-model.js'
 import type { ServiceLimit } from './sim-remote.js'
 import { type Box, type Pending, type RunPrefixes, SIDES, SimWorld, type WorldOptions } from './sim-world.js'
-import { type FinalState, type PolicyRun, assemblePolicyRun, canonicalRecords, createRunScheduler } from './policy-run.js'
+import { type FinalState, type MailboxShard, type PolicyRun, MAX_PROBLEMS, MailboxProblems, assemblePolicyRun, canonicalRecords, createRunScheduler } from './policy-run.js'
 import { STUB_MAILBOX_INFO, runStubPolicy, stubCrmRequests, stubGraphRequests } from './run-stub.js'
 import { SimulatorError } from './errors.js'
-import { type Workload, HOUR, MIN, eventCount } from './workload.js'
+import { type Workload, type WorkloadEvent, HOUR, MIN, eventCount } from './workload.js'
 
 /** How a conflict policy resolves a field both sides changed between two syncs (the reference model). */
 export type { ConflictRule } from './reference-model.js'
@@ -45,6 +45,11 @@ export interface RunOptions {
   onFinalState?: ((state: FinalState[]) => void) | undefined
   /** Share the start every policy builds alike (initial sync, warm-up data, its sync) with the other runs of this process. */
   prefixes?: RunPrefixes | undefined
+  /**
+   * Run only the mailboxes `from` ≤ index < `to` (a shard; see `mergeShardRuns`): their events, syncs, drain and
+   * comparison. The world-level counts the start carries (skipped events, conflicts) go to the shard with `from` 0.
+   */
+  shard?: MailboxShard | undefined
 }
 
 export type { MailboxStat, PolicyRun } from './policy-run.js'
@@ -73,13 +78,20 @@ export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
 /** The policy's part of a run: the warm-up replayed to its scheduler, the measured days, the drain and the comparison. */
 async function runInWorld(world: SimWorld, options: RunOptions): Promise<PolicyRun> {
   const { workload, model } = world.options
-  const { boxes, byId, notifications } = world
+  const { byId, notifications } = world
+  const shard = options.shard
+  const boxes = shard ? world.boxes.slice(shard.from, shard.to) : world.boxes
+  const inShard = (e: WorkloadEvent) => {
+    const i = byId.get(e.mailbox)!.index
+    return i >= shard!.from && i < shard!.to
+  }
+  const carried = shard && shard.from > 0 ? { conflicts: world.conflicts, referenceConflicts: world.referenceConflicts, skippedEvents: world.skippedEvents, notificationsSent: world.notificationsSent, notificationsDropped: world.notificationsDropped } : undefined
   const events = workload.events
   const endMs = workload.durationMs + options.drainMs
   const hours = Math.ceil(endMs / HOUR)
   const callsPerHour = new Array<number>(hours).fill(0)
   const staleness: number[] = []
-  const problems: string[] = []
+  const problems = new MailboxProblems()
   let cycles = 0
   /** Requests of the warm-up's modelled syncs (no engine ran them). */
   const warmupCalls = { graph: 0, crm: 0 }
@@ -89,7 +101,7 @@ async function runInWorld(world: SimWorld, options: RunOptions): Promise<PolicyR
 
   const runCycle = async (box: Box, pullCrm: boolean): Promise<Completion> => {
     cycles++
-    const outcome = await measureCycle(() => box.pair.runCycle(undefined, cycleOptions(pullCrm)), () => box.crmAdapter.calls + box.mbxAdapter.calls, (text) => problems.length < 20 && problems.push(`${box.id}: ${text}`))
+    const outcome = await measureCycle(() => box.pair.runCycle(undefined, cycleOptions(pullCrm)), () => box.crmAdapter.calls + box.mbxAdapter.calls, (text) => problems.note(box.index, `${box.id}: ${text}`))
     if (outcome.clean) world.settle(box, outcome.crmPulled)
     return { box, ...outcome }
   }
@@ -120,7 +132,7 @@ async function runInWorld(world: SimWorld, options: RunOptions): Promise<PolicyR
   }
 
   const onNotification = (v: number, t: number) => {
-    const box = boxes[v >> 1]!
+    const box = world.boxes[v >> 1]!
     if (v & 1) sched.setPendingCrmWrites(box.id, ++box.crmPending, t)
     else sched.recordNotification(box.id, t)
   }
@@ -136,7 +148,10 @@ async function runInWorld(world: SimWorld, options: RunOptions): Promise<PolicyR
       endMs: options.warmupMs,
       onProgress: options.onProgress,
       setNow: () => {},
-      nextEventAt: () => (w < world.warmEnd ? events[w]!.t : Infinity),
+      nextEventAt: () => {
+        if (shard) while (w < world.warmEnd && !inShard(events[w]!)) w++
+        return w < world.warmEnd ? events[w]!.t : Infinity
+      },
       applyEvent: () => {
         const e = events[w]!
         if (world.warmCounted[w++ - world.warmStart]) {
@@ -174,7 +189,10 @@ async function runInWorld(world: SimWorld, options: RunOptions): Promise<PolicyR
     endMs,
     onProgress: options.onProgress,
     setNow: (t) => void (world.now = t),
-    nextEventAt: () => (world.next < events.length ? events[world.next]!.t : Infinity),
+    nextEventAt: () => {
+      if (shard) while (world.next < events.length && !inShard(events[world.next]!)) world.next++
+      return world.next < events.length ? events[world.next]!.t : Infinity
+    },
     applyEvent: () => void world.apply(events[world.next++]!),
     notifications,
     onNotification,
@@ -192,11 +210,9 @@ async function runInWorld(world: SimWorld, options: RunOptions): Promise<PolicyR
   let lostUpdates = 0
   let duplicates = 0
   let converged = true
-  const note = (text: string) => {
-    if (problems.length < 20) problems.push(text)
-  }
   world.now = endMs + MIN
   for (const box of boxes) {
+    const note = (text: string) => problems.note(box.index, text)
     await drainPair({
       runCycle: () => box.pair.runCycle(),
       busy: () => box.dirty.size > 0 || box.pending.length > 0,
@@ -253,7 +269,9 @@ async function runInWorld(world: SimWorld, options: RunOptions): Promise<PolicyR
   if (lostUpdates > 0) converged = false
   options.onFinalState?.(boxes.map((box) => ({ mailbox: box.id, crm: canonicalRecords(box.crm.liveRecords().map((r) => r.fields)), mailboxSide: canonicalRecords(box.mbx.liveRecords().map((r) => r.fields)) })))
 
-  return worldRun(world, sched, warmupCalls, { cycles, unresolved, lostUpdates, duplicates, converged }, staleness, callsPerHour, problems)
+  const run = worldRun(world, boxes, sched, warmupCalls, { cycles, unresolved, lostUpdates, duplicates, converged }, staleness, callsPerHour, problems.first(MAX_PROBLEMS))
+  if (carried) for (const key of Object.keys(carried) as Array<keyof typeof carried>) (run[key] as number) -= carried[key]
+  return run
 }
 
 /**
@@ -263,6 +281,7 @@ async function runInWorld(world: SimWorld, options: RunOptions): Promise<PolicyR
  */
 function worldRun(
   world: SimWorld,
+  boxes: readonly Box[],
   sched: Scheduler,
   warmupCalls: { graph: number; crm: number },
   outcome: { cycles: number; unresolved: number; lostUpdates: number; duplicates: number; converged: boolean },
@@ -274,7 +293,7 @@ function worldRun(
   let crmCalls = warmupCalls.crm
   let tokenRefreshes = 0
   let throttled = 0
-  for (const box of world.boxes) {
+  for (const box of boxes) {
     graphCalls += box.mbxAdapter.calls
     crmCalls += box.crmAdapter.calls
     tokenRefreshes += box.crmAdapter.tokenRefreshes + box.mbxAdapter.tokenRefreshes
@@ -282,7 +301,7 @@ function worldRun(
   }
   return assemblePolicyRun({
     sched,
-    boxes: world.boxes.map((b) => ({ id: b.id, changes: b.changes, measured: b.measured, stalenessSum: b.stalenessSum, pendingCount: b.pending.length })),
+    boxes: boxes.map((b) => ({ id: b.id, changes: b.changes, measured: b.measured, stalenessSum: b.stalenessSum, pendingCount: b.pending.length })),
     graphCalls,
     crmCalls,
     tokenRefreshes,

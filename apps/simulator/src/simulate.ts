@@ -1,9 +1,9 @@
-import { type PolicyName } from '@concord/scheduler'
+import { LimitsSchema, type PolicyName } from '@concord/scheduler'
 import { type ConflictPolicyName, resolveConflictPolicy } from './conflict-policies.js'
 import { SimulatorError } from './errors.js'
 import { type Runner, ChildRunner, ThreadRunner, cloneable } from './policy-runners.js'
 import type { RunSettings, WorkerTask } from './policy-worker.js'
-import { type FinalState, type PolicyRun, WIRE_MAX_MAILBOXES, percentile, wireWorkload } from './policy-run.js'
+import { type FinalState, type MailboxShard, type PolicyRun, WIRE_MAX_MAILBOXES, crmLimitsHeld, mergeShardRuns, percentile, wireWorkload } from './policy-run.js'
 import { runPolicy } from './run.js'
 import { RunPrefixes } from './sim-world.js'
 import { type GeneratorOptions, type Workload, DAY, MIN, TRUE_RATE_STEP_MS, eventCount, generateWorkload, sharedColumnsWorkload, trueRateFunction } from './workload.js'
@@ -88,6 +88,14 @@ export interface SimulationHooks {
 
 const r3 = (x: number) => Math.round(x * 1000) / 1000
 
+/** Parts a splittable run is split into (by mailbox) when runs go in parallel. */
+const RUN_SHARDS = 2
+
+/** Policies under which no mailbox's schedule depends on another's (no budget to share). */
+function splittable(policy: PolicyName): boolean {
+  return policy === 'sss' || policy.startsWith('fixed:')
+}
+
 /** `run.staleness` sorted (summarise and cdf read the same order: sorted once per run). */
 function sortedStaleness(run: PolicyRun): Float64Array {
   return run.staleness.slice().sort()
@@ -156,7 +164,8 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
   const order: PolicyName[] = [config.budgetFrom, ...config.policies.filter((p) => p !== config.budgetFrom)]
   // Every run is independent and seeded; only adaptive/oracle wait for the basis run's call count
   // (their budget). With `jobs` > 1 up to that many runs go in parallel, each in a child process.
-  const tasks: Array<{ policy: PolicyName; cp: (typeof conflict)[number]; key: string; basis: boolean }> = [
+  type Task = { policy: PolicyName; cp: (typeof conflict)[number]; key: string; basis: boolean; shard?: MailboxShard & { of: string; index: number } }
+  const tasks: Task[] = [
     ...order.map((policy) => ({ policy, cp: conflict[0]!, key: policy, basis: policy === config.budgetFrom })),
     ...conflict.slice(1).map((cp) => ({ policy: config.budgetFrom, cp, key: `${config.budgetFrom} (${cp.name})`, basis: false })),
   ]
@@ -188,18 +197,35 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
   let budget: SimulationReport['budget'] = null
   // progress: each run's fraction done, summed
   const fractions: number[] = []
-  const progress = (label: string) => hooks.onProgress?.(fractions.reduce((a, b) => a + b, 0) * mailboxDaysPerRun, totalRuns * mailboxDaysPerRun, label)
+  // (a split run repeated whole counts twice: hence the cap)
+  const progress = (label: string) => hooks.onProgress?.(Math.min(totalRuns, fractions.reduce((a, b) => a + b, 0)) * mailboxDaysPerRun, totalRuns * mailboxDaysPerRun, label)
   let shared: Workload | undefined
   // The runs of a process share the start every policy builds alike (initial sync, warm-up data, its
   // sync) when a process gets more than one run: forking it costs about a tenth of building it.
   const shareStart = config.mode === 'fast' && tasks.length > slots
   const prefixes = shareStart ? new RunPrefixes() : undefined
   const needsBudget = (policy: PolicyName, basisRun: boolean) => !basisRun && (policy === 'adaptive' || policy === 'oracle')
-  const runOne = async (index: number, policy: PolicyName, cp: (typeof conflict)[number], runner: Runner | undefined): Promise<PolicyRun> => {
+  // Runs under a policy that couples no mailbox to another (fixed:N, sss: no budget; each mailbox draws from its
+  // own random stream) are split by mailbox when they run in parallel, so that the slots end together: whole
+  // runs are too coarse to share two cores evenly. The parts merge into exactly the whole run's result unless
+  // the CRM limits, shared by every mailbox, held a sync back (`crmLimitsHeld`): then the run is repeated whole.
+  // (invalid scheduler limits: nothing is split, and the scheduler reports them)
+  const crmLimits = LimitsSchema.safeParse((hooks.scheduler as { limits?: unknown } | undefined)?.limits ?? {}).data
+  if (crmLimits && parallel && !threads && shareStart && config.engine === 'real' && !config.notifications && !hooks.onFinalState && workload.mailboxes.length >= RUN_SHARDS) {
+    const n = workload.mailboxes.length
+    const split = (t: Task): Task[] =>
+      Array.from({ length: RUN_SHARDS }, (_, index) => ({ ...t, key: `${t.key} #${index + 1}`, shard: { of: t.key, index, from: Math.floor((index * n) / RUN_SHARDS), to: Math.floor(((index + 1) * n) / RUN_SHARDS) } }))
+    const expanded = tasks.flatMap((t) => (!t.basis && t.cp === conflict[0] && splittable(t.policy) ? split(t) : [t]))
+    tasks.length = 0
+    tasks.push(...expanded)
+  }
+  const shardParts = new Map<string, PolicyRun[]>()
+  const runOne = async (index: number, policy: PolicyName, cp: (typeof conflict)[number], runner: Runner | undefined, shard?: MailboxShard): Promise<PolicyRun> => {
     const label = cp === conflict[0] ? policy : `${policy} (${cp.name})`
+    const weight = shard ? (shard.to - shard.from) / workload.mailboxes.length : 1
     fractions[index] = 0
     const onProgress = (v: number) => {
-      fractions[index] = Math.min(1, v / workload.durationMs)
+      fractions[index] = weight * Math.min(1, v / workload.durationMs)
       progress(label)
     }
     const runBudget = (policy === 'adaptive' || policy === 'oracle') && budget ? { requestsPerWindow: budget.requestsPerWindow, windowMs: budget.windowMs } : undefined
@@ -215,6 +241,7 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
       budget: runBudget,
       requestLatencyMs: config.requestLatencyMs,
       scheduler: hooks.scheduler,
+      shard: shard && { from: shard.from, to: shard.to },
     }
     let run: PolicyRun
     if (runner) {
@@ -246,9 +273,24 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
         prefixes,
       })
     }
-    fractions[index] = 1
+    fractions[index] = weight
     progress(label)
     return run
+  }
+  /** A shard's run arrived: when it is the last of its run, the merged run (else undefined; a repeat is queued if the parts are not exact). */
+  const settleShard = (shard: NonNullable<Task['shard']>, run: PolicyRun): PolicyRun | undefined => {
+    const parts = shardParts.get(shard.of) ?? new Array<PolicyRun>(RUN_SHARDS)
+    shardParts.set(shard.of, parts)
+    parts[shard.index] = run
+    if (parts.filter(Boolean).length < RUN_SHARDS) return undefined
+    const source = tasks.find((t) => t.shard?.of === shard.of)!
+    if (crmLimitsHeld(parts, crmLimits!)) {
+      tasks.push({ policy: source.policy, cp: source.cp, key: shard.of, basis: false })
+      return undefined
+    }
+    const merged = mergeShardRuns(parts)
+    results.set(shard.of, merged)
+    return merged
   }
   let basisDone!: () => void
   const basisReady = new Promise<void>((resolve) => (basisDone = resolve))
@@ -278,10 +320,11 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
       started_.add(pick.key)
       const index = next++
       if (needsBudget(pick.policy, pick.basis)) await basisReady
-      const run = await runOne(index, pick.policy, pick.cp, runner)
+      const run = await runOne(index, pick.policy, pick.cp, runner, pick.shard)
       results.set(pick.key, run)
+      const whole = pick.shard ? settleShard(pick.shard, run) : run
       // (while the other runs go on: this thread is idle otherwise)
-      sortedRuns.set(run, sortedStaleness(run))
+      if (whole) sortedRuns.set(whole, sortedStaleness(whole))
       if (pick.basis) {
         budget = { from: config.budgetFrom, requestsPerWindow: Math.max(1, Math.round((run.schedulerRequests * DAY) / simMs)), windowMs: DAY }
         basisDone()

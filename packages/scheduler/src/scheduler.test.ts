@@ -627,3 +627,14 @@ test('with randomFor, a mailbox draws from its own stream: its schedule does not
 test('randomFor must be a function', () => {
   expect(() => createScheduler({ policy: 'fixed:5', randomFor: 42 as never })).toThrow(SchedulerConfigError)
 })
+
+test('stats report how close the CRM limits came: the peak window count and the peak in flight', () => {
+  const s = createScheduler({ policy: 'fixed:5', staggerInitial: false })
+  for (const id of ['a', 'b', 'c']) s.addMailbox(id, 0, { crmRequestsPerSync: 2 })
+  const first = s.due(0)
+  expect(first.length).toBe(3)
+  expect(s.stats().crmInFlightPeak).toBe(3)
+  expect(s.stats().crmWindowPeak).toBe(6)
+  for (const d of first) s.recordPoll(d.mailboxId, { at: 1 * S, crmRequests: 3 }) // one more than reserved, each
+  expect(s.stats()).toMatchObject({ crmInFlight: 0, crmInFlightPeak: 3, crmWindowPeak: 9 })
+})

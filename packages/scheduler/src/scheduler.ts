@@ -61,6 +61,10 @@ export interface SchedulerStats {
   maxIntervalViolations: number
   /** Largest dispatch-to-dispatch gap seen for any mailbox (ms). */
   maxGapMs: number
+  /** The most CRM requests the CRM rate window held (as counted, after each charge): how close `limits.crm` came. */
+  crmWindowPeak: number
+  /** The most CRM requests in flight at once. */
+  crmInFlightPeak: number
   /** adaptive/oracle: how often the √-rate allocation was re-solved. */
   plans: number
   /** adaptive/oracle: requests of max-interval syncs dispatched although the budget window was full (the floor wins; 0 when the budget covers the floor). */
@@ -388,6 +392,8 @@ class SchedulerImpl implements Scheduler {
     requests: 0,
     maxIntervalViolations: 0,
     maxGapMs: 0,
+    crmWindowPeak: 0,
+    crmInFlightPeak: 0,
     plans: 0,
     budgetOverrun: 0,
   }
@@ -496,6 +502,13 @@ class SchedulerImpl implements Scheduler {
       first = at + (this.config.staggerInitial ? this.draw(mb) * spread : 0)
     }
     this.schedule(mb, Math.max(first, at), R.initial, at)
+  }
+
+  /** Charges CRM requests to the CRM rate window, keeping its peak. */
+  private chargeCrm(at: number, n: number): void {
+    this.crmWin.add(at, n)
+    const count = this.crmWin.count(at)
+    if (count > this.counters.crmWindowPeak) this.counters.crmWindowPeak = count
   }
 
   /** A random number in [0, 1) drawn for `mb`: from its own stream when `randomFor` gave it one. */
@@ -622,10 +635,11 @@ class SchedulerImpl implements Scheduler {
       this.reservedTotal += req
       mb.w0 += req
       this.budgetWin?.add(now, req)
-      if (crm > 0) this.crmWin.add(now, crm)
+      if (crm > 0) this.chargeCrm(now, crm)
       if (this.unplannedWin && !this.isPlanned(mb.reason)) this.unplannedWin.add(now, req)
       else this.plannedWin?.add(now, req)
       this.crmInFlight += mb.crmPar
+      if (this.crmInFlight > this.counters.crmInFlightPeak) this.counters.crmInFlightPeak = this.crmInFlight
       this.inFlight++
       mb.inFlight = true
       mb.reservedReq = req
@@ -709,14 +723,14 @@ class SchedulerImpl implements Scheduler {
       const extra = (requests ?? mb.reservedReq) - mb.reservedReq
       if (extra > 0) this.charge(mb, at, extra)
       const extraCrm = (crmRequests ?? mb.reservedCrm) - mb.reservedCrm
-      if (extraCrm > 0) this.crmWin.add(at, extraCrm)
+      if (extraCrm > 0) this.chargeCrm(at, extraCrm)
       this.release(mb)
     } else {
       // a sync the scheduler did not dispatch (manual "sync now", another process)
       startAt = at
       const req = requests ?? mb.req
       if (req > 0) this.charge(mb, at, req)
-      if (crmRequests) this.crmWin.add(at, crmRequests)
+      if (crmRequests) this.chargeCrm(at, crmRequests)
       if (mb.waiting) {
         mb.waiting = false
         this.waitingForSlot = this.waitingForSlot.filter((m) => m !== mb)
