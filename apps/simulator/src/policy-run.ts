@@ -109,9 +109,9 @@ export class MailboxProblems {
   private readonly byMailbox = new Map<number, string[]>()
 
   note(mailboxIndex: number, text: string): void {
-    const list = this.byMailbox.get(mailboxIndex) ?? []
+    let list = this.byMailbox.get(mailboxIndex)
+    if (!list) this.byMailbox.set(mailboxIndex, (list = []))
     if (list.length < MAX_PROBLEMS) list.push(text)
-    this.byMailbox.set(mailboxIndex, list)
   }
 
   /** The first `n` in mailbox order. */
@@ -126,16 +126,21 @@ export interface MailboxShard {
   to: number
 }
 
+/** The sum of `f` over `items`. */
+function total<T>(items: readonly T[], f: (item: T) => number): number {
+  return items.reduce((n, item) => n + f(item), 0)
+}
+
 /**
  * One run from the runs of its shards (in mailbox order; they cover the workload's mailboxes once). Exact when
  * nothing coupled the shards' mailboxes: no budget, per-mailbox random streams, no notifications, and the CRM
  * limits never holding a sync back ({@link crmLimitsHeld}).
  */
 export function mergeShardRuns(parts: readonly PolicyRun[]): PolicyRun {
-  const sum = (f: (r: PolicyRun) => number) => parts.reduce((n, r) => n + f(r), 0)
+  const sum = (f: (r: PolicyRun) => number) => total(parts, f)
   const sumOrNull = (f: (r: PolicyRun) => number | null) => (parts.some((r) => f(r) === null) ? null : sum((r) => f(r)!))
   const stats = parts.map((r) => r.schedulerStats)
-  const statSum = (f: (s: PolicyRun['schedulerStats']) => number) => stats.reduce((n, s) => n + f(s), 0)
+  const statSum = (f: (s: PolicyRun['schedulerStats']) => number) => total(stats, f)
   const byReason: PolicyRun['schedulerStats']['byReason'] = {}
   for (const s of stats) for (const [reason, n] of Object.entries(s.byReason) as Array<[keyof typeof byReason, number]>) byReason[reason] = (byReason[reason] ?? 0) + n
   const first = stats[0]!
@@ -199,8 +204,8 @@ export function mergeShardRuns(parts: readonly PolicyRun[]): PolicyRun {
  * decided exactly as it would have.
  */
 export function crmLimitsHeld(parts: readonly PolicyRun[], limits: Pick<Limits, 'crm'>): boolean {
-  const window = parts.reduce((n, r) => n + r.schedulerStats.crmWindowPeak, 0)
-  const inFlight = parts.reduce((n, r) => n + r.schedulerStats.crmInFlightPeak, 0)
+  const window = total(parts, (r) => r.schedulerStats.crmWindowPeak)
+  const inFlight = total(parts, (r) => r.schedulerStats.crmInFlightPeak)
   const deferred = parts.some((r) => r.schedulerStats.deferred.crmRate > 0 || r.schedulerStats.deferred.concurrency > 0)
   return deferred || window > limits.crm.requestsPerWindow || inFlight > limits.crm.concurrency
 }

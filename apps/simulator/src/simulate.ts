@@ -278,14 +278,14 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
     return run
   }
   /** A shard's run arrived: when it is the last of its run, the merged run (else undefined; a repeat is queued if the parts are not exact). */
-  const settleShard = (shard: NonNullable<Task['shard']>, run: PolicyRun): PolicyRun | undefined => {
-    const parts = shardParts.get(shard.of) ?? new Array<PolicyRun>(RUN_SHARDS)
-    shardParts.set(shard.of, parts)
+  const settleShard = (task: Task, run: PolicyRun): PolicyRun | undefined => {
+    const shard = task.shard!
+    let parts = shardParts.get(shard.of)
+    if (!parts) shardParts.set(shard.of, (parts = new Array<PolicyRun>(RUN_SHARDS)))
     parts[shard.index] = run
     if (parts.filter(Boolean).length < RUN_SHARDS) return undefined
-    const source = tasks.find((t) => t.shard?.of === shard.of)!
     if (crmLimitsHeld(parts, crmLimits!)) {
-      tasks.push({ policy: source.policy, cp: source.cp, key: shard.of, basis: false })
+      tasks.push({ policy: task.policy, cp: task.cp, key: shard.of, basis: false })
       return undefined
     }
     const merged = mergeShardRuns(parts)
@@ -322,7 +322,7 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
       if (needsBudget(pick.policy, pick.basis)) await basisReady
       const run = await runOne(index, pick.policy, pick.cp, runner, pick.shard)
       results.set(pick.key, run)
-      const whole = pick.shard ? settleShard(pick.shard, run) : run
+      const whole = pick.shard ? settleShard(pick, run) : run
       // (while the other runs go on: this thread is idle otherwise)
       if (whole) sortedRuns.set(whole, sortedStaleness(whole))
       if (pick.basis) {
