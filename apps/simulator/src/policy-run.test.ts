@@ -62,13 +62,13 @@ test('a run keeps at most MAX_PROBLEMS problems per mailbox and reports the firs
   expect(first.at(-1)).toBe(`m3 #${MAX_PROBLEMS - 2}`)
 })
 
-test('a split run whose shards could have met the CRM concurrency limit is repeated whole: the report is the same as in this process', async () => {
+test('a split run whose shards could have met the CRM concurrency limit is repeated whole (the basis run too, before the budgeted run starts): the report is the same as in this process', async () => {
   const config: SimulationConfig = {
     mailboxes: 4,
     days: 1,
     warmupDays: 0,
     seed: 5,
-    policies: ['fixed:15', 'fixed:5', 'sss'],
+    policies: ['fixed:15', 'fixed:5', 'sss', 'adaptive'],
     budgetFrom: 'fixed:5',
     conflictPolicies: ['crm-wins'],
     mode: 'fast',

@@ -1,5 +1,5 @@
 import { expect, test } from 'vitest'
-import { type SimulationConfig, type SimulationReport, simulate } from './simulate.js'
+import { type SimulationConfig, type SimulationReport, nextTask, simulate } from './simulate.js'
 import { generateWorkload } from './workload.js'
 
 const base: SimulationConfig = {
@@ -104,4 +104,22 @@ test('stub runs in worker threads (jobs: 2, one fresh thread per run, shared col
   // a loaded workload (event objects) is shared with the threads as columns too
   const loaded = await simulate(config, { jobs: 2, workload: generateWorkload({ mailboxes: 20, days: 2, seed: base.seed }) })
   expect(JSON.stringify(withoutWall(loaded).policies)).toBe(JSON.stringify(withoutWall(inProcess).policies))
+})
+
+test('a free slot takes the basis run first, then (once the budget is known) oracle, adaptive, and the runs that need no budget around them', () => {
+  const t = (key: string, policy: SimulationConfig['policies'][number], basis = false) => ({ key, policy, basis })
+  const all = [t('fixed:5 #1', 'fixed:5', true), t('fixed:5 #2', 'fixed:5', true), t('fixed:15 #1', 'fixed:15'), t('sss #1', 'sss'), t('adaptive', 'adaptive'), t('oracle', 'oracle')]
+  const pick = (pending: typeof all, budgetKnown: boolean, preferUnbudgeted = false) => nextTask(pending, { budgetKnown, preferUnbudgeted })?.key
+  expect(pick(all, false)).toBe('fixed:5 #1')
+  expect(pick(all.slice(1), false)).toBe('fixed:5 #2')
+  // the basis parts started, the budget not known yet: a run that needs none fills the wait
+  expect(pick(all.slice(2), false)).toBe('fixed:15 #1')
+  // the budget known: the longest runs first, so that the short parts end the simulation
+  expect(pick(all.slice(2), true)).toBe('oracle')
+  expect(pick(all.slice(2, 5), true)).toBe('adaptive')
+  // only budgeted runs left and no budget yet: oracle, which then waits for it
+  expect(pick(all.slice(4), false)).toBe('oracle')
+  // this process's slot while the basis run is whole (a child process starts later and takes it)
+  expect(pick([t('fixed:5', 'fixed:5', true), ...all.slice(2)], false, true)).toBe('fixed:15 #1')
+  expect(pick([], true)).toBeUndefined()
 })

@@ -88,8 +88,9 @@ export interface SimulationHooks {
 
 const r3 = (x: number) => Math.round(x * 1000) / 1000
 
-/** Parts a splittable run is split into (by mailbox) when runs go in parallel. */
-const RUN_SHARDS = 2
+/** Parts a splittable run is split into (by mailbox) when runs go in parallel: the basis run one per slot, the others finer, so that the slots end together. */
+const BASIS_SHARDS = 2
+const RUN_SHARDS = 4
 
 /** Policies under which no mailbox's schedule depends on another's (no budget to share). */
 function splittable(policy: PolicyName): boolean {
@@ -145,6 +146,37 @@ function cdf(sorted: Float64Array): Array<[number, number]> {
   return out
 }
 
+/** Whether a run waits for the basis run's call count (its budget). */
+function needsBudget(policy: PolicyName, basis: boolean): boolean {
+  return !basis && (policy === 'adaptive' || policy === 'oracle')
+}
+
+/** What `nextTask` chooses from. */
+export interface PendingTask {
+  policy: PolicyName
+  basis: boolean
+}
+
+/**
+ * The run (or part of one) a free slot takes next. The basis run (or its parts) first; once its budget is known,
+ * the runs that need it, oracle first (the longest run: it re-plans over the true rates of every mailbox); the runs
+ * and parts that need no budget fill the time before and after, so the long runs start as early as they can and
+ * the slots end together. `preferUnbudgeted` (this process's slot, while the basis run is whole): a child process
+ * starts its first run 1.5-3 s later (loading its modules, generating the workload again), so it takes the basis
+ * run, which has time to spare, and this slot the runs that need no budget.
+ */
+export function nextTask<T extends PendingTask>(pending: readonly T[], state: { budgetKnown: boolean; preferUnbudgeted: boolean }): T | undefined {
+  const budgeted = (t: T) => needsBudget(t.policy, t.basis)
+  return (
+    (state.preferUnbudgeted ? pending.find((t) => !t.basis && !budgeted(t)) : undefined) ??
+    pending.find((t) => t.basis) ??
+    (state.budgetKnown ? (pending.find((t) => budgeted(t) && t.policy === 'oracle') ?? pending.find(budgeted)) : undefined) ??
+    pending.find((t) => !budgeted(t)) ??
+    pending.find((t) => t.policy === 'oracle') ??
+    pending[0]
+  )
+}
+
 /**
  * Runs the configured scenario: first the `budgetFrom` policy, then every other policy (adaptive and
  * oracle get the basis policy's call count as their budget), then the basis policy once more under
@@ -164,7 +196,7 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
   const order: PolicyName[] = [config.budgetFrom, ...config.policies.filter((p) => p !== config.budgetFrom)]
   // Every run is independent and seeded; only adaptive/oracle wait for the basis run's call count
   // (their budget). With `jobs` > 1 up to that many runs go in parallel, each in a child process.
-  type Task = { policy: PolicyName; cp: (typeof conflict)[number]; key: string; basis: boolean; shard?: MailboxShard & { of: string; index: number } }
+  type Task = { policy: PolicyName; cp: (typeof conflict)[number]; key: string; basis: boolean; shard?: MailboxShard & { of: string; index: number; parts: number } }
   const tasks: Task[] = [
     ...order.map((policy) => ({ policy, cp: conflict[0]!, key: policy, basis: policy === config.budgetFrom })),
     ...conflict.slice(1).map((cp) => ({ policy: config.budgetFrom, cp, key: `${config.budgetFrom} (${cp.name})`, basis: false })),
@@ -204,18 +236,19 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
   // sync) when a process gets more than one run: forking it costs about a tenth of building it.
   const shareStart = config.mode === 'fast' && tasks.length > slots
   const prefixes = shareStart ? new RunPrefixes() : undefined
-  const needsBudget = (policy: PolicyName, basisRun: boolean) => !basisRun && (policy === 'adaptive' || policy === 'oracle')
   // Runs under a policy that couples no mailbox to another (fixed:N, sss: no budget; each mailbox draws from its
   // own random stream) are split by mailbox when they run in parallel, so that the slots end together: whole
   // runs are too coarse to share two cores evenly. The parts merge into exactly the whole run's result unless
   // the CRM limits, shared by every mailbox, held a sync back (`crmLimitsHeld`): then the run is repeated whole.
+  // The basis run is split too: its parts run at once, so the budget, and with it the two longest runs, comes
+  // sooner.
   // (invalid scheduler limits: nothing is split, and the scheduler reports them)
   const crmLimits = LimitsSchema.safeParse((hooks.scheduler as { limits?: unknown } | undefined)?.limits ?? {}).data
-  if (crmLimits && parallel && !threads && shareStart && config.engine === 'real' && !config.notifications && !hooks.onFinalState && workload.mailboxes.length >= RUN_SHARDS) {
+  if (crmLimits && parallel && !threads && shareStart && config.engine === 'real' && !config.notifications && !hooks.onFinalState && workload.mailboxes.length >= 2) {
     const n = workload.mailboxes.length
-    const split = (t: Task): Task[] =>
-      Array.from({ length: RUN_SHARDS }, (_, index) => ({ ...t, key: `${t.key} #${index + 1}`, shard: { of: t.key, index, from: Math.floor((index * n) / RUN_SHARDS), to: Math.floor(((index + 1) * n) / RUN_SHARDS) } }))
-    const expanded = tasks.flatMap((t) => (!t.basis && t.cp === conflict[0] && splittable(t.policy) ? split(t) : [t]))
+    const split = (t: Task, parts: number): Task[] =>
+      Array.from({ length: parts }, (_, index) => ({ ...t, key: `${t.key} #${index + 1}`, shard: { of: t.key, index, parts, from: Math.floor((index * n) / parts), to: Math.floor(((index + 1) * n) / parts) } }))
+    const expanded = tasks.flatMap((t) => (t.cp === conflict[0] && splittable(t.policy) ? split(t, Math.min(n, t.basis ? BASIS_SHARDS : RUN_SHARDS)) : [t]))
     tasks.length = 0
     tasks.push(...expanded)
   }
@@ -281,11 +314,11 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
   const settleShard = (task: Task, run: PolicyRun): PolicyRun | undefined => {
     const shard = task.shard!
     let parts = shardParts.get(shard.of)
-    if (!parts) shardParts.set(shard.of, (parts = new Array<PolicyRun>(RUN_SHARDS)))
+    if (!parts) shardParts.set(shard.of, (parts = new Array<PolicyRun>(shard.parts)))
     parts[shard.index] = run
-    if (parts.filter(Boolean).length < RUN_SHARDS) return undefined
+    if (parts.filter(Boolean).length < shard.parts) return undefined
     if (crmLimitsHeld(parts, crmLimits!)) {
-      tasks.push({ policy: task.policy, cp: task.cp, key: shard.of, basis: false })
+      tasks.push({ policy: task.policy, cp: task.cp, key: shard.of, basis: task.basis })
       return undefined
     }
     const merged = mergeShardRuns(parts)
@@ -298,25 +331,15 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
   const sortedRuns = new Map<PolicyRun, Float64Array>()
   let next = 0
   const started_ = new Set<string>()
-  // Without threads, slot 0 runs in this process (its modules are loaded already), the others each in one child
-  // process, whose first run starts 1.5-3 s later (loading its modules, generating the workload again). So slot 0
-  // takes the longer chain, the runs that need no budget, and a child slot the basis run, which has time to spare:
-  // the budgeted runs start only once a slot is free.
-  const unbudgeted = (t: (typeof tasks)[number]) => !t.basis && !needsBudget(t.policy, t.basis)
-  const inProcessFirst = slots > 1 && !threads && tasks.some(unbudgeted)
+  // Without threads, slot 0 runs in this process (its modules are loaded already), the others each in a child process
+  // (see `nextTask`). A split basis run goes first in every slot.
+  const preferUnbudgeted = slots > 1 && !threads && tasks.some((t) => !t.basis && !needsBudget(t.policy, t.basis)) && !tasks.some((t) => t.basis && t.shard)
   const worker = async (slot: number) => {
     const runner = runners[slot]
     for (;;) {
-      // the basis run first, then the runs that need no budget, then the rest, oracle first (the longest run:
-      // it re-plans over the true rates of every mailbox; started last, it alone would finish the simulation)
       const pending = tasks.filter((t) => !results.has(t.key) && !started_.has(t.key))
       if (pending.length === 0) return
-      const pick =
-        (inProcessFirst && slot === 0 ? pending.find(unbudgeted) : undefined) ??
-        pending.find((t) => t.basis) ??
-        pending.find((t) => !needsBudget(t.policy, t.basis)) ??
-        pending.find((t) => t.policy === 'oracle') ??
-        pending[0]!
+      const pick = nextTask(pending, { budgetKnown: budget !== null, preferUnbudgeted: preferUnbudgeted && slot === 0 })!
       started_.add(pick.key)
       const index = next++
       if (needsBudget(pick.policy, pick.basis)) await basisReady
@@ -325,8 +348,8 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
       const whole = pick.shard ? settleShard(pick, run) : run
       // (while the other runs go on: this thread is idle otherwise)
       if (whole) sortedRuns.set(whole, sortedStaleness(whole))
-      if (pick.basis) {
-        budget = { from: config.budgetFrom, requestsPerWindow: Math.max(1, Math.round((run.schedulerRequests * DAY) / simMs)), windowMs: DAY }
+      if (whole && pick.basis) {
+        budget = { from: config.budgetFrom, requestsPerWindow: Math.max(1, Math.round((whole.schedulerRequests * DAY) / simMs)), windowMs: DAY }
         basisDone()
       }
     }
