@@ -67,7 +67,7 @@ export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
   const model: MergeModel = options.model ?? { direction: () => 'both', tracking: false, rule: options.conflictRule }
   const worldOptions: WorldOptions = { workload, seed: options.seed, store: options.store, notifications: options.notifications, notificationLoss: options.notificationLoss, warmupMs: options.warmupMs, merge: options.merge, model, limits: options.limits }
   // the initial data, the warm-up's data and their syncs are the same for every policy (see SimWorld.prefix)
-  const world = options.prefixes ? await options.prefixes.fork(worldOptions, [workload, options.merge, options.model, options.conflictRule]) : await SimWorld.prefix(worldOptions)
+  const world = options.prefixes ? await options.prefixes.fork(worldOptions, [workload, options.merge, options.model, options.conflictRule], options.shard) : await SimWorld.prefix(worldOptions)
   try {
     return await runInWorld(world, options)
   } finally {
@@ -80,9 +80,10 @@ async function runInWorld(world: SimWorld, options: RunOptions): Promise<PolicyR
   const { workload, model } = world.options
   const { byId, notifications } = world
   const shard = options.shard
-  const boxes = shard ? world.boxes.slice(shard.from, shard.to) : world.boxes
+  // (a world forked for a shard may hold only the shard's mailboxes)
+  const boxes = shard ? world.boxes.filter((b) => b.index >= shard.from && b.index < shard.to) : world.boxes
   const inShard = (e: WorkloadEvent) => {
-    const i = byId.get(e.mailbox)!.index
+    const i = byId.get(e.mailbox)?.index ?? -1
     return i >= shard!.from && i < shard!.to
   }
   const carried = shard && shard.from > 0 ? { conflicts: world.conflicts, referenceConflicts: world.referenceConflicts, skippedEvents: world.skippedEvents, notificationsSent: world.notificationsSent, notificationsDropped: world.notificationsDropped } : undefined

@@ -3,6 +3,7 @@ import { type ConcordId, type MergeStrategy, type NativeId, type ReplicaStore, t
 import { openLevelStore, settleLevelStore } from '@concord/engine/node'
 import { initialSync } from './driver.js'
 import { TimedHeap } from './heap.js'
+import type { MailboxShard } from './policy-run.js'
 import { type MergeModel, type ModelItem, modelCreate, modelWrite, settleModel } from './reference-model.js'
 import { mixSeed, normal } from './rng.js'
 import { newStoreDir, removeStoreDir } from './store-dirs.js'
@@ -308,11 +309,15 @@ export class SimWorld {
   async freeze(): Promise<FrozenWorld> {
     const caches = await this.store.closeKeepingCaches()
     if ('dir' in this.storage) await settleLevelStore(this.storage.dir, LEVEL_OPTIONS) // forks copy a table, not a log to replay
-    return { fork: () => this.forkFrozen(caches), dispose: () => this.removeStorage() }
+    return { fork: (only) => this.forkFrozen(caches, only), dispose: () => this.removeStorage() }
   }
 
-  /** A world that continues from this frozen one independently: its own remotes, model, store (a copy, resumed with `caches`) and notifications. */
-  private async forkFrozen(caches: StoreCaches): Promise<SimWorld> {
+  /**
+   * A world that continues from this frozen one independently: its own remotes, model, store (a copy, resumed with
+   * `caches`) and notifications. With `only` (and notifications off), the other mailboxes are left out: a part of a
+   * run touches none of them, and copying their remotes and model is most of a fork's time.
+   */
+  private async forkFrozen(caches: StoreCaches, only?: MailboxShard): Promise<SimWorld> {
     const time = { now: this.now }
     const { store, storage } = await openStorage(this.options, () => SIM_EPOCH + time.now, { from: this.storage, caches })
     const world = new SimWorld(this.options, time, store, storage, this.notifications.clone(), this.random.fork())
@@ -325,7 +330,8 @@ export class SimWorld {
     world.warmStart = this.warmStart
     world.warmEnd = this.warmEnd
     world.warmCounted = this.warmCounted
-    for (const box of this.boxes) {
+    const range = only && !this.options.notifications ? only : { from: 0, to: this.boxes.length }
+    for (const box of this.boxes.slice(range.from, range.to)) {
       const crm = box.crm.clone(world.clock)
       const mbx = box.mbx.clone(world.clock)
       world.addBox({
@@ -355,7 +361,8 @@ export class SimWorld {
 
 /** A complete world whose store is closed ({@link SimWorld.freeze}), to fork runs from. */
 export interface FrozenWorld {
-  fork(): Promise<SimWorld>
+  /** A world that continues from the template; with `only`, holding just those mailboxes (notifications off: nothing else reaches them). */
+  fork(only?: MailboxShard): Promise<SimWorld>
   /** Deletes the template's store files. */
   dispose(): Promise<void>
 }
@@ -382,14 +389,14 @@ function cloneItem(item: ItemState): ItemState {
 export class RunPrefixes {
   private current: { identity: readonly unknown[]; settings: string; frozen: Promise<FrozenWorld> } | undefined
 
-  async fork(options: WorldOptions, identity: readonly unknown[]): Promise<SimWorld> {
+  async fork(options: WorldOptions, identity: readonly unknown[], only?: MailboxShard): Promise<SimWorld> {
     const settings = JSON.stringify([options.seed, options.store, options.notifications, options.notificationLoss, options.warmupMs, options.limits ?? null])
     const c = this.current
     if (!c || c.settings !== settings || c.identity.length !== identity.length || c.identity.some((x, i) => x !== identity[i])) {
       await this.close()
       this.current = { identity, settings, frozen: SimWorld.prefix(options).then((world) => world.freeze()) }
     }
-    return (await this.current!.frozen).fork()
+    return (await this.current!.frozen).fork(only)
   }
 
   async close(): Promise<void> {
