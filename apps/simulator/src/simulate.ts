@@ -333,7 +333,7 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
   const started_ = new Set<string>()
   // Without threads, slot 0 runs in this process (its modules are loaded already), the others each in a child process
   // (see `nextTask`). A split basis run goes first in every slot.
-  const preferUnbudgeted = slots > 1 && !threads && tasks.some((t) => !t.basis && !needsBudget(t.policy, t.basis)) && !tasks.some((t) => t.basis && t.shard)
+  const preferUnbudgeted = slots > 1 && !threads && !tasks.some((t) => t.basis && t.shard)
   const worker = async (slot: number) => {
     const runner = runners[slot]
     for (;;) {
