@@ -5,7 +5,7 @@
 export { POLICY_PROCESS_FLAGS } from './policy-runners.js'
 export { simulate, type SimulationConfig, type SimulationReport, type PolicyReport, type SimulationHooks } from './simulate.js'
 export { runPolicy, percentile, type RunOptions, type PolicyRun, type ConflictRule } from './run.js'
-export { RunPrefixes } from './sim-world.js'
+export { RunPrefixes, type BlockPlan, type ExportedBlock } from './sim-world.js'
 export { generateWorkload, trueRateFunction, TRUE_RATE_STEP_MS, activityProfile, sortEvents, eventColumns, eventCount, SIM_EPOCH, DAY, HOUR, MIN, type Workload, type WorkloadEvent, type WorkloadOp, type WorkloadSide, type GeneratorOptions, type EventColumns } from './workload.js'
 export { parseTrace, readTrace, formatTrace, TraceLineSchema } from './trace.js'
 export { importMailbox, splitMbox, parseHeaders, decodeEncodedWords, type MailImport } from './mail-import.js'

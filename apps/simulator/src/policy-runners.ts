@@ -41,7 +41,7 @@ function onWorkerMessage(task: WorkerTask, onProgress: (virtualMs: number) => vo
       onProgress(m.virtualMs)
       return false
     }
-    if (m.type === 'done') resolve({ run: m.run, finalState: m.finalState })
+    if (m.type === 'done') resolve({ run: m.run, finalState: m.finalState, exported: m.exported })
     else {
       const code = SimulatorErrorCodes.find((x) => x === m.code)
       reject(code ? new SimulatorError(code, m.message) : new SimulatorError('Internal', `policy ${task.policy} failed in its worker: ${m.stack ?? m.message}`))

@@ -6,7 +6,7 @@
  */
 import { isMainThread, parentPort, workerData } from 'node:worker_threads'
 import type { ConflictPolicy, ConflictPolicyName } from './conflict-policies.js'
-import type { RunPrefixes } from './sim-world.js'
+import type { BlockPlan, ExportedBlock, RunPrefixes } from './sim-world.js'
 import { exitOnSignals } from './store-dirs.js'
 import type { FinalState, PolicyRun } from './policy-run.js'
 import type { RunOptions } from './run.js'
@@ -28,12 +28,16 @@ export interface WorkerTask extends RunSettings {
   finalState: boolean
   /** Keep the start of a real-engine run for this process's next runs (see `RunPrefixes`). */
   shareStart: boolean
+  /** With `shareStart`: the blocks the start is built in (see `RunPrefixes`). */
+  blocks?: BlockPlan | undefined
 }
 
 /** What a worker answers for one task. */
 export interface TaskResult {
   run: PolicyRun
   finalState?: FinalState[] | undefined
+  /** Blocks of the start this process built and exported during the task (see `RunPrefixes`). */
+  exported?: ExportedBlock[] | undefined
 }
 
 export type WorkerMessage =
@@ -94,9 +98,10 @@ export async function runTask(task: WorkerTask, onProgress?: (virtualMs: number)
     model: cp.model,
     onFinalState: task.finalState ? (state: FinalState[]) => void (finalState = state) : undefined,
     prefixes: task.shareStart ? (prefixes ??= new RunPrefixes()) : undefined,
+    blocks: task.blocks,
   }
   const run = await (task.mode === 'wire' ? (await import('./wire.js')).runWirePolicy : runPolicy)(options)
-  return { run, finalState }
+  return { run, finalState, exported: options.prefixes?.takeExports() }
 }
 
 /** An error as a message (the code survives, so the parent can rethrow a `SimulatorError` with it). */
@@ -124,7 +129,7 @@ if (!threadPort && process.send && process.env.CONCORD_SIM_WORKER === '1') {
   const send = (m: WorkerMessage) => new Promise<void>((resolve) => process.send!(m, undefined, {}, () => resolve()))
   process.on('message', (task: WorkerTask) => {
     runTask(task, (virtualMs) => void process.send!({ type: 'progress', virtualMs } satisfies WorkerMessage))
-      .then((r) => send({ type: 'done', run: r.run, finalState: r.finalState }))
+      .then((r) => send({ type: 'done', run: r.run, finalState: r.finalState, exported: r.exported }))
       .catch((error: unknown) => send(errorMessage(error)))
   })
   // the shared start's store files go with the process

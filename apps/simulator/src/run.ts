@@ -3,7 +3,7 @@ import type { PolicyName, Scheduler } from '@concord/scheduler'
 import { type CycleOutcome, cycleOptions, drainPair, drive, measureCycle, pollResultOf } from './driver.js'
 import type { ConflictRule, MergeModel } from './reference-model.js'
 import type { ServiceLimit } from './sim-remote.js'
-import { type Box, type Pending, type RunPrefixes, SIDES, SimWorld, type WorldOptions } from './sim-world.js'
+import { type BlockPlan, type Box, type Pending, type RunPrefixes, SIDES, SimWorld, type WorldOptions } from './sim-world.js'
 import { type FinalState, type MailboxShard, type PolicyRun, MAX_PROBLEMS, MailboxProblems, assemblePolicyRun, canonicalRecords, createRunScheduler } from './policy-run.js'
 import { STUB_MAILBOX_INFO, runStubPolicy, stubCrmRequests, stubGraphRequests } from './run-stub.js'
 import { SimulatorError } from './errors.js'
@@ -45,9 +45,12 @@ export interface RunOptions {
   onFinalState?: ((state: FinalState[]) => void) | undefined
   /** Share the start every policy builds alike (initial sync, warm-up data, its sync) with the other runs of this process. */
   prefixes?: RunPrefixes | undefined
+  /** With `prefixes`: build the start in these blocks, reading those other processes exported (see `RunPrefixes`). */
+  blocks?: BlockPlan | undefined
   /**
    * Run only the mailboxes `from` ≤ index < `to` (a shard; see `mergeShardRuns`): their events, syncs, drain and
-   * comparison. The world-level counts the start carries (skipped events, conflicts) go to the shard with `from` 0.
+   * comparison. The world-level counts the start carries (skipped events, conflicts) go to the shard that holds the
+   * first mailbox of the start (of its block, with `blocks`).
    */
   shard?: MailboxShard | undefined
 }
@@ -67,7 +70,9 @@ export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
   const model: MergeModel = options.model ?? { direction: () => 'both', tracking: false, rule: options.conflictRule }
   const worldOptions: WorldOptions = { workload, seed: options.seed, store: options.store, notifications: options.notifications, notificationLoss: options.notificationLoss, warmupMs: options.warmupMs, merge: options.merge, model, limits: options.limits }
   // the initial data, the warm-up's data and their syncs are the same for every policy (see SimWorld.prefix)
-  const world = options.prefixes ? await options.prefixes.fork(worldOptions, [workload, options.merge, options.model, options.conflictRule], options.shard) : await SimWorld.prefix(worldOptions)
+  const world = options.prefixes ? await options.prefixes.fork(worldOptions, [workload, options.merge, options.model, options.conflictRule], options.shard, options.blocks) : await SimWorld.prefix(worldOptions)
+  // (a part of a run reports the start's counts only when it holds the first mailbox: the parts add up to the whole run)
+  if (!options.prefixes && options.shard && options.shard.from > 0) world.clearStartCounts()
   try {
     return await runInWorld(world, options)
   } finally {
@@ -86,7 +91,6 @@ async function runInWorld(world: SimWorld, options: RunOptions): Promise<PolicyR
     const i = byId.get(e.mailbox)?.index ?? -1
     return i >= shard!.from && i < shard!.to
   }
-  const carried = shard && shard.from > 0 ? { conflicts: world.conflicts, referenceConflicts: world.referenceConflicts, skippedEvents: world.skippedEvents, notificationsSent: world.notificationsSent, notificationsDropped: world.notificationsDropped } : undefined
   const events = workload.events
   const endMs = workload.durationMs + options.drainMs
   const hours = Math.ceil(endMs / HOUR)
@@ -270,9 +274,7 @@ async function runInWorld(world: SimWorld, options: RunOptions): Promise<PolicyR
   if (lostUpdates > 0) converged = false
   options.onFinalState?.(boxes.map((box) => ({ mailbox: box.id, crm: canonicalRecords(box.crm.liveRecords().map((r) => r.fields)), mailboxSide: canonicalRecords(box.mbx.liveRecords().map((r) => r.fields)) })))
 
-  const run = worldRun(world, boxes, sched, warmupCalls, { cycles, unresolved, lostUpdates, duplicates, converged }, staleness, callsPerHour, problems.first(MAX_PROBLEMS))
-  if (carried) for (const key of Object.keys(carried) as Array<keyof typeof carried>) (run[key] as number) -= carried[key]
-  return run
+  return worldRun(world, boxes, sched, warmupCalls, { cycles, unresolved, lostUpdates, duplicates, converged }, staleness, callsPerHour, problems.first(MAX_PROBLEMS))
 }
 
 /**

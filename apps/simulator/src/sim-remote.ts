@@ -1,5 +1,5 @@
 import { type ConcordId, type NativeId, type PullOptions, type PullPage, type PushOp, type PushOptions, type PushResult, type ReplicaAdapter, type ReplicaId, type Cursor, type Fields, type ItemKind, ThrottledError } from '@concord/engine'
-import { type MemoryFaults, MemoryRemote, MemoryReplicaAdapter } from '@concord/engine/testing'
+import { type MemoryAdapterState, type MemoryFaults, type MemoryRemoteState, MemoryRemote, MemoryReplicaAdapter } from '@concord/engine/testing'
 
 /** A `MemoryRemote` with an index from stamped Concord id to native id (the real services look this up by key too). */
 export class SimRemote extends MemoryRemote {
@@ -18,9 +18,13 @@ export class SimRemote extends MemoryRemote {
     return moved
   }
 
-  protected override copyFrom(source: MemoryRemote): void {
-    super.copyFrom(source)
-    if (source instanceof SimRemote) for (const [concordId, nativeId] of source.byConcord) this.byConcord.set(concordId, nativeId)
+  override exportState(): SimRemoteState {
+    return { ...super.exportState(), byConcord: this.byConcord }
+  }
+
+  protected override takeState(state: MemoryRemoteState): void {
+    super.takeState(state)
+    for (const [concordId, nativeId] of (state as SimRemoteState).byConcord) this.byConcord.set(concordId, nativeId)
   }
 
   override findByConcordId(concordId: ConcordId): ReturnType<MemoryRemote['get']> {
@@ -28,6 +32,23 @@ export class SimRemote extends MemoryRemote {
     const record = id === undefined ? undefined : this.get(id)
     return record && record.concordId === concordId ? record : undefined
   }
+}
+
+/** A {@link SimRemote}'s state as data. */
+export interface SimRemoteState extends MemoryRemoteState {
+  byConcord: Map<ConcordId, NativeId>
+}
+
+/** A {@link SimAdapter}'s state as data (with its remote's, exported apart). */
+export interface SimAdapterState {
+  replicaId: ReplicaId
+  limit: ServiceLimit
+  calls: number
+  throttled: number
+  tokenRefreshes: number
+  window: number[]
+  tokenExpiresAt: number
+  inner: MemoryAdapterState
 }
 
 /** Service limits of one side in virtual time. */
@@ -75,6 +96,22 @@ export class SimAdapter implements ReplicaAdapter {
     for (let i = this.windowHead; i < this.window.length; i++) copy.window.push(this.window[i]!)
     copy.tokenExpiresAt = this.tokenExpiresAt
     return copy
+  }
+
+  /** This adapter's counters, request window, token and fault draws as data (see {@link SimAdapter.fromState}). */
+  exportState(): SimAdapterState {
+    return { replicaId: this.replicaId, limit: this.limit, calls: this.calls, throttled: this.throttled, tokenRefreshes: this.tokenRefreshes, window: this.window.slice(this.windowHead), tokenExpiresAt: this.tokenExpiresAt, inner: this.inner.exportState() }
+  }
+
+  /** An adapter over `remote` (rebuilt from the exported remote's state) that continues the exported adapter. */
+  static fromState(state: SimAdapterState, remote: SimRemote, clock: () => number): SimAdapter {
+    const adapter = new SimAdapter(state.replicaId, remote, clock, state.limit, { inner: MemoryReplicaAdapter.fromState(state.inner, remote) })
+    adapter.calls = state.calls
+    adapter.throttled = state.throttled
+    adapter.tokenRefreshes = state.tokenRefreshes
+    for (const t of state.window) adapter.window.push(t)
+    adapter.tokenExpiresAt = state.tokenExpiresAt
+    return adapter
   }
 
   /** Admits one request at the current virtual time or throws a 429 with Retry-After. */

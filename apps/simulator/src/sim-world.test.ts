@@ -4,26 +4,27 @@ import { expect, test } from 'vitest'
 import { TimedHeap } from './heap.js'
 import { type RunOptions, runPolicy } from './run.js'
 import { RunPrefixes } from './sim-world.js'
+import { mergeShardRuns } from './policy-run.js'
 import { storeDirsRoot } from './store-dirs.js'
-import { DAY, HOUR, generateWorkload, trueRateFunction } from './workload.js'
+import { DAY, HOUR, type Workload, generateWorkload, trueRateFunction } from './workload.js'
 
 const storeDirs = async () => {
   const root = storeDirsRoot()
   return root === undefined ? [] : (await readdir(root)).sort()
 }
 
-test('runs forked from a shared start report exactly what runs that build their own report', async () => {
-  const workload = generateWorkload({ mailboxes: 3, days: 2, seed: 4 })
+/** Options of a real-engine run on LevelDB with a day of warm-up (crm-wins), by policy. */
+function runOptions(workload: Workload, seed: number, common: Partial<RunOptions>) {
   const merge = () => new CrmWinsMerge()
   const conflictRule: RunOptions['conflictRule'] = (crm) => crm.value
-  const options = (policy: RunOptions['policy'], prefixes?: RunPrefixes): RunOptions => ({
+  return (policy: RunOptions['policy'], extra: Partial<RunOptions> = {}): RunOptions => ({
     policy,
     workload,
-    seed: 4,
+    seed,
     engine: 'real',
     store: 'leveldb',
-    notifications: true,
-    notificationLoss: 0.1,
+    notifications: false,
+    notificationLoss: 0,
     warmupMs: DAY,
     drainMs: HOUR,
     trueRate: trueRateFunction(workload),
@@ -31,8 +32,15 @@ test('runs forked from a shared start report exactly what runs that build their 
     merge,
     conflictRule,
     requestLatencyMs: 120,
-    prefixes,
+    ...common,
+    ...extra,
   })
+}
+
+test('runs forked from a shared start report exactly what runs that build their own report', async () => {
+  const workload = generateWorkload({ mailboxes: 3, days: 2, seed: 4 })
+  const withNotifications = runOptions(workload, 4, { notifications: true, notificationLoss: 0.1 })
+  const options = (policy: RunOptions['policy'], prefixes?: RunPrefixes) => withNotifications(policy, { prefixes })
   const dirsBefore = await storeDirs()
   const prefixes = new RunPrefixes()
   const shared = []
@@ -47,6 +55,40 @@ test('runs forked from a shared start report exactly what runs that build their 
   expect(shared[2]).toEqual(own[0]) // a fork is not disturbed by the runs forked before it
   expect(own[0]!.converged).toBe(true)
   expect(own[0]!.notificationsSent).toBeGreaterThan(0)
+})
+
+test('a start built in blocks, one of them read from the file another process would export, gives the runs of a start built whole', async () => {
+  const workload = generateWorkload({ mailboxes: 4, days: 2, seed: 5, conflictReaction: 1 })
+  const options = runOptions(workload, 5, {})
+  const ranges = [{ from: 0, to: 2 }, { from: 2, to: 4 }]
+  const dirsBefore = await storeDirs()
+  // "this process" builds block 0-2; "the other" builds block 2-4 and exports it
+  const other = new RunPrefixes()
+  const part2 = await runPolicy(options('fixed:5', { prefixes: other, blocks: { ranges, available: {} }, shard: ranges[1] }))
+  const exported = other.takeExports()
+  expect(exported.map((e) => e.key)).toEqual(['2-4'])
+  expect(other.takeExports()).toEqual([])
+  const mine = new RunPrefixes()
+  const plan = { ranges, available: { '2-4': exported[0]!.file } }
+  const part1 = await runPolicy(options('fixed:5', { prefixes: mine, blocks: plan, shard: ranges[0] }))
+  expect(mine.takeExports().map((e) => e.key)).toEqual(['0-2'])
+  const whole = await runPolicy(options('fixed:5', { prefixes: mine, blocks: plan })) // both blocks: one built here, one read
+  const sss = await runPolicy(options('sss', { prefixes: mine, blocks: plan }))
+  await mine.close()
+  await other.close()
+  expect(await storeDirs()).toEqual(dirsBefore)
+
+  const reference = new RunPrefixes()
+  const built = await runPolicy(options('fixed:5', { prefixes: reference }))
+  const builtSss = await runPolicy(options('sss', { prefixes: reference }))
+  const builtParts = [await runPolicy(options('fixed:5', { prefixes: reference, shard: ranges[0] })), await runPolicy(options('fixed:5', { prefixes: reference, shard: ranges[1] }))]
+  await reference.close()
+  expect(whole).toEqual(built)
+  expect(sss).toEqual(builtSss)
+  // the parts merge into what the parts of the whole start merge into (a block's start counts go to the part that holds its first mailbox)
+  expect(mergeShardRuns([part1, part2])).toEqual(mergeShardRuns(builtParts))
+  expect(built.converged).toBe(true)
+  expect(built.conflicts).toBeGreaterThan(0)
 })
 
 test('a cloned heap pops the same entries in the same order, independently', () => {

@@ -1,5 +1,6 @@
-import { cp } from 'node:fs/promises'
-import { type ConcordId, type MergeStrategy, type NativeId, type ReplicaStore, type SeededRandom, type StoreCaches, type StoreDatabase, SyncPair, asPairId, asReplicaId, concordIdFor, jsonEqual, openMemoryStore, openMemoryStoreCopy, seededRandom } from '@concord/engine'
+import { cp, readFile, rm, writeFile } from 'node:fs/promises'
+import { deserialize, serialize } from 'node:v8'
+import { type ConcordId, type MergeStrategy, type NativeId, type ReplicaStore, type SeededRandom, type StoreCaches, type StoreDatabase, SyncPair, asPairId, asReplicaId, concordIdFor, jsonEqual, openMemoryStore, openMemoryStoreCopy, seededRandom, storeCachesFromData, storeCachesToData } from '@concord/engine'
 import { openLevelStore, settleLevelStore } from '@concord/engine/node'
 import { initialSync } from './driver.js'
 import { TimedHeap } from './heap.js'
@@ -7,7 +8,8 @@ import type { MailboxShard } from './policy-run.js'
 import { type MergeModel, type ModelItem, modelCreate, modelWrite, settleModel } from './reference-model.js'
 import { mixSeed, normal } from './rng.js'
 import { newStoreDir, removeStoreDir } from './store-dirs.js'
-import { DATAVERSE_LIMIT, GRAPH_LIMIT, type ServiceLimit, SimAdapter, SimRemote } from './sim-remote.js'
+import { DATAVERSE_LIMIT, GRAPH_LIMIT, type ServiceLimit, type SimAdapterState, type SimRemoteState, SimAdapter, SimRemote } from './sim-remote.js'
+import { SimulatorError } from './errors.js'
 import { type Workload, type WorkloadEvent, type WorkloadSide, MIN, SIM_EPOCH } from './workload.js'
 
 /** What a run's simulated systems are built from (a subset of `RunOptions`). */
@@ -102,13 +104,13 @@ export class SimWorld {
   /** Warm-up events (`warmStart` up to `warmEnd`) and which of them counted as a change (not skipped). */
   warmStart = 0
   warmEnd = 0
-  warmCounted = new Uint8Array(0)
+  warmCounted: Uint8Array = new Uint8Array(0)
 
   private constructor(
     readonly options: WorldOptions,
     private readonly time: { now: number },
-    readonly store: ReplicaStore,
-    private readonly storage: Storage,
+    /** The stores of the world's blocks (see {@link RunPrefixes}): one, unless forked from several. */
+    private readonly stores: Array<{ store: ReplicaStore; storage: Storage }>,
     readonly notifications: TimedHeap<number>,
     private readonly random: SeededRandom,
   ) {}
@@ -125,12 +127,12 @@ export class SimWorld {
   /** Absolute virtual time (ms since the epoch), for every clock in this world. */
   readonly clock = () => SIM_EPOCH + this.time.now
 
-  /** A new world: empty remotes and store, nothing applied. */
-  static async create(options: WorldOptions): Promise<SimWorld> {
+  /** A new world: empty remotes and store, nothing applied; with `block`, holding only those mailboxes. */
+  static async create(options: WorldOptions, block?: MailboxShard): Promise<SimWorld> {
     const time = { now: 0 }
-    const { store, storage } = await openStorage(options, () => SIM_EPOCH + time.now)
-    const world = new SimWorld(options, time, store, storage, new TimedHeap(), seededRandom(mixSeed(options.seed, 0xbeef)))
+    const world = new SimWorld(options, time, [await openStorage(options, () => SIM_EPOCH + time.now)], new TimedHeap(), seededRandom(mixSeed(options.seed, 0xbeef)))
     for (const [index, id] of options.workload.mailboxes.entries()) {
+      if (block && (index < block.from || index >= block.to)) continue
       const crm = new SimRemote(`crm-${id}`, world.clock)
       const mbx = new SimRemote(`mbx-${id}`, world.clock)
       const crmAdapter = new SimAdapter(asReplicaId(`crm-${id}`), crm, world.clock, options.limits?.dataverse ?? DATAVERSE_LIMIT, { faults: FAULTS, seed: mixSeed(options.seed, index * 2 + 1) })
@@ -140,10 +142,10 @@ export class SimWorld {
     return world
   }
 
-  private addBox(box: Omit<Box, 'pair'>): void {
+  private addBox(box: Omit<Box, 'pair'>, storeIndex = 0): void {
     const pair = new SyncPair({
       pairId: asPairId(`pair-${box.id}`),
-      store: this.store,
+      store: this.stores[storeIndex]!.store,
       crm: box.crmAdapter,
       mailbox: box.mbxAdapter,
       merge: this.options.merge(),
@@ -164,8 +166,8 @@ export class SimWorld {
    * remotes and the engine's one sync of it at the end of the warm-up (both uncharged, unmeasured).
    * The scheduler is not involved: each run replays the warm-up to its own scheduler (`warmCounted`).
    */
-  static async prefix(options: WorldOptions): Promise<SimWorld> {
-    const world = await SimWorld.create(options)
+  static async prefix(options: WorldOptions, block?: MailboxShard): Promise<SimWorld> {
+    const world = await SimWorld.create(options, block)
     try {
       await world.buildPrefix()
       return world
@@ -178,7 +180,11 @@ export class SimWorld {
   private async buildPrefix(): Promise<void> {
     const { options } = this
     const events = options.workload.events
-    while (this.next < events.length && events[this.next]!.initial) this.apply(events[this.next++]!)
+    // (a block's world skips the other mailboxes' events)
+    while (this.next < events.length && events[this.next]!.initial) {
+      const e = events[this.next++]!
+      if (this.byId.has(e.mailbox)) this.apply(e)
+    }
     for (const box of this.boxes) {
       await initialSync(() => box.pair.runCycle())
       box.crmAdapter.calls = 0
@@ -191,7 +197,7 @@ export class SimWorld {
       while (this.next < events.length && events[this.next]!.t < options.warmupMs) {
         const e = events[this.next]!
         this.now = e.t
-        counted[this.next++ - this.warmStart] = this.apply(e) ? 1 : 0
+        counted[this.next++ - this.warmStart] = this.byId.has(e.mailbox) && this.apply(e) ? 1 : 0
       }
       this.warmCounted = counted.slice(0, this.next - this.warmStart)
       const uncharged = { conflicts: this.conflicts, referenceConflicts: this.referenceConflicts }
@@ -303,68 +309,172 @@ export class SimWorld {
   }
 
   /**
-   * Makes this world a template for {@link FrozenWorld.fork}: its store is closed (its caches kept), and nothing
-   * of it runs again. Called once, when the world is complete.
+   * Makes this world (built by {@link SimWorld.prefix}, for `range`) a template to fork runs from ({@link SimWorld.fork}):
+   * its store is closed (its caches kept), and nothing of it runs again. Called once, when the world is complete.
    */
-  async freeze(): Promise<FrozenWorld> {
-    const caches = await this.store.closeKeepingCaches()
-    if ('dir' in this.storage) await settleLevelStore(this.storage.dir, LEVEL_OPTIONS) // forks copy a table, not a log to replay
-    return { fork: (only) => this.forkFrozen(caches, only), dispose: () => this.removeStorage() }
+  async freeze(range: MailboxShard): Promise<FrozenBlock> {
+    const { store, storage } = this.stores[0]!
+    const caches = await store.closeKeepingCaches()
+    if ('dir' in storage) await settleLevelStore(storage.dir, LEVEL_OPTIONS) // forks copy a table, not a log to replay
+    return {
+      range,
+      storage,
+      caches,
+      boxes: this.boxes,
+      counts: { conflicts: this.conflicts, referenceConflicts: this.referenceConflicts, skippedEvents: this.skippedEvents, notificationsSent: this.notificationsSent, notificationsDropped: this.notificationsDropped },
+      now: this.now,
+      next: this.next,
+      warmStart: this.warmStart,
+      warmEnd: this.warmEnd,
+      warmCounted: this.warmCounted,
+      notifications: this.notifications,
+      random: this.random,
+      owned: true,
+    }
   }
 
   /**
-   * A world that continues from this frozen one independently: its own remotes, model, store (a copy, resumed with
-   * `caches`) and notifications. With `only` (and notifications off), the other mailboxes are left out: a part of a
-   * run touches none of them, and copying their remotes and model is most of a fork's time.
+   * A world that continues from frozen `blocks` (the start of every mailbox when they are several; see
+   * {@link RunPrefixes}) independently: its own remotes, model, stores (copies, resumed with the blocks' caches) and
+   * notifications. With `only` (and notifications off), the other mailboxes are left out: a part of a run touches
+   * none of them, and copying their remotes and model is most of a fork's time. A block's start counts (conflicts,
+   * skipped events…) go to the part that holds its first mailbox, so that the parts of a run add up to the whole.
    */
-  private async forkFrozen(caches: StoreCaches, only?: MailboxShard): Promise<SimWorld> {
-    const time = { now: this.now }
-    const { store, storage } = await openStorage(this.options, () => SIM_EPOCH + time.now, { from: this.storage, caches })
-    const world = new SimWorld(this.options, time, store, storage, this.notifications.clone(), this.random.fork())
-    world.next = this.next
-    world.conflicts = this.conflicts
-    world.referenceConflicts = this.referenceConflicts
-    world.skippedEvents = this.skippedEvents
-    world.notificationsSent = this.notificationsSent
-    world.notificationsDropped = this.notificationsDropped
-    world.warmStart = this.warmStart
-    world.warmEnd = this.warmEnd
-    world.warmCounted = this.warmCounted
-    const range = only && !this.options.notifications ? only : { from: 0, to: this.boxes.length }
-    for (const box of this.boxes.slice(range.from, range.to)) {
-      const crm = box.crm.clone(world.clock)
-      const mbx = box.mbx.clone(world.clock)
-      world.addBox({
-        ...box,
-        items: new Map([...box.items].map(([key, item]) => [key, cloneItem(item)])),
-        dirty: new Set(box.dirty),
-        pending: box.pending.slice(),
-        crm,
-        mbx,
-        crmAdapter: box.crmAdapter.clone(crm, world.clock),
-        mbxAdapter: box.mbxAdapter.clone(mbx, world.clock),
-      })
+  static async fork(options: WorldOptions, blocks: readonly FrozenBlock[], only?: MailboxShard): Promise<SimWorld> {
+    const first = blocks[0]!
+    if (blocks.length > 1 && options.notifications) throw new SimulatorError('Internal', 'a start built in blocks cannot carry notifications')
+    const time = { now: first.now }
+    const clock = () => SIM_EPOCH + time.now
+    const stores = await Promise.all(blocks.map((b) => openStorage(options, clock, { from: b.storage, caches: b.caches })))
+    const world = new SimWorld(options, time, stores, first.notifications.clone(), first.random.fork())
+    world.next = first.next
+    world.warmStart = first.warmStart
+    world.warmEnd = first.warmEnd
+    world.warmCounted = first.warmCounted
+    if (blocks.length > 1) {
+      world.warmCounted = first.warmCounted.slice()
+      for (const b of blocks.slice(1)) b.warmCounted.forEach((c, i) => void (c && (world.warmCounted[i] = 1)))
+    }
+    const range = only && !options.notifications ? only : { from: 0, to: options.workload.mailboxes.length }
+    for (const [k, block] of blocks.entries()) {
+      if (!only || (block.range.from >= only.from && block.range.from < only.to)) {
+        world.conflicts += block.counts.conflicts
+        world.referenceConflicts += block.counts.referenceConflicts
+        world.skippedEvents += block.counts.skippedEvents
+        world.notificationsSent += block.counts.notificationsSent
+        world.notificationsDropped += block.counts.notificationsDropped
+      }
+      for (const box of block.boxes) {
+        if (box.index < range.from || box.index >= range.to) continue
+        const crm = box.crm.clone(world.clock)
+        const mbx = box.mbx.clone(world.clock)
+        world.addBox(
+          {
+            ...box,
+            items: new Map([...box.items].map(([key, item]) => [key, cloneItem(item)])),
+            dirty: new Set(box.dirty),
+            pending: box.pending.slice(),
+            crm,
+            mbx,
+            crmAdapter: box.crmAdapter.clone(crm, world.clock),
+            mbxAdapter: box.mbxAdapter.clone(mbx, world.clock),
+          },
+          k,
+        )
+      }
     }
     return world
   }
 
-  /** Closes the store and deletes its files. */
-  async close(): Promise<void> {
-    await this.store.close()
-    await this.removeStorage()
+  /** Forgets what the start counted (conflicts, skipped events, notifications): a part of a run without the first mailbox reports only its own. */
+  clearStartCounts(): void {
+    this.conflicts = this.referenceConflicts = this.skippedEvents = this.notificationsSent = this.notificationsDropped = 0
   }
 
-  private async removeStorage(): Promise<void> {
-    if ('dir' in this.storage) await removeStoreDir(this.storage.dir)
+  /** Closes the stores and deletes their files. */
+  async close(): Promise<void> {
+    for (const { store, storage } of this.stores) {
+      await store.close()
+      await removeStorage(storage)
+    }
   }
 }
 
-/** A complete world whose store is closed ({@link SimWorld.freeze}), to fork runs from. */
-export interface FrozenWorld {
-  /** A world that continues from the template; with `only`, holding just those mailboxes (notifications off: nothing else reaches them). */
-  fork(only?: MailboxShard): Promise<SimWorld>
-  /** Deletes the template's store files. */
-  dispose(): Promise<void>
+async function removeStorage(storage: Storage): Promise<void> {
+  if ('dir' in storage) await removeStoreDir(storage.dir)
+}
+
+/** What a world's start counted (see {@link SimWorld.fork}). */
+interface StartCounts {
+  conflicts: number
+  referenceConflicts: number
+  skippedEvents: number
+  notificationsSent: number
+  notificationsDropped: number
+}
+
+/** The start of the mailboxes of `range`, frozen ({@link SimWorld.freeze}): a template that never runs, to fork runs from. */
+export interface FrozenBlock {
+  range: MailboxShard
+  storage: Storage
+  caches: StoreCaches
+  boxes: ReadonlyArray<Omit<Box, 'pair'>>
+  counts: StartCounts
+  now: number
+  next: number
+  warmStart: number
+  warmEnd: number
+  warmCounted: Uint8Array
+  notifications: TimedHeap<number>
+  random: SeededRandom
+  /** Whether this process built it (and deletes its files); an imported block's belong to the process that built it. */
+  owned: boolean
+}
+
+/** A box of a frozen block as data. */
+interface BoxData extends Omit<Box, 'pair' | 'crm' | 'mbx' | 'crmAdapter' | 'mbxAdapter'> {
+  crm: SimRemoteState
+  mbx: SimRemoteState
+  crmAdapter: SimAdapterState
+  mbxAdapter: SimAdapterState
+}
+
+/** A frozen block as data, for another process ({@link exportBlock}): its store's files stay where they are. */
+interface BlockData extends Omit<FrozenBlock, 'boxes' | 'notifications' | 'random' | 'owned'> {
+  boxes: BoxData[]
+}
+
+/**
+ * Writes a frozen LevelDB block to `file`, for another process to fork runs from ({@link importBlock}): its mailboxes'
+ * remotes, adapters and model, the store's caches and the start's counters. The store's files are read where they
+ * are, so they must outlive every process that imported the block. (Notifications must be off: none are sent.)
+ */
+export async function exportBlock(block: FrozenBlock, file: string): Promise<void> {
+  if (!('dir' in block.storage)) throw new SimulatorError('Internal', 'only a LevelDB block can go to another process')
+  const { boxes, notifications: _n, random: _r, owned: _o, caches, ...rest } = block
+  const data: BlockData = {
+    ...rest,
+    caches: storeCachesToData(caches),
+    // (a frozen world's boxes still hold their pairs: not data)
+    boxes: boxes.map(({ pair: _pair, ...b }: Omit<Box, 'pair'> & { pair?: unknown }) => ({ ...b, crm: b.crm.exportState(), mbx: b.mbx.exportState(), crmAdapter: b.crmAdapter.exportState(), mbxAdapter: b.mbxAdapter.exportState() })),
+  }
+  await writeFile(file, serialize(data))
+}
+
+/** A block another process exported ({@link exportBlock}) to `file`, for this process to fork runs from. */
+export async function importBlock(file: string, options: WorldOptions): Promise<FrozenBlock> {
+  const data = deserialize(await readFile(file)) as BlockData
+  const templateClock = () => SIM_EPOCH + data.now // (a template never runs: its forks take their own clocks)
+  const boxes = data.boxes.map((b) => {
+    const crm = SimRemote.fromState(b.crm, templateClock)
+    const mbx = SimRemote.fromState(b.mbx, templateClock)
+    return { ...b, crm, mbx, crmAdapter: SimAdapter.fromState(b.crmAdapter, crm, templateClock), mbxAdapter: SimAdapter.fromState(b.mbxAdapter, mbx, templateClock) }
+  })
+  return { ...data, boxes, caches: storeCachesFromData(data.caches), notifications: new TimedHeap(), random: seededRandom(mixSeed(options.seed, 0xbeef)), owned: false }
+}
+
+async function disposeBlock(block: FrozenBlock): Promise<void> {
+  if (block.owned) await removeStorage(block.storage)
 }
 
 /** A model item to change independently: its records copied; their values are shared (the model replaces values, it never changes one in place). */
@@ -380,29 +490,86 @@ function cloneItem(item: ItemState): ItemState {
   }
 }
 
+/** The blocks a start is built in, across processes (see {@link RunPrefixes}). */
+export interface BlockPlan {
+  /** A partition of the mailboxes into ranges, in order. */
+  ranges: MailboxShard[]
+  /** Blocks other processes built and exported: `blockKey(range)` → file ({@link exportBlock}). */
+  available: Record<string, string>
+}
+
+export const blockKey = (range: MailboxShard): string => `${range.from}-${range.to}`
+
+/** A block exported by this process (to tell the others). */
+export interface ExportedBlock {
+  key: string
+  file: string
+}
+
 /**
- * The start every policy run of a simulation shares ({@link SimWorld.prefix}): built once per process
- * and forked for each run. Runs share it when `identity` (the workload, merge and model objects) is the
- * same and so are the seed, store, warm-up, notification and limit settings; otherwise the last one is
- * replaced. `close()` deletes its store files.
+ * The start every policy run of a simulation shares ({@link SimWorld.prefix}): built once per process and forked for
+ * each run. Runs share it when `identity` (the workload, merge and model objects) is the same and so are the seed,
+ * store, warm-up, notification and limit settings; otherwise the last one is replaced. With a {@link BlockPlan} the
+ * start is built in blocks of mailboxes: a run forks only the blocks its mailboxes are in, a block another process
+ * built and exported is read instead of built, and a block this process builds is exported for the others
+ * ({@link takeExports}). `close()` deletes its store files.
  */
 export class RunPrefixes {
-  private current: { identity: readonly unknown[]; settings: string; frozen: Promise<FrozenWorld> } | undefined
+  private current: { identity: readonly unknown[]; settings: string; blocks: Map<string, Promise<FrozenBlock>> } | undefined
+  /** Blocks replaced by another start, kept until `close()`: other processes may still read exported ones. */
+  private retired: Array<Promise<FrozenBlock>> = []
+  private exported: ExportedBlock[] = []
 
-  async fork(options: WorldOptions, identity: readonly unknown[], only?: MailboxShard): Promise<SimWorld> {
+  async fork(options: WorldOptions, identity: readonly unknown[], only?: MailboxShard, plan?: BlockPlan): Promise<SimWorld> {
     const settings = JSON.stringify([options.seed, options.store, options.notifications, options.notificationLoss, options.warmupMs, options.limits ?? null])
-    const c = this.current
+    let c = this.current
     if (!c || c.settings !== settings || c.identity.length !== identity.length || c.identity.some((x, i) => x !== identity[i])) {
-      await this.close()
-      this.current = { identity, settings, frozen: SimWorld.prefix(options).then((world) => world.freeze()) }
+      if (c) this.retired.push(...c.blocks.values())
+      c = this.current = { identity, settings, blocks: new Map() }
     }
-    return (await this.current!.frozen).fork(only)
+    const ranges = plan?.ranges ?? [{ from: 0, to: options.workload.mailboxes.length }]
+    const needed = ranges.filter((r) => !only || (r.from < only.to && only.from < r.to))
+    const blocks = await Promise.all(needed.map((range) => this.block(c.blocks, range, options, plan)))
+    return SimWorld.fork(options, blocks, only)
+  }
+
+  private block(blocks: Map<string, Promise<FrozenBlock>>, range: MailboxShard, options: WorldOptions, plan: BlockPlan | undefined): Promise<FrozenBlock> {
+    const key = blockKey(range)
+    let block = blocks.get(key)
+    if (block) return block
+    const file = plan?.available[key]
+    block = file
+      ? importBlock(file, options)
+      : SimWorld.prefix(options, range)
+          .then((world) => world.freeze(range))
+          .then(async (frozen) => {
+            if (plan && 'dir' in frozen.storage) {
+              const out = `${frozen.storage.dir}.block`
+              await exportBlock(frozen, out)
+              this.exported.push({ key, file: out })
+            }
+            return frozen
+          })
+    blocks.set(key, block)
+    return block
+  }
+
+  /** The blocks this process exported since the last call. */
+  takeExports(): ExportedBlock[] {
+    const out = this.exported
+    this.exported = []
+    return out
   }
 
   async close(): Promise<void> {
-    const c = this.current
+    const all = [...this.retired, ...(this.current?.blocks.values() ?? [])]
     this.current = undefined
-    const frozen = await c?.frozen.catch(() => undefined)
-    await frozen?.dispose()
+    this.retired = []
+    for (const pending of all) {
+      const block = await pending.catch(() => undefined)
+      if (!block) continue
+      await disposeBlock(block)
+      if (block.owned && 'dir' in block.storage) await rm(`${block.storage.dir}.block`, { force: true })
+    }
   }
 }

@@ -87,6 +87,14 @@ test('policy runs in child processes (jobs: 2) give the same report as in this p
   for (const p of Object.values(parallel.policies)) expect({ lost: p.lostUpdates, dups: p.duplicates, converged: p.converged }).toEqual({ lost: 0, dups: 0, converged: true })
 })
 
+test('with LevelDB and runs split by mailbox, each process builds the start of its block and reads the other: the report is the same as in this process', async () => {
+  const config: SimulationConfig = { ...base, mailboxes: 4, warmupDays: 1, policies: ['fixed:15', 'fixed:5', 'adaptive'] }
+  const inProcess = await simulate(config)
+  const parallel = await simulate(config, { jobs: 2 })
+  expect(JSON.stringify(withoutWall(parallel))).toBe(JSON.stringify(withoutWall(inProcess)))
+  for (const p of Object.values(parallel.policies)) expect({ lost: p.lostUpdates, dups: p.duplicates, converged: p.converged }).toEqual({ lost: 0, dups: 0, converged: true })
+})
+
 test('the stub kernel gives the same staleness with a generated workload with or without payloads', async () => {
   const config: SimulationConfig = { ...base, engine: 'stub', mailboxes: 30, warmupDays: 1, policies: ['fixed:5', 'adaptive'] }
   const light = await simulate(config) // the generator leaves payloads out for the stub

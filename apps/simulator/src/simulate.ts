@@ -5,7 +5,7 @@ import { type Runner, ChildRunner, ThreadRunner, cloneable } from './policy-runn
 import type { RunSettings, WorkerTask } from './policy-worker.js'
 import { type FinalState, type MailboxShard, type PolicyRun, WIRE_MAX_MAILBOXES, crmLimitsHeld, mergeShardRuns, percentile, wireWorkload } from './policy-run.js'
 import { runPolicy } from './run.js'
-import { RunPrefixes } from './sim-world.js'
+import { type BlockPlan, RunPrefixes, blockKey } from './sim-world.js'
 import { type GeneratorOptions, type Workload, DAY, MIN, TRUE_RATE_STEP_MS, eventCount, generateWorkload, sharedColumnsWorkload, trueRateFunction } from './workload.js'
 
 /** A parsed simulation configuration (see `SimulatorOptionsSchema` for the CLI edge). */
@@ -244,16 +244,29 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
   // sooner.
   // (invalid scheduler limits: nothing is split, and the scheduler reports them)
   const crmLimits = LimitsSchema.safeParse((hooks.scheduler as { limits?: unknown } | undefined)?.limits ?? {}).data
-  if (crmLimits && parallel && !threads && shareStart && config.engine === 'real' && !config.notifications && !hooks.onFinalState && workload.mailboxes.length >= 2) {
-    const n = workload.mailboxes.length
-    const split = (t: Task, parts: number): Task[] =>
-      Array.from({ length: parts }, (_, index) => ({ ...t, key: `${t.key} #${index + 1}`, shard: { of: t.key, index, parts, from: Math.floor((index * n) / parts), to: Math.floor(((index + 1) * n) / parts) } }))
+  // With the runs split, each process builds the start of one block of mailboxes (the basis run's parts) and reads the
+  // others' from the process that built it (see `RunPrefixes`): a part needs only its block, and building the whole start
+  // in every process cost each of them about a fifth of its time.
+  let blocks: BlockPlan | undefined
+  const n = workload.mailboxes.length
+  const range = (index: number, parts: number) => ({ from: Math.floor((index * n) / parts), to: Math.floor(((index + 1) * n) / parts) })
+  if (crmLimits && parallel && !threads && shareStart && config.engine === 'real' && !config.notifications && !hooks.onFinalState && n >= 2) {
+    const split = (t: Task, parts: number): Task[] => Array.from({ length: parts }, (_, index) => ({ ...t, key: `${t.key} #${index + 1}`, shard: { of: t.key, index, parts, ...range(index, parts) } }))
     const expanded = tasks.flatMap((t) => (t.cp === conflict[0] && splittable(t.policy) ? split(t, Math.min(n, t.basis ? BASIS_SHARDS : RUN_SHARDS)) : [t]))
     tasks.length = 0
     tasks.push(...expanded)
+    if (config.store === 'leveldb') blocks = { ranges: Array.from({ length: Math.min(n, BASIS_SHARDS) }, (_, index) => range(index, Math.min(n, BASIS_SHARDS))), available: {} }
   }
+  /** The blocks of the start a task forks (none when the start is not built in blocks). */
+  const blocksOf = (t: Task): string[] => (blocks && t.cp === conflict[0] ? blocks.ranges.filter((r) => !t.shard || (r.from < t.shard.to && t.shard.from < r.to)).map(blockKey) : [])
+  /** Blocks each slot's process holds (built or read). */
+  const held = Array.from({ length: slots }, () => new Set<string>())
   const shardParts = new Map<string, PolicyRun[]>()
   const runOne = async (index: number, policy: PolicyName, cp: (typeof conflict)[number], runner: Runner | undefined, shard?: MailboxShard): Promise<PolicyRun> => {
+    const plan = blocks && cp === conflict[0] ? { ranges: blocks.ranges, available: { ...blocks.available } } : undefined
+    const exported = (list: ReadonlyArray<{ key: string; file: string }> | undefined) => {
+      for (const e of list ?? []) blocks!.available[e.key] = e.file
+    }
     const label = cp === conflict[0] ? policy : `${policy} (${cp.name})`
     const weight = shard ? (shard.to - shard.from) / workload.mailboxes.length : 1
     fractions[index] = 0
@@ -286,9 +299,11 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
         oracle: policy === 'oracle',
         finalState: hooks.onFinalState !== undefined,
         shareStart,
+        blocks: plan,
       }
       const result = await runner.run(task, onProgress)
       if (result.finalState) hooks.onFinalState?.(label, result.finalState)
+      exported(result.exported)
       run = result.run
     } else {
       // wire mode loads the adapters and emulators only when asked for
@@ -304,7 +319,9 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
         onFinalState: hooks.onFinalState ? (state) => hooks.onFinalState!(label, state) : undefined,
         onProgress: hooks.onProgress ? onProgress : undefined,
         prefixes,
+        blocks: plan,
       })
+      exported(prefixes?.takeExports())
     }
     fractions[index] = weight
     progress(label)
@@ -339,11 +356,14 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
     for (;;) {
       const pending = tasks.filter((t) => !results.has(t.key) && !started_.has(t.key))
       if (pending.length === 0) return
-      const pick = nextTask(pending, { budgetKnown: budget !== null, preferUnbudgeted: preferUnbudgeted && slot === 0 })!
+      // (a run whose blocks this process neither holds nor can read yet would build them again: the others first)
+      const ready = pending.filter((t) => blocksOf(t).every((k) => held[slot]!.has(k) || k in blocks!.available))
+      const pick = nextTask(ready.length > 0 ? ready : pending, { budgetKnown: budget !== null, preferUnbudgeted: preferUnbudgeted && slot === 0 })!
       started_.add(pick.key)
       const index = next++
       if (needsBudget(pick.policy, pick.basis)) await basisReady
       const run = await runOne(index, pick.policy, pick.cp, runner, pick.shard)
+      for (const k of blocksOf(pick)) held[slot]!.add(k)
       results.set(pick.key, run)
       const whole = pick.shard ? settleShard(pick, run) : run
       // (while the other runs go on: this thread is idle otherwise)

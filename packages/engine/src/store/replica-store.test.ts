@@ -2,7 +2,7 @@ import { describe, expect, test } from 'vitest'
 import type { PullPage, RemoteChange } from '../contract/replica-adapter.js'
 import { type ConcordId, asConcordId, asCursor, asNativeId, asOpId, asPairId, asReplicaId, asVersion, concordIdFor } from '../ids.js'
 import { openMemoryStore, openMemoryStoreCopy } from './open-memory.js'
-import { ReplicaStore } from './replica-store.js'
+import { ReplicaStore, storeCachesFromData, storeCachesToData } from './replica-store.js'
 import type { OutboxEntry } from './records.js'
 
 const crm = asReplicaId('crm')
@@ -541,6 +541,19 @@ describe('ReplicaStore under group commit', () => {
       expect(await copy.store.getCursor(crm)).toBe('cur-2')
       expect(await copy.store.headSeq(crm)).toBe(2)
       expect((await copy.store.readLog(crm, 1)).map((e) => e.nativeId)).toEqual(['b'])
+    })
+
+    test('caches sent as data (structured-cloned, as to another process) serve the same reads, their log entries frozen', async () => {
+      const { db, caches } = await closedStore()
+      const data = structuredClone(storeCachesToData(caches))
+      const copy = await openMemoryStoreCopy(db, { groupCommit: true, cacheEntries: 1000, resumeCaches: storeCachesFromData(data) })
+      await copy.db.close() // any database read would now fail
+      expect((await copy.store.getSnapshot(crm, n('b')))?.version).toBe('1')
+      expect(await copy.store.getSnapshot(crm, n('never-written'))).toBeUndefined()
+      expect(await copy.store.getCursor(crm)).toBe('cur-2')
+      const log = await copy.store.readLog(crm, 0)
+      expect(log.map((e) => e.nativeId)).toEqual(['a', 'b'])
+      expect(Object.isFrozen(log[0])).toBe(true)
     })
 
     test('with another cache size the caches are left out and reads go to the database', async () => {

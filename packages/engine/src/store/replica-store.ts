@@ -81,6 +81,24 @@ export interface StoreCaches {
   readonly known: ReadonlySet<string> | undefined
 }
 
+/**
+ * `caches` as structured-cloneable data, to resume a store in another process: parsed values travel as their raw
+ * strings (the resumed store parses what it reads, as after a cache miss), log tails as their entries.
+ */
+export function storeCachesToData(caches: StoreCaches): StoreCaches {
+  const cache = new Map<string, CacheSlot>()
+  for (const [key, slot] of caches.cache) cache.set(key, slot !== null && typeof slot === 'object' ? slot.raw : slot)
+  const outboxes = new Map<string, Map<string, { raw: string }>>()
+  for (const [prefix, outbox] of caches.outboxes) outboxes.set(prefix, new Map([...outbox].map(([key, slot]) => [key, { raw: slot.raw }])))
+  return { ...caches, cache, outboxes }
+}
+
+/** Caches that arrived as data ({@link storeCachesToData}, then structured-cloned): the log tails' entries frozen again, as a store shares them with its readers. */
+export function storeCachesFromData(data: StoreCaches): StoreCaches {
+  for (const tail of data.tails.values()) for (const entry of tail.entries) deepFreeze(entry)
+  return data
+}
+
 export interface PageApplyResult {
   /** Records that really changed and went into the log. */
   logged: number

@@ -4,7 +4,7 @@
  * time. The vitest contract suite is `@concord/engine/contract-suite`.
  */
 export { pullAll, latestByNativeId } from './pull-helpers.js'
-export { MemoryRemote, MemoryReplicaAdapter, type MemoryFaults } from './memory-replica.js'
+export { MemoryRemote, MemoryReplicaAdapter, type MemoryFaults, type MemoryRemoteState, type MemoryAdapterState, type RemoteRecord } from './memory-replica.js'
 export { seededRandom } from '../util/random.js'
 export { sampleFields } from './sample-fields.js'
 export { createTwoReplicaWorld, checkConvergence, syncUntilQuiet, beforeFirstDeletePush, CRM_REPLICA, MAILBOX_REPLICA, type TwoReplicaWorld, type WorldOptions, type ConvergenceReport } from './world.js'

@@ -46,6 +46,30 @@ describe('clone', () => {
     expect(copyRemote.headSeq).toBe(remote.headSeq + 2)
   })
 
+  test('a remote and an adapter rebuilt from their exported state (structured-cloned) continue exactly where the originals are', async () => {
+    const remote = new MemoryRemote('mem')
+    const adapter = new MemoryReplicaAdapter(asReplicaId('mem'), remote, { faults: { replayPage: 0.5, reorderAndDuplicate: 0.5 }, seed: 9 })
+    for (let i = 0; i < 6; i++) remote.create('contact', { surname: `S${i}` })
+    const first = await adapter.pull(null, { limit: 3 })
+    const copyRemote = MemoryRemote.fromState(structuredClone(remote.exportState()), () => 5)
+    const copy = MemoryReplicaAdapter.fromState(structuredClone(adapter.exportState()), copyRemote)
+    expect(await copy.pull(first.nextCursor, { limit: 3 })).toEqual(await adapter.pull(first.nextCursor, { limit: 3 }))
+    expect(copy.injected).toEqual(adapter.injected)
+    const id = [...copyRemote.records.keys()][0]!
+    expect(Object.isFrozen(copyRemote.get(id)!.fields)).toBe(true)
+    copyRemote.update(id, { surname: 'Changed' })
+    expect(remote.get(id)!.fields.surname).toBe('S0')
+    expect(copyRemote.get(id)!.modifiedAt).toBe(5)
+    expect(copyRemote.create('contact', {})).toBe(remote.create('contact', {})) // the same next native id
+  })
+
+  test('seededRandom(state()) continues the same draws', () => {
+    const random = seededRandom(42)
+    random()
+    const resumed = seededRandom(random.state())
+    expect([resumed(), resumed()]).toEqual([random(), random()])
+  })
+
   test('seededRandom.fork continues the same draws independently', () => {
     const random = seededRandom(42)
     random()

@@ -5,7 +5,7 @@ import type { Fields, ItemKind } from '../model/item.js'
 import { type SeededRandom, seededRandom } from '../util/random.js'
 import { cloneJson } from '../util/canonical-json.js'
 
-interface RemoteRecord {
+export interface RemoteRecord {
   nativeId: NativeId
   kind: ItemKind
   /**
@@ -19,6 +19,19 @@ interface RemoteRecord {
   deleted: boolean
   deleteProvenance?: DeleteProvenance | undefined
   meta?: RecordMeta | undefined
+}
+
+/** A {@link MemoryRemote}'s state as data ({@link MemoryRemote.exportState}). */
+export interface MemoryRemoteState {
+  name: string
+  records: Map<NativeId, RemoteRecord>
+  changes: Array<{ seq: number; nativeId: NativeId }>
+  seq: number
+  nextId: number
+  versionCounter: number
+  epoch: number
+  appliedOps: Map<OpId, PushApplied>
+  pushWrites: number
 }
 
 /**
@@ -45,24 +58,42 @@ export class MemoryRemote {
 
   /**
    * An independent copy of this remote as it is now (records, change feed, versions, applied ops), whose
-   * timestamps come from `clock`. Subclasses that keep more state extend {@link copyFrom}.
+   * timestamps come from `clock`. Subclasses that keep more state extend {@link exportState} and {@link takeState}.
    */
   clone(clock: () => number = this.clock): this {
     const copy = new (this.constructor as new (name: string, clock: () => number) => this)(this.name, clock)
-    copy.copyFrom(this)
+    const state = this.exportState()
+    // (records are replaced on write, never changed in place, except for their metadata)
+    const records = new Map([...state.records].map(([id, record]) => [id, { ...record, meta: record.meta && cloneJson(record.meta) }]))
+    copy.takeState({ ...state, records, changes: state.changes.slice() }) // (takeState copies the applied ops)
     return copy
   }
 
-  /** Takes over `source`'s state (a fresh instance, from {@link clone}). */
-  protected copyFrom(source: MemoryRemote): void {
-    for (const [id, record] of source.records) this.records.set(id, { ...record, meta: record.meta && cloneJson(record.meta) })
-    this.changes = source.changes.slice()
-    this.seq = source.seq
-    this.nextId = source.nextId
-    this.versionCounter = source.versionCounter
-    this.epoch = source.epoch
-    for (const [opId, applied] of source.appliedOps) this.appliedOps.set(opId, applied)
-    this.pushWrites = source.pushWrites
+  /** This remote's state as structured-cloneable data (records, change feed, versions, applied ops), shared, not copied: {@link MemoryRemote.fromState} rebuilds it, in another process say. */
+  exportState(): MemoryRemoteState {
+    return { name: this.name, records: this.records, changes: this.changes, seq: this.seq, nextId: this.nextId, versionCounter: this.versionCounter, epoch: this.epoch, appliedOps: this.appliedOps, pushWrites: this.pushWrites }
+  }
+
+  /** A remote with `state` (from {@link exportState}, structured-cloned; taken over, not copied), whose timestamps come from `clock`. */
+  static fromState<T extends MemoryRemote>(this: new (name: string, clock: () => number) => T, state: MemoryRemoteState, clock: () => number): T {
+    const remote = new this(state.name, clock)
+    remote.takeState(state)
+    return remote
+  }
+
+  /** Takes over `state` (a fresh instance, from {@link clone} or {@link fromState}). */
+  protected takeState(state: MemoryRemoteState): void {
+    for (const [id, record] of state.records) {
+      if (!Object.isFrozen(record.fields)) Object.freeze(record.fields) // (structured cloning does not keep them frozen)
+      this.records.set(id, record)
+    }
+    this.changes = state.changes
+    this.seq = state.seq
+    this.nextId = state.nextId
+    this.versionCounter = state.versionCounter
+    this.epoch = state.epoch
+    for (const [opId, applied] of state.appliedOps) this.appliedOps.set(opId, applied)
+    this.pushWrites = state.pushWrites
   }
 
   private bump(nativeId: NativeId): void {
@@ -212,6 +243,15 @@ export interface MemoryFaults {
   expireCursor?: number | undefined
 }
 
+/** A {@link MemoryReplicaAdapter}'s state as data ({@link MemoryReplicaAdapter.exportState}). */
+export interface MemoryAdapterState {
+  replicaId: ReplicaId
+  faults: MemoryFaults
+  random: number
+  injected: MemoryReplicaAdapter['injected']
+  forcedThrottles: number
+}
+
 type CursorState = { e: number; s: number } | { e: number; full: true; at: number; after: string }
 
 /**
@@ -241,6 +281,19 @@ export class MemoryReplicaAdapter implements ReplicaAdapter {
     Object.assign(copy.injected, this.injected)
     copy.forcedThrottles = this.forcedThrottles
     return copy
+  }
+
+  /** This adapter's fault draws and counters as data: {@link MemoryReplicaAdapter.fromState} continues them over a remote rebuilt from its state. */
+  exportState(): MemoryAdapterState {
+    return { replicaId: this.replicaId, faults: this.faults, random: this.random.state(), injected: { ...this.injected }, forcedThrottles: this.forcedThrottles }
+  }
+
+  /** An adapter over `remote` that continues the exported one's fault draws and counters. */
+  static fromState(state: MemoryAdapterState, remote: MemoryRemote): MemoryReplicaAdapter {
+    const adapter = new MemoryReplicaAdapter(state.replicaId, remote, { faults: state.faults, seed: state.random })
+    Object.assign(adapter.injected, state.injected)
+    adapter.forcedThrottles = state.forcedThrottles
+    return adapter
   }
 
   /** The next `n` calls answer 429. */

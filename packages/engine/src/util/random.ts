@@ -3,6 +3,8 @@ export interface SeededRandom {
   (): number
   /** An independent generator that continues from this one's current state (the same draws from here on). */
   fork(): SeededRandom
+  /** The current state: `seededRandom(state())` continues with the same draws (to carry a generator across processes). */
+  state(): number
 }
 
 /** Small seeded PRNG (mulberry32) so fault injection and workloads replay exactly from a seed. */
@@ -16,5 +18,6 @@ export function seededRandom(seed: number): SeededRandom {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296
   }) as SeededRandom
   next.fork = () => seededRandom(a)
+  next.state = () => a
   return next
 }
