@@ -89,13 +89,7 @@ export class SimAdapter implements ReplicaAdapter {
 
   /** An adapter over `remote` (a clone of this one's remote) that continues this one's counters, request window, token and fault draws. */
   clone(remote: SimRemote, clock: () => number): SimAdapter {
-    const copy = new SimAdapter(this.replicaId, remote, clock, this.limit, { inner: this.inner.clone(remote) })
-    copy.calls = this.calls
-    copy.throttled = this.throttled
-    copy.tokenRefreshes = this.tokenRefreshes
-    for (let i = this.windowHead; i < this.window.length; i++) copy.window.push(this.window[i]!)
-    copy.tokenExpiresAt = this.tokenExpiresAt
-    return copy
+    return SimAdapter.fromState(this.exportState(), remote, clock)
   }
 
   /** This adapter's counters, request window, token and fault draws as data (see {@link SimAdapter.fromState}). */

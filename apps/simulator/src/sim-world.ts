@@ -350,11 +350,8 @@ export class SimWorld {
     world.next = first.next
     world.warmStart = first.warmStart
     world.warmEnd = first.warmEnd
-    world.warmCounted = first.warmCounted
-    if (blocks.length > 1) {
-      world.warmCounted = first.warmCounted.slice()
-      for (const b of blocks.slice(1)) b.warmCounted.forEach((c, i) => void (c && (world.warmCounted[i] = 1)))
-    }
+    // (a warm-up event counted in the block that holds its mailbox)
+    world.warmCounted = blocks.length === 1 ? first.warmCounted : first.warmCounted.map((_, i) => (blocks.some((b) => b.warmCounted[i]) ? 1 : 0))
     const range = only && !options.notifications ? only : { from: 0, to: options.workload.mailboxes.length }
     for (const [k, block] of blocks.entries()) {
       if (!only || (block.range.from >= only.from && block.range.from < only.to)) {
@@ -429,6 +426,8 @@ export interface FrozenBlock {
   random: SeededRandom
   /** Whether this process built it (and deletes its files); an imported block's belong to the process that built it. */
   owned: boolean
+  /** Where it was exported to ({@link exportBlock}), if it was. */
+  exportFile?: string | undefined
 }
 
 /** A box of a frozen block as data. */
@@ -440,7 +439,7 @@ interface BoxData extends Omit<Box, 'pair' | 'crm' | 'mbx' | 'crmAdapter' | 'mbx
 }
 
 /** A frozen block as data, for another process ({@link exportBlock}): its store's files stay where they are. */
-interface BlockData extends Omit<FrozenBlock, 'boxes' | 'notifications' | 'random' | 'owned'> {
+interface BlockData extends Omit<FrozenBlock, 'boxes' | 'notifications' | 'random' | 'owned' | 'exportFile'> {
   boxes: BoxData[]
 }
 
@@ -451,7 +450,7 @@ interface BlockData extends Omit<FrozenBlock, 'boxes' | 'notifications' | 'rando
  */
 export async function exportBlock(block: FrozenBlock, file: string): Promise<void> {
   if (!('dir' in block.storage)) throw new SimulatorError('Internal', 'only a LevelDB block can go to another process')
-  const { boxes, notifications: _n, random: _r, owned: _o, caches, ...rest } = block
+  const { boxes, notifications: _n, random: _r, owned: _o, exportFile: _f, caches, ...rest } = block
   const data: BlockData = {
     ...rest,
     caches: storeCachesToData(caches),
@@ -473,8 +472,11 @@ export async function importBlock(file: string, options: WorldOptions): Promise<
   return { ...data, boxes, caches: storeCachesFromData(data.caches), notifications: new TimedHeap(), random: seededRandom(mixSeed(options.seed, 0xbeef)), owned: false }
 }
 
+/** Deletes the files of a block this process built (its store, its export). */
 async function disposeBlock(block: FrozenBlock): Promise<void> {
-  if (block.owned) await removeStorage(block.storage)
+  if (!block.owned) return
+  await removeStorage(block.storage)
+  if (block.exportFile) await rm(block.exportFile, { force: true })
 }
 
 /** A model item to change independently: its records copied; their values are shared (the model replaces values, it never changes one in place). */
@@ -516,15 +518,16 @@ export interface ExportedBlock {
  */
 export class RunPrefixes {
   private current: { identity: readonly unknown[]; settings: string; blocks: Map<string, Promise<FrozenBlock>> } | undefined
-  /** Blocks replaced by another start, kept until `close()`: other processes may still read exported ones. */
-  private retired: Array<Promise<FrozenBlock>> = []
+  /** Exported blocks of a replaced start, kept until `close()`: other processes may still read them. */
+  private kept: FrozenBlock[] = []
   private exported: ExportedBlock[] = []
 
   async fork(options: WorldOptions, identity: readonly unknown[], only?: MailboxShard, plan?: BlockPlan): Promise<SimWorld> {
     const settings = JSON.stringify([options.seed, options.store, options.notifications, options.notificationLoss, options.warmupMs, options.limits ?? null])
     let c = this.current
     if (!c || c.settings !== settings || c.identity.length !== identity.length || c.identity.some((x, i) => x !== identity[i])) {
-      if (c) this.retired.push(...c.blocks.values())
+      this.current = undefined
+      if (c) await this.release(c.blocks.values(), true)
       c = this.current = { identity, settings, blocks: new Map() }
     }
     const ranges = plan?.ranges ?? [{ from: 0, to: options.workload.mailboxes.length }]
@@ -544,9 +547,9 @@ export class RunPrefixes {
           .then((world) => world.freeze(range))
           .then(async (frozen) => {
             if (plan && 'dir' in frozen.storage) {
-              const out = `${frozen.storage.dir}.block`
-              await exportBlock(frozen, out)
-              this.exported.push({ key, file: out })
+              frozen.exportFile = `${frozen.storage.dir}.block`
+              await exportBlock(frozen, frozen.exportFile)
+              this.exported.push({ key, file: frozen.exportFile })
             }
             return frozen
           })
@@ -562,14 +565,21 @@ export class RunPrefixes {
   }
 
   async close(): Promise<void> {
-    const all = [...this.retired, ...(this.current?.blocks.values() ?? [])]
+    const blocks = this.current?.blocks.values() ?? []
     this.current = undefined
-    this.retired = []
-    for (const pending of all) {
+    await this.release(blocks, false)
+    const kept = this.kept
+    this.kept = []
+    for (const block of kept) await disposeBlock(block)
+  }
+
+  /** Disposes of `blocks`, but keeps those it exported when `keepExported` (until `close()`). */
+  private async release(blocks: Iterable<Promise<FrozenBlock>>, keepExported: boolean): Promise<void> {
+    for (const pending of blocks) {
       const block = await pending.catch(() => undefined)
       if (!block) continue
-      await disposeBlock(block)
-      if (block.owned && 'dir' in block.storage) await rm(`${block.storage.dir}.block`, { force: true })
+      if (keepExported && block.exportFile) this.kept.push(block)
+      else await disposeBlock(block)
     }
   }
 }

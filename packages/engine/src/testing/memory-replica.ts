@@ -276,11 +276,7 @@ export class MemoryReplicaAdapter implements ReplicaAdapter {
 
   /** An adapter over `remote` (usually a {@link MemoryRemote.clone} of this one's) that continues this one's fault draws and counters. */
   clone(remote: MemoryRemote): MemoryReplicaAdapter {
-    const copy = new MemoryReplicaAdapter(this.replicaId, remote, { faults: this.faults })
-    copy.random = this.random.fork()
-    Object.assign(copy.injected, this.injected)
-    copy.forcedThrottles = this.forcedThrottles
-    return copy
+    return MemoryReplicaAdapter.fromState(this.exportState(), remote)
   }
 
   /** This adapter's fault draws and counters as data: {@link MemoryReplicaAdapter.fromState} continues them over a remote rebuilt from its state. */
