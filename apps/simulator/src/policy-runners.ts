@@ -6,7 +6,8 @@ import { type ChildProcess, fork } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import { SimulatorError, SimulatorErrorCodes } from './errors.js'
-import { type TaskResult, type WorkerMessage, type WorkerTask, THREAD_WORKER_DATA } from './policy-worker.js'
+import { type GenerateRequest, type TaskResult, type WorkerMessage, type WorkerTask, THREAD_WORKER_DATA } from './policy-worker.js'
+import type { EventColumns, GeneratorOptions } from './workload.js'
 
 /** Whether scheduler options can be sent to a child process (no functions). */
 export function cloneable(value: unknown): boolean {
@@ -34,6 +35,12 @@ const WORKER_ENTRY = new URL('../bin/policy-worker.js', import.meta.url)
  */
 export const POLICY_PROCESS_FLAGS: readonly string[] = ['--no-concurrent-recompilation', '--max-semi-space-size=64']
 
+/** The error a worker reported, as a `SimulatorError` (with its code when it had one). */
+function workerError(m: Extract<WorkerMessage, { type: 'error' }>, what: string): SimulatorError {
+  const code = SimulatorErrorCodes.find((x) => x === m.code)
+  return code ? new SimulatorError(code, m.message) : new SimulatorError('Internal', `${what} failed in its worker: ${m.stack ?? m.message}`)
+}
+
 /** Settles a task from the worker's messages: relays progress, resolves on `done`, rejects on `error`. */
 function onWorkerMessage(task: WorkerTask, onProgress: (virtualMs: number) => void, resolve: (r: TaskResult) => void, reject: (e: Error) => void) {
   return (m: WorkerMessage): boolean => {
@@ -42,10 +49,8 @@ function onWorkerMessage(task: WorkerTask, onProgress: (virtualMs: number) => vo
       return false
     }
     if (m.type === 'done') resolve({ run: m.run, finalState: m.finalState, exported: m.exported })
-    else {
-      const code = SimulatorErrorCodes.find((x) => x === m.code)
-      reject(code ? new SimulatorError(code, m.message) : new SimulatorError('Internal', `policy ${task.policy} failed in its worker: ${m.stack ?? m.message}`))
-    }
+    else if (m.type === 'error') reject(workerError(m, `policy ${task.policy}`))
+    else reject(new SimulatorError('Internal', `policy ${task.policy}: unexpected '${m.type}' from its worker`))
     return true
   }
 }
@@ -76,6 +81,21 @@ class ThreadWorker {
     })
   }
 
+  /** The columns of mailboxes [from, to) of the workload `options` generate, built in this thread. */
+  generate(options: GeneratorOptions, from: number, to: number): Promise<EventColumns> {
+    if (this.failure) return Promise.reject(this.failure)
+    return new Promise((resolve, reject) => {
+      this.settle = (m) => {
+        if (m.type === 'generated') resolve(m.columns)
+        else if (m.type === 'error') reject(workerError(m, 'generating the workload'))
+        else return false
+        return true
+      }
+      this.fail = reject
+      this.worker.postMessage({ type: 'generate', options, from, to } satisfies GenerateRequest)
+    })
+  }
+
   close(): void {
     this.settle = undefined
     this.fail = undefined
@@ -102,6 +122,11 @@ export class ThreadRunner implements Runner {
       worker.close()
       this.current = undefined
     }
+  }
+
+  /** Generates part of a workload in the thread that will run this runner's next task (see `generateColumns`). */
+  generate(options: GeneratorOptions, from: number, to: number): Promise<EventColumns> {
+    return (this.spare ??= new ThreadWorker()).generate(options, from, to)
   }
 
   close(): void {

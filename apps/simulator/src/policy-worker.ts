@@ -10,7 +10,7 @@ import type { BlockPlan, ExportedBlock, RunPrefixes } from './sim-world.js'
 import { exitOnSignals } from './store-dirs.js'
 import type { FinalState, PolicyRun } from './policy-run.js'
 import type { RunOptions } from './run.js'
-import { type GeneratorOptions, type Workload, TRUE_RATE_STEP_MS, generateWorkload, trueRateFunction } from './workload.js'
+import { type EventColumns, type GeneratorOptions, type Workload, TRUE_RATE_STEP_MS, generateColumns, generateWorkload, trueRateFunction } from './workload.js'
 
 /** The run settings that are plain data, shared by in-process runs and worker tasks. */
 export type RunSettings = Pick<RunOptions, 'policy' | 'seed' | 'engine' | 'store' | 'notifications' | 'notificationLoss' | 'warmupMs' | 'drainMs' | 'budget' | 'requestLatencyMs' | 'scheduler' | 'shard'>
@@ -40,9 +40,18 @@ export interface TaskResult {
   exported?: ExportedBlock[] | undefined
 }
 
+/** Asks a worker thread for the columns of mailboxes [from, to) of a generated workload (see `generateColumns`). */
+export interface GenerateRequest {
+  type: 'generate'
+  options: GeneratorOptions
+  from: number
+  to: number
+}
+
 export type WorkerMessage =
   | { type: 'progress'; virtualMs: number }
   | ({ type: 'done' } & TaskResult)
+  | { type: 'generated'; columns: EventColumns }
   | { type: 'error'; code?: string | undefined; message: string; stack?: string | undefined }
 
 /** The last generated workload (a worker's tasks usually share it: the runs of one simulation). */
@@ -116,7 +125,16 @@ export const THREAD_WORKER_DATA = { concordSimWorker: true } as const
 // Worker-thread side: tasks one after the other from the parent port (the thread ends when the parent terminates it).
 const threadPort = !isMainThread && (workerData as Partial<typeof THREAD_WORKER_DATA> | null)?.concordSimWorker === true ? parentPort : null
 if (threadPort) {
-  threadPort.on('message', (task: WorkerTask) => {
+  threadPort.on('message', (task: WorkerTask | GenerateRequest) => {
+    if ('type' in task) {
+      try {
+        const columns = generateColumns(task.options, task.from, task.to)
+        threadPort.postMessage({ type: 'generated', columns } satisfies WorkerMessage, [columns.t.buffer, columns.box.buffer, columns.crm.buffer] as ArrayBuffer[]) // (fresh buffers of `sortColumns`: moved, not copied)
+      } catch (error) {
+        threadPort.postMessage(errorMessage(error))
+      }
+      return
+    }
     runTask(task, (virtualMs) => threadPort.postMessage({ type: 'progress', virtualMs } satisfies WorkerMessage))
       .then((r) => threadPort.postMessage({ type: 'done', run: r.run, finalState: r.finalState } satisfies WorkerMessage))
       .catch((error: unknown) => threadPort.postMessage(errorMessage(error)))

@@ -6,7 +6,7 @@ import type { RunSettings, WorkerTask } from './policy-worker.js'
 import { type FinalState, type MailboxShard, type PolicyRun, WIRE_MAX_MAILBOXES, crmLimitsHeld, mergeShardRuns, percentile, wireWorkload } from './policy-run.js'
 import { runPolicy } from './run.js'
 import { type BlockPlan, RunPrefixes, blockKey } from './sim-world.js'
-import { type GeneratorOptions, type Workload, DAY, MIN, TRUE_RATE_STEP_MS, eventCount, generateWorkload, sharedColumnsWorkload, trueRateFunction } from './workload.js'
+import { type EventColumns, type GeneratorOptions, type Workload, DAY, MIN, TRUE_RATE_STEP_MS, columnsWorkload, eventCount, generateColumns, generateWorkload, mergeColumns, sharedColumnsWorkload, trueRateFunction } from './workload.js'
 
 /** A parsed simulation configuration (see `SimulatorOptionsSchema` for the CLI edge). */
 export interface SimulationConfig {
@@ -91,6 +91,20 @@ const r3 = (x: number) => Math.round(x * 1000) / 1000
 /** Parts a splittable run is split into (by mailbox) when runs go in parallel: the basis run one per slot, the others finer, so that the slots end together. */
 const BASIS_SHARDS = 2
 const RUN_SHARDS = 4
+
+/** Generates the lower half of the mailboxes here and the upper half in `helper`'s thread at the same time. */
+async function generateInHalves(options: GeneratorOptions, helper: ThreadRunner): Promise<Workload> {
+  const half = Math.floor(options.mailboxes / 2)
+  const upper = helper.generate(options, half, options.mailboxes)
+  let lower: EventColumns
+  try {
+    lower = generateColumns(options, 0, half)
+  } catch (error) {
+    upper.catch(() => undefined) // (the thread's own failure, if any, is not the one to report)
+    throw error
+  }
+  return columnsWorkload(options, mergeColumns(lower, await upper))
+}
 
 /** Policies under which no mailbox's schedule depends on another's (no budget to share). */
 function splittable(policy: PolicyName): boolean {
@@ -212,13 +226,16 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
   const runners: Array<Runner | undefined> = parallel ? Array.from({ length: slots }, (_, slot) => (threads ? new ThreadRunner() : slot === 0 ? undefined : new ChildRunner())) : []
   let workload: Workload
   try {
-    const generated = hooks.workload ?? generateWorkload(generatorOptions)
+    // worker threads: the second one generates half of the mailboxes meanwhile (the runs wait for the workload)
+    const helper = threads && !hooks.workload && config.mailboxes >= 2 ? (runners[1] as ThreadRunner) : undefined
+    const generated = hooks.workload ?? (helper ? await generateInHalves(generatorOptions, helper) : generateWorkload(generatorOptions))
     workload = config.mode === 'wire' ? wireWorkload(generated) : generated
   } catch (error) {
     for (const r of runners) r?.close()
     throw error
   }
-  const oracle = config.policies.includes('oracle') || config.budgetFrom === 'oracle'
+  // (only runs in this process ask the true rates; worker threads derive their own)
+  const oracle = (config.policies.includes('oracle') || config.budgetFrom === 'oracle') && !threads
   const trueRate = oracle ? trueRateFunction(workload) : () => 0
   const trueCrmRate = oracle ? trueRateFunction(workload, 'crm') : () => 0
   const drainMs = 30 * MIN

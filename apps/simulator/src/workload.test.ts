@@ -1,6 +1,6 @@
 import { expect, test } from 'vitest'
 import { mulberry32 } from './rng.js'
-import { type WorkloadEvent, eventColumns, eventCount, generateWorkload, sortEvents, trueRateFunction } from './workload.js'
+import { type EventColumns, type WorkloadEvent, eventColumns, eventCount, generateColumns, generateWorkload, mergeColumns, sortEvents, trueRateFunction } from './workload.js'
 
 const event = (t: number, item: string, initial?: boolean): WorkloadEvent => ({ t, mailbox: 'm', side: 'crm', op: 'update', kind: 'contact', item, initial })
 
@@ -51,4 +51,19 @@ test("eventsAs: 'columns' holds the same events as the objects (time, mailbox, s
   const rateOf = trueRateFunction(objects)
   const rateOfColumns = trueRateFunction(columns)
   for (const id of objects.mailboxes) for (let t = 0; t < objects.durationMs; t += 3_600_000) expect(rateOfColumns(id, t)).toBe(rateOf(id, t))
+})
+
+const plain = (c: EventColumns) => ({ t: Array.from(c.t), box: Array.from(c.box), crm: Array.from(c.crm), initial: c.initial })
+
+test('a workload generated in two parts (mailbox ranges) and merged has exactly the columns of the whole', () => {
+  const options = { mailboxes: 9, days: 2, seed: 11, eventsAs: 'columns' as const }
+  const whole = eventColumns(generateWorkload(options))
+  for (const half of [0, 1, 4, 5, 9]) expect(plain(mergeColumns(generateColumns(options, 0, half), generateColumns(options, half, 9)))).toEqual(plain(whole))
+})
+
+test('mergeColumns: initial data of both parts first, then by time, ties to the lower part', () => {
+  const cols = (t: number[], box: number[], initial: number): EventColumns => ({ t: Float64Array.from(t), box: Int32Array.from(box), crm: Uint8Array.from(box.map((b) => b % 2)), initial })
+  const a = cols([0, 0, 5, 7, 7], [-1, -1, 0, 1, 0], 2)
+  const b = cols([0, 5, 6, 7, 9], [-1, 2, 3, 2, 3], 1)
+  expect(plain(mergeColumns(a, b))).toEqual(plain(cols([0, 0, 0, 5, 5, 6, 7, 7, 7, 9], [-1, -1, -1, 0, 2, 3, 1, 0, 2, 3], 3)))
 })

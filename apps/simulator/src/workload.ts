@@ -178,7 +178,60 @@ const grow = <A extends Float64Array | Int32Array | Uint8Array>(from: A, to: A):
 
 /** Generates a seeded synthetic workload (performance.md §5): same options → identical events. */
 export function generateWorkload(options: GeneratorOptions): Workload {
-  const o = {
+  const o = generatorSettings(options)
+  if (o.eventsAs === 'columns') return columnsWorkload(options, generateColumns(options, 0, o.mailboxes))
+  const sink = new ObjectSink(mailboxNames(o.mailboxes))
+  generateEvents(o, sink, 0, o.mailboxes)
+  sortEvents(sink.events)
+  return { mailboxes: mailboxNames(o.mailboxes), events: sink.events, durationMs: o.days * DAY }
+}
+
+/**
+ * The event columns of mailboxes [from, to) of the workload `options` generate, in event order: each mailbox's
+ * events depend on its own seed only, so parts generated apart (in parallel) and joined with {@link mergeColumns}
+ * equal the whole workload's columns.
+ */
+export function generateColumns(options: GeneratorOptions, from: number, to: number): EventColumns {
+  const sink = new ColumnSink()
+  generateEvents(generatorSettings(options), sink, from, to)
+  return sortColumns(sink)
+}
+
+/** The workload of `options` (generated as columns) holding `columns`. */
+export function columnsWorkload(options: GeneratorOptions, columns: EventColumns): Workload {
+  return { mailboxes: mailboxNames(options.mailboxes), events: [], durationMs: options.days * DAY, columns }
+}
+
+/**
+ * Joins the columns of two consecutive mailbox ranges, `a` the lower one, in event order: initial data first,
+ * then by time, ties to `a` (its events come first in generation order) — the order of generating both at once.
+ */
+export function mergeColumns(a: EventColumns, b: EventColumns): EventColumns {
+  const na = a.t.length
+  const nb = b.t.length
+  const n = na + nb
+  const out: EventColumns = { t: new Float64Array(n), box: new Int32Array(n), crm: new Uint8Array(n), initial: a.initial + b.initial }
+  const take = (from: EventColumns, i: number, k: number) => {
+    out.t[k] = from.t[i]!
+    out.box[k] = from.box[i]!
+    out.crm[k] = from.crm[i]!
+  }
+  let i = 0
+  let j = 0
+  let k = 0
+  for (; i < a.initial; i++) take(a, i, k++)
+  for (; j < b.initial; j++) take(b, j, k++)
+  while (i < na && j < nb) {
+    if (b.t[j]! < a.t[i]!) take(b, j++, k++)
+    else take(a, i++, k++)
+  }
+  for (; i < na; i++) take(a, i, k++)
+  for (; j < nb; j++) take(b, j, k++)
+  return out
+}
+
+function generatorSettings(options: GeneratorOptions): Required<GeneratorOptions> {
+  return {
     sigma: 1,
     receivedPerDay: 70,
     sentPerDay: 25,
@@ -194,24 +247,15 @@ export function generateWorkload(options: GeneratorOptions): Workload {
     eventsAs: 'objects',
     ...options,
   }
-  const end = o.days * DAY
-  const mailboxes = Array.from({ length: o.mailboxes }, (_, i) => `mbx-${String(i).padStart(String(o.mailboxes - 1).length, '0')}`)
-  if (o.eventsAs === 'columns') {
-    const sink = new ColumnSink()
-    generateEvents(o, sink)
-    return { mailboxes, events: [], durationMs: end, columns: sortColumns(sink) }
-  }
-  const sink = new ObjectSink(mailboxes)
-  generateEvents(o, sink)
-  sortEvents(sink.events)
-  return { mailboxes, events: sink.events, durationMs: end }
 }
 
-/** The generator proper: every mailbox's events, in generation order, into `sink`. */
-function generateEvents(o: Required<Omit<GeneratorOptions, 'eventsAs'>>, sink: EventSink): void {
+const mailboxNames = (n: number): string[] => Array.from({ length: n }, (_, i) => `mbx-${String(i).padStart(String(n - 1).length, '0')}`)
+
+/** The generator proper: the events of mailboxes [from, to), in generation order, into `sink`. */
+function generateEvents(o: Required<Omit<GeneratorOptions, 'eventsAs'>>, sink: EventSink, from: number, to: number): void {
   const end = o.days * DAY
   const payloads = sink.payloads
-  for (let index = 0; index < o.mailboxes; index++) {
+  for (let index = from; index < to; index++) {
     const random = mulberry32(mixSeed(o.seed, index))
     const activity = Math.exp(o.sigma * normal(random) - (o.sigma * o.sigma) / 2)
     const push = (t: number, side: WorkloadSide, op: WorkloadOp, kind: ItemKind, item: number, fields?: Fields, initial = false) => {

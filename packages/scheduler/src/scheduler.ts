@@ -417,6 +417,8 @@ class SchedulerImpl implements Scheduler {
   private readonly crmOpts: SchedulerConfig['adaptive']
   /** oracle: `oracle.rateStepMs`, or 0 (the true rates are asked at every use) */
   private readonly rateStepMs: number
+  /** the row fields dispatchDue loads ahead, summed (stored, so that the loads stay) */
+  private touched = 0
 
   constructor(readonly config: SchedulerConfig) {
     const p = config.policy
@@ -577,7 +579,18 @@ class SchedulerImpl implements Scheduler {
     const candidates = this.candidates
     let nc = 0
     const heap = this.heap
-    while (heap.size > 0 && heap.peekKey() <= now) candidates[nc++] = this.byHandle[heap.pop()] as Mailbox
+    const rows = this.rows
+    let touched = 0
+    while (heap.size > 0 && heap.peekKey() <= now) {
+      const h = heap.pop()
+      const mb = this.byHandle[h] as Mailbox
+      // Load the mailbox object and its row (by handle) side by side, now: otherwise the first read of the row waits
+      // for the object, then for the row — two cache misses one after the other, half of dispatchDue's time at
+      // 10,000 mailboxes. (Summed and stored, so that the loads are kept.)
+      touched += mb.o + rows[h * ROW + 1]!
+      candidates[nc++] = mb
+    }
+    this.touched = touched
     if (nc > 1) this.sortCandidates(nc)
     const out = this.started
     let no = 0
