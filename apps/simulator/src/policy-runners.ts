@@ -73,26 +73,26 @@ class ThreadWorker {
   }
 
   run(task: WorkerTask, onProgress: (virtualMs: number) => void): Promise<TaskResult> {
-    if (this.failure) return Promise.reject(this.failure)
-    return new Promise((resolve, reject) => {
-      this.settle = onWorkerMessage(task, onProgress, resolve, reject)
-      this.fail = reject
-      this.worker.postMessage(task)
-    })
+    return this.request<TaskResult>(task, (resolve, reject) => onWorkerMessage(task, onProgress, resolve, reject))
   }
 
   /** The columns of mailboxes [from, to) of the workload `options` generate, built in this thread. */
   generate(options: GeneratorOptions, from: number, to: number): Promise<EventColumns> {
+    return this.request<EventColumns>({ type: 'generate', options, from, to } satisfies GenerateRequest, (resolve, reject) => (m) => {
+      if (m.type === 'generated') resolve(m.columns)
+      else if (m.type === 'error') reject(workerError(m, 'generating the workload'))
+      else return false
+      return true
+    })
+  }
+
+  /** Sends `message`; the promise settles as `settler`'s handler decides (it returns true once it has), or when the thread fails. */
+  private request<T>(message: WorkerTask | GenerateRequest, settler: (resolve: (value: T) => void, reject: (e: Error) => void) => (m: WorkerMessage) => boolean): Promise<T> {
     if (this.failure) return Promise.reject(this.failure)
     return new Promise((resolve, reject) => {
-      this.settle = (m) => {
-        if (m.type === 'generated') resolve(m.columns)
-        else if (m.type === 'error') reject(workerError(m, 'generating the workload'))
-        else return false
-        return true
-      }
+      this.settle = settler(resolve, reject)
       this.fail = reject
-      this.worker.postMessage({ type: 'generate', options, from, to } satisfies GenerateRequest)
+      this.worker.postMessage(message)
     })
   }
 

@@ -180,10 +180,11 @@ const grow = <A extends Float64Array | Int32Array | Uint8Array>(from: A, to: A):
 export function generateWorkload(options: GeneratorOptions): Workload {
   const o = generatorSettings(options)
   if (o.eventsAs === 'columns') return columnsWorkload(options, generateColumns(options, 0, o.mailboxes))
-  const sink = new ObjectSink(mailboxNames(o.mailboxes))
+  const mailboxes = mailboxNames(o.mailboxes)
+  const sink = new ObjectSink(mailboxes)
   generateEvents(o, sink, 0, o.mailboxes)
   sortEvents(sink.events)
-  return { mailboxes: mailboxNames(o.mailboxes), events: sink.events, durationMs: o.days * DAY }
+  return { mailboxes, events: sink.events, durationMs: o.days * DAY }
 }
 
 /**
