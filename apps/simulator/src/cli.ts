@@ -6,10 +6,12 @@ import { Command, CommanderError, Option } from 'commander'
 import { SimulatorError } from './errors.js'
 import { formatSummary } from './format.js'
 import { loadWorkload } from './load-workload.js'
+import { checkRealEngineMemory } from './memory-budget.js'
 import { parseSimulatorOptions, toSimulationConfig } from './options.js'
 import { renderReportHtml } from './report-html.js'
 import { simulate } from './simulate.js'
 import { exitOnSignals } from './store-dirs.js'
+import { DAY } from './workload.js'
 
 export interface CliIo {
   stdout: (text: string) => void
@@ -23,7 +25,7 @@ const defaultIo: CliIo = { stdout: (t) => process.stdout.write(t), stderr: (t) =
 function program(io: CliIo): Command {
   return new Command('concord-simulate')
     .description('Discrete-event simulation of Concord syncing CRM ⇄ mailboxes in virtual time; compares scheduling policies.')
-    .option('--mailboxes <n>', 'number of mailboxes (generator)', '100')
+    .option('--mailboxes <n>', 'number of mailboxes (generator)', '200')
     .option('--days <n>', 'measured days', '1')
     .option('--warmup-days <n>', 'simulated days before the measured ones, so learning policies warm up (default 1 with the generator, 0 with --trace)')
     .option('--seed <n>', 'seed of every random draw', '1')
@@ -60,6 +62,10 @@ export async function main(argv: readonly string[], io: CliIo = defaultIo): Prom
     const config = toSimulationConfig(options)
     const loaded = config.trace ? await loadWorkload(config.trace) : undefined
     if (loaded?.note) io.stderr(`${loaded.note}\n`)
+    if (config.engine === 'real' && config.mode === 'fast') {
+      const days = loaded ? loaded.workload.durationMs / DAY : config.days + config.warmupDays
+      checkRealEngineMemory({ mailboxes: loaded?.workload.mailboxes.length ?? config.mailboxes, days, processes: options.jobs })
+    }
     if (options.progress && io.isTty) {
       bar = new SingleBar({ stream: process.stderr, format: 'simulating {label} [{bar}] {percentage}% | {value}/{total} mailbox-days | ETA {eta}s', hideCursor: true })
       bar.start(1, 0, { label: '' })

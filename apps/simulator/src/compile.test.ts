@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, expect, test } from 'vitest'
-import { POLICY_PROCESS_FLAGS } from './policy-runners.js'
+import { POLICY_PROCESS_FLAGS } from './process-flags.js'
 
 const cli = fileURLToPath(new URL('./cli.ts', import.meta.url))
 const out = mkdtempSync(join(tmpdir(), 'concord-compile-'))

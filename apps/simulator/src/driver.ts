@@ -11,8 +11,16 @@ import { HOUR, MIN } from './workload.js'
 export interface DriverSpec<C> {
   sched: Scheduler
   policy: string
-  /** The run ends at this virtual time (completions in flight are still collected). */
+  /** The run ends at this virtual time (completions in flight are still collected, unless `handOver`). */
   endMs: number
+  /**
+   * Syncs in flight between two drives of one scheduler (the warm-up's and the measured days'): the
+   * first leaves those that end after its `endMs` here (`handOver`) instead of collecting them at once,
+   * the second starts with them, so they complete in time order among its own events — the scheduler
+   * must never see a time earlier than one it has seen.
+   */
+  inFlight?: TimedHeap<C> | undefined
+  handOver?: boolean | undefined
   /** Virtual time of the next workload event, `Infinity` when none is left. */
   nextEventAt(): number
   /** Applies the next workload event (its time is the current virtual time). */
@@ -32,11 +40,11 @@ export interface DriverSpec<C> {
 /**
  * The event loop of every mode: wake at the earliest of the next completion, workload event,
  * notification and scheduler wake-up (ties in that order), until `endMs`; then collect the syncs
- * still in flight. Returns the virtual time it ended at.
+ * still in flight (or hand them over: {@link DriverSpec.inFlight}). Returns the virtual time it ended at.
  */
 export async function drive<C>(spec: DriverSpec<C>): Promise<number> {
   const { sched, endMs, notifications, onProgress } = spec
-  const completions = new TimedHeap<C>()
+  const completions = spec.inFlight ?? new TimedHeap<C>()
   const finish = (at: number, payload: C) => completions.push(at, payload)
   let now = 0
   let lastProgress = 0
@@ -70,7 +78,7 @@ export async function drive<C>(spec: DriverSpec<C>): Promise<number> {
       }
     }
   }
-  while (completions.size > 0) {
+  while (!spec.handOver && completions.size > 0) {
     now = Math.max(now, completions.peekTime())
     spec.setNow(now)
     const done = spec.complete(completions.pop()!, now)

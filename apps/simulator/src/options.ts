@@ -11,7 +11,7 @@ const splitList = z.string().transform((s) => s.split(',').map((x) => x.trim()).
 
 /** The CLI options as commander hands them over (strings), parsed and defaulted. */
 export const SimulatorOptionsSchema = z.strictObject({
-  mailboxes: int(1, 1_000_000).default(100),
+  mailboxes: int(1, 1_000_000).default(200),
   days: z.coerce.number().positive('must be > 0').max(366, 'must be <= 366').default(1),
   warmupDays: z.coerce.number().min(0, 'must be >= 0').max(30, 'must be <= 30').optional(),
   seed: int(0, 2 ** 32 - 1).default(1),

@@ -6,6 +6,7 @@ import { type ChildProcess, fork } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import { SimulatorError, SimulatorErrorCodes } from './errors.js'
+import { POLICY_PROCESS_FLAGS } from './process-flags.js'
 import { type GenerateRequest, type TaskResult, type WorkerMessage, type WorkerTask, THREAD_WORKER_DATA } from './policy-worker.js'
 import type { EventColumns, GeneratorOptions } from './workload.js'
 
@@ -24,16 +25,6 @@ export interface Runner {
 
 const WORKER_ENTRY = new URL('../bin/policy-worker.js', import.meta.url)
 
-/**
- * Node flags of a policy child process. Two busy processes on two cores leave V8's background
- * compiler threads no core of their own: optimised code arrives late and the main threads run
- * unoptimised code meanwhile. Compiling on the main thread instead cost about 10 % less CPU in the
- * default scenario at 200 mailboxes (7 runs each, alternated). A 64 MiB young-generation semi-space
- * (16 MiB by default) lets the engine's short-lived objects die young instead of being promoted: a
- * fifth less garbage-collection time in a real-engine run. `npm run simulate` passes the same flags
- * to the parent process.
- */
-export const POLICY_PROCESS_FLAGS: readonly string[] = ['--no-concurrent-recompilation', '--max-semi-space-size=64']
 
 /** The error a worker reported, as a `SimulatorError` (with its code when it had one). */
 function workerError(m: Extract<WorkerMessage, { type: 'error' }>, what: string): SimulatorError {

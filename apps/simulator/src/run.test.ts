@@ -1,7 +1,7 @@
 import { CrmWinsMerge } from '@concord/engine'
 import { expect, test } from 'vitest'
 import { type RunOptions, runPolicy } from './run.js'
-import { HOUR, type Workload, generateWorkload, trueRateFunction } from './workload.js'
+import { DAY, HOUR, type Workload, generateWorkload, trueRateFunction } from './workload.js'
 
 /** Options of a real-engine run on memory-level, crm-wins, no notifications, no warm-up; `overrides` win. */
 const engineRun = (workload: Workload, seed: number, overrides: Partial<RunOptions> = {}): RunOptions => ({
@@ -20,6 +20,17 @@ const engineRun = (workload: Workload, seed: number, overrides: Partial<RunOptio
   conflictRule: (crm) => crm.value,
   requestLatencyMs: 120,
   ...overrides,
+})
+
+test('warm-up syncs still running when the measured day begins complete among its events (slow requests: many cross)', async () => {
+  // 30 s per request: a sync the warm-up starts in its last minutes ends inside the measured day, after
+  // that day's first changes. Collected at once, it told the scheduler a later time than those changes'.
+  const workload = generateWorkload({ mailboxes: 20, days: 2, seed: 1 })
+  const run = await runPolicy(engineRun(workload, 1, { warmupMs: DAY, requestLatencyMs: 30_000 }))
+  expect(run.lostUpdates).toBe(0)
+  expect(run.duplicates).toBe(0)
+  expect(run.converged).toBe(true)
+  expect(run.staleness.length).toBeGreaterThan(0)
 })
 
 test('a tight Graph limit throttles (429 + Retry-After) and the pair still converges with nothing lost', async () => {

@@ -7,6 +7,7 @@ import { type BlockPlan, type Box, type Pending, type RunPrefixes, SIDES, SimWor
 import { type FinalState, type MailboxShard, type PolicyRun, MAX_PROBLEMS, MailboxProblems, assemblePolicyRun, canonicalRecords, createRunScheduler } from './policy-run.js'
 import { STUB_MAILBOX_INFO, runStubPolicy, stubCrmRequests, stubGraphRequests } from './run-stub.js'
 import { SimulatorError } from './errors.js'
+import { TimedHeap } from './heap.js'
 import { type Workload, type WorkloadEvent, HOUR, MIN, eventCount } from './workload.js'
 
 /** How a conflict policy resolves a field both sides changed between two syncs (the reference model). */
@@ -57,6 +58,15 @@ export interface RunOptions {
 
 export type { MailboxStat, PolicyRun } from './policy-run.js'
 export { percentile } from './policy-run.js'
+
+/** A modelled warm-up sync (no engine ran it): what the scheduler is told when it completes. */
+interface WarmSync {
+  box: Box
+  changes: number
+  crmChanges: number
+  pullCrm: boolean
+  requests: number
+}
 
 interface Completion extends CycleOutcome {
   box: Box
@@ -142,15 +152,27 @@ async function runInWorld(world: SimWorld, options: RunOptions): Promise<PolicyR
     else sched.recordNotification(box.id, t)
   }
 
+  /** A sync in flight: a modelled one of the warm-up, or an engine cycle of the measured days. */
+  type InFlight = { warm: WarmSync } | { c: Completion; syncedAt: number }
+  /** Warm-up syncs still running when the measured days begin complete among their events. */
+  const inFlight = new TimedHeap<InFlight>()
+  const completeWarm = ({ box, changes, crmChanges, pullCrm, requests }: WarmSync, t: number) => {
+    if (pullCrm) crmWritesDone(box, t)
+    sched.recordPoll(box.id, { at: t, changes, crmChanges, requests })
+  }
+  const completeInFlight = (f: InFlight, t: number) => ('warm' in f ? completeWarm(f.warm, t) : complete(f.c, t, f.syncedAt))
+
   if (world.warmEnd > world.warmStart) {
     // Warm-up (not measured): the scheduler learns from the warm-up's changes, which the world already
     // holds, with the stub engine's request model (one delta call per side, a page per 50 changes, a push
     // per side with writes) instead of engine cycles. Only the measured days pay for the real engine.
     let w = world.warmStart
-    await drive<{ box: Box; changes: number; crmChanges: number; pullCrm: boolean; requests: number }>({
+    await drive<InFlight>({
       sched,
       policy: options.policy,
       endMs: options.warmupMs,
+      inFlight,
+      handOver: true,
       onProgress: options.onProgress,
       setNow: () => {},
       nextEventAt: () => {
@@ -177,21 +199,19 @@ async function runInWorld(world: SimWorld, options: RunOptions): Promise<PolicyR
         warmupCalls.graph += graph
         warmupCalls.crm += dataverse
         callsPerHour[Math.min(hours - 1, Math.floor(t / HOUR))]! += graph + dataverse
-        finish(t + Math.max(1, (graph + dataverse) * options.requestLatencyMs), { box, changes: mbx + crm, crmChanges: crm, pullCrm: d.pullCrm, requests: graph + dataverse })
+        finish(t + Math.max(1, (graph + dataverse) * options.requestLatencyMs), { warm: { box, changes: mbx + crm, crmChanges: crm, pullCrm: d.pullCrm, requests: graph + dataverse } })
         box.warmChanges -= mbx + crm
         box.warmCrmChanges -= crm
       },
-      complete: ({ box, changes, crmChanges, pullCrm, requests }, t) => {
-        if (pullCrm) crmWritesDone(box, t)
-        sched.recordPoll(box.id, { at: t, changes, crmChanges, requests })
-      },
+      complete: completeInFlight,
     })
   }
 
-  await drive<{ c: Completion; syncedAt: number }>({
+  await drive<InFlight>({
     sched,
     policy: options.policy,
     endMs,
+    inFlight,
     onProgress: options.onProgress,
     setNow: (t) => void (world.now = t),
     nextEventAt: () => {
@@ -206,7 +226,7 @@ async function runInWorld(world: SimWorld, options: RunOptions): Promise<PolicyR
       callsPerHour[Math.min(hours - 1, Math.floor(t / HOUR))]! += c.requests
       finish(t + Math.max(1, c.requests * options.requestLatencyMs), { c, syncedAt: t })
     },
-    complete: ({ c, syncedAt }, t) => complete(c, t, syncedAt),
+    complete: completeInFlight,
   })
 
   // end of run: drain what the policy left behind (not charged), then compare both sides with the reference

@@ -11,21 +11,25 @@ import type { BaseRecord, ConflictListRecord, ExplainRecord, LinkRecord, LogEntr
 /** Any `abstract-level` database with string keys and values: classic-level, memory-level, browser-level. */
 export type StoreDatabase = AbstractLevel<string | Uint8Array | Buffer, string, string>
 
-/** A batch operation; a put may carry its value as an object (`decoded`), which the read cache then keeps, frozen, so that reads of it parse nothing. */
-type BatchOp = AbstractBatchOperation<StoreDatabase, string, string> & { decoded?: unknown }
+/**
+ * A batch operation; a put may carry its value as an object (`decoded`, with the `encode` that made its
+ * string), which the read cache then keeps, frozen, so that reads of it parse nothing.
+ */
+type BatchOp = AbstractBatchOperation<StoreDatabase, string, string> & { decoded?: unknown; encode?: (value: never) => string }
 
-/** A cached value that was parsed (or written as an object): readers share it, so it is frozen. */
-interface Decoded {
-  readonly raw: string
-  readonly value: unknown
-}
+/**
+ * A cached value that was parsed (with the string it came from) or written as an object (with its
+ * encoder, not its string: a store's cache holds every record it wrote, and the strings were a third of
+ * it; only {@link storeCachesToData} needs them again). Readers share the value, so it is frozen.
+ */
+type Decoded = { readonly raw: string; readonly value: unknown } | { readonly value: unknown; readonly encode: (value: never) => string }
 
 /** What the read cache holds of a key: its raw value, its value parsed too, or null (known absent). */
 type CacheSlot = string | Decoded | null
 
 /** A put whose value the caches keep as the (frozen) object: the store owns it from here on. */
 function putDecoded<T extends object>(key: string, value: T, encode: (value: T) => string = JSON.stringify): BatchOp {
-  return { type: 'put', key, value: encode(value), decoded: deepFreeze(value) }
+  return { type: 'put', key, value: encode(value), decoded: deepFreeze(value), encode: encode as (value: never) => string }
 }
 
 /** A link to change: a copy of the stored one (stored records are shared and frozen), else a new one. */
@@ -87,10 +91,15 @@ export interface StoreCaches {
  */
 export function storeCachesToData(caches: StoreCaches): StoreCaches {
   const cache = new Map<string, CacheSlot>()
-  for (const [key, slot] of caches.cache) cache.set(key, slot !== null && typeof slot === 'object' ? slot.raw : slot)
+  for (const [key, slot] of caches.cache) cache.set(key, slot !== null && typeof slot === 'object' ? rawOf(slot) : slot)
   const outboxes = new Map<string, Map<string, { raw: string }>>()
   for (const [prefix, outbox] of caches.outboxes) outboxes.set(prefix, new Map([...outbox].map(([key, slot]) => [key, { raw: slot.raw }])))
   return { ...caches, cache, outboxes }
+}
+
+/** The string a decoded cache slot stands for. */
+function rawOf(slot: Decoded): string {
+  return 'raw' in slot ? slot.raw : (slot.encode as (value: unknown) => string)(slot.value)
 }
 
 /** Caches that arrived as data ({@link storeCachesToData}, then structured-cloned): the log tails' entries frozen again, as a store shares them with its readers. */
@@ -390,7 +399,7 @@ export class ReplicaStore {
       const key = op.key
       if (isLogKey(key)) continue // log entries: see `tails`
       const value = op.type === 'put' ? op.value : null
-      this.rememberWritten(key, value !== null && op.decoded !== undefined ? { raw: value, value: op.decoded } : value)
+      this.rememberWritten(key, value !== null && op.decoded !== undefined && op.encode ? { value: op.decoded, encode: op.encode } : value)
       if (value === null) this.known?.delete(key)
       const prefix = outboxPrefixOf(key)
       const outbox = prefix === undefined ? undefined : this.outboxes.get(prefix)

@@ -1,0 +1,56 @@
+/**
+ * Whether a real-engine scenario fits in memory, checked before it starts: a run that does not fit ran
+ * for 20–26 minutes at 7,000–10,000 mailboxes before V8 gave up at its heap limit.
+ */
+import { totalmem } from 'node:os'
+import { getHeapStatistics } from 'node:v8'
+import { SimulatorError } from './errors.js'
+
+const MIB = 2 ** 20
+
+/**
+ * Peak live heap of one real-engine process per simulated mailbox-day (warm-up included), with a margin: the
+ * remotes, the reference model, the store's read cache and log tails, the workload, and the start's blocks —
+ * in the second half of a `--jobs 2` run each process holds both blocks of the start and its run's fork, so
+ * the figure does not fall with more processes. Measured (session 21, five policies, `--jobs 2`, 9 GB heaps):
+ * 7,000 mailboxes × 2 days ran out of heap after 20 minutes with 8,126 MB live (≥ 0.58 MB per mailbox-day),
+ * 10,000 × 2 after 26 minutes with 8,957 MB live; 1,000 × 2 in one process held ≈ 1 GB.
+ */
+export const REAL_ENGINE_BYTES_PER_MAILBOX_DAY = 0.75 * MIB
+
+/** What a real-engine scenario asks of the machine. */
+export interface MemoryDemand {
+  mailboxes: number
+  /** Simulated days, warm-up included. */
+  days: number
+  /** Processes running policies at once (`--jobs`). */
+  processes: number
+}
+
+/** The limits it must fit in: each process's heap, and the machine's memory for all of them. */
+export interface MemoryLimits {
+  heapLimitBytes: number
+  machineBytes: number
+}
+
+const thisProcess = (): MemoryLimits => ({ heapLimitBytes: getHeapStatistics().heap_size_limit, machineBytes: totalmem() })
+const gb = (bytes: number) => `${(bytes / 2 ** 30).toFixed(1)} GB`
+
+/** Throws a `Usage` error naming the figures when a real-engine scenario would run out of memory. */
+export function checkRealEngineMemory(demand: MemoryDemand, limits: MemoryLimits = thisProcess()): void {
+  const perProcess = demand.mailboxes * demand.days * REAL_ENGINE_BYTES_PER_MAILBOX_DAY
+  const all = perProcess * demand.processes
+  const over =
+    perProcess > 0.9 * limits.heapLimitBytes
+      ? `over a process's heap limit of ${gb(limits.heapLimitBytes)} (three eighths of the machine's memory)`
+      : all > 0.8 * limits.machineBytes
+        ? `${gb(all)} for ${demand.processes} processes (--jobs), over the machine's ${gb(limits.machineBytes)}`
+        : undefined
+  if (over === undefined) return
+  throw new SimulatorError(
+    'Usage',
+    `${demand.mailboxes} mailboxes × ${demand.days} days (warm-up included) with the real engine need ≈ ${gb(perProcess)} of heap per process ` +
+      `(≈ ${REAL_ENGINE_BYTES_PER_MAILBOX_DAY / MIB} MB per mailbox-day), ${over}: use fewer mailboxes or days, ` +
+      `--engine stub (the scheduler kernel alone, at any scale), or a machine with more memory`,
+  )
+}

@@ -1,0 +1,43 @@
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { expect, test } from 'vitest'
+import { POLICY_PROCESS_FLAGS, missingProcessFlags, simulatorHeapLimitMb } from './process-flags.js'
+
+const GIB = 2 ** 30
+const bin = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'concord-simulate.js')
+
+test('the heap limit is three eighths of the machine, never below V8’s 4 GiB', () => {
+  expect(simulatorHeapLimitMb(24 * GIB)).toBe(9216)
+  expect(simulatorHeapLimitMb(64 * GIB)).toBe(24576)
+  expect(simulatorHeapLimitMb(8 * GIB)).toBe(4096)
+})
+
+test('the flags a process lacks: a flag the user gave with another value counts as given', () => {
+  const heap = POLICY_PROCESS_FLAGS.find((f) => f.startsWith('--max-old-space-size='))!
+  const others = POLICY_PROCESS_FLAGS.filter((f) => f !== heap)
+  expect(missingProcessFlags([...POLICY_PROCESS_FLAGS])).toEqual([])
+  expect(missingProcessFlags([...others, '--max-old-space-size=2048', '--trace-gc'])).toEqual([])
+  expect(missingProcessFlags(others)).toEqual([heap])
+  expect(missingProcessFlags(['--max-semi-space-size=16'])).toEqual(POLICY_PROCESS_FLAGS.filter((f) => !f.startsWith('--max-semi-space-size')))
+  expect(missingProcessFlags([])).toEqual([...POLICY_PROCESS_FLAGS])
+})
+
+test('the CLI started without the flags runs again under them: same report, same exit codes', () => {
+  const out = mkdtempSync(join(tmpdir(), 'concord-sim-relaunch-'))
+  try {
+    const run = spawnSync(process.execPath, [bin, '--mailboxes', '2', '--policies', 'fixed:15', '--budget-from', 'fixed:15', '--store', 'memory', '--jobs', '1', '--no-progress', '--out', out], { encoding: 'utf8' })
+    expect(run.stderr).toBe('')
+    expect(run.status).toBe(0)
+    expect(run.stdout).toMatch(/2 mailboxes × 2 day\(s\)/)
+    const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as { policies: Record<string, { converged: boolean }> }
+    expect(report.policies['fixed:15']!.converged).toBe(true)
+    const bad = spawnSync(process.execPath, [bin, '--mailboxes', '0'], { encoding: 'utf8' })
+    expect(bad.status).toBe(2)
+    expect(bad.stderr).toMatch(/--mailboxes "0" is invalid/)
+  } finally {
+    rmSync(out, { recursive: true, force: true })
+  }
+})
