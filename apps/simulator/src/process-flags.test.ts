@@ -20,6 +20,7 @@ test('the flags a process lacks: a flag the user gave with another value counts 
   const others = POLICY_PROCESS_FLAGS.filter((f) => f !== heap)
   expect(missingProcessFlags([...POLICY_PROCESS_FLAGS])).toEqual([])
   expect(missingProcessFlags([...others, '--max-old-space-size=2048', '--trace-gc'])).toEqual([])
+  expect(missingProcessFlags([...others, '--max_old_space_size=2048'])).toEqual([])
   expect(missingProcessFlags(others)).toEqual([heap])
   expect(missingProcessFlags(['--max-semi-space-size=16'])).toEqual(POLICY_PROCESS_FLAGS.filter((f) => !f.startsWith('--max-semi-space-size')))
   expect(missingProcessFlags([])).toEqual([...POLICY_PROCESS_FLAGS])

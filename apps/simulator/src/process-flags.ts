@@ -12,9 +12,8 @@ const V8_DEFAULT_HEAP_MB = 4096
 /**
  * The old-generation heap limit of a simulator process, in MiB: three quarters of the machine's memory
  * shared by two busy processes (the CLI and one policy child, `--jobs 2`), never below V8's own default of
- * ≈ 4 GiB, which it keeps however much memory the machine has; a real-engine run holds ≈ 1 MB per mailbox of its
- * block (the remotes, the reference model, the store's read cache, the workload), so 10,000 mailboxes ran
- * out of heap at that default with 20 GiB of the machine free.
+ * ≈ 4 GiB, which it keeps however much memory the machine has: 10,000 mailboxes ran out of heap at that
+ * default with 20 GiB of the machine free. What a real-engine run needs: see `memory-budget.ts`.
  */
 export function simulatorHeapLimitMb(machineBytes = totalmem()): number {
   return Math.max(V8_DEFAULT_HEAP_MB, Math.floor((machineBytes * 3) / 4 / 2 / MIB))
@@ -34,7 +33,10 @@ export const POLICY_PROCESS_FLAGS: readonly string[] = ['--no-concurrent-recompi
 export function missingProcessFlags(execArgv: readonly string[] = process.execArgv): string[] {
   return POLICY_PROCESS_FLAGS.filter((flag) => {
     const name = flag.split('=')[0]!
-    return !execArgv.some((given) => given === name || given.startsWith(`${name}=`))
+    return !execArgv.some((given) => {
+      const spelled = given.replace(/_/g, '-') // (V8 takes --max_old_space_size as well)
+      return spelled === name || spelled.startsWith(`${name}=`)
+    })
   })
 }
 
