@@ -3,7 +3,7 @@
  * pass V8 flags, and the heap limit cannot change once the process runs).
  */
 import { spawn } from 'node:child_process'
-import { totalmem } from 'node:os'
+import { constants, totalmem } from 'node:os'
 
 const MIB = 2 ** 20
 /** V8's own old-generation limit on a 64-bit machine with 16 GiB or more (≈ a quarter of the memory below that). */
@@ -56,7 +56,7 @@ export function relaunchWithFlags(script: string, args: readonly string[], missi
     child.once('exit', (code, signal) => {
       process.off('SIGINT', waitForChild)
       process.off('SIGTERM', passOn)
-      resolve(code ?? (signal === 'SIGINT' ? 130 : signal === 'SIGTERM' ? 143 : 1))
+      resolve(code ?? (signal ? 128 + constants.signals[signal] : 1)) // (a shell's code for a death by signal)
     })
   })
 }

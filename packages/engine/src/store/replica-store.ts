@@ -15,21 +15,21 @@ export type StoreDatabase = AbstractLevel<string | Uint8Array | Buffer, string, 
  * A batch operation; a put may carry its value as an object (`decoded`, with the `encode` that made its
  * string), which the read cache then keeps, frozen, so that reads of it parse nothing.
  */
-type BatchOp = AbstractBatchOperation<StoreDatabase, string, string> & { decoded?: unknown; encode?: (value: never) => string }
+type BatchOp = AbstractBatchOperation<StoreDatabase, string, string> & { decoded?: unknown; encode?: (value: unknown) => string }
 
 /**
  * A cached value that was parsed (with the string it came from) or written as an object (with its
- * encoder, not its string: a store's cache holds every record it wrote, and the strings were a third of
- * it; only {@link storeCachesToData} needs them again). Readers share the value, so it is frozen.
+ * encoder, not its string: a store's cache holds every record it wrote, and the strings made a record
+ * cost a quarter more; only {@link storeCachesToData} needs them again). Readers share the value, so it is frozen.
  */
-type Decoded = { readonly raw: string; readonly value: unknown } | { readonly value: unknown; readonly encode: (value: never) => string }
+type Decoded = { readonly raw: string; readonly value: unknown } | { readonly value: unknown; readonly encode: (value: unknown) => string }
 
 /** What the read cache holds of a key: its raw value, its value parsed too, or null (known absent). */
 type CacheSlot = string | Decoded | null
 
 /** A put whose value the caches keep as the (frozen) object: the store owns it from here on. */
 function putDecoded<T extends object>(key: string, value: T, encode: (value: T) => string = JSON.stringify): BatchOp {
-  return { type: 'put', key, value: encode(value), decoded: deepFreeze(value), encode: encode as (value: never) => string }
+  return { type: 'put', key, value: encode(value), decoded: deepFreeze(value), encode: encode as (value: unknown) => string }
 }
 
 /** A link to change: a copy of the stored one (stored records are shared and frozen), else a new one. */
@@ -99,7 +99,7 @@ export function storeCachesToData(caches: StoreCaches): StoreCaches {
 
 /** The string a decoded cache slot stands for. */
 function rawOf(slot: Decoded): string {
-  return 'raw' in slot ? slot.raw : (slot.encode as (value: unknown) => string)(slot.value)
+  return 'raw' in slot ? slot.raw : slot.encode(slot.value)
 }
 
 /** Caches that arrived as data ({@link storeCachesToData}, then structured-cloned): the log tails' entries frozen again, as a store shares them with its readers. */
