@@ -107,9 +107,6 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
       for (let n = 1; n <= 3; n++) dataverse.admin.createRecord('contacts', { firstname: `Contact${n}`, lastname: `Of ${u.email.split('@')[0]}`, emailaddress1: `c${n}.${i}@fabrikam.test`, jobtitle: 'Buyer' }, u.systemuserid)
       graph.control.seed(u.email, 'event', [{ subject: `Customer visit ${i + 1}`, start: { dateTime: '2026-12-03T10:00:00.0000000', timeZone: 'UTC' }, end: { dateTime: '2026-12-03T11:00:00.0000000', timeZone: 'UTC' }, categories: ['Tracked to Dynamics 365'] }])
     }
-    let port = options.port ?? 8787
-    if (port !== 0 && !(await portFree(port))) port = 0
-    if (port === 0) port = await freePort()
     const clientState = randomBytes(24).toString('base64url')
     // The e-mail router path: one mailbox on IMAP + SMTP, when Dovecot is installed.
     mail = options.imap === false ? { skipped: 'disabled by the caller' } : await startDemoMailServer()
@@ -123,24 +120,27 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
     const profiles = 'dovecot' in mail
       ? [{ name: 'Contoso IMAP', type: 'imap', incoming: { host: mail.dovecot.host, port: mail.dovecot.imapPort }, outgoing: { host: '127.0.0.1', port: mail.sink.port }, mailboxes: { [DEMO_IMAP_USER.email]: { user: DEMO_IMAP_USER.user, password: mail.password } } }]
       : []
-    const config = await parseServerConfig({
-      crm: { url: dataverse.url, tokenUrl: dataverse.tokenUrl, clientId: dataverse.clientId, clientSecret: dataverse.clientSecret },
-      graph: { url: graph.url, tokenUrl: graph.tokenUrl, tenantId: graph.tenant, clientId: 'concord-demo', clientSecret: 'demo-graph-secret' },
-      dataDir,
-      admin: { port, token: randomBytes(18).toString('base64url') },
-      push: { notificationUrl: `http://127.0.0.1:${port}/notifications`, clientState },
-      scheduler: { policy: options.policy ?? 'adaptive' },
-      mailboxes: { refreshIntervalMs: options.refreshIntervalMs ?? 5_000, retryDelayMs: 10_000 },
-      logLevel: options.logLevel ?? 'info',
-      ...(profiles.length ? { profiles } : {}),
-    })
     const trusted = createTrustedFetch({ ca: graph.certificate! })
-    const server = await SyncServer.start({
-      config,
-      directory: new CrmMailboxDirectory({ ...config.crm }),
-      tester: graphMailboxTester({ ...config.graph, fetch: trusted.fetch }),
-      graphFetch: trusted.fetch,
-      ...(options.logger ? { logger: options.logger } : {}),
+    const { server, config } = await onAdminPort(options.port ?? 8787, async (port) => {
+      const config = await parseServerConfig({
+        crm: { url: dataverse.url, tokenUrl: dataverse.tokenUrl, clientId: dataverse.clientId, clientSecret: dataverse.clientSecret },
+        graph: { url: graph.url, tokenUrl: graph.tokenUrl, tenantId: graph.tenant, clientId: 'concord-demo', clientSecret: 'demo-graph-secret' },
+        dataDir,
+        admin: { port, token: randomBytes(18).toString('base64url') },
+        push: { notificationUrl: `http://127.0.0.1:${port}/notifications`, clientState },
+        scheduler: { policy: options.policy ?? 'adaptive' },
+        mailboxes: { refreshIntervalMs: options.refreshIntervalMs ?? 5_000, retryDelayMs: 10_000 },
+        logLevel: options.logLevel ?? 'info',
+        ...(profiles.length ? { profiles } : {}),
+      })
+      const server = await SyncServer.start({
+        config,
+        directory: new CrmMailboxDirectory({ ...config.crm }),
+        tester: graphMailboxTester({ ...config.graph, fetch: trusted.fetch }),
+        graphFetch: trusted.fetch,
+        ...(options.logger ? { logger: options.logger } : {}),
+      })
+      return { server, config }
     })
     const m = mail
     return {
@@ -166,6 +166,24 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
     await dataverse.close()
     if (ownedDir) await rm(dataDir, { recursive: true, force: true })
     throw error
+  }
+}
+
+/**
+ * Starts the server on the admin port `requested` (8787 by default) if it is free, else on a free one. The
+ * port goes into the config (the notification URL), so it is picked before the server binds it: another
+ * process (the demo's own Dovecot picks three free ports as it starts) may take it in between — then the
+ * start is tried again on a new one.
+ */
+async function onAdminPort<T>(requested: number, start: (port: number) => Promise<T>): Promise<T> {
+  const fixed = requested !== 0 && (await portFree(requested))
+  for (let attempt = 1; ; attempt++) {
+    const port = fixed ? requested : await freePort()
+    try {
+      return await start(port)
+    } catch (error) {
+      if (fixed || attempt >= 3 || (error as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw error
+    }
   }
 }
 
