@@ -7,6 +7,7 @@ export {
   SERVICES_DIR,
   containerRuntimeAvailable,
   freePort,
+  freePorts,
   startLocalDovecot,
   startLocalRedis,
   useDovecot,

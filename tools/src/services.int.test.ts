@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import {
   SERVICES_DIR,
   freePort,
+  freePorts,
   useDovecot,
   useRedis,
   type DovecotService,
@@ -346,7 +347,8 @@ describe('start/stop scripts as a CLI', () => {
   })
 
   test('start both in the background, print the env to export, stop-all stops both', async () => {
-    const ports = { imap: await freePort(), pop3: await freePort(), lmtp: await freePort(), redis: await freePort() }
+    const [imap, pop3, lmtp, redis] = await freePorts(4)
+    const ports = { imap: imap!, pop3: pop3!, lmtp: lmtp!, redis: redis! }
     const dov = await runScript('dovecot-start.sh', [join(root, 'dovecot')], {
       IMAP_PORT: String(ports.imap),
       POP3_PORT: String(ports.pop3),

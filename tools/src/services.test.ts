@@ -9,6 +9,7 @@ import {
   ServiceError,
   containerRuntimeAvailable,
   freePort,
+  freePorts,
   useDovecot,
   useRedis,
   waitForPort,
@@ -47,6 +48,22 @@ test('freePort returns a port that can be bound', async () => {
     probe.listen(port, '127.0.0.1', () => resolve())
   })
   await new Promise<void>((resolve) => probe.close(() => resolve()))
+})
+
+test('freePorts returns distinct ports, each of which can be bound', async () => {
+  for (let round = 0; round < 20; round++) {
+    const ports = await freePorts(4)
+    expect(new Set(ports).size).toBe(4)
+    for (const port of ports) expect(port).toBeGreaterThan(0)
+  }
+  const probes = (await freePorts(3)).map((port) => {
+    const probe = createServer()
+    return new Promise<typeof probe>((resolve, reject) => {
+      probe.once('error', reject)
+      probe.listen(port, '127.0.0.1', () => resolve(probe))
+    })
+  })
+  for (const probe of await Promise.all(probes)) await new Promise<void>((resolve) => probe.close(() => resolve()))
 })
 
 test('waitForPort resolves for a listening port and times out (by attempts) for a closed one', async () => {

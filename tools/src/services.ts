@@ -108,16 +108,34 @@ const LOCALHOST = '127.0.0.1'
 
 /** A TCP port that was free on `host` a moment ago (bind port 0, read it, close). */
 export async function freePort(host: string = LOCALHOST): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.unref()
-    server.once('error', reject)
-    server.listen(0, host, () => {
-      const address = server.address()
-      const port = typeof address === 'object' && address !== null ? address.port : 0
-      server.close(() => (port > 0 ? resolve(port) : reject(new Error('could not read the bound port'))))
-    })
-  })
+  return (await freePorts(1, host))[0]!
+}
+
+/**
+ * `count` distinct TCP ports that were free on `host` a moment ago. They are bound all at once before any is
+ * closed: picked one after the other, the port just closed could come back (Dovecot then refused its
+ * configuration with "duplicate listener").
+ */
+export async function freePorts(count: number, host: string = LOCALHOST): Promise<number[]> {
+  const servers = Array.from({ length: count }, () => createServer())
+  try {
+    return await Promise.all(
+      servers.map(
+        (server) =>
+          new Promise<number>((resolve, reject) => {
+            server.unref()
+            server.once('error', reject)
+            server.listen(0, host, () => {
+              const address = server.address()
+              if (typeof address === 'object' && address !== null && address.port > 0) resolve(address.port)
+              else reject(new Error('could not read the bound port'))
+            })
+          }),
+      ),
+    )
+  } finally {
+    await Promise.all(servers.map((server) => new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()))))
+  }
 }
 
 export interface WaitForPortOptions {
@@ -755,7 +773,8 @@ export async function startLocalDovecot(options: DovecotOptions = {}): Promise<D
   const scripts = options.scriptsDir ?? SERVICES_DIR
   return startWithRetry(async () => {
     const { dir, temporary } = await prepareDir('concord-dovecot-', options.dir)
-    const ports = { imap: await freePort(), pop3: await freePort(), lmtp: await freePort() }
+    const [imap, pop3, lmtp] = await freePorts(3)
+    const ports = { imap: imap!, pop3: pop3!, lmtp: lmtp! }
     const env: Record<string, string> = {
       IMAP_PORT: String(ports.imap),
       POP3_PORT: String(ports.pop3),

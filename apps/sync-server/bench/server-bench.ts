@@ -14,13 +14,13 @@ import { fileURLToPath } from 'node:url'
 import { createTrustedFetch } from '@concord/adapter-exchange'
 import { startDataverseEmulator } from '@concord/emulator-dataverse'
 import { startGraphEmulator } from '@concord/emulator-graph'
+import { freePort } from '@concord/tools'
 import { parseServerConfig } from '../src/config.js'
 import { DEMO_ROLE, salespersonPrivileges } from '../src/demo.js'
 import { createLogger } from '../src/logging.js'
 import { CrmMailboxDirectory } from '../src/mailbox/crm-directory.js'
 import { graphMailboxTester } from '../src/mailbox/graph-tester.js'
 import { SyncServer } from '../src/server.js'
-import { freePort } from '../src/util/ports.js'
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 

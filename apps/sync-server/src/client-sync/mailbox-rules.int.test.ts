@@ -9,6 +9,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { RawClient, type TestClient, makeClient } from '@concord/adapter-outlook/testing'
+import { freePort } from '@concord/tools'
 import { afterAll, beforeAll, expect, test } from 'vitest'
 import { type ServerConfig, parseServerConfig } from '../config.js'
 import { InProcessLeases } from '../lease.js'
@@ -17,7 +18,6 @@ import { CrmMailboxDirectory } from '../mailbox/crm-directory.js'
 import { graphMailboxTester } from '../mailbox/graph-tester.js'
 import { SyncServer } from '../server.js'
 import { GRAPH_CLIENT, type World, dataverseApi, startWorld } from '../test/world.js'
-import { freePort } from '../util/ports.js'
 import { clientSyncLeaseKey } from './user-leases.js'
 
 const USERS = {

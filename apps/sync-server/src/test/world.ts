@@ -6,13 +6,13 @@ import { join } from 'node:path'
 import { createTrustedFetch } from '@concord/adapter-exchange'
 import { type DataverseEmulator, startDataverseEmulator } from '@concord/emulator-dataverse'
 import { type GraphEmulator, startGraphEmulator } from '@concord/emulator-graph'
+import { freePort } from '@concord/tools'
 import { type ServerConfig, type ServerConfigInput, parseServerConfig } from '../config.js'
 import { DEMO_ROLE, dataverseApi, salespersonPrivileges } from '../demo.js'
 import { CrmMailboxDirectory } from '../mailbox/crm-directory.js'
 import { graphMailboxTester } from '../mailbox/graph-tester.js'
 import { SyncServer } from '../server.js'
 import { createLogger } from '../logging.js'
-import { freePort } from '../util/ports.js'
 
 export interface WorldUser {
   email: string
