@@ -3,7 +3,7 @@
  * scheduler kernel alone) in virtual time, with a synthetic or replayed workload.
  */
 export { POLICY_PROCESS_FLAGS, simulatorHeapLimitMb } from './process-flags.js'
-export { checkRealEngineMemory, REAL_ENGINE_BYTES_PER_MAILBOX_DAY, type MemoryDemand, type MemoryLimits } from './memory-budget.js'
+export { checkRealEngineMemory, storeCacheEntriesPerMailbox, REAL_ENGINE_BYTES_PER_MAILBOX_DAY, type MemoryDemand, type MemoryLimits } from './memory-budget.js'
 export { simulate, type SimulationConfig, type SimulationReport, type PolicyReport, type SimulationHooks } from './simulate.js'
 export { runPolicy, percentile, type RunOptions, type PolicyRun, type ConflictRule } from './run.js'
 export { RunPrefixes, type BlockPlan, type ExportedBlock } from './sim-world.js'

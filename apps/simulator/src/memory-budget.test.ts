@@ -1,6 +1,6 @@
 import { expect, test } from 'vitest'
 import { main } from './cli.js'
-import { checkRealEngineMemory } from './memory-budget.js'
+import { checkRealEngineMemory, storeCacheEntriesPerMailbox } from './memory-budget.js'
 
 const GIB = 2 ** 30
 const machine24 = { heapLimitBytes: 9039 * 2 ** 20, machineBytes: 23.5 * GIB }
@@ -18,4 +18,11 @@ test('the CLI refuses it before generating anything (exit 2)', async () => {
   const code = await main(['--mailboxes', '1000000', '--no-progress'], { stdout: () => {}, stderr: (t) => void (err += t), isTty: false })
   expect(code).toBe(2)
   expect(err).toMatch(/1000000 mailboxes × 2 days \(warm-up included\) with the real engine need ≈ .* --engine stub/)
+})
+
+test('the stores keep every record they wrote while the heap has room, a seventh of them once the scenario takes over 40 % of it', () => {
+  expect(storeCacheEntriesPerMailbox({ mailboxes: 200, days: 2 }, machine24.heapLimitBytes)).toBe(4000)
+  expect(storeCacheEntriesPerMailbox({ mailboxes: 2000, days: 2 }, machine24.heapLimitBytes)).toBe(4000)
+  expect(storeCacheEntriesPerMailbox({ mailboxes: 3000, days: 2 }, machine24.heapLimitBytes)).toBe(150)
+  expect(storeCacheEntriesPerMailbox({ mailboxes: 3000, days: 2 }, 4 * machine24.heapLimitBytes)).toBe(4000)
 })

@@ -1,11 +1,13 @@
-import { readdir } from 'node:fs/promises'
+import { readdir, rm, stat } from 'node:fs/promises'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { CrmWinsMerge } from '@concord/engine'
 import { expect, test } from 'vitest'
 import { TimedHeap } from './heap.js'
 import { type RunOptions, runPolicy } from './run.js'
-import { RunPrefixes } from './sim-world.js'
+import { RunPrefixes, SimWorld, exportBlock, importBlock } from './sim-world.js'
 import { mergeShardRuns } from './policy-run.js'
-import { storeDirsRoot } from './store-dirs.js'
+import { removeStoreDir, storeDirsRoot } from './store-dirs.js'
 import { DAY, HOUR, type Workload, generateWorkload, trueRateFunction } from './workload.js'
 
 const storeDirs = async () => {
@@ -89,6 +91,39 @@ test('a start built in blocks, one of them read from the file another process wo
   expect(mergeShardRuns([part1, part2])).toEqual(mergeShardRuns(builtParts))
   expect(built.converged).toBe(true)
   expect(built.conflicts).toBeGreaterThan(0)
+})
+
+test('a block read from its file keeps none of the file: the bytes go once read', async () => {
+  setFlagsFromString('--expose-gc')
+  const gc = runInNewContext('gc') as () => void
+  const workload = generateWorkload({ mailboxes: 20, days: 2, seed: 6 })
+  const run = runOptions(workload, 6, {})('fixed:5')
+  const options = { ...run, model: { direction: () => 'both' as const, tracking: false, rule: run.conflictRule } }
+  const range = { from: 0, to: 20 }
+  const frozen = await (await SimWorld.prefix(options, range)).freeze(range)
+  const dir = (frozen.storage as { dir: string }).dir
+  const file = `${dir}.block`
+  await exportBlock(frozen, file)
+  const size = (await stat(file)).size
+  /** Bytes of array buffers once the collector has freed what it can (it frees their memory lazily: asked a few times). */
+  const settledArrayBuffers = async () => {
+    let bytes = Infinity
+    for (let i = 0; i < 10; i++) {
+      gc()
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      bytes = Math.min(bytes, process.memoryUsage().arrayBuffers)
+    }
+    return bytes
+  }
+  const before = await settledArrayBuffers()
+  const imported = await importBlock(file, options)
+  const after = await settledArrayBuffers()
+  // (v8.deserialize returns typed arrays as views on the file's buffer, and a closure over the parsed data held all of it)
+  expect(after - before).toBeLessThan(size / 4)
+  expect(imported.boxes).toHaveLength(20)
+  expect(imported.warmCounted).toEqual(frozen.warmCounted)
+  await rm(file)
+  await removeStoreDir(dir)
 })
 
 test('a cloned heap pops the same entries in the same order, independently', () => {

@@ -3,6 +3,7 @@ import { deserialize, serialize } from 'node:v8'
 import { type ConcordId, type MergeStrategy, type NativeId, type ReplicaStore, type SeededRandom, type StoreCaches, type StoreDatabase, SyncPair, asPairId, asReplicaId, concordIdFor, jsonEqual, openMemoryStore, openMemoryStoreCopy, seededRandom, storeCachesFromData, storeCachesToData } from '@concord/engine'
 import { openLevelStore, settleLevelStore } from '@concord/engine/node'
 import { initialSync } from './driver.js'
+import { storeCacheEntriesPerMailbox } from './memory-budget.js'
 import { TimedHeap } from './heap.js'
 import type { MailboxShard } from './policy-run.js'
 import { type MergeModel, type ModelItem, modelCreate, modelWrite, settleModel } from './reference-model.js'
@@ -10,7 +11,7 @@ import { mixSeed, normal } from './rng.js'
 import { newStoreDir, removeStoreDir } from './store-dirs.js'
 import { DATAVERSE_LIMIT, GRAPH_LIMIT, type ServiceLimit, type SimAdapterState, type SimRemoteState, SimAdapter, SimRemote } from './sim-remote.js'
 import { SimulatorError } from './errors.js'
-import { type Workload, type WorkloadEvent, type WorkloadSide, MIN, SIM_EPOCH } from './workload.js'
+import { type Workload, type WorkloadEvent, type WorkloadSide, DAY, MIN, SIM_EPOCH } from './workload.js'
 
 /** What a run's simulated systems are built from (a subset of `RunOptions`). */
 export interface WorldOptions {
@@ -71,8 +72,10 @@ type Storage = { dir: string } | { db: StoreDatabase }
 /** Opens a world's store: empty, or a copy of a closed world's store resumed with its caches. */
 async function openStorage(options: WorldOptions, clock: () => number, copy?: { from: Storage; caches: StoreCaches }): Promise<{ store: ReplicaStore; storage: Storage }> {
   // Group commit: one batch per cycle that pushes (see ReplicaStore). The read cache holds a run's
-  // hot records (a few thousand keys per mailbox-day), so cycles rarely wait for the database.
-  const storeOptions = { now: clock, groupCommit: true, cacheEntries: Math.max(100_000, 4_000 * options.workload.mailboxes.length), resumeCaches: copy?.caches }
+  // hot records, so cycles rarely wait for the database (see `storeCacheEntriesPerMailbox`).
+  const { workload } = options
+  const perMailbox = storeCacheEntriesPerMailbox({ mailboxes: workload.mailboxes.length, days: workload.durationMs / DAY })
+  const storeOptions = { now: clock, groupCommit: true, cacheEntries: Math.max(100_000, perMailbox * workload.mailboxes.length), resumeCaches: copy?.caches }
   if (copy && 'db' in copy.from) {
     const { store, db } = await openMemoryStoreCopy(copy.from.db, storeOptions)
     return { store, storage: { db } }
@@ -363,21 +366,7 @@ export class SimWorld {
       }
       for (const box of block.boxes) {
         if (box.index < range.from || box.index >= range.to) continue
-        const crm = box.crm.clone(world.clock)
-        const mbx = box.mbx.clone(world.clock)
-        world.addBox(
-          {
-            ...box,
-            items: new Map([...box.items].map(([key, item]) => [key, cloneItem(item)])),
-            dirty: new Set(box.dirty),
-            pending: box.pending.slice(),
-            crm,
-            mbx,
-            crmAdapter: box.crmAdapter.clone(crm, world.clock),
-            mbxAdapter: box.mbxAdapter.clone(mbx, world.clock),
-          },
-          k,
-        )
+        world.addBox(clonedBox(box, world.clock), k)
       }
     }
     return world
@@ -463,20 +452,46 @@ export async function exportBlock(block: FrozenBlock, file: string): Promise<voi
 /** A block another process exported ({@link exportBlock}) to `file`, for this process to fork runs from. */
 export async function importBlock(file: string, options: WorldOptions): Promise<FrozenBlock> {
   const data = deserialize(await readFile(file)) as BlockData
-  const templateClock = () => SIM_EPOCH + data.now // (a template never runs: its forks take their own clocks)
+  // (a template never runs: its forks take their own clocks; the closure holds the time, not `data`, which holds the file)
+  const now = data.now
+  const templateClock = () => SIM_EPOCH + now
   const boxes = data.boxes.map((b) => {
     const crm = SimRemote.fromState(b.crm, templateClock)
     const mbx = SimRemote.fromState(b.mbx, templateClock)
     return { ...b, crm, mbx, crmAdapter: SimAdapter.fromState(b.crmAdapter, crm, templateClock), mbxAdapter: SimAdapter.fromState(b.mbxAdapter, mbx, templateClock) }
   })
-  return { ...data, boxes, caches: storeCachesFromData(data.caches), notifications: new TimedHeap(), random: seededRandom(mixSeed(options.seed, 0xbeef)), owned: false }
+  // (v8.deserialize makes a typed array a view on the whole file's buffer: copied, so that the buffer can go)
+  const warmCounted = data.warmCounted.slice()
+  return { ...data, warmCounted, boxes, caches: storeCachesFromData(data.caches), notifications: new TimedHeap(), random: seededRandom(mixSeed(options.seed, 0xbeef)), owned: false }
 }
 
+/** What of a block is on disk, and whether this process built it (and deletes it). */
+type BlockFiles = Pick<FrozenBlock, 'storage' | 'owned' | 'exportFile'>
+
+/** A block's files, without the block (which holds a start's data). */
+const filesOf = ({ storage, owned, exportFile }: FrozenBlock): BlockFiles => ({ storage, owned, exportFile })
+
 /** Deletes the files of a block this process built (its store, its export). */
-async function disposeBlock(block: FrozenBlock): Promise<void> {
+async function disposeBlock(block: BlockFiles): Promise<void> {
   if (!block.owned) return
   await removeStorage(block.storage)
   if (block.exportFile) await rm(block.exportFile, { force: true })
+}
+
+/** A template's box for a fork to change independently (see {@link SimWorld.fork}). */
+function clonedBox(box: Omit<Box, 'pair'>, clock: () => number): Omit<Box, 'pair'> {
+  const crm = box.crm.clone(clock)
+  const mbx = box.mbx.clone(clock)
+  return {
+    ...box,
+    items: new Map([...box.items].map(([key, item]) => [key, cloneItem(item)])),
+    dirty: new Set(box.dirty),
+    pending: box.pending.slice(),
+    crm,
+    mbx,
+    crmAdapter: box.crmAdapter.clone(crm, clock),
+    mbxAdapter: box.mbxAdapter.clone(mbx, clock),
+  }
 }
 
 /** A model item to change independently: its records copied; their values are shared (the model replaces values, it never changes one in place). */
@@ -518,8 +533,8 @@ export interface ExportedBlock {
  */
 export class RunPrefixes {
   private current: { identity: readonly unknown[]; settings: string; blocks: Map<string, Promise<FrozenBlock>> } | undefined
-  /** Exported blocks of a replaced start, kept until `close()`: other processes may still read them. */
-  private kept: FrozenBlock[] = []
+  /** Files of the exported blocks of a replaced start (not their data), kept until `close()`: other processes may still read them. */
+  private kept: BlockFiles[] = []
   private exported: ExportedBlock[] = []
 
   async fork(options: WorldOptions, identity: readonly unknown[], only?: MailboxShard, plan?: BlockPlan): Promise<SimWorld> {
@@ -573,12 +588,12 @@ export class RunPrefixes {
     for (const block of kept) await disposeBlock(block)
   }
 
-  /** Disposes of `blocks`, but keeps those it exported when `keepExported` (until `close()`). */
+  /** Disposes of `blocks`, but keeps the files of those it exported when `keepExported` (until `close()`). */
   private async release(blocks: Iterable<Promise<FrozenBlock>>, keepExported: boolean): Promise<void> {
     for (const pending of blocks) {
       const block = await pending.catch(() => undefined)
       if (!block) continue
-      if (keepExported && block.exportFile) this.kept.push(block)
+      if (keepExported && block.exportFile) this.kept.push(filesOf(block))
       else await disposeBlock(block)
     }
   }
