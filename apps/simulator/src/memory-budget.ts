@@ -32,7 +32,7 @@ const CACHE_ROOM_SHARE = 0.4
  * mailboxes 150 entries per mailbox ran 13 % faster (554 s against 639 s) and peaked at 4.9 GB of RSS per process
  * instead of 7.1; at 1,000 mailboxes, a smaller heap, a cache that small cost 17 % (125 s against 106 s). So the cache
  * is cut to {@link CACHE_ENTRIES_TIGHT} only when the scenario's demand ({@link REAL_ENGINE_BYTES_PER_MAILBOX_DAY}) is
- * over {@link CACHE_ROOM_SHARE} of the heap limit: from ≈ 2,500 mailboxes × 2 days on this machine.
+ * over {@link CACHE_ROOM_SHARE} of the heap limit: from ≈ 2,400 mailboxes × 2 days on this machine (9 GB heaps).
  */
 export function storeCacheEntriesPerMailbox(demand: Pick<MemoryDemand, 'mailboxes' | 'days'>, heapLimitBytes = getHeapStatistics().heap_size_limit): number {
   const bytes = demand.mailboxes * demand.days * REAL_ENGINE_BYTES_PER_MAILBOX_DAY
