@@ -18,6 +18,9 @@ const MIB = 2 ** 20
  */
 export const REAL_ENGINE_BYTES_PER_MAILBOX_DAY = 0.75 * MIB
 
+/** The peak live heap a real-engine process needs for a scenario (see {@link REAL_ENGINE_BYTES_PER_MAILBOX_DAY}). */
+const heapDemandBytes = (demand: Pick<MemoryDemand, 'mailboxes' | 'days'>): number => demand.mailboxes * demand.days * REAL_ENGINE_BYTES_PER_MAILBOX_DAY
+
 /** A store's read cache per mailbox when the heap has room: every record it writes stays (≈ 1,000 keys per mailbox over two days). */
 const CACHE_ENTRIES_ROOMY = 4_000
 /** … and when it has not: the records of the day's changes and their echoes, about a seventh of them. */
@@ -35,8 +38,7 @@ const CACHE_ROOM_SHARE = 0.4
  * over {@link CACHE_ROOM_SHARE} of the heap limit: from ≈ 2,400 mailboxes × 2 days on this machine (9 GB heaps).
  */
 export function storeCacheEntriesPerMailbox(demand: Pick<MemoryDemand, 'mailboxes' | 'days'>, heapLimitBytes = getHeapStatistics().heap_size_limit): number {
-  const bytes = demand.mailboxes * demand.days * REAL_ENGINE_BYTES_PER_MAILBOX_DAY
-  return bytes > CACHE_ROOM_SHARE * heapLimitBytes ? CACHE_ENTRIES_TIGHT : CACHE_ENTRIES_ROOMY
+  return heapDemandBytes(demand) > CACHE_ROOM_SHARE * heapLimitBytes ? CACHE_ENTRIES_TIGHT : CACHE_ENTRIES_ROOMY
 }
 
 /** What a real-engine scenario asks of the machine. */
@@ -59,7 +61,7 @@ const gb = (bytes: number) => `${(bytes / 2 ** 30).toFixed(1)} GB`
 
 /** Throws a `Usage` error naming the figures when a real-engine scenario would run out of memory. */
 export function checkRealEngineMemory(demand: MemoryDemand, limits: MemoryLimits = thisProcess()): void {
-  const perProcess = demand.mailboxes * demand.days * REAL_ENGINE_BYTES_PER_MAILBOX_DAY
+  const perProcess = heapDemandBytes(demand)
   const all = perProcess * demand.processes
   const over =
     perProcess > 0.9 * limits.heapLimitBytes
