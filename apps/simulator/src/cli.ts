@@ -6,8 +6,9 @@ import { Command, CommanderError, Option } from 'commander'
 import { SimulatorError } from './errors.js'
 import { formatSummary } from './format.js'
 import { loadWorkload } from './load-workload.js'
-import { checkRealEngineMemory } from './memory-budget.js'
+import { needsLargerHeap, planRealEngineRun } from './memory-budget.js'
 import { parseSimulatorOptions, toSimulationConfig } from './options.js'
+import { relaunchWithFlags } from './process-flags.js'
 import { renderReportHtml } from './report-html.js'
 import { simulate } from './simulate.js'
 import { exitOnSignals } from './store-dirs.js'
@@ -18,9 +19,20 @@ export interface CliIo {
   stderr: (text: string) => void
   /** Whether stderr is a terminal (progress bar). */
   isTty: boolean
+  /**
+   * Runs the CLI again with `argv` in a process whose heap limit is `heapLimitMb` and resolves with its exit code:
+   * for a scenario that fits only in a process with a larger heap than this one's (see `planRealEngineRun`).
+   * Absent: such a scenario is refused, naming the flag it needs.
+   */
+  relaunch?: ((argv: readonly string[], heapLimitMb: number) => Promise<number>) | undefined
 }
 
-const defaultIo: CliIo = { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t), isTty: Boolean(process.stderr.isTTY) }
+const defaultIo: CliIo = {
+  stdout: (t) => process.stdout.write(t),
+  stderr: (t) => process.stderr.write(t),
+  isTty: Boolean(process.stderr.isTTY),
+  relaunch: (argv, heapLimitMb) => relaunchWithFlags(process.argv[1]!, argv, [`--max-old-space-size=${heapLimitMb}`]),
+}
 
 function program(io: CliIo): Command {
   return new Command('concord-simulate')
@@ -40,7 +52,7 @@ function program(io: CliIo): Command {
     .option('--notifications <on|off>', 'Graph change notifications (and Dataverse webhooks)', 'off')
     .option('--notification-loss <p>', 'fraction of notifications dropped (0..1)', '0')
     .option('--request-latency-ms <ms>', 'virtual duration of one API request', '120')
-    .option('--jobs <n>', 'policy runs in parallel, in child processes (stub engine: worker threads); results do not depend on it; default: 2, or 1 on a single core')
+    .option('--jobs <n>', 'policy runs in parallel, in child processes (stub engine: worker threads); results do not depend on it; default: 2, or 1 on a single core; fewer when a real-engine scenario does not fit in memory (the CLI says so)')
     .option('--no-progress', 'no progress bar')
     .exitOverride()
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
@@ -62,9 +74,16 @@ export async function main(argv: readonly string[], io: CliIo = defaultIo): Prom
     const config = toSimulationConfig(options)
     const loaded = config.trace ? await loadWorkload(config.trace) : undefined
     if (loaded?.note) io.stderr(`${loaded.note}\n`)
+    let jobs = options.jobs
     if (config.engine === 'real' && config.mode === 'fast') {
       const days = loaded ? loaded.workload.durationMs / DAY : config.days + config.warmupDays
-      checkRealEngineMemory({ mailboxes: loaded?.workload.mailboxes.length ?? config.mailboxes, days, processes: options.jobs })
+      const plan = planRealEngineRun({ mailboxes: loaded?.workload.mailboxes.length ?? config.mailboxes, days, processes: jobs })
+      if (plan.note) io.stderr(`concord-simulate: ${plan.note}\n`)
+      jobs = plan.processes
+      if (needsLargerHeap(plan)) {
+        if (!io.relaunch) throw new SimulatorError('Usage', `this scenario needs a process with a heap limit of ${plan.heapLimitMb} MB: run it under node --max-old-space-size=${plan.heapLimitMb} with --jobs ${jobs}`)
+        return await io.relaunch([...argv, '--jobs', String(jobs)], plan.heapLimitMb)
+      }
     }
     if (options.progress && io.isTty) {
       bar = new SingleBar({ stream: process.stderr, format: 'simulating {label} [{bar}] {percentage}% | {value}/{total} mailbox-days | ETA {eta}s', hideCursor: true })
@@ -72,7 +91,7 @@ export async function main(argv: readonly string[], io: CliIo = defaultIo): Prom
     }
     const report = await simulate(config, {
       workload: loaded?.workload,
-      jobs: options.jobs,
+      jobs,
       onProgress: bar
         ? (done, total, label) => {
             bar!.setTotal(Math.round(total))

@@ -2,8 +2,8 @@
  * `@concord/simulator`: discrete-event simulation of Concord (real engine + real scheduler, or the
  * scheduler kernel alone) in virtual time, with a synthetic or replayed workload.
  */
-export { POLICY_PROCESS_FLAGS, simulatorHeapLimitMb } from './process-flags.js'
-export { checkRealEngineMemory, storeCacheEntriesPerMailbox, REAL_ENGINE_BYTES_PER_MAILBOX_DAY, type MemoryDemand, type MemoryLimits } from './memory-budget.js'
+export { POLICY_PROCESS_FLAGS, simulatorHeapLimitMb, relaunchWithFlags } from './process-flags.js'
+export { planRealEngineRun, needsLargerHeap, storeCacheEntriesPerMailbox, REAL_ENGINE_BYTES_PER_MAILBOX_DAY, type MemoryDemand, type RunPlan } from './memory-budget.js'
 export { simulate, type SimulationConfig, type SimulationReport, type PolicyReport, type SimulationHooks } from './simulate.js'
 export { runPolicy, percentile, type RunOptions, type PolicyRun, type ConflictRule } from './run.js'
 export { RunPrefixes, type BlockPlan, type ExportedBlock } from './sim-world.js'

@@ -1,10 +1,11 @@
 /**
- * Whether a real-engine scenario fits in memory, checked before it starts: a run that does not fit ran
- * for 20–26 minutes at 7,000–10,000 mailboxes before V8 gave up at its heap limit.
+ * How a real-engine scenario fits in memory, planned before it starts: a run that does not fit ran for
+ * 20–26 minutes at 7,000–10,000 mailboxes before V8 gave up at its heap limit.
  */
 import { totalmem } from 'node:os'
 import { getHeapStatistics } from 'node:v8'
 import { SimulatorError } from './errors.js'
+import { simulatorHeapLimitMb } from './process-flags.js'
 
 const MIB = 2 ** 20
 
@@ -46,34 +47,55 @@ export interface MemoryDemand {
   mailboxes: number
   /** Simulated days, warm-up included. */
   days: number
-  /** Processes running policies at once (`--jobs`). */
+  /** Processes asked to run policies at once (`--jobs`). */
   processes: number
 }
 
-/** The limits it must fit in: each process's heap, and the machine's memory for all of them. */
-export interface MemoryLimits {
-  heapLimitBytes: number
-  machineBytes: number
+/** How a real-engine scenario runs on a machine. */
+export interface RunPlan {
+  /** Processes running policies at once: the ones asked for, or fewer when they do not fit. */
+  processes: number
+  /** The heap limit (MiB) each of them gets: three quarters of the machine, shared by them ({@link simulatorHeapLimitMb}). */
+  heapLimitMb: number
+  /** The peak live heap each process needs (see {@link REAL_ENGINE_BYTES_PER_MAILBOX_DAY}). */
+  heapDemandBytes: number
+  /** Why fewer processes than asked for, for the user; absent when the plan is the one asked for. */
+  note?: string | undefined
 }
 
-const thisProcess = (): MemoryLimits => ({ heapLimitBytes: getHeapStatistics().heap_size_limit, machineBytes: totalmem() })
+/** The share of a heap limit a scenario's demand may take (the rest: garbage between collections). */
+const HEAP_SHARE = 0.9
+/** … and of the machine's memory, for all processes together (the rest: LevelDB, code, the system). */
+const MACHINE_SHARE = 0.8
+
 const gb = (bytes: number) => `${(bytes / 2 ** 30).toFixed(1)} GB`
 
-/** Throws a `Usage` error naming the figures when a real-engine scenario would run out of memory. */
-export function checkRealEngineMemory(demand: MemoryDemand, limits: MemoryLimits = thisProcess()): void {
+/**
+ * The processes a real-engine scenario runs in. As many as asked for when each one's demand fits in its share of
+ * the machine's memory; otherwise fewer, each with a larger share, down to one process with three quarters of the
+ * machine: slower, the same report (a run's result does not depend on the process it runs in). Heap limits are
+ * fixed when a process starts, so a plan whose limit is over this process's own runs in a process started again
+ * under it (the CLI does so). Throws a `Usage` error naming the figures when not even one process fits.
+ */
+export function planRealEngineRun(demand: MemoryDemand, machineBytes = totalmem()): RunPlan {
   const perProcess = heapDemandBytes(demand)
-  const all = perProcess * demand.processes
-  const over =
-    perProcess > 0.9 * limits.heapLimitBytes
-      ? `over a process's heap limit of ${gb(limits.heapLimitBytes)} (three eighths of the machine's memory)`
-      : all > 0.8 * limits.machineBytes
-        ? `${gb(all)} for ${demand.processes} processes (--jobs), over the machine's ${gb(limits.machineBytes)}`
-        : undefined
-  if (over === undefined) return
+  const fits = (processes: number) => perProcess <= HEAP_SHARE * simulatorHeapLimitMb(machineBytes, processes) * MIB && perProcess * processes <= MACHINE_SHARE * machineBytes
+  const scenario = `${demand.mailboxes} mailboxes × ${demand.days} days (warm-up included) with the real engine need ≈ ${gb(perProcess)} of heap per process (≈ ${REAL_ENGINE_BYTES_PER_MAILBOX_DAY / MIB} MB per mailbox-day)`
+  for (let processes = Math.max(1, demand.processes); processes >= 1; processes--) {
+    if (!fits(processes)) continue
+    const heapLimitMb = simulatorHeapLimitMb(machineBytes, processes)
+    if (processes === demand.processes) return { processes, heapLimitMb, heapDemandBytes: perProcess }
+    const how = processes === 1 ? `the policies run one at a time, in one process with a ${gb(heapLimitMb * MIB)} heap` : `${processes} processes run them, with ${gb(heapLimitMb * MIB)} of heap each`
+    return { processes, heapLimitMb, heapDemandBytes: perProcess, note: `${scenario}: ${demand.processes} processes (--jobs ${demand.processes}) do not fit in the machine's ${gb(machineBytes)}, so ${how} (slower; the same report)` }
+  }
   throw new SimulatorError(
     'Usage',
-    `${demand.mailboxes} mailboxes × ${demand.days} days (warm-up included) with the real engine need ≈ ${gb(perProcess)} of heap per process ` +
-      `(≈ ${REAL_ENGINE_BYTES_PER_MAILBOX_DAY / MIB} MB per mailbox-day), ${over}: use fewer mailboxes or days, ` +
-      `--engine stub (the scheduler kernel alone, at any scale), or a machine with more memory`,
+    `${scenario}, over the ${gb(simulatorHeapLimitMb(machineBytes, 1) * MIB)} a process gets alone (three quarters of the machine's ${gb(machineBytes)}): ` +
+      `use fewer mailboxes or days, --engine stub (the scheduler kernel alone, at any scale), or a machine with more memory`,
   )
+}
+
+/** Whether a plan's processes need a larger heap than `heapLimitBytes` (by default this process's): then it runs in a process started under {@link RunPlan.heapLimitMb}. */
+export function needsLargerHeap(plan: RunPlan, heapLimitBytes = getHeapStatistics().heap_size_limit): boolean {
+  return plan.heapDemandBytes > HEAP_SHARE * heapLimitBytes
 }

@@ -1,18 +1,38 @@
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { expect, test } from 'vitest'
-import { POLICY_PROCESS_FLAGS, missingProcessFlags, simulatorHeapLimitMb } from './process-flags.js'
+import { POLICY_PROCESS_FLAGS, missingProcessFlags, relaunchWithFlags, replaceFlags, simulatorHeapLimitMb } from './process-flags.js'
 
 const GIB = 2 ** 30
 const bin = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'concord-simulate.js')
 
-test('the heap limit is three eighths of the machine, never below V8’s 4 GiB', () => {
+test('the heap limit is three quarters of the machine shared by the processes (two by default), never below V8’s 4 GiB', () => {
   expect(simulatorHeapLimitMb(24 * GIB)).toBe(9216)
   expect(simulatorHeapLimitMb(64 * GIB)).toBe(24576)
   expect(simulatorHeapLimitMb(8 * GIB)).toBe(4096)
+  expect(simulatorHeapLimitMb(24 * GIB, 1)).toBe(18432)
+  expect(simulatorHeapLimitMb(8 * GIB, 1)).toBe(6144)
+  expect(simulatorHeapLimitMb(24 * GIB, 4)).toBe(4608)
+})
+
+test('flags given again replace the ones of the same names, however spelled', () => {
+  expect(replaceFlags(['--max_old_space_size=9024', '--no-concurrent-recompilation', '--import', 'tsx'], ['--max-old-space-size=18048'])).toEqual(['--no-concurrent-recompilation', '--import', 'tsx', '--max-old-space-size=18048'])
+  expect(replaceFlags(['--trace-gc'], ['--max-semi-space-size=64'])).toEqual(['--trace-gc', '--max-semi-space-size=64'])
+})
+
+test('a process started again gets the heap limit it is given in place of this one’s', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'concord-sim-heap-'))
+  try {
+    const script = join(dir, 'heap.mjs')
+    writeFileSync(script, "import { getHeapStatistics } from 'node:v8'\nprocess.exitCode = Math.round(getHeapStatistics().heap_size_limit / 2 ** 20) >= 1234 ? 3 : 4\n")
+    expect(await relaunchWithFlags(script, [], ['--max-old-space-size=1234'])).toBe(3)
+    expect(await relaunchWithFlags(script, [], ['--max-old-space-size=900'])).toBe(4)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
 })
 
 test('the flags a process lacks: a flag the user gave with another value counts as given', () => {
