@@ -55,7 +55,10 @@ export interface MemoryDemand {
 export interface RunPlan {
   /** Processes running policies at once: the ones asked for, or fewer when they do not fit. */
   processes: number
-  /** The heap limit (MiB) each of them gets: three quarters of the machine, shared by them ({@link simulatorHeapLimitMb}). */
+  /**
+   * Each one's share of three quarters of the machine, in MiB ({@link simulatorHeapLimitMb}): the heap limit of a
+   * process that runs alone; policy children keep `POLICY_PROCESS_FLAGS`' limit, the two-process share, never less.
+   */
   heapLimitMb: number
   /** The peak live heap each process needs (see {@link REAL_ENGINE_BYTES_PER_MAILBOX_DAY}). */
   heapDemandBytes: number
@@ -79,11 +82,10 @@ const gb = (bytes: number) => `${(bytes / 2 ** 30).toFixed(1)} GB`
  */
 export function planRealEngineRun(demand: MemoryDemand, machineBytes = totalmem()): RunPlan {
   const perProcess = heapDemandBytes(demand)
-  const fits = (processes: number) => perProcess <= HEAP_SHARE * simulatorHeapLimitMb(machineBytes, processes) * MIB && perProcess * processes <= MACHINE_SHARE * machineBytes
   const scenario = `${demand.mailboxes} mailboxes × ${demand.days} days (warm-up included) with the real engine need ≈ ${gb(perProcess)} of heap per process (≈ ${REAL_ENGINE_BYTES_PER_MAILBOX_DAY / MIB} MB per mailbox-day)`
   for (let processes = Math.max(1, demand.processes); processes >= 1; processes--) {
-    if (!fits(processes)) continue
     const heapLimitMb = simulatorHeapLimitMb(machineBytes, processes)
+    if (perProcess > HEAP_SHARE * heapLimitMb * MIB || perProcess * processes > MACHINE_SHARE * machineBytes) continue
     if (processes === demand.processes) return { processes, heapLimitMb, heapDemandBytes: perProcess }
     const how = processes === 1 ? `the policies run one at a time, in one process with a ${gb(heapLimitMb * MIB)} heap` : `${processes} processes run them, with ${gb(heapLimitMb * MIB)} of heap each`
     return { processes, heapLimitMb, heapDemandBytes: perProcess, note: `${scenario}: ${demand.processes} processes (--jobs ${demand.processes}) do not fit in the machine's ${gb(machineBytes)}, so ${how} (slower; the same report)` }
