@@ -93,3 +93,15 @@ test('syncs that leave the CRM side for later lose nothing: concurrent same-fiel
     expect({ name, engine: run.conflicts }).toEqual({ name, engine: run.referenceConflicts })
   }
 })
+
+test('a change is charged until the cycle that carried it completes, not until a change made while that cycle was in flight is carried too', async () => {
+  // 30 s per request: every cycle is in flight for a minute or two, and the day's next changes (to the same items,
+  // moves among them) land inside those windows. Judged when the cycle completed, on the state by then, a change the
+  // cycle had carried waited for the next cycle as well: up to 616 s under 5-minute polling.
+  const workload = generateWorkload({ mailboxes: 20, days: 1, seed: 3 })
+  const run = await runPolicy(engineRun(workload, 3, { requestLatencyMs: 30_000 }))
+  expect({ lost: run.lostUpdates, dups: run.duplicates, converged: run.converged, unresolved: run.unresolved }).toEqual({ lost: 0, dups: 0, converged: true, unresolved: 0 })
+  expect(run.staleness.length).toBe(run.measuredChanges)
+  // one interval, plus the flight of the cycle that carried the change: never a second interval
+  expect(Math.max(...run.staleness)).toBeLessThan(2 * 5 * 60)
+})

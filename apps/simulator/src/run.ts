@@ -70,7 +70,14 @@ interface WarmSync {
 
 interface Completion extends CycleOutcome {
   box: Box
+  /**
+   * The pending changes the cycle propagated, judged on the state it left: a change made while the cycle's requests
+   * were in flight (a move, say) must not hold back one the cycle had already carried across.
+   */
+  propagated: ReadonlySet<Pending>
 }
+
+const NONE_PROPAGATED: ReadonlySet<Pending> = new Set()
 
 /** Runs one scheduling policy over the workload in virtual time and measures it. */
 export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
@@ -117,8 +124,9 @@ async function runInWorld(world: SimWorld, options: RunOptions): Promise<PolicyR
   const runCycle = async (box: Box, pullCrm: boolean): Promise<Completion> => {
     cycles++
     const outcome = await measureCycle(() => box.pair.runCycle(undefined, cycleOptions(pullCrm)), () => box.crmAdapter.calls + box.mbxAdapter.calls, (text) => problems.note(box.index, `${box.id}: ${text}`))
-    if (outcome.clean) world.settle(box, outcome.crmPulled)
-    return { box, ...outcome }
+    if (!outcome.clean) return { box, ...outcome, propagated: NONE_PROPAGATED }
+    world.settle(box, outcome.crmPulled)
+    return { box, ...outcome, propagated: new Set(box.pending.filter((p) => world.propagated(box, p))) }
   }
 
   /** A sync pushed the CRM writes the scheduler was told about. */
@@ -128,11 +136,11 @@ async function runInWorld(world: SimWorld, options: RunOptions): Promise<PolicyR
     sched.setPendingCrmWrites(box.id, 0, at)
   }
 
-  const complete = (c: Completion, at: number, syncedAt: number) => {
+  const complete = (c: Completion, at: number) => {
     const box = c.box
     const keep: Pending[] = []
     for (const p of box.pending) {
-      if (p.t <= syncedAt && c.clean && world.propagated(box, p)) {
+      if (c.propagated.has(p)) {
         if (p.measured) {
           const s = (at - p.t) / 1000
           staleness.push(s)
@@ -153,14 +161,14 @@ async function runInWorld(world: SimWorld, options: RunOptions): Promise<PolicyR
   }
 
   /** A sync in flight: a modelled one of the warm-up, or an engine cycle of the measured days. */
-  type InFlight = { warm: WarmSync } | { c: Completion; syncedAt: number }
+  type InFlight = { warm: WarmSync } | { c: Completion }
   /** Warm-up syncs still running when the measured days begin complete among their events. */
   const inFlight = new TimedHeap<InFlight>()
   const completeWarm = ({ box, changes, crmChanges, pullCrm, requests }: WarmSync, t: number) => {
     if (pullCrm) crmWritesDone(box, t)
     sched.recordPoll(box.id, { at: t, changes, crmChanges, requests })
   }
-  const completeInFlight = (f: InFlight, t: number) => ('warm' in f ? completeWarm(f.warm, t) : complete(f.c, t, f.syncedAt))
+  const completeInFlight = (f: InFlight, t: number) => ('warm' in f ? completeWarm(f.warm, t) : complete(f.c, t))
 
   if (world.warmEnd > world.warmStart) {
     // Warm-up (not measured): the scheduler learns from the warm-up's changes, which the world already
@@ -224,7 +232,7 @@ async function runInWorld(world: SimWorld, options: RunOptions): Promise<PolicyR
     dispatch: async (d, t, finish) => {
       const c = await runCycle(byId.get(d.mailboxId)!, d.pullCrm)
       callsPerHour[Math.min(hours - 1, Math.floor(t / HOUR))]! += c.requests
-      finish(t + Math.max(1, c.requests * options.requestLatencyMs), { c, syncedAt: t })
+      finish(t + Math.max(1, c.requests * options.requestLatencyMs), { c })
     },
     complete: completeInFlight,
   })

@@ -256,14 +256,21 @@ export async function runWirePolicy(options: RunOptions & { onFinalState?: ((sta
 
     interface Completion extends CycleOutcome {
       box: Box
+      /** The pending changes the cycle propagated, judged on the state it left (as in fast mode: see run.ts). */
+      propagated: ReadonlySet<Pending>
     }
-    const complete = async (c: Completion, at: number, syncedAt: number) => {
+    /** The pending changes both sides show now (after a clean cycle). */
+    const propagatedNow = async (box: Box): Promise<ReadonlySet<Pending>> => {
+      if (box.pending.length === 0) return new Set()
+      const v = await views(box)
+      return new Set(box.pending.filter((p) => propagated(box, p, v)))
+    }
+    const complete = (c: Completion, at: number) => {
       const box = c.box
-      if (c.clean && box.pending.length > 0) {
-        const v = await views(box)
+      if (c.propagated.size > 0) {
         const keep: Pending[] = []
         for (const p of box.pending) {
-          if (p.t <= syncedAt && propagated(box, p, v)) {
+          if (c.propagated.has(p)) {
             if (p.measured) {
               const s = (at - p.t) / 1000
               staleness.push(s)
@@ -277,7 +284,7 @@ export async function runWirePolicy(options: RunOptions & { onFinalState?: ((sta
       sched.recordPoll(box.id, pollResultOf(c, at))
     }
 
-    await drive<{ c: Completion; syncedAt: number }>({
+    await drive<{ c: Completion }>({
       sched,
       policy: options.policy,
       endMs,
@@ -290,10 +297,11 @@ export async function runWirePolicy(options: RunOptions & { onFinalState?: ((sta
         cycles++
         const outcome = await measureCycle(() => box.pair.runCycle(undefined, cycleOptions(d.pullCrm)), () => calls(box), (text) => problems.length < 20 && problems.push(`${box.id}: ${text}`))
         if (outcome.clean) settleReference(box, outcome.crmPulled)
+        const done = outcome.clean ? await propagatedNow(box) : new Set<Pending>()
         callsPerHour[Math.min(hours - 1, Math.floor(t / HOUR))]! += outcome.requests
-        finish(t + Math.max(1, outcome.requests * options.requestLatencyMs), { c: { box, ...outcome }, syncedAt: t })
+        finish(t + Math.max(1, outcome.requests * options.requestLatencyMs), { c: { box, ...outcome, propagated: done } })
       },
-      complete: ({ c, syncedAt }, t) => complete(c, t, syncedAt),
+      complete: ({ c }, t) => complete(c, t),
     })
 
     // drain (not charged), then compare both sides with the reference
