@@ -99,6 +99,29 @@ export interface PolicyRun {
 }
 
 /** A run's problems kept: at most this many, the first ones in mailbox order. */
+/** No pending change propagated: a cycle that was not clean, or found nothing pending. */
+export const NONE_PROPAGATED: ReadonlySet<never> = new Set()
+
+/**
+ * A sync's requests ended at `at`: each pending change it propagated (judged on the state it left, right after it
+ * ran — a change made while its requests were in flight must not hold back one it carried) is charged its
+ * staleness, if measured, and leaves `box.pending`.
+ */
+export function chargePropagated<P extends { t: number; measured: boolean }>(box: { pending: P[]; stalenessSum: number; measured: number }, propagated: ReadonlySet<P>, at: number, staleness: number[]): void {
+  if (propagated.size === 0) return
+  const keep: P[] = []
+  for (const p of box.pending) {
+    if (!propagated.has(p)) keep.push(p)
+    else if (p.measured) {
+      const s = (at - p.t) / 1000
+      staleness.push(s)
+      box.stalenessSum += s
+      box.measured++
+    }
+  }
+  box.pending = keep
+}
+
 export const MAX_PROBLEMS = 20
 
 /**

@@ -4,7 +4,7 @@ import { type CycleOutcome, cycleOptions, drainPair, drive, measureCycle, pollRe
 import type { ConflictRule, MergeModel } from './reference-model.js'
 import type { ServiceLimit } from './sim-remote.js'
 import { type BlockPlan, type Box, type Pending, type RunPrefixes, SIDES, SimWorld, type WorldOptions } from './sim-world.js'
-import { type FinalState, type MailboxShard, type PolicyRun, MAX_PROBLEMS, MailboxProblems, assemblePolicyRun, canonicalRecords, createRunScheduler } from './policy-run.js'
+import { type FinalState, type MailboxShard, type PolicyRun, MAX_PROBLEMS, MailboxProblems, NONE_PROPAGATED, assemblePolicyRun, chargePropagated, canonicalRecords, createRunScheduler } from './policy-run.js'
 import { STUB_MAILBOX_INFO, runStubPolicy, stubCrmRequests, stubGraphRequests } from './run-stub.js'
 import { SimulatorError } from './errors.js'
 import { TimedHeap } from './heap.js'
@@ -70,14 +70,9 @@ interface WarmSync {
 
 interface Completion extends CycleOutcome {
   box: Box
-  /**
-   * The pending changes the cycle propagated, judged on the state it left: a change made while the cycle's requests
-   * were in flight (a move, say) must not hold back one the cycle had already carried across.
-   */
+  /** The pending changes the cycle propagated, judged on the state it left (see `chargePropagated`). */
   propagated: ReadonlySet<Pending>
 }
-
-const NONE_PROPAGATED: ReadonlySet<Pending> = new Set()
 
 /** Runs one scheduling policy over the workload in virtual time and measures it. */
 export async function runPolicy(options: RunOptions): Promise<PolicyRun> {
@@ -126,7 +121,7 @@ async function runInWorld(world: SimWorld, options: RunOptions): Promise<PolicyR
     const outcome = await measureCycle(() => box.pair.runCycle(undefined, cycleOptions(pullCrm)), () => box.crmAdapter.calls + box.mbxAdapter.calls, (text) => problems.note(box.index, `${box.id}: ${text}`))
     if (!outcome.clean) return { box, ...outcome, propagated: NONE_PROPAGATED }
     world.settle(box, outcome.crmPulled)
-    return { box, ...outcome, propagated: new Set(box.pending.filter((p) => world.propagated(box, p))) }
+    return { box, ...outcome, propagated: box.pending.length === 0 ? NONE_PROPAGATED : new Set(box.pending.filter((p) => world.propagated(box, p))) }
   }
 
   /** A sync pushed the CRM writes the scheduler was told about. */
@@ -138,18 +133,7 @@ async function runInWorld(world: SimWorld, options: RunOptions): Promise<PolicyR
 
   const complete = (c: Completion, at: number) => {
     const box = c.box
-    const keep: Pending[] = []
-    for (const p of box.pending) {
-      if (c.propagated.has(p)) {
-        if (p.measured) {
-          const s = (at - p.t) / 1000
-          staleness.push(s)
-          box.stalenessSum += s
-          box.measured++
-        }
-      } else keep.push(p)
-    }
-    box.pending = keep
+    chargePropagated(box, c.propagated, at, staleness)
     if (c.clean && c.crmPulled) crmWritesDone(box, at)
     sched.recordPoll(box.id, pollResultOf(c, at))
   }

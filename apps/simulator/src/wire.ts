@@ -17,7 +17,7 @@ import { newStoreDir, removeStoreDir } from './store-dirs.js'
 import { type CycleOutcome, cycleOptions, drainPair, drive, initialSync, measureCycle, pollResultOf } from './driver.js'
 import { STUB_MAILBOX_INFO } from './run-stub.js'
 import type { RunOptions } from './run.js'
-import { type FinalState, type PolicyRun, WIRE_FIELDS, WIRE_KINDS, WIRE_MAX_MAILBOXES, assemblePolicyRun, canonicalRecords, createRunScheduler, wireWorkload } from './policy-run.js'
+import { type FinalState, type PolicyRun, WIRE_FIELDS, WIRE_KINDS, WIRE_MAX_MAILBOXES, NONE_PROPAGATED, assemblePolicyRun, chargePropagated, canonicalRecords, createRunScheduler, wireWorkload } from './policy-run.js'
 import { type WorkloadEvent, type WorkloadSide, HOUR, MIN, SIM_EPOCH } from './workload.js'
 import { settleReference as foldIntoReference } from './reference-model.js'
 
@@ -256,32 +256,18 @@ export async function runWirePolicy(options: RunOptions & { onFinalState?: ((sta
 
     interface Completion extends CycleOutcome {
       box: Box
-      /** The pending changes the cycle propagated, judged on the state it left (as in fast mode: see run.ts). */
+      /** The pending changes the cycle propagated, judged on the state it left (see `chargePropagated`). */
       propagated: ReadonlySet<Pending>
     }
     /** The pending changes both sides show now (after a clean cycle). */
     const propagatedNow = async (box: Box): Promise<ReadonlySet<Pending>> => {
-      if (box.pending.length === 0) return new Set()
+      if (box.pending.length === 0) return NONE_PROPAGATED
       const v = await views(box)
       return new Set(box.pending.filter((p) => propagated(box, p, v)))
     }
     const complete = (c: Completion, at: number) => {
-      const box = c.box
-      if (c.propagated.size > 0) {
-        const keep: Pending[] = []
-        for (const p of box.pending) {
-          if (c.propagated.has(p)) {
-            if (p.measured) {
-              const s = (at - p.t) / 1000
-              staleness.push(s)
-              box.stalenessSum += s
-              box.measured++
-            }
-          } else keep.push(p)
-        }
-        box.pending = keep
-      }
-      sched.recordPoll(box.id, pollResultOf(c, at))
+      chargePropagated(c.box, c.propagated, at, staleness)
+      sched.recordPoll(c.box.id, pollResultOf(c, at))
     }
 
     await drive<{ c: Completion }>({
@@ -297,7 +283,7 @@ export async function runWirePolicy(options: RunOptions & { onFinalState?: ((sta
         cycles++
         const outcome = await measureCycle(() => box.pair.runCycle(undefined, cycleOptions(d.pullCrm)), () => calls(box), (text) => problems.length < 20 && problems.push(`${box.id}: ${text}`))
         if (outcome.clean) settleReference(box, outcome.crmPulled)
-        const done = outcome.clean ? await propagatedNow(box) : new Set<Pending>()
+        const done = outcome.clean ? await propagatedNow(box) : NONE_PROPAGATED
         callsPerHour[Math.min(hours - 1, Math.floor(t / HOUR))]! += outcome.requests
         finish(t + Math.max(1, outcome.requests * options.requestLatencyMs), { c: { box, ...outcome, propagated: done } })
       },
