@@ -154,6 +154,7 @@ export class SimWorld {
       merge: this.options.merge(),
       pageLimit: 50,
       explainRecords: false, // a run's store is deleted when it ends: nobody can ask it why
+      waitForOutboxWrite: false, // no crash to survive: the store writes while the run goes on
       now: this.clock,
       onDecision: (_id, decision) => {
         for (const f of decision.fields) if (f.outcome.startsWith('conflict') || f.outcome === 'merged') this.conflicts++
@@ -379,10 +380,13 @@ export class SimWorld {
 
   /** Closes the stores and deletes their files. */
   async close(): Promise<void> {
+    let failure: unknown
     for (const { store, storage } of this.stores) {
+      await store.flush().catch((error: unknown) => (failure ??= error)) // a write in the background failed
       await store.close()
       await removeStorage(storage)
     }
+    if (failure !== undefined) throw failure
   }
 }
 

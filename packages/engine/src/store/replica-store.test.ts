@@ -4,6 +4,7 @@ import { type ConcordId, asConcordId, asCursor, asNativeId, asOpId, asPairId, as
 import { openMemoryStore, openMemoryStoreCopy } from './open-memory.js'
 import { ReplicaStore, storeCachesFromData, storeCachesToData } from './replica-store.js'
 import type { OutboxEntry } from './records.js'
+import { gatedDatabase, settled, ticks } from '../testing/gated-database.js'
 
 const crm = asReplicaId('crm')
 const pair = asPairId('p1')
@@ -396,49 +397,6 @@ describe('ReplicaStore under group commit', () => {
     await expect(store.applyPulledPage(crm, page([upsert('b', '1', { givenName: 'Bo' })], 'cur-2'))).rejects.toThrow('disk full')
   })
 
-  /** Lets pending timers and promise chains run (a gated batch stays in flight meanwhile). */
-  const ticks = () => new Promise((resolve) => setTimeout(resolve, 5))
-  const settled = (p: Promise<unknown>) => {
-    let done = false
-    void p.then(() => (done = true), () => (done = true))
-    return () => done
-  }
-
-  /**
-   * A memory database whose batch writes wait for `release()`, in the order they were started: a batch
-   * "in flight" stays so until the test lets it land.
-   */
-  async function gatedDatabase() {
-    const { db } = await openMemoryStore()
-    const gates: Array<() => void> = []
-    const gated = new Proxy(db, {
-      get(target, prop) {
-        if (prop !== 'batch') {
-          const value = Reflect.get(target, prop, target) as unknown
-          return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value
-        }
-        return () => {
-          const inner = target.batch()
-          return {
-            put: (key: string, value: string) => inner.put(key, value),
-            del: (key: string) => inner.del(key),
-            close: () => inner.close(),
-            write: async () => {
-              await new Promise<void>((resolve) => gates.push(resolve))
-              await inner.write()
-            },
-          }
-        }
-      },
-    })
-    /** Lets the `index`-th batch started so far land (and waits for it). */
-    const release = async (index: number) => {
-      gates[index]!()
-      await ticks()
-    }
-    return { db: gated as typeof db, raw: db, gates, release }
-  }
-
   test('with pairs sharing the store, a flush waits for the batch another flush is writing with its operations in it', async () => {
     const { db, raw, gates, release } = await gatedDatabase()
     const store = await ReplicaStore.open(db, { groupCommit: true }) // its format marker waits with the rest
@@ -502,6 +460,51 @@ describe('ReplicaStore under group commit', () => {
     const [a, b] = await Promise.allSettled([store.flush(), store.flush()])
     expect(a.status).toBe('rejected')
     expect(b).toMatchObject({ status: 'rejected', reason: { message: 'disk full' } })
+  })
+
+  /** Pulls one record per page, `count` of them (each page writes its snapshot, link, head and cursor): enough to evict older keys from a small cache. */
+  async function pullMany(store: ReplicaStore, count: number) {
+    for (let i = 0; i < count; i++) await store.applyPulledPage(crm, page([upsert(`x${i}`, '1', { givenName: `X${i}` })], `cur-x${i}`))
+  }
+
+  test('a point read of a key the cache dropped does not wait for a batch of other keys on its way', async () => {
+    const { db, gates, openGates, closeGates } = await gatedDatabase()
+    openGates()
+    const store = await ReplicaStore.open(db, { groupCommit: true, cacheEntries: 16 })
+    await store.applyPulledPage(crm, page([upsert('a', '1', { givenName: 'Ann' })], 'cur-1'))
+    await pullMany(store, 20) // the cache drops a's snapshot
+    await store.flush() // everything written so far is in the database
+    closeGates()
+    await store.commitPlan(pair, { outbox: [], bases: [], watermarks: { [crm]: 1 } })
+    store.flushInBackground()
+    await ticks()
+    expect(gates).toHaveLength(1) // that batch is on its way, held
+    const read = store.getSnapshot(crm, n('a'))
+    const done = settled(read)
+    await ticks()
+    expect(done()).toBe(true)
+    expect((await read)?.version).toBe('1')
+    openGates()
+    expect(await store.getWatermark(pair, crm)).toBe(1)
+  })
+
+  test('a key the cache dropped while its write was pending is read after that write landed, never stale', async () => {
+    const { store } = await openMemoryStore({ groupCommit: true, cacheEntries: 16 })
+    await store.applyPulledPage(crm, page([upsert('a', '1', { givenName: 'Ann' })], 'cur-1'))
+    await store.flush()
+    await store.applyPulledPage(crm, page([upsert('a', '2', { givenName: 'Anna' })], 'cur-2'))
+    await pullMany(store, 20) // the cache drops a's new snapshot before it was flushed
+    expect((await store.getSnapshot(crm, n('a')))?.version).toBe('2')
+  })
+
+  test('flushInBackground writes without being waited for; a failure refuses the next write', async () => {
+    const { store, failFromNow } = await storeWithFailingDisk()
+    await store.applyPulledPage(crm, page([upsert('a', '1', { givenName: 'Ann' })], 'cur-1'))
+    failFromNow()
+    store.flushInBackground()
+    await ticks()
+    await expect(store.applyPulledPage(crm, page([upsert('b', '1', { givenName: 'Bo' })], 'cur-2'))).rejects.toThrow('disk full')
+    await expect(store.flush()).rejects.toThrow('disk full')
   })
 
   describe('closeKeepingCaches / resumeCaches', () => {

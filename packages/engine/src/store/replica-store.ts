@@ -223,6 +223,21 @@ export class ReplicaStore {
   /** Bumped by every write: a read that overlapped a write does not fill the cache (it may be stale). */
   private epoch = 0
   /**
+   * Group commit: bumped by every write (a change of what the caches say; a commit only makes the database
+   * agree). A point read that overlapped no write may fill the cache, whatever commits ran meanwhile.
+   */
+  private cacheChanges = 0
+  /**
+   * Group commit: keys the cache evicted while writes were pending or being committed — their newest value
+   * may not be in the database yet — until the batch that was next at the time has landed (`unsettledUntil`).
+   * A point read of one of them waits for the pending writes; any other key the cache does not hold is in the
+   * database as written, so its read need not wait for the flush of writes it does not touch.
+   */
+  private readonly evictedUnsettled = new Set<string>()
+  private unsettledUntil = 0
+  /** Group commit: batches taken for writing so far, and the newest one that landed (they land in order). */
+  private batchesStarted = 0
+  /**
    * Set when this store created its database (it was empty at open): every point key it may hold is
    * one this store wrote, so a key neither cached nor in this set is absent without asking the
    * database. Only keys outside the cache need to be here: a written key joins when the cache
@@ -324,10 +339,12 @@ export class ReplicaStore {
     if (this.pending.length === 0) return
     const ops = this.pending
     this.pending = []
+    const batch = ++this.batchesStarted
     const flushing = this.commit(ops)
     this.flushing = flushing
     try {
       await flushing
+      if (batch >= this.unsettledUntil) this.evictedUnsettled.clear()
     } catch (error) {
       // What the caches say may be neither the old nor the new database state: refuse further use.
       this.failure = error instanceof Error ? error : new Error(String(error))
@@ -338,6 +355,17 @@ export class ReplicaStore {
     } finally {
       if (this.flushing === flushing) this.flushing = undefined
     }
+  }
+
+  /**
+   * Under group commit: starts writing every pending operation without waiting for the database (otherwise a
+   * no-op). Batches still land one at a time, in write order, and a later {@link flush} waits for this one. A
+   * failure is kept as {@link flush}'s is: the store refuses every later write and flush with it. For callers
+   * whose effects outside the store need not wait for the disk — a simulation, which never crashes.
+   */
+  flushInBackground(): void {
+    if (!this.groupCommit || this.pending.length === 0) return
+    this.flush().catch(() => undefined) // kept in `failure`: the next write or flush rejects with it
   }
 
   private async commit(ops: BatchOp[]): Promise<void> {
@@ -379,6 +407,7 @@ export class ReplicaStore {
     const lazyWritten = this.lazyCursors.size > 0 ? new Map(this.lazyCursors) : undefined
     if (this.groupCommit) {
       this.epoch++ // a database read in flight may predate these writes: it must not fill the cache
+      this.cacheChanges++
       for (const op of ops) this.pending.push(op)
     } else {
       try {
@@ -435,9 +464,12 @@ export class ReplicaStore {
       // Drop the oldest eighth in one pass: evicting one entry per insert would rescan the Map's
       // deleted slots every time (quadratic).
       let drop = Math.max(1, this.cacheLimit >> 3)
+      const unsettled = this.pending.length > 0 || this.flushing !== undefined
+      if (unsettled) this.unsettledUntil = this.batchesStarted + (this.pending.length > 0 ? 1 : 0)
       for (const [oldest, value] of this.cache) {
         this.cache.delete(oldest)
         if (value !== null) this.known?.add(oldest) // out of the cache: `known` must say it exists
+        if (unsettled) this.evictedUnsettled.add(oldest)
         if (--drop === 0) break
       }
     }
@@ -448,10 +480,14 @@ export class ReplicaStore {
    * cache as decoded (unless a write overlapped), so that the next read of them parses nothing.
    */
   private async readMissing<T>(keyList: readonly string[], missing: readonly number[], decode: (raw: string) => T, out: Array<T | undefined>): Promise<void> {
-    await this.flush()
+    if (this.failure) throw this.failure
+    // Under group commit a key the cache lacks is in the database as written unless it was evicted before it
+    // got there (see `evictedUnsettled`): the read need not wait for writes of other keys.
+    if (!this.groupCommit || this.cacheLimit <= 0 || (this.evictedUnsettled.size > 0 && missing.some((i) => this.evictedUnsettled.has(keyList[i]!)))) await this.flush()
     const epoch = this.epoch
+    const changes = this.cacheChanges
     const raw = await this.db.getMany(missing.map((i) => keyList[i]!))
-    const fill = epoch === this.epoch
+    const fill = this.groupCommit ? changes === this.cacheChanges : epoch === this.epoch
     for (let j = 0; j < missing.length; j++) {
       const i = missing[j]!
       const stored = raw[j]

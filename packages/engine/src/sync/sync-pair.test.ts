@@ -4,6 +4,8 @@ import { MAILBOX_REPLICA, beforeFirstDeletePush, checkConvergence, createTwoRepl
 import { sampleFields } from '../testing/sample-fields.js'
 import { asReplicaId } from '../ids.js'
 import { PreconditionFailedError } from '../errors.js'
+import { ReplicaStore } from '../store/replica-store.js'
+import { gatedDatabase, settled, ticks } from '../testing/gated-database.js'
 
 async function world(options: Partial<Parameters<typeof createTwoReplicaWorld>[0]> = {}) {
   const { store } = await openMemoryStore()
@@ -325,5 +327,42 @@ describe('SyncPair cycles of one pair started at once', () => {
     expect(world.crm.pushWrites + world.mailbox.pushWrites).toBe(60)
     expect(world.crm.liveRecords()).toHaveLength(60)
     expect(world.mailbox.liveRecords()).toHaveLength(60)
+  })
+})
+
+describe('SyncPair pushes and the write of their outbox entries', () => {
+  test('by default a push waits until its outbox entry is in the database', async () => {
+    const { db, openGates, closeGates } = await gatedDatabase()
+    openGates()
+    const w = createTwoReplicaWorld({ store: await ReplicaStore.open(db, { groupCommit: true }) })
+    await w.pair.runCycle() // (reads the pair's state once: cursors, heads, watermarks)
+    closeGates()
+    w.crm.create('contact', sampleFields('contact', 1))
+    const cycle = w.pair.runCycle()
+    const done = settled(cycle)
+    await ticks()
+    expect(w.mailbox.liveRecords()).toHaveLength(0) // held until the batch with the outbox lands
+    openGates()
+    await cycle
+    expect(done()).toBe(true)
+    expect(w.mailbox.liveRecords()).toHaveLength(1)
+  })
+
+  test('waitForOutboxWrite: false pushes while that batch is on its way, and converges the same', async () => {
+    const { db, gates, openGates, closeGates } = await gatedDatabase()
+    openGates()
+    const w = createTwoReplicaWorld({ store: await ReplicaStore.open(db, { groupCommit: true }), waitForOutboxWrite: false })
+    await w.pair.runCycle() // (reads the pair's state once: cursors, heads, watermarks)
+    closeGates()
+    w.crm.create('contact', sampleFields('contact', 1))
+    const cycle = w.pair.runCycle()
+    await ticks()
+    expect(w.mailbox.liveRecords()).toHaveLength(1) // pushed, though no batch has landed
+    expect(gates).toHaveLength(1)
+    openGates()
+    await cycle
+    await syncUntilQuiet(w)
+    expect((await checkConvergence(w)).problems).toEqual([])
+    expect(w.crm.pushWrites + w.mailbox.pushWrites).toBe(1)
   })
 })

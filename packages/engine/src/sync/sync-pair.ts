@@ -49,6 +49,13 @@ export interface SyncPairOptions {
    * and `explain` throws: for runs whose store nobody asks why of, such as a simulation's.
    */
   explainRecords?: boolean | undefined
+  /**
+   * Whether a push waits until the outbox entry it sends is in the database (default true): a process that
+   * crashes after a remote applied a write must find the entry to acknowledge it on restart, not plan it
+   * again. False: the store writes in the background (in order, failures still surface at the next write) and
+   * the push goes at once — for a simulation, which has no crash to survive and only waits on the disk.
+   */
+  waitForOutboxWrite?: boolean | undefined
 }
 
 /** The per-pair part of the merge context; see `SyncPairOptions.context`. */
@@ -110,6 +117,7 @@ export class SyncPair {
   private readonly logger: Logger
   private readonly onDecision: SyncPairOptions['onDecision']
   private readonly explainRecords: boolean
+  private readonly waitForOutboxWrite: boolean
   private readonly deletionGuard: DeletionGuardThreshold
   private context: PairContext
   private readonly tombstoneRetentionMs: number
@@ -140,6 +148,7 @@ export class SyncPair {
     this.logger = options.logger ?? silentLogger
     this.onDecision = options.onDecision
     this.explainRecords = options.explainRecords ?? true
+    this.waitForOutboxWrite = options.waitForOutboxWrite ?? true
     this.deletionGuard = options.deletionGuard ?? DEFAULT_DELETION_THRESHOLD
     this.context = options.context ?? {}
     this.tombstoneRetentionMs = options.tombstoneRetentionMs ?? 30 * 24 * 3600_000
@@ -601,7 +610,10 @@ export class SyncPair {
         const byOp = new Map<OpId, OutboxEntry>(chunk.map((entry) => [entry.op.opId, entry]))
         // Under group commit: the outbox is on disk before the remote sees a write. One flush per side
         // covers every chunk: the chunks come from the listing made before it.
-        if (i === 0) await this.store.flush()
+        if (i === 0) {
+          if (this.waitForOutboxWrite) await this.store.flush()
+          else this.store.flushInBackground()
+        }
         const result = await adapter.push(
           chunk.map((entry) => entry.op),
           { signal },

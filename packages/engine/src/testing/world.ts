@@ -26,6 +26,7 @@ export interface WorldOptions {
   pageLimit?: number | undefined
   now?: (() => number) | undefined
   explainRecords?: boolean | undefined
+  waitForOutboxWrite?: boolean | undefined
 }
 
 export const CRM_REPLICA: ReplicaId = asReplicaId('crm')
@@ -38,7 +39,7 @@ export function createTwoReplicaWorld(options: WorldOptions): TwoReplicaWorld {
   const seed = options.seed ?? 1
   const crmAdapter = new MemoryReplicaAdapter(CRM_REPLICA, crm, { faults: options.faults, seed })
   const mailboxAdapter = new MemoryReplicaAdapter(MAILBOX_REPLICA, mailbox, { faults: options.faults, seed: seed + 7919 })
-  const pair = new SyncPair({ pairId: asPairId('crm~alice'), store: options.store, crm: crmAdapter, mailbox: mailboxAdapter, merge: options.merge, pageLimit: options.pageLimit, now: options.now, explainRecords: options.explainRecords })
+  const pair = new SyncPair({ pairId: asPairId('crm~alice'), store: options.store, crm: crmAdapter, mailbox: mailboxAdapter, merge: options.merge, pageLimit: options.pageLimit, now: options.now, explainRecords: options.explainRecords, waitForOutboxWrite: options.waitForOutboxWrite })
   return { crm, mailbox, crmAdapter, mailboxAdapter, pair, store: options.store }
 }
 
