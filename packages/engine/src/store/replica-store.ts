@@ -235,7 +235,7 @@ export class ReplicaStore {
    */
   private readonly evictedUnsettled = new Set<string>()
   private unsettledUntil = 0
-  /** Group commit: batches taken for writing so far, and the newest one that landed (they land in order). */
+  /** Group commit: batches taken for writing so far (numbered in the order they land). */
   private batchesStarted = 0
   /**
    * Set when this store created its database (it was empty at open): every point key it may hold is
