@@ -98,7 +98,6 @@ export interface PolicyRun {
   schedulerStats: ReturnType<Scheduler['stats']>
 }
 
-/** A run's problems kept: at most this many, the first ones in mailbox order. */
 /** No pending change propagated: a cycle that was not clean, or found nothing pending. */
 export const NONE_PROPAGATED: ReadonlySet<never> = new Set()
 
@@ -122,6 +121,7 @@ export function chargePropagated<P extends { t: number; measured: boolean }>(box
   box.pending = keep
 }
 
+/** A run's problems kept: at most this many, the first ones in mailbox order. */
 export const MAX_PROBLEMS = 20
 
 /**

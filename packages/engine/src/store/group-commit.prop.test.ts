@@ -1,6 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, test } from 'vitest'
 import { asCursor, asNativeId, asReplicaId, asVersion } from '../ids.js'
+import { interceptedDatabase } from '../testing/gated-database.js'
 import { propConfig } from '../testing/prop-config.js'
 import { openMemoryStore } from './open-memory.js'
 import { ReplicaStore, type StoreDatabase } from './replica-store.js'
@@ -13,19 +14,7 @@ async function slowDatabase(delays: readonly number[]): Promise<StoreDatabase> {
   const { db } = await openMemoryStore()
   let turn = 0
   const pause = () => new Promise<void>((resolve) => setTimeout(resolve, delays[turn++ % delays.length]!))
-  return new Proxy(db, {
-    get(target, prop) {
-      if (prop === 'getMany') return async (keys: string[]) => (await pause(), target.getMany(keys))
-      if (prop === 'batch') {
-        return () => {
-          const inner = target.batch()
-          return { put: (k: string, v: string) => inner.put(k, v), del: (k: string) => inner.del(k), close: () => inner.close(), write: async () => (await pause(), inner.write()) }
-        }
-      }
-      const value = Reflect.get(target, prop, target) as unknown
-      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value
-    },
-  })
+  return interceptedDatabase(db, { batchWrite: pause, getMany: pause })
 }
 
 type Step = { type: 'pull'; ids: number[] } | { type: 'flush-in-background' } | { type: 'read'; id: number; wait: boolean }

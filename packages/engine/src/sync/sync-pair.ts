@@ -608,8 +608,9 @@ export class SyncPair {
         signal?.throwIfAborted()
         const chunk = pending.slice(i, i + this.pageLimit)
         const byOp = new Map<OpId, OutboxEntry>(chunk.map((entry) => [entry.op.opId, entry]))
-        // Under group commit: the outbox is on disk before the remote sees a write. One flush per side
-        // covers every chunk: the chunks come from the listing made before it.
+        // Under group commit: the outbox is on disk before the remote sees a write (unless the caller
+        // chose not to wait: `waitForOutboxWrite`). One flush per side covers every chunk: the chunks
+        // come from the listing made before it.
         if (i === 0) {
           if (this.waitForOutboxWrite) await this.store.flush()
           else this.store.flushInBackground()
