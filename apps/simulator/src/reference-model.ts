@@ -1,4 +1,4 @@
-import { type Direction, type Fields, type ItemKind, isTracked, jsonEqual } from '@concord/engine'
+import { type Direction, type Fields, type ItemKind, deepFreeze, isTracked, jsonEqual } from '@concord/engine'
 import type { WorkloadSide } from './workload.js'
 
 /** One write of the workload not yet synced: its value and when it was made. */
@@ -80,9 +80,13 @@ export interface ModelItem {
   linked: boolean
   deleted: boolean
   present: Record<WorkloadSide, boolean>
-  /** The agreed fields (the engine's base). */
+  /**
+   * The agreed fields (the engine's base). This and the sides are copied on write: a frozen one may be
+   * shared (with the other side, the workload's event, a fork's template), so a writer copies it first
+   * ({@link writableFields}); an unfrozen one belongs to this item alone.
+   */
   base: Fields
-  /** The values each side should hold. */
+  /** The values each side should hold (copied on write, as `base`). */
   sides: Record<WorkloadSide, Fields>
   /** The side logged a real change since the last clean sync. */
   touched: Record<WorkloadSide, boolean>
@@ -94,6 +98,14 @@ export interface ModelItem {
 }
 
 const other = (side: WorkloadSide): WorkloadSide => (side === 'crm' ? 'mailbox' : 'crm')
+
+const NO_FIELDS: Fields = deepFreeze({})
+
+/** `fields` if this item owns it, else (frozen: maybe shared) a copy of it to write to. */
+export const writableFields = (fields: Fields): Fields => (Object.isFrozen(fields) ? { ...fields } : fields)
+
+/** `fields` if frozen (shared, copied on write), else a copy: for a second item, a fork's, to own. */
+export const sharedFields = (fields: Fields): Fields => (Object.isFrozen(fields) ? fields : { ...fields })
 
 /**
  * A new model item: created by a person on `side`. Every member is there from the start (the optional
@@ -107,8 +119,8 @@ export function modelCreate(kind: ItemKind, side: WorkloadSide, fields: Fields, 
     linked: false,
     deleted: false,
     present: { crm: side === 'crm', mailbox: side === 'mailbox' },
-    base: {},
-    sides: { crm: side === 'crm' ? { ...fields } : {}, mailbox: side === 'mailbox' ? { ...fields } : {} },
+    base: NO_FIELDS,
+    sides: { crm: side === 'crm' ? sharedFields(fields) : NO_FIELDS, mailbox: side === 'mailbox' ? sharedFields(fields) : NO_FIELDS },
     touched: { crm: side === 'crm', mailbox: side === 'mailbox' },
     modifiedAt: { crm: t, mailbox: t },
     deletedBy: undefined,
@@ -128,7 +140,7 @@ export function modelWrite(item: ModelItem, side: WorkloadSide, op: 'update' | '
     item.modifiedAt[side] = t
     return
   }
-  const values = item.sides[side]
+  const values = (item.sides[side] = writableFields(item.sides[side]))
   let changed = false
   for (const [name, value] of Object.entries(fields ?? {})) {
     if (jsonEqual(values[name] ?? null, value ?? null) && name in values) continue
@@ -170,9 +182,8 @@ export function settleModel(items: ReadonlyMap<string, ModelItem>, dirty: Set<st
         // an edit beats a concurrent delete: the record comes back where it was deleted
         const fields: Fields = {}
         for (const [name, value] of Object.entries({ ...item.base, ...item.sides[survivor] })) if (value !== undefined && flowsTo(deleted, model.direction(kind, name))) fields[name] = value
-        item.sides[deleted] = fields
+        item.sides[deleted] = item.base = deepFreeze(fields) // (shared, copied on write)
         item.present[deleted] = true
-        item.base = { ...fields }
       } else {
         item.deleted = true
         item.present = { crm: false, mailbox: false }
@@ -189,14 +200,15 @@ export function settleModel(items: ReadonlyMap<string, ModelItem>, dirty: Set<st
           // an e-mail created from the CRM carries all of its content
           if (flowsTo(to, direction) || (to === 'mailbox' && kind === 'email' && direction !== 'none')) created[name] = value
         }
-        item.sides[to] = created
+        const all = Object.isFrozen(item.sides[from]) && Object.keys(created).length === Object.keys(item.sides[from]).length
+        item.sides[to] = item.base = all ? item.sides[from] : deepFreeze(created) // (shared, copied on write)
         item.present[to] = true
-        item.base = { ...created }
         item.linked = true
       }
     } else {
-      const base = item.base
-      const { crm, mailbox } = item.sides
+      const base = (item.base = writableFields(item.base))
+      const crm = (item.sides.crm = writableFields(item.sides.crm))
+      const mailbox = (item.sides.mailbox = writableFields(item.sides.mailbox))
       const names = new Set([...Object.keys(base), ...Object.keys(crm), ...Object.keys(mailbox)])
       const changedOn = (side: WorkloadSide, name: string) => {
         const value = item.sides[side][name]

@@ -1,12 +1,12 @@
 import { cp, readFile, rm, writeFile } from 'node:fs/promises'
 import { deserialize, serialize } from 'node:v8'
-import { type ConcordId, type MergeStrategy, type NativeId, type ReplicaStore, type SeededRandom, type StoreCaches, type StoreDatabase, SyncPair, asPairId, asReplicaId, concordIdFor, jsonEqual, openMemoryStore, openMemoryStoreCopy, seededRandom, storeCachesFromData, storeCachesToData } from '@concord/engine'
+import { type ConcordId, type MergeStrategy, type NativeId, type ReplicaStore, type SeededRandom, type StoreCaches, type StoreDatabase, SyncPair, asPairId, asReplicaId, concordIdFor, deepFreeze, jsonEqual, openMemoryStore, openMemoryStoreCopy, seededRandom, storeCachesFromData, storeCachesToData } from '@concord/engine'
 import { openLevelStore, settleLevelStore } from '@concord/engine/node'
 import { initialSync } from './driver.js'
 import { storeCacheEntriesPerMailbox } from './memory-budget.js'
 import { TimedHeap } from './heap.js'
 import type { MailboxShard } from './policy-run.js'
-import { type MergeModel, type ModelItem, modelCreate, modelWrite, settleModel } from './reference-model.js'
+import { type MergeModel, type ModelItem, modelCreate, modelWrite, settleModel, sharedFields } from './reference-model.js'
 import { mixSeed, normal } from './rng.js'
 import { newStoreDir, removeStoreDir } from './store-dirs.js'
 import { DATAVERSE_LIMIT, GRAPH_LIMIT, type ServiceLimit, type SimAdapterState, type SimRemoteState, SimAdapter, SimRemote } from './sim-remote.js'
@@ -242,22 +242,24 @@ export class SimWorld {
   apply(e: WorkloadEvent): boolean {
     const box = this.byId.get(e.mailbox)!
     let item = box.items.get(e.item)
+    // A workload's payloads are never written: frozen, the remotes keep them as they are instead of a copy each.
+    const fields = e.fields && deepFreeze(e.fields)
     if (e.op === 'create') {
-      const native = this.remoteOf(box, e.side).create(e.kind, e.fields ?? {})
-      item = Object.assign(modelCreate(e.kind, e.side, e.fields ?? {}, this.now), { native }) // (no second copy of the new item)
+      const native = this.remoteOf(box, e.side).create(e.kind, fields ?? {})
+      item = Object.assign(modelCreate(e.kind, e.side, fields ?? {}, this.now), { native }) // (no second copy of the new item)
       box.items.set(e.item, item)
     } else {
       if (!item) return this.skipped()
       const native = this.nativeOn(box, item, e.side)
       if (native === undefined) return this.skipped() // not (yet) on this side: the person cannot edit it
       const remote = this.remoteOf(box, e.side)
-      if (e.op === 'update') remote.update(native, e.fields ?? {})
+      if (e.op === 'update') remote.update(native, fields ?? {})
       else if (e.op === 'delete') remote.remove(native)
       else {
         const moved = remote.move(native)
         if (item.origin === e.side) item.native = moved
       }
-      modelWrite(item, e.side, e.op, e.fields, this.now)
+      modelWrite(item, e.side, e.op, fields, this.now)
     }
     box.dirty.add(e.item)
     if (e.initial) return false
@@ -320,6 +322,7 @@ export class SimWorld {
     const { store, storage } = this.stores[0]!
     const caches = await store.closeKeepingCaches()
     if ('dir' in storage) await settleLevelStore(storage.dir, LEVEL_OPTIONS) // forks copy a table, not a log to replay
+    for (const box of this.boxes) for (const item of box.items.values()) freezeModelItem(item) // forks share them, copied on write
     return {
       range,
       storage,
@@ -498,13 +501,22 @@ function clonedBox(box: Omit<Box, 'pair'>, clock: () => number): Omit<Box, 'pair
   }
 }
 
-/** A model item to change independently: its records copied; their values are shared (the model replaces values, it never changes one in place). */
+function freezeModelItem(item: ItemState): void {
+  deepFreeze(item.base)
+  deepFreeze(item.sides.crm)
+  deepFreeze(item.sides.mailbox)
+}
+
+/**
+ * A model item to change independently: its records copied, or shared when frozen (copied on write); their
+ * values are shared (the model replaces values, it never changes one in place).
+ */
 function cloneItem(item: ItemState): ItemState {
   return {
     ...item,
     present: { ...item.present },
-    base: { ...item.base },
-    sides: { crm: { ...item.sides.crm }, mailbox: { ...item.sides.mailbox } },
+    base: sharedFields(item.base),
+    sides: { crm: sharedFields(item.sides.crm), mailbox: sharedFields(item.sides.mailbox) },
     touched: { ...item.touched },
     modifiedAt: { ...item.modifiedAt },
     kept: item.kept && new Set(item.kept),

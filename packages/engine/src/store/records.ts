@@ -65,12 +65,11 @@ export interface BaseRecord {
  * changed). `base` absent = the pair's first agreement on this item.
  */
 export function withAgreedFields(base: BaseRecord | undefined, kind: ItemKind, agreed: Fields): BaseRecord {
-  const next: BaseRecord = base ? { ...base, fields: { ...base.fields }, fieldVersions: { ...base.fieldVersions }, versions: { ...base.versions } } : { kind, fields: {}, fieldVersions: {}, versions: {} }
-  for (const [name, value] of Object.entries(agreed)) {
-    next.fields[name] = value
-    next.fieldVersions[name] = (next.fieldVersions[name] ?? 0) + 1
-  }
-  return next
+  const fieldVersions: Record<string, number> = base ? { ...base.fieldVersions } : {}
+  for (const name of Object.keys(agreed)) fieldVersions[name] = (fieldVersions[name] ?? 0) + 1
+  if (base) return { ...base, fields: { ...base.fields, ...agreed }, fieldVersions, versions: { ...base.versions } }
+  // a first agreement keeps frozen fields as they are: shared with the push that carried them, not a copy
+  return { kind, fields: Object.isFrozen(agreed) ? agreed : { ...agreed }, fieldVersions, versions: {} }
 }
 
 /** Fields kept for the user to resolve (`keep-both`), per item. */

@@ -3,6 +3,7 @@ import type { PullPage, PushApplied, RecordMeta } from '../contract/replica-adap
 import { SyncError } from '../errors.js'
 import { type ConcordId, type Cursor, type NativeId, type PairId, type ReplicaId, asCursor, concordIdFor } from '../ids.js'
 import { type Fields, hashFields } from '../model/item.js'
+import { deepFreeze } from '../util/deep-freeze.js'
 import { KeyedQueue } from '../util/keyed-queue.js'
 import { assertKeyPart, keys, prefixEnd } from './keys.js'
 import { decodeExplain, decodeOutboxEntry, encodeExplain, encodeOutboxEntry, withAgreedFields } from './records.js'
@@ -141,16 +142,6 @@ function outboxPrefixOf(key: string): string | undefined {
   if (a < 0 || !key.startsWith(OUTBOX_PART, a + 1)) return undefined
   const b = key.indexOf(SEP, a + 5) // after the target replica id
   return b < 0 ? undefined : key.slice(0, b + 1)
-}
-
-function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
-    Object.freeze(value)
-    // members visited in place: `Object.values` would allocate an array per object
-    if (Array.isArray(value)) for (const member of value as unknown[]) deepFreeze(member)
-    else for (const key in value) if (Object.prototype.hasOwnProperty.call(value, key)) deepFreeze((value as Record<string, unknown>)[key])
-  }
-  return value
 }
 
 /** Hash of a pulled record's content. Metadata (owner, tracked…) counts as content: reassigning a record can move it in or out of a filter. */

@@ -4,6 +4,7 @@ import { ItemKinds } from '../model/item.js'
 import { runReplicaAdapterContract } from './contract.js'
 import { MemoryRemote, MemoryReplicaAdapter } from './memory-replica.js'
 import { sampleFields } from './sample-fields.js'
+import { deepFreeze } from '../util/deep-freeze.js'
 import { seededRandom } from '../util/random.js'
 
 runReplicaAdapterContract('MemoryReplicaAdapter', async () => {
@@ -61,6 +62,23 @@ describe('clone', () => {
     expect(remote.get(id)!.fields.surname).toBe('S0')
     expect(copyRemote.get(id)!.modifiedAt).toBe(5)
     expect(copyRemote.create('contact', {})).toBe(remote.create('contact', {})) // the same next native id
+  })
+
+  test('written fields: a frozen object is kept as it is, an unfrozen one copied and frozen all the way down', () => {
+    const remote = new MemoryRemote('mem')
+    const frozen = deepFreeze({ subject: 'Hello', to: [{ address: 'a@b.test' }] })
+    expect(remote.get(remote.create('email', frozen))!.fields).toBe(frozen)
+    const mine = { subject: 'Mine', to: [{ address: 'c@d.test' }] }
+    const id = remote.create('email', mine)
+    const kept = remote.get(id)!.fields as typeof mine
+    expect(kept).not.toBe(mine)
+    expect(Object.isFrozen(kept.to[0])).toBe(true)
+    mine.to[0]!.address = 'changed@d.test' // the writer's object stays its own
+    expect(kept.to[0]!.address).toBe('c@d.test')
+    const to = deepFreeze([{ address: 'e@f.test' }])
+    remote.update(id, deepFreeze({ to }))
+    expect(remote.get(id)!.fields.to).toBe(to)
+    expect(Object.isFrozen(remote.get(id)!.fields)).toBe(true)
   })
 
   test('seededRandom(state()) continues the same draws', () => {

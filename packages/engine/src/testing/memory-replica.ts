@@ -4,13 +4,15 @@ import { type ConcordId, type Cursor, type NativeId, type OpId, type ReplicaId, 
 import type { Fields, ItemKind } from '../model/item.js'
 import { type SeededRandom, seededRandom } from '../util/random.js'
 import { cloneJson } from '../util/canonical-json.js'
+import { deepFreeze } from '../util/deep-freeze.js'
 
 export interface RemoteRecord {
   nativeId: NativeId
   kind: ItemKind
   /**
-   * Never changed in place (frozen; a write replaces it), so pulled changes and acknowledgements hand it
-   * out as it is, as a service hands out a copy — the engine freezes what it keeps anyway.
+   * Never changed in place (deeply frozen; a write replaces it), so pulled changes and acknowledgements
+   * hand it out as it is, as a service hands out a copy. Written fields that are already frozen are kept
+   * as they are, shared with the writer, not copied.
    */
   fields: Fields
   version: Version
@@ -84,7 +86,7 @@ export class MemoryRemote {
   /** Takes over `state` (a fresh instance, from {@link clone} or {@link fromState}). */
   protected takeState(state: MemoryRemoteState): void {
     for (const [id, record] of state.records) {
-      if (!Object.isFrozen(record.fields)) Object.freeze(record.fields) // (structured cloning does not keep them frozen)
+      deepFreeze(record.fields) // (structured cloning does not keep them frozen)
       this.records.set(id, record)
     }
     this.changes = state.changes
@@ -115,14 +117,14 @@ export class MemoryRemote {
 
   create(kind: ItemKind, fields: Fields, concordId?: ConcordId, meta?: RecordMeta): NativeId {
     const nativeId = asNativeId(`${this.name}-${this.nextId++}`)
-    this.records.set(nativeId, { nativeId, kind, fields: Object.freeze(cloneJson(fields)), version: this.newVersion(), concordId, modifiedAt: this.clock(), deleted: false, meta })
+    this.records.set(nativeId, { nativeId, kind, fields: deepFreeze(cloneJson(fields)), version: this.newVersion(), concordId, modifiedAt: this.clock(), deleted: false, meta })
     this.bump(nativeId)
     return nativeId
   }
 
   update(nativeId: NativeId, patch: Fields): Version {
     const record = this.live(nativeId)
-    record.fields = Object.freeze({ ...record.fields, ...cloneJson(patch) })
+    record.fields = deepFreeze({ ...record.fields, ...cloneJson(patch) })
     record.version = this.newVersion()
     record.modifiedAt = this.clock()
     this.bump(nativeId)

@@ -1,6 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { canonicalJson, cloneJson, jsonEqual } from './canonical-json.js'
+import { deepFreeze } from './deep-freeze.js'
 
 describe('jsonEqual', () => {
   it('agrees with comparing canonical JSON for JSON values', () => {
@@ -26,6 +27,16 @@ describe('cloneJson', () => {
     const copy = cloneJson(original)
     copy.to[0]!.address = 'changed'
     expect(original.to[0]!.address).toBe('a@b.test')
+  })
+
+  it('hands a frozen value out as it is: frozen means frozen all the way down, so nobody can change it', () => {
+    const frozen = deepFreeze({ to: [{ address: 'a@b.test' }], n: 1 })
+    expect(cloneJson(frozen)).toBe(frozen)
+    const holder = { kept: frozen, own: [1] }
+    const copy = cloneJson(holder)
+    expect(copy).not.toBe(holder)
+    expect(copy.kept).toBe(frozen)
+    expect(copy.own).not.toBe(holder.own)
   })
 
   it('keeps a "__proto__" member as data, as JSON.parse made it (a hostile payload sets no prototype)', () => {

@@ -69,9 +69,12 @@ export function jsonEqual(a: unknown, b: unknown): boolean {
   return defined === 0
 }
 
-/** A deep copy of a JSON value (plain objects, arrays, primitives): much cheaper than `structuredClone`. */
+/**
+ * A deep copy of a JSON value (plain objects, arrays, primitives): much cheaper than `structuredClone`.
+ * A frozen value is its own copy: Concord freezes only deeply (`deepFreeze`), so nobody can change it.
+ */
 export function cloneJson<T>(value: T): T {
-  if (value === null || typeof value !== 'object') return value
+  if (value === null || typeof value !== 'object' || Object.isFrozen(value)) return value
   if (Array.isArray(value)) return value.map((v: unknown) => cloneJson(v)) as T
   const out: Record<string, unknown> = {}
   for (const k in value) {

@@ -1,0 +1,31 @@
+import { describe, expect, it } from 'vitest'
+import { deepFreeze } from './deep-freeze.js'
+
+describe('deepFreeze', () => {
+  it('freezes a value and everything in it, in place, and returns it', () => {
+    const value = { subject: 's', to: [{ address: 'a@b.test', name: 'A' }], nested: { deeper: { n: 1 } } }
+    expect(deepFreeze(value)).toBe(value)
+    expect(Object.isFrozen(value)).toBe(true)
+    expect(Object.isFrozen(value.to)).toBe(true)
+    expect(Object.isFrozen(value.to[0])).toBe(true)
+    expect(Object.isFrozen(value.nested.deeper)).toBe(true)
+    expect(() => {
+      ;(value.to[0] as { address: string }).address = 'x'
+    }).toThrow(TypeError)
+  })
+
+  it('takes primitives, null and undefined as they are', () => {
+    expect(deepFreeze(1)).toBe(1)
+    expect(deepFreeze('s')).toBe('s')
+    expect(deepFreeze(null)).toBe(null)
+    expect(deepFreeze(undefined)).toBe(undefined)
+  })
+
+  it('stops at a frozen object: Concord freezes only through here, so it is frozen all the way down', () => {
+    const shared = deepFreeze({ to: [{ address: 'a@b.test' }] })
+    const holder = { shared, own: [{ n: 1 }] }
+    deepFreeze(holder)
+    expect(holder.shared).toBe(shared)
+    expect(Object.isFrozen(holder.own[0])).toBe(true)
+  })
+})
