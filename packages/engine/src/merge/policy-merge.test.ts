@@ -8,6 +8,7 @@ import { PolicyMerge } from './policy-merge.js'
 import { applyDecision, mergeInput, upsert } from './test-helpers.js'
 import { fieldNames, ItemKinds } from '../model/item.js'
 import { encodeHlc } from './hlc.js'
+import { deepFreeze } from '../util/deep-freeze.js'
 
 const alice = { id: 'u-alice', addresses: ['alice@contoso.test'] }
 const full = { canSync: true, canSendFromCrm: true, canReadRecord: true }
@@ -31,6 +32,15 @@ describe('directions and config', () => {
     expect(() => new PolicyMerge({ policies: { contact: { notes: 'set-merge' } } })).toThrow(/set field/)
     expect(() => new PolicyMerge({ policies: { default: 'coin-flip' } })).toThrow(ValidationError)
     expect(() => new PolicyMerge({ filters: { contact: { field: 'shoeSize', op: 'exists' } } })).toThrow(/filters\.contact\.field.*shoeSize/)
+  })
+
+  test('a new item is created with the pulled record\'s own frozen fields when they all flow, not a copy (both merges)', () => {
+    const pulled = deepFreeze({ subject: 'Call back', status: 'notStarted' })
+    for (const merge of [new CrmWinsMerge(), new PolicyMerge()]) {
+      const d = merge.merge(mergeInput({ kind: 'task', crm: upsert(pulled), exists: { crm: true, mailbox: false } }))
+      expect(d.writes.mailbox).toEqual({ type: 'create', fields: pulled })
+      expect(d.writes.mailbox?.type === 'create' && d.writes.mailbox.fields).toBe(pulled)
+    }
   })
 
   test('CrmWinsMerge still works with the extended input', () => {

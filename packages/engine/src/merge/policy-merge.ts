@@ -1,6 +1,7 @@
 import type { DeleteProvenance } from '../contract/replica-adapter.js'
 import type { ItemKind, Fields } from '../model/item.js'
 import { canonicalJson, jsonEqual } from '../util/canonical-json.js'
+import { sharedIfSame } from '../util/deep-freeze.js'
 import type { ConflictRecord, FieldDecision, MergeDecision, MergeInput, MergeStrategy, Side, SideChange } from '../sync/merge-strategy.js'
 import { Sides, otherSide } from '../sync/merge-strategy.js'
 import { type ConflictPolicy, type MergePolicyConfig, parseMergePolicyConfig } from './config.js'
@@ -455,7 +456,7 @@ export class PolicyMerge implements MergeStrategy {
           }
         }
         const sourceFields = source === 'crm' ? plan.crmFields : plan.mailboxFields
-        const full = this.creatable(input, side, { ...(input.base?.fields ?? {}), ...sourceFields, ...fields })
+        const full = sharedIfSame(this.creatable(input, side, { ...(input.base?.fields ?? {}), ...sourceFields, ...fields }), sourceFields)
         if (hasKeys(full)) decision.writes[side] = { type: 'create', fields: full }
       } else if (side === 'mailbox' && plan.leftFilter) {
         if (changes.mailbox?.type !== 'delete') decision.writes.mailbox = { type: 'delete', provenance: 'left-filter' }

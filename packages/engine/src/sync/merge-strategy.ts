@@ -4,6 +4,7 @@ import type { Fields, ItemKind } from '../model/item.js'
 import type { MergeContext } from '../merge/context.js'
 import type { BaseRecord } from '../store/records.js'
 import { jsonEqual } from '../util/canonical-json.js'
+import { sharedIfSame } from '../util/deep-freeze.js'
 
 /** The two sides of a pair. `mailbox` is Exchange, an Outlook client or an IMAP account. */
 export type Side = 'crm' | 'mailbox'
@@ -183,7 +184,8 @@ export class CrmWinsMerge implements MergeStrategy {
         // Create with everything known about the item, not only the changed fields.
         const source = otherSide(side)
         const sourceChange = changes[source]
-        const full = { ...baseFields, ...(sourceChange?.type === 'upsert' ? sourceChange.fields : {}), ...fields }
+        const sourceFields = sourceChange?.type === 'upsert' ? sourceChange.fields : undefined
+        const full = sharedIfSame({ ...baseFields, ...sourceFields, ...fields }, sourceFields)
         if (exists[source] && Object.keys(full).length > 0) decision.writes[side] = { type: 'create', fields: full }
       } else if (Object.keys(fields).length > 0) {
         decision.writes[side] = { type: 'update', fields }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { deepFreeze } from './deep-freeze.js'
+import { deepFreeze, sharedIfSame } from './deep-freeze.js'
 
 describe('deepFreeze', () => {
   it('freezes a value and everything in it, in place, and returns it', () => {
@@ -27,5 +27,28 @@ describe('deepFreeze', () => {
     deepFreeze(holder)
     expect(holder.shared).toBe(shared)
     expect(Object.isFrozen(holder.own[0])).toBe(true)
+  })
+})
+
+describe('sharedIfSame', () => {
+  const to = deepFreeze([{ address: 'a@b.test' }])
+  const source = deepFreeze({ subject: 's', to })
+
+  it('gives the frozen source when the built record holds exactly its members, in its order', () => {
+    expect(sharedIfSame({ subject: 's', to }, source)).toBe(source)
+  })
+
+  it('gives the built record when anything differs: a value (even an equal copy), a member, the order, an unfrozen source', () => {
+    const copy = { subject: 's', to: [{ address: 'a@b.test' }] }
+    expect(sharedIfSame(copy, source)).toBe(copy)
+    const more = { subject: 's', to, body: 'b' }
+    expect(sharedIfSame(more, source)).toBe(more)
+    const fewer = { subject: 's' }
+    expect(sharedIfSame(fewer as typeof source, source)).toBe(fewer)
+    const reordered = { to, subject: 's' }
+    expect(sharedIfSame(reordered, source)).toBe(reordered)
+    const built = { subject: 's', to }
+    expect(sharedIfSame(built, { subject: 's', to })).toBe(built)
+    expect(sharedIfSame(built, undefined)).toBe(built)
   })
 })

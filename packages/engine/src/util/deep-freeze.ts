@@ -14,3 +14,19 @@ export function deepFreeze<T>(value: T): T {
   }
   return value
 }
+
+/**
+ * `source` when it is frozen and holds exactly `built`'s members (the same names in the same order, the
+ * same values), else `built`: a record made from another one keeps the other's object instead of a copy.
+ */
+export function sharedIfSame<T extends object>(built: T, source: T | undefined): T {
+  if (source === undefined || source === built || !Object.isFrozen(source)) return built
+  const names = Object.keys(built)
+  const sourceNames = Object.keys(source)
+  if (names.length !== sourceNames.length) return built
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i]!
+    if (name !== sourceNames[i] || (built as Record<string, unknown>)[name] !== (source as Record<string, unknown>)[name]) return built
+  }
+  return source
+}
