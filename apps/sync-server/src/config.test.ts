@@ -40,11 +40,32 @@ test.each([
   [{ ...valid(), graph: { ...valid().graph, url: 'http://graph.test' } }, 'graph.url'],
   [{ ...valid(), admin: { token: 'short' } }, 'admin.token'],
   [{ ...valid(), typo: true }, '(root)'],
+  [{ ...valid(), store: { cacheSize: 10 } }, 'store'],
   [{ ...valid(), merge: { directions: { contact: { jobTitle: 'sideways' } } } }, 'merge.directions.contact.jobTitle'],
 ])('a bad config names the key (%#)', async (input, key) => {
   const error = await parseServerConfig(input, { env: { CRM_SECRET: 'x' }, baseDir: dir }).catch((e: unknown) => e)
   expect(error).toBeInstanceOf(ConfigError)
   expect((error as ConfigError).key).toBe(key)
+})
+
+test('store.cacheEntries: 5,000 by default, any integer from 0 (no cache) to 1,000,000', async () => {
+  const parse = (store?: unknown) => parseServerConfig({ ...valid(), ...(store === undefined ? {} : { store }) }, { env: { CRM_SECRET: 'x' }, baseDir: dir })
+  expect((await parse()).store).toEqual({ cacheEntries: 5_000 })
+  expect((await parse({})).store).toEqual({ cacheEntries: 5_000 })
+  expect((await parse({ cacheEntries: 20_000 })).store.cacheEntries).toBe(20_000)
+  expect((await parse({ cacheEntries: 0 })).store.cacheEntries).toBe(0)
+})
+
+test.each([
+  [-1, 'config store.cacheEntries: Too small: expected number to be >=0'],
+  [2.5, 'config store.cacheEntries: Invalid input: expected int, received number'],
+  [2_000_000, 'config store.cacheEntries: Too big: expected number to be <=1000000'],
+  ['10000', 'config store.cacheEntries: Invalid input: expected number, received string'],
+])('store.cacheEntries %j is refused with a clear message', async (cacheEntries, message) => {
+  const error = await parseServerConfig({ ...valid(), store: { cacheEntries } }, { env: { CRM_SECRET: 'x' }, baseDir: dir }).catch((e: unknown) => e)
+  expect(error).toBeInstanceOf(ConfigError)
+  expect((error as ConfigError).key).toBe('store.cacheEntries')
+  expect((error as ConfigError).message).toBe(message)
 })
 
 test('a missing environment variable or secret file names the key', async () => {

@@ -119,6 +119,16 @@ export const ServerConfigSchema = z.strictObject({
   }),
   /** Directory of the server's LevelDB (change logs, bases, cursors, server state). */
   dataDir: z.string().min(1),
+  store: z
+    .strictObject({
+      /**
+       * Read-cache entries of each engine store — one per mailbox and one per client-sync user — so the
+       * caches take about (mailboxes + client-sync users) × cacheEntries × ~1.5 KB of heap at most. A
+       * mailbox item takes ~5 entries; a miss costs one LevelDB read. 0 = no cache.
+       */
+      cacheEntries: z.number().int().min(0).max(1_000_000).default(5_000),
+    })
+    .prefault({}),
   scheduler: z
     .strictObject({
       policy: PolicyNameSchema.refine((p) => p !== 'oracle', 'oracle is a simulator-only policy').default('adaptive'),

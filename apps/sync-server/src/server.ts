@@ -370,6 +370,7 @@ export class SyncServer {
         leases: this.leases,
         holder: this.holder,
         leaseTtlMs: this.options.leaseTtlMs ?? 60_000,
+        cacheEntries: c.store.cacheEntries,
         deletionGuard: c.deletionGuard,
         logger: engineLogger(this.log.child({ mailboxId: descriptor.mailboxId })),
         now: this.now,

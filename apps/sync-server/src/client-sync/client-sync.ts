@@ -217,7 +217,7 @@ export class ClientSync {
     if (!store) {
       const fence = this.leases.fence(userId)
       let opening = true // opening writes only the store's format marker (idempotent)
-      store = ReplicaStore.open(this.db.sublevel<string, string>(userPart(userId), { valueEncoding: 'utf8' }) as unknown as StoreDatabase, { beforeWrite: () => opening || fence.assertHeld() })
+      store = ReplicaStore.open(this.db.sublevel<string, string>(userPart(userId), { valueEncoding: 'utf8' }) as unknown as StoreDatabase, { cacheEntries: this.server.config.store.cacheEntries, beforeWrite: () => opening || fence.assertHeld() })
       void store.then(() => (opening = false), () => undefined)
       store.catch(() => this.stores.delete(userId))
       this.stores.set(userId, store)

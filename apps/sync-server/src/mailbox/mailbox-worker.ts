@@ -41,6 +41,8 @@ export interface WorkerEnvironment {
   /** This process's identity as a lease holder. */
   holder: string
   leaseTtlMs: number
+  /** Read-cache entries of the mailbox's engine store (`ReplicaStoreOptions.cacheEntries`; config `store.cacheEntries`). */
+  cacheEntries: number
   deletionGuard?: DeletionGuardThreshold | undefined
   logger: Logger
   now: () => number
@@ -130,7 +132,7 @@ export class MailboxWorker {
     const fence = new Fence(env.now)
     // Opening writes only the store's format marker (idempotent); every later write needs the lease.
     let opening = true
-    const store = await ReplicaStore.open(db, { now: env.now, beforeWrite: () => opening || fence.assertHeld() })
+    const store = await ReplicaStore.open(db, { now: env.now, cacheEntries: env.cacheEntries, beforeWrite: () => opening || fence.assertHeld() })
     opening = false
     return new MailboxWorker(descriptor, store, fence, env, mergeConfig)
   }
