@@ -6,6 +6,7 @@ import { type Fields, hashFields } from '../model/item.js'
 import { deepFreeze } from '../util/deep-freeze.js'
 import { KeyedQueue } from '../util/keyed-queue.js'
 import { assertKeyPart, keys, prefixEnd } from './keys.js'
+import { KnownKeys, type KnownKeysData } from './known-keys.js'
 import { decodeExplain, decodeOutboxEntry, encodeExplain, encodeOutboxEntry, withAgreedFields } from './records.js'
 import type { BaseRecord, ConflictListRecord, ExplainRecord, LinkRecord, LogEntry, OutboxEntry, QuarantineRecord, Snapshot, TombstoneRecord } from './records.js'
 
@@ -83,7 +84,8 @@ export interface StoreCaches {
   readonly cache: ReadonlyMap<string, CacheSlot>
   readonly outboxes: ReadonlyMap<string, ReadonlyMap<string, { raw: string; entry?: OutboxEntry }>>
   readonly tails: ReadonlyMap<ReplicaId, { first: number; entries: readonly LogEntry[] }>
-  readonly known: ReadonlySet<string> | undefined
+  /** The keys outside the cache that may exist (a store that created its database); data after {@link storeCachesToData}. */
+  readonly known: KnownKeys | KnownKeysData | undefined
 }
 
 /**
@@ -95,7 +97,8 @@ export function storeCachesToData(caches: StoreCaches): StoreCaches {
   for (const [key, slot] of caches.cache) cache.set(key, slot !== null && typeof slot === 'object' ? rawOf(slot) : slot)
   const outboxes = new Map<string, Map<string, { raw: string }>>()
   for (const [prefix, outbox] of caches.outboxes) outboxes.set(prefix, new Map([...outbox].map(([key, slot]) => [key, { raw: slot.raw }])))
-  return { ...caches, cache, outboxes }
+  const known = caches.known instanceof KnownKeys ? caches.known.toData() : caches.known
+  return { ...caches, cache, outboxes, known }
 }
 
 /** The string a decoded cache slot stands for. */
@@ -230,11 +233,11 @@ export class ReplicaStore {
   private batchesStarted = 0
   /**
    * Set when this store created its database (it was empty at open): every point key it may hold is
-   * one this store wrote, so a key neither cached nor in this set is absent without asking the
+   * one this store wrote, so a key neither cached nor known here is absent without asking the
    * database. Only keys outside the cache need to be here: a written key joins when the cache
-   * evicts it (or when the cache could not take it), which spares every write a lookup in this set.
+   * evicts it (or when the cache could not take it), which spares every write a lookup here.
    */
-  private known: Set<string> | undefined
+  private known: KnownKeys | undefined
   private readonly groupCommit: boolean
   /** Group commit: operations applied to the caches, not yet in the database (in write order). */
   private pending: BatchOp[] = []
@@ -268,7 +271,7 @@ export class ReplicaStore {
       store.resume(options.resumeCaches)
     }
     if (meta === undefined) {
-      if (store.cacheLimit > 0) store.known = new Set()
+      if (store.cacheLimit > 0) store.known = KnownKeys.empty(store.cacheLimit)
       await store.write([{ type: 'put', key: keys.meta(), value: JSON.stringify({ format: STORE_FORMAT }) }])
     } else {
       const format = (JSON.parse(meta) as { format?: unknown }).format
@@ -314,7 +317,7 @@ export class ReplicaStore {
     if (from.cacheLimit !== this.cacheLimit || this.cacheLimit <= 0) return
     for (const [key, value] of from.cache) this.cache.set(key, value)
     for (const [prefix, outbox] of from.outboxes) this.outboxes.set(prefix, new Map([...outbox].map(([key, slot]) => [key, { ...slot }])))
-    this.known = from.known && new Set(from.known)
+    this.known = from.known instanceof KnownKeys ? from.known.copy() : from.known && KnownKeys.fromData(from.known)
   }
 
   /**
@@ -420,7 +423,6 @@ export class ReplicaStore {
       if (isLogKey(key)) continue // log entries: see `tails`
       const value = op.type === 'put' ? op.value : null
       this.rememberWritten(key, value !== null && op.decoded !== undefined && op.encode ? { value: op.decoded, encode: op.encode } : value)
-      if (value === null) this.known?.delete(key)
       const prefix = outboxPrefixOf(key)
       const outbox = prefix === undefined ? undefined : this.outboxes.get(prefix)
       if (outbox) {
@@ -506,7 +508,7 @@ export class ReplicaStore {
       const key = keyList[i]!
       const hit = this.cache.get(key)
       if (hit === undefined) {
-        if (known === undefined || known.has(key)) (missing ??= []).push(i)
+        if (known === undefined || known.mayHave(key)) (missing ??= []).push(i)
       } else if (typeof hit === 'string') {
         const value = deepFreeze(decode(hit))
         this.cache.set(key, { raw: hit, value }) // (an existing key: its place in the eviction order stays)
