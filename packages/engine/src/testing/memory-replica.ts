@@ -27,7 +27,8 @@ export interface RemoteRecord {
 export interface MemoryRemoteState {
   name: string
   records: Map<NativeId, RemoteRecord>
-  changes: Array<{ seq: number; nativeId: NativeId }>
+  /** The change feed: the record changed by change n at index n − 1. */
+  changes: NativeId[]
   seq: number
   nextId: number
   versionCounter: number
@@ -43,7 +44,8 @@ export interface MemoryRemoteState {
  */
 export class MemoryRemote {
   readonly records = new Map<NativeId, RemoteRecord>()
-  private changes: Array<{ seq: number; nativeId: NativeId }> = []
+  /** The change feed from seq 1 on, in order: the record changed by change n at index n − 1 (its seq is its place). */
+  private changes: NativeId[] = []
   private seq = 0
   private nextId = 1
   private versionCounter = 1
@@ -99,7 +101,8 @@ export class MemoryRemote {
   }
 
   private bump(nativeId: NativeId): void {
-    this.changes.push({ seq: ++this.seq, nativeId })
+    this.changes.push(nativeId)
+    this.seq++
   }
 
   private newVersion(): Version {
@@ -110,9 +113,13 @@ export class MemoryRemote {
     return this.seq
   }
 
-  changesAfter(seq: number): Array<{ seq: number; nativeId: NativeId }> {
-    // the feed keeps every change from seq 1 on, in order: change n is at index n − 1
-    return this.changes.slice(Math.max(0, Math.min(this.changes.length, Math.floor(seq))))
+  /** The changes after `seq`, oldest first, at most `limit` of them. */
+  changesAfter(seq: number, limit = Infinity): Array<{ seq: number; nativeId: NativeId }> {
+    const from = Math.max(0, Math.min(this.changes.length, Math.floor(seq)))
+    const to = Math.min(this.changes.length, from + limit)
+    const out: Array<{ seq: number; nativeId: NativeId }> = []
+    for (let i = from; i < to; i++) out.push({ seq: i + 1, nativeId: this.changes[i]! })
+    return out
   }
 
   create(kind: ItemKind, fields: Fields, concordId?: ConcordId, meta?: RecordMeta): NativeId {
@@ -337,8 +344,7 @@ export class MemoryReplicaAdapter implements ReplicaAdapter {
       const last = slice.at(-1) ?? state.after
       page = { changes, hasMore: !done, fullListing: true, nextCursor: done ? formatCursor({ e: state.e, s: state.at }) : formatCursor({ e: state.e, full: true, at: state.at, after: last }) }
     } else {
-      const pending = this.remote.changesAfter(state.s)
-      const slice = pending.slice(0, limit)
+      const slice = this.remote.changesAfter(state.s, limit)
       const seen = new Set<NativeId>()
       const changes: RemoteChange[] = []
       for (const { nativeId } of slice) {
