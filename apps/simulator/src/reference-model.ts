@@ -1,4 +1,4 @@
-import { type Direction, type Fields, type ItemKind, deepFreeze, isTracked, jsonEqual } from '@concord/engine'
+import { type Direction, type Fields, type ItemKind, deepFreeze, isTracked, jsonEqual, sharedIfSame, sharedOrCopy } from '@concord/engine'
 import type { WorkloadSide } from './workload.js'
 
 /** One write of the workload not yet synced: its value and when it was made. */
@@ -104,9 +104,6 @@ const NO_FIELDS: Fields = deepFreeze({})
 /** `fields` if this item owns it, else (frozen: maybe shared) a copy of it to write to. */
 export const writableFields = (fields: Fields): Fields => (Object.isFrozen(fields) ? { ...fields } : fields)
 
-/** `fields` if frozen (shared, copied on write), else a copy: for a second item, a fork's, to own. */
-export const sharedFields = (fields: Fields): Fields => (Object.isFrozen(fields) ? fields : { ...fields })
-
 /**
  * A new model item: created by a person on `side`. Every member is there from the start (the optional
  * ones undefined), so all items share one shape however their lives go, and the model's hot loops
@@ -120,7 +117,7 @@ export function modelCreate(kind: ItemKind, side: WorkloadSide, fields: Fields, 
     deleted: false,
     present: { crm: side === 'crm', mailbox: side === 'mailbox' },
     base: NO_FIELDS,
-    sides: { crm: side === 'crm' ? sharedFields(fields) : NO_FIELDS, mailbox: side === 'mailbox' ? sharedFields(fields) : NO_FIELDS },
+    sides: { crm: side === 'crm' ? sharedOrCopy(fields) : NO_FIELDS, mailbox: side === 'mailbox' ? sharedOrCopy(fields) : NO_FIELDS },
     touched: { crm: side === 'crm', mailbox: side === 'mailbox' },
     modifiedAt: { crm: t, mailbox: t },
     deletedBy: undefined,
@@ -200,8 +197,7 @@ export function settleModel(items: ReadonlyMap<string, ModelItem>, dirty: Set<st
           // an e-mail created from the CRM carries all of its content
           if (flowsTo(to, direction) || (to === 'mailbox' && kind === 'email' && direction !== 'none')) created[name] = value
         }
-        const all = Object.isFrozen(item.sides[from]) && Object.keys(created).length === Object.keys(item.sides[from]).length
-        item.sides[to] = item.base = all ? item.sides[from] : deepFreeze(created) // (shared, copied on write)
+        item.sides[to] = item.base = deepFreeze(sharedIfSame(created, item.sides[from])) // (shared, copied on write)
         item.present[to] = true
         item.linked = true
       }

@@ -1,12 +1,12 @@
 import { cp, readFile, rm, writeFile } from 'node:fs/promises'
 import { deserialize, serialize } from 'node:v8'
-import { type ConcordId, type MergeStrategy, type NativeId, type ReplicaStore, type SeededRandom, type StoreCaches, type StoreDatabase, SyncPair, asPairId, asReplicaId, concordIdFor, deepFreeze, jsonEqual, openMemoryStore, openMemoryStoreCopy, seededRandom, storeCachesFromData, storeCachesToData } from '@concord/engine'
+import { type ConcordId, type MergeStrategy, type NativeId, type ReplicaStore, type SeededRandom, type StoreCaches, type StoreDatabase, SyncPair, asPairId, asReplicaId, concordIdFor, deepFreeze, jsonEqual, openMemoryStore, openMemoryStoreCopy, seededRandom, sharedOrCopy, storeCachesFromData, storeCachesToData } from '@concord/engine'
 import { openLevelStore, settleLevelStore } from '@concord/engine/node'
 import { initialSync } from './driver.js'
 import { storeCacheEntriesPerMailbox } from './memory-budget.js'
 import { TimedHeap } from './heap.js'
 import type { MailboxShard } from './policy-run.js'
-import { type MergeModel, type ModelItem, modelCreate, modelWrite, settleModel, sharedFields } from './reference-model.js'
+import { type MergeModel, type ModelItem, modelCreate, modelWrite, settleModel } from './reference-model.js'
 import { mixSeed, normal } from './rng.js'
 import { newStoreDir, removeStoreDir } from './store-dirs.js'
 import { DATAVERSE_LIMIT, GRAPH_LIMIT, type ServiceLimit, type SimAdapterState, type SimRemoteState, SimAdapter, SimRemote } from './sim-remote.js'
@@ -515,8 +515,8 @@ function cloneItem(item: ItemState): ItemState {
   return {
     ...item,
     present: { ...item.present },
-    base: sharedFields(item.base),
-    sides: { crm: sharedFields(item.sides.crm), mailbox: sharedFields(item.sides.mailbox) },
+    base: sharedOrCopy(item.base),
+    sides: { crm: sharedOrCopy(item.sides.crm), mailbox: sharedOrCopy(item.sides.mailbox) },
     touched: { ...item.touched },
     modifiedAt: { ...item.modifiedAt },
     kept: item.kept && new Set(item.kept),

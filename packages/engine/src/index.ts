@@ -15,7 +15,7 @@ export { SyncPair, type SyncPairOptions, type CycleReport, type CycleOptions } f
 export { pullRound, type PullRoundOptions, type PullRoundResult } from './sync/pull-round.js'
 export * from './sync/merge-strategy.js'
 export { canonicalJson, jsonEqual } from './util/canonical-json.js'
-export { deepFreeze } from './util/deep-freeze.js'
+export { deepFreeze, sharedIfSame, sharedOrCopy } from './util/deep-freeze.js'
 export { stableHash } from './util/hash.js'
 export { openMemoryStore, openMemoryStoreCopy } from './store/open-memory.js'
 export * from './merge/index.js'

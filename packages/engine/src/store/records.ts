@@ -1,6 +1,7 @@
 import type { DeleteProvenance, PushOp, RecordMeta } from '../contract/replica-adapter.js'
 import type { ConcordId, NativeId, OpId, PairId, ReplicaId, Version } from '../ids.js'
 import type { Fields, ItemKind } from '../model/item.js'
+import { sharedOrCopy } from '../util/deep-freeze.js'
 
 /** One entry of a replica's append-only change log: a record that really changed. */
 export interface LogEntry {
@@ -69,7 +70,7 @@ export function withAgreedFields(base: BaseRecord | undefined, kind: ItemKind, a
   for (const name of Object.keys(agreed)) fieldVersions[name] = (fieldVersions[name] ?? 0) + 1
   if (base) return { ...base, fields: { ...base.fields, ...agreed }, fieldVersions, versions: { ...base.versions } }
   // a first agreement keeps frozen fields as they are: shared with the push that carried them, not a copy
-  return { kind, fields: Object.isFrozen(agreed) ? agreed : { ...agreed }, fieldVersions, versions: {} }
+  return { kind, fields: sharedOrCopy(agreed), fieldVersions, versions: {} }
 }
 
 /** Fields kept for the user to resolve (`keep-both`), per item. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { deepFreeze, sharedIfSame } from './deep-freeze.js'
+import { deepFreeze, sharedIfSame, sharedOrCopy } from './deep-freeze.js'
 
 describe('deepFreeze', () => {
   it('freezes a value and everything in it, in place, and returns it', () => {
@@ -50,5 +50,17 @@ describe('sharedIfSame', () => {
     const built = { subject: 's', to }
     expect(sharedIfSame(built, { subject: 's', to })).toBe(built)
     expect(sharedIfSame(built, undefined)).toBe(built)
+  })
+})
+
+describe('sharedOrCopy', () => {
+  it('gives a frozen record itself and an unfrozen one a shallow copy the caller owns', () => {
+    const frozen = deepFreeze({ subject: 's' })
+    expect(sharedOrCopy(frozen)).toBe(frozen)
+    const mine: Record<string, unknown> = { subject: 's', to: [] }
+    const copy = sharedOrCopy(mine)
+    expect(copy).not.toBe(mine)
+    expect(copy).toEqual(mine)
+    expect(copy.to).toBe(mine.to)
   })
 })

@@ -15,6 +15,11 @@ export function deepFreeze<T>(value: T): T {
   return value
 }
 
+/** `record` itself when frozen (nobody can change it, so it may be shared), else a shallow copy for the caller to own. */
+export function sharedOrCopy<T extends Partial<Record<string, unknown>>>(record: T): T {
+  return Object.isFrozen(record) ? record : { ...record }
+}
+
 /**
  * `source` when it is frozen and holds exactly `built`'s members (the same names in the same order, the
  * same values), else `built`: a record made from another one keeps the other's object instead of a copy.
